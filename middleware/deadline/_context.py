@@ -1,0 +1,157 @@
+"""The deadline context: how much time the current unit of work has left.
+
+A :class:`Deadline` is an absolute point on the monotonic clock. The active one lives
+in a :class:`contextvars.ContextVar`, so it follows the request into asyncio tasks
+for free, and into threads started through :func:`propagate` or
+:class:`DeadlineExecutor`. Outbound instrumentors read :func:`remaining` to bound
+every call: Python cannot stop a running thread, so that is what really ends work.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+__all__ = [
+    "DEADLINE_HEADER",
+    "Deadline",
+    "DeadlineExceeded",
+    "DeadlineExecutor",
+    "activate",
+    "check",
+    "current",
+    "propagate",
+    "remaining",
+    "reset",
+    "scope",
+]
+
+#: The Bastion header carrying a relative budget in milliseconds, read inbound
+#: (from anyone: it may only shorten the budget) and sent outbound by the HTTP guard.
+DEADLINE_HEADER = "X-Bastion-Timeout-Ms"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_monotonic = time.monotonic
+
+
+class DeadlineExceeded(TimeoutError):
+    """The current deadline has passed.
+
+    A :class:`TimeoutError`, so code that already handles timeouts handles it too.
+    """
+
+    def __init__(self, message: str = "deadline exceeded", deadline: Deadline | None = None):
+        super().__init__(message)
+        self.deadline = deadline
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """An absolute expiry on the monotonic clock, with the budget it started from."""
+
+    expires_at: float
+    budget: float
+    source: str = "scope"
+
+    @classmethod
+    def after(cls, seconds: float, source: str = "scope") -> Deadline:
+        return cls(_monotonic() + seconds, seconds, source)
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        left = self.expires_at - _monotonic()
+        return left if left > 0.0 else 0.0
+
+    @property
+    def expired(self) -> bool:
+        return _monotonic() >= self.expires_at
+
+    def earliest(self, other: Deadline | None) -> Deadline:
+        return self if other is None or self.expires_at <= other.expires_at else other
+
+
+_current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "bastion_deadline", default=None
+)
+
+
+def current() -> Deadline | None:
+    """The active deadline, or None outside one."""
+    return _current.get()
+
+
+def remaining() -> float | None:
+    """Seconds left before the active deadline (0.0 once passed), or None outside one."""
+    deadline = _current.get()
+    if deadline is None:
+        return None
+    left = deadline.expires_at - _monotonic()
+    return left if left > 0.0 else 0.0
+
+
+def check() -> None:
+    """Raise :class:`DeadlineExceeded` if the active deadline has passed."""
+    deadline = _current.get()
+    if deadline is not None and _monotonic() >= deadline.expires_at:
+        raise DeadlineExceeded(
+            f"deadline of {deadline.budget:.3f}s ({deadline.source}) exceeded", deadline
+        )
+
+
+def activate(deadline: Deadline) -> contextvars.Token[Deadline | None]:
+    """Make ``deadline`` current, or keep the current one if it is earlier.
+
+    Returns the token for :func:`reset`. Middlewares use this pair; code uses :func:`scope`.
+    """
+    return _current.set(deadline.earliest(_current.get()))
+
+
+def reset(token: contextvars.Token[Deadline | None]) -> None:
+    _current.reset(token)
+
+
+@contextmanager
+def scope(seconds: float, source: str = "scope") -> Iterator[Deadline]:
+    """Run a block under a deadline of ``seconds``; nested scopes keep the earliest.
+
+    For work outside HTTP requests: Pub/Sub push handlers, batch jobs, CLI scripts::
+
+        with deadline.scope(120):
+            client.query(sql).result()   # bounded by the 120 s budget
+    """
+    if seconds != seconds:  # NaN
+        raise ValueError("deadline seconds must be a number, not NaN")
+    token = activate(Deadline.after(max(0.0, float(seconds)), source))
+    try:
+        yield _current.get()  # type: ignore[misc]
+    finally:
+        _current.reset(token)
+
+
+def propagate(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap ``fn`` so it runs in a copy of the caller's context (deadline included).
+
+    ``threading.Thread(target=deadline.propagate(work)).start()``
+    """
+    context = contextvars.copy_context()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return context.run(fn, *args, **kwargs)
+
+    return run
+
+
+class DeadlineExecutor(ThreadPoolExecutor):
+    """A ThreadPoolExecutor whose tasks see the submitter's deadline (and every
+    other context variable), like ``asyncio.to_thread`` does."""
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        context = contextvars.copy_context()
+        return super().submit(context.run, fn, *args, **kwargs)
