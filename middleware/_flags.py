@@ -220,3 +220,14 @@ def url_path(name: str, raw: str) -> str:
     if value and not value.startswith("/"):
         raise FlagError(name, raw, "a URL path starting with /, or empty")
     return value
+
+
+def header_winners(name: str, raw: str) -> dict[str, str]:
+    """``header=app|bastion`` pairs: who wins when the app sets a header Bastion sends."""
+    found: dict[str, str] = {}
+    for item in comma_list(name, raw):
+        header, sep, winner = (part.strip().lower() for part in item.partition("="))
+        if not sep or winner not in ("app", "bastion") or not re.fullmatch(r"[a-z0-9-]+", header):
+            raise FlagError(name, raw, "a comma list of header=app|bastion", f"{item!r}")
+        found[header] = winner
+    return found

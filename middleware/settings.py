@@ -65,6 +65,13 @@ class Settings:
         (),
         "Paths (exact, or prefix ending in `/`) that get no security headers.",
     )
+    headers_merge: dict[str, str] = _flag(
+        "BASTION_HEADERS_MERGE",
+        p.header_winners,
+        {},
+        "Who wins when the app also sets a header Bastion sends: comma list of "
+        "`name=app` / `name=bastion` (defaults: see Security headers).",
+    )
     hsts_max_age: int = _flag(
         "BASTION_HSTS_MAX_AGE",
         p.integer(),
