@@ -1,0 +1,369 @@
+"""``configure()``: OpenTelemetry for a Bastion-wrapped service in one call at startup.
+
+    from instrumentation.telemetry import configure
+    configure()  # before protect(app) and the instrumentors
+
+It installs a TracerProvider, a MeterProvider and a LoggerProvider (so log records carry
+the trace and span ids of the request that wrote them) and picks exporters from the
+standard variables:
+
+``OTEL_SERVICE_NAME``
+    Service name; falls back to ``K_SERVICE`` (Cloud Run, through the Bastion settings).
+``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` / ``OTEL_LOGS_EXPORTER``
+    Comma lists of ``console``, ``otlp`` (OTLP/HTTP; ``OTEL_EXPORTER_OTLP_*`` are read by
+    the exporter itself), ``gcp`` (Cloud Trace and Cloud Monitoring, extra ``gcp``; for logs
+    ``gcp`` means "stdout is Cloud Logging": nothing is added) or ``none``. Unset, they are
+    ``otlp`` when an OTLP endpoint variable is set and ``none`` otherwise: unlike the bare
+    SDK, a service without a collector does not log an export error every few seconds.
+``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_BSP_*``, ``OTEL_TRACES_SAMPLER``...
+    Read by the SDK's own processors and readers.
+``BASTION_TELEMETRY_JSONL``
+    A path: spans, metrics and logs are also appended there as JSON lines
+    (:mod:`instrumentation._jsonl`); the demo's default.
+
+With ``gcp`` it also detects the Cloud Run (or GKE, GCE...) resource from the metadata
+server and reads and writes ``X-Cloud-Trace-Context`` besides ``traceparent``, unless
+``OTEL_PROPAGATORS`` says otherwise. The GCP packages are imported only then.
+
+Histograms get bucket boundaries that suit their units (seconds up to BigQuery's 600 s
+class, bytes from BigQuery's 10 MB minimum bill to 10 TB); the SDK's default buckets are
+milliseconds-shaped and would put every query in the first two.
+
+Everything is flushed at interpreter exit (the SDK's atexit hooks) and by
+:meth:`Telemetry.shutdown`; gunicorn workers flush through the hooks in
+``middleware.deadline.gunicorn`` (see ``deploy/gunicorn.conf.py``), which call
+:func:`flush` through the global providers. ``configure()`` is idempotent: later calls
+return the first handle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry._logs import set_logger_provider
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    ConsoleLogRecordExporter,
+    LogRecordExporter,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from instrumentation._jsonl import (
+    JsonLinesFile,
+    JsonLinesLogExporter,
+    JsonLinesMetricExporter,
+    JsonLinesSpanExporter,
+)
+from middleware.settings import FlagError, Settings, SettingsError, get_settings
+
+__all__ = ["HISTOGRAM_BUCKETS", "Telemetry", "configure", "current", "flush"]
+
+log = logging.getLogger("bastion.telemetry")
+
+EXPORTERS = ("console", "otlp", "gcp", "none")
+
+#: Bucket boundaries of Bastion's histograms, by instrument name.
+HISTOGRAM_BUCKETS: Mapping[str, tuple[float, ...]] = {
+    "bastion.bigquery.duration": (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200),
+    "bastion.bigquery.bytes_billed": (0, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13),
+}
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """What :func:`configure` installed."""
+
+    resource: Resource
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    logger_provider: LoggerProvider
+    traces_exporters: tuple[str, ...]
+    metrics_exporters: tuple[str, ...]
+    logs_exporters: tuple[str, ...]
+    jsonl_path: str
+    #: The exporter objects, JSON-lines ones first (for inspection and tests).
+    span_exporters: tuple[SpanExporter, ...] = ()
+    metric_exporters: tuple[MetricExporter, ...] = ()
+    log_exporters: tuple[LogRecordExporter, ...] = ()
+
+    @property
+    def service_name(self) -> str:
+        return str(self.resource.attributes.get("service.name", ""))
+
+    def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        """Export everything buffered now (spans, metrics, logs); True if all succeeded."""
+        results = [
+            self.tracer_provider.force_flush(timeout_millis),
+            self.meter_provider.force_flush(timeout_millis),
+            self.logger_provider.force_flush(timeout_millis),
+        ]
+        return all(results)
+
+    def shutdown(self) -> None:
+        """Flush and stop every exporter. Safe to call more than once."""
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+        self.logger_provider.shutdown()
+
+
+_lock = threading.Lock()
+_current: Telemetry | None = None
+
+
+def current() -> Telemetry | None:
+    """The handle of the first :func:`configure` call in this process, if any."""
+    return _current
+
+
+def flush(timeout_millis: int = 10_000) -> bool:
+    """Flush whatever providers are installed globally (ours or another configurator's)."""
+    ok = True
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        force = getattr(provider, "force_flush", None)
+        if callable(force):
+            ok = bool(force(timeout_millis)) and ok
+    if _current is not None:
+        ok = _current.logger_provider.force_flush(timeout_millis) and ok
+    return ok
+
+
+def configure(
+    service_name: str | None = None,
+    settings: Settings | None = None,
+    *,
+    traces_exporter: str | None = None,
+    metrics_exporter: str | None = None,
+    logs_exporter: str | None = None,
+    jsonl_path: str | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
+) -> Telemetry:
+    """Install tracing, metrics and log correlation for this process (idempotent).
+
+    Keyword arguments win over the variables they name: ``traces_exporter`` over
+    ``OTEL_TRACES_EXPORTER`` (same comma-list form), ``jsonl_path`` over
+    ``BASTION_TELEMETRY_JSONL``. An unknown exporter name raises :class:`SettingsError`
+    at startup, naming the variable.
+    """
+    global _current
+    with _lock:
+        if _current is not None:
+            return _current
+        settings = settings if settings is not None else get_settings()
+        env = os.environ
+        traces = _exporter_names("OTEL_TRACES_EXPORTER", traces_exporter, env, "TRACES")
+        metric_names = _exporter_names("OTEL_METRICS_EXPORTER", metrics_exporter, env, "METRICS")
+        logs = _exporter_names("OTEL_LOGS_EXPORTER", logs_exporter, env, "LOGS")
+        path = settings.telemetry_jsonl_path if jsonl_path is None else jsonl_path
+        on_gcp = "gcp" in traces or "gcp" in metric_names
+
+        resource = _resource(service_name, settings, resource_attributes, on_gcp)
+        sink = JsonLinesFile(path) if path else None
+
+        tracer_provider = TracerProvider(resource=resource)
+        span_exporters = _span_exporters(traces, resource, sink)
+        for span_exporter in span_exporters:
+            tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+
+        metric_exporters = _metric_exporters(metric_names, sink)
+        readers: list[MetricReader] = [
+            PeriodicExportingMetricReader(exporter) for exporter in metric_exporters
+        ]
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=_views())
+
+        logger_provider = LoggerProvider(resource=resource)
+        log_exporters = _log_exporters(logs, sink)
+        for log_exporter in log_exporters:
+            logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+        set_logger_provider(logger_provider)
+        if on_gcp and "OTEL_PROPAGATORS" not in env:
+            _install_gcp_propagator()
+        _correlate_logs(tracer_provider, export=bool(log_exporters))
+
+        _current = Telemetry(
+            resource=resource,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            logger_provider=logger_provider,
+            traces_exporters=traces,
+            metrics_exporters=metric_names,
+            logs_exporters=logs,
+            jsonl_path=path,
+            span_exporters=tuple(span_exporters),
+            metric_exporters=tuple(metric_exporters),
+            log_exporters=tuple(log_exporters),
+        )
+        log.info(
+            "telemetry for %s: traces=%s metrics=%s logs=%s jsonl=%s",
+            _current.service_name,
+            ",".join(traces) or "none",
+            ",".join(metric_names) or "none",
+            ",".join(logs) or "none",
+            path or "-",
+        )
+        return _current
+
+
+# --- exporter choice -------------------------------------------------------------------
+
+
+def _exporter_names(
+    variable: str, override: str | None, env: Mapping[str, str], signal: str
+) -> tuple[str, ...]:
+    raw = override if override is not None else env.get(variable)
+    if raw is None:
+        endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
+            f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"
+        )
+        return ("otlp",) if endpoint else ()
+    names = tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+    unknown = [n for n in names if n not in EXPORTERS]
+    if unknown:
+        raise SettingsError([FlagError(variable, raw, " | ".join(EXPORTERS))])
+    return tuple(n for n in names if n != "none")
+
+
+def _span_exporters(
+    names: tuple[str, ...], resource: Resource, sink: JsonLinesFile | None
+) -> list[SpanExporter]:
+    found: list[SpanExporter] = [JsonLinesSpanExporter(sink)] if sink else []
+    for name in names:
+        if name == "console":
+            found.append(ConsoleSpanExporter())
+        elif name == "otlp":
+            otlp = _optional("opentelemetry.exporter.otlp.proto.http.trace_exporter", "otlp")
+            found.append(otlp.OTLPSpanExporter())
+        elif name == "gcp":
+            cloud_trace = _optional("opentelemetry.exporter.cloud_trace", "gcp")
+            found.append(cloud_trace.CloudTraceSpanExporter(project_id=_gcp_project(resource)))
+    return found
+
+
+def _metric_exporters(names: tuple[str, ...], sink: JsonLinesFile | None) -> list[MetricExporter]:
+    found: list[MetricExporter] = [JsonLinesMetricExporter(sink)] if sink else []
+    for name in names:
+        if name == "console":
+            found.append(ConsoleMetricExporter())
+        elif name == "otlp":
+            otlp = _optional("opentelemetry.exporter.otlp.proto.http.metric_exporter", "otlp")
+            found.append(otlp.OTLPMetricExporter())
+        elif name == "gcp":
+            monitoring = _optional("opentelemetry.exporter.cloud_monitoring", "gcp")
+            # Several Cloud Run instances write the same series: the unique label keeps
+            # Cloud Monitoring from refusing points written less than 5 s apart.
+            found.append(monitoring.CloudMonitoringMetricsExporter(add_unique_identifier=True))
+    return found
+
+
+def _log_exporters(names: tuple[str, ...], sink: JsonLinesFile | None) -> list[LogRecordExporter]:
+    found: list[LogRecordExporter] = [JsonLinesLogExporter(sink)] if sink else []
+    for name in names:
+        if name == "console":
+            found.append(ConsoleLogRecordExporter())
+        elif name == "otlp":
+            otlp = _optional("opentelemetry.exporter.otlp.proto.http._log_exporter", "otlp")
+            found.append(otlp.OTLPLogExporter())
+        # "gcp": Cloud Run sends stdout/stderr to Cloud Logging; nothing to add.
+    return found
+
+
+def _optional(module: str, extra: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"{module} is missing: install Bastion's extra (pip install 'bastion[{extra}]')"
+        ) from error
+
+
+# --- resource, views, propagation, logs ------------------------------------------------
+
+
+def _resource(
+    service_name: str | None,
+    settings: Settings,
+    extra: Mapping[str, str] | None,
+    on_gcp: bool,
+) -> Resource:
+    name = service_name or os.environ.get("OTEL_SERVICE_NAME") or settings.service_name
+    attributes: dict[str, str] = {
+        "service.name": name,
+        # One series per process: Prometheus and Cloud Monitoring need it to tell
+        # gunicorn workers and Cloud Run instances apart.
+        "service.instance.id": str(uuid.uuid4()),
+        **(extra or {}),
+    }
+    resource = Resource.create(attributes)
+    if on_gcp:
+        detector = _optional("opentelemetry.resourcedetector.gcp_resource_detector", "gcp")
+        detected = detector.GoogleCloudResourceDetector(raise_on_error=False).detect()
+        resource = detected.merge(resource)
+    return resource
+
+
+def _gcp_project(resource: Resource) -> str | None:
+    project = resource.attributes.get("cloud.account.id") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    return str(project) if project else None
+
+
+def _views() -> list[View]:
+    return [
+        View(
+            instrument_name=name,
+            aggregation=ExplicitBucketHistogramAggregation(boundaries=buckets),
+        )
+        for name, buckets in HISTOGRAM_BUCKETS.items()
+    ]
+
+
+def _install_gcp_propagator() -> None:
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagate import set_global_textmap
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    cloud_trace = _optional("opentelemetry.propagators.cloud_trace_propagator", "gcp")
+    set_global_textmap(
+        CompositePropagator(
+            [
+                cloud_trace.CloudTraceFormatPropagator(),
+                TraceContextTextMapPropagator(),  # later wins: traceparent when both arrive
+                W3CBaggagePropagator(),
+            ]
+        )
+    )
+
+
+def _correlate_logs(tracer_provider: TracerProvider, *, export: bool) -> None:
+    """Trace and span ids on every log record (``%(otelTraceID)s``, ``%(otelSpanID)s``),
+    and, when a log exporter is configured, a handler on the root logger sending records
+    to it. opentelemetry-instrumentation-logging does both."""
+    from opentelemetry.instrumentation.logging import LoggingInstrumentor
+
+    LoggingInstrumentor().instrument(
+        tracer_provider=tracer_provider,
+        inject_trace_context=True,
+        enable_log_auto_instrumentation=export,
+    )
