@@ -3,7 +3,7 @@
 The layers, outermost first, and why in that order:
 
 1. security headers: so that every answer below, Bastion's own 403/429/504 included,
-   carries them;
+   carries them (when the CORS layer sits directly inside, both run as one pass);
 2. the CSP/Reporting API intake (when ``BASTION_CSP_REPORT_PATH`` is set): browsers
    post reports without CORS, so it answers before the CORS layer;
 3. CORS: a preflight is answered here and never reaches the app or uses its budget;
@@ -44,6 +44,10 @@ def protect(
     flask_wsgi = getattr(app, "wsgi_app", None)
     if flask_wsgi is not None and callable(flask_wsgi):
         app.wsgi_app = wrap_wsgi(flask_wsgi, settings, table)  # type: ignore[attr-defined]
+        if hasattr(app, "add_template_global"):  # Jinja: {{ csp_nonce() }}
+            from middleware.flask import init_app
+
+            init_app(app)
         return app
     if is_asgi(app):
         return wrap_asgi(app, settings, table)  # type: ignore[no-any-return]

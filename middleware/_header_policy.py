@@ -1,0 +1,364 @@
+"""The security headers Bastion sends, built once with ``secure``'s builders, and the
+single pass that merges them into an app's response.
+
+Per response, only three things vary: whether the request came over HTTPS (HSTS),
+the CSP nonce (``html`` preset) and the CORS answer. Everything else (names, values,
+who wins each header, in both ``str`` for WSGI and ``bytes`` for ASGI) is computed
+at startup into a :class:`HeaderEditor`.
+
+Merge rules, per header name (case-insensitive):
+
+* *ungoverned* (any header Bastion does not send): passed through untouched, in
+  order, every occurrence (several ``Set-Cookie`` included);
+* *app wins*: if the app set it, every app occurrence is kept and Bastion's is not
+  added; otherwise Bastion's is added;
+* *Bastion wins*: the app's occurrences are dropped and Bastion's value is added once;
+* ``Server`` and ``X-Powered-By``: dropped (Bastion wins with no value).
+
+:data:`DEFAULT_WINNERS` holds the defaults; ``BASTION_HEADERS_MERGE`` changes them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
+
+from secure import (
+    CacheControl,
+    ContentSecurityPolicy,
+    CrossOriginOpenerPolicy,
+    CrossOriginResourcePolicy,
+    CustomHeader,
+    ReferrerPolicy,
+    StrictTransportSecurity,
+    XContentTypeOptions,
+    XFrameOptions,
+    XPermittedCrossDomainPolicies,
+)
+from secure.headers import BaseHeader
+
+from middleware._cors_policy import ACCESS_CONTROL_HEADERS
+from middleware.routes import Route
+from middleware.settings import IPNetwork, Settings
+
+__all__ = [
+    "DEFAULT_WINNERS",
+    "NONCE_KEY",
+    "REMOVED",
+    "HeaderEditor",
+    "Plan",
+    "TrustedProxies",
+    "cors_plan",
+    "header_plan",
+]
+
+NONCE_KEY = "bastion.csp_nonce"
+"""WSGI environ key and ASGI scope key holding the request's CSP nonce (html preset)."""
+
+REPORT_GROUP = "csp-endpoint"
+_PLACEHOLDER = "bastionNoncePlaceholder"  # base64 alphabet, so secure's nonce() accepts it
+
+# Who wins when the app also sets a header Bastion sends. The app wins where a route
+# can have a legitimate reason to differ (a docs page with its own CSP, a public image
+# with CORP cross-origin, an OAuth popup with COOP same-origin-allow-popups, a
+# cacheable response); Bastion wins where a different value is only ever a weakening
+# (nosniff has one value; HSTS is a property of the deployment, not of one response).
+DEFAULT_WINNERS: Mapping[str, str] = {
+    "content-security-policy": "app",
+    "content-security-policy-report-only": "app",
+    "reporting-endpoints": "app",
+    "cache-control": "app",
+    "x-frame-options": "app",
+    "referrer-policy": "app",
+    "cross-origin-opener-policy": "app",
+    "cross-origin-resource-policy": "app",
+    "strict-transport-security": "bastion",
+    "x-content-type-options": "bastion",
+    "x-permitted-cross-domain-policies": "bastion",
+}
+REMOVED = ("server", "x-powered-by")
+
+# Rules of the merge pass (plain ints: compared once per app header).
+APP, DROP, VARY, CTYPE, CACHE = 1, 2, 3, 4, 5
+
+
+# --- the preset, built with secure's builders ------------------------------------------
+def preset_headers(settings: Settings) -> list[BaseHeader]:
+    """Bastion's headers for the configured preset (HSTS excluded: see :func:`hsts`).
+    In the ``html`` preset the CSP carries a placeholder replaced by each request's nonce."""
+    csp = ContentSecurityPolicy()
+    if settings.headers_preset == "html":
+        nonce = ContentSecurityPolicy.nonce(_PLACEHOLDER)
+        (
+            csp.default_src("'self'")
+            .script_src(nonce, "'strict-dynamic'")
+            .style_src("'self'", nonce)
+            .object_src("'none'")
+            .base_uri("'none'")
+            .frame_ancestors("'none'")
+            .form_action("'self'")
+        )
+    else:
+        csp.default_src("'none'").frame_ancestors("'none'")
+    headers: list[BaseHeader] = [csp]
+    report_uri = settings.csp_report_uri or settings.csp_report_path
+    if report_uri:
+        csp.report_uri(report_uri).report_to(REPORT_GROUP)
+        headers.append(CustomHeader("Reporting-Endpoints", f'{REPORT_GROUP}="{report_uri}"'))
+    if settings.csp_report_only:
+        csp.report_only()
+    headers += [
+        XFrameOptions().deny(),
+        XContentTypeOptions().nosniff(),
+        ReferrerPolicy().no_referrer(),
+        CrossOriginOpenerPolicy().same_origin(),
+        CrossOriginResourcePolicy().same_origin(),
+        XPermittedCrossDomainPolicies().none(),
+        CacheControl().no_store(),
+    ]
+    return headers
+
+
+def hsts(settings: Settings) -> tuple[str, str] | None:
+    if settings.hsts_max_age <= 0:
+        return None
+    header = StrictTransportSecurity().max_age(settings.hsts_max_age).include_subdomains()
+    return header.header_name, header.header_value
+
+
+# --- plans: what one response variant gets, as plain strings ---------------------------
+@dataclass(frozen=True)
+class Plan:
+    """Merge rules by lower-case name, Bastion's headers, and the nonce CSP if any."""
+
+    rules: Mapping[str, int] = field(default_factory=dict)
+    tail: tuple[tuple[str, str], ...] = ()
+    nonce_csp: tuple[str, tuple[str, ...]] | None = None  # (name, value split on nonce)
+    vary: bool = False
+
+    def __or__(self, other: Plan) -> Plan:
+        return Plan(
+            {**self.rules, **other.rules},
+            self.tail + other.tail,
+            self.nonce_csp or other.nonce_csp,
+            self.vary or other.vary,
+        )
+
+
+def winners(settings: Settings) -> dict[str, str]:
+    found = {**DEFAULT_WINNERS, **dict.fromkeys(REMOVED, "bastion")}
+    found.update(settings.headers_merge)
+    return found
+
+
+def header_plan(settings: Settings, *, https: bool, route: Route | None = None) -> Plan:
+    """The security-header part of a response's plan (enforce mode)."""
+    pairs = [(h.header_name, h.header_value) for h in preset_headers(settings)]
+    strict = hsts(settings)
+    if https and strict:
+        pairs.append(strict)
+    if route is not None:
+        for name, value in route.headers.items():
+            pairs = [p for p in pairs if p[0].lower() != name.lower()]
+            if value is not None:
+                custom = CustomHeader(name, value)  # rejects CR/LF (header injection)
+                pairs.append((custom.header_name, custom.header_value))
+    who = winners(settings)
+    rules: dict[str, int] = {}
+    for name in [*(p[0].lower() for p in pairs), *REMOVED]:
+        rules[name] = DROP if who.get(name, "app") == "bastion" else APP
+    # A header Bastion can send over HTTPS is still governed over HTTP (the app's
+    # HSTS on a plain-HTTP hop is dropped too when Bastion wins it).
+    if strict and who.get(strict[0].lower()) == "bastion":
+        rules[strict[0].lower()] = DROP
+    for name in REMOVED:
+        if who.get(name) == "app":
+            rules.pop(name, None)
+    nonce_csp = None
+    for i, (name, value) in enumerate(pairs):
+        if _PLACEHOLDER in value:
+            nonce_csp = (name, tuple(value.split(_PLACEHOLDER)))
+            del pairs[i]
+            break
+    if nonce_csp is not None:
+        # Nonce-bearing documents must not be cached (a cached nonce is a known one):
+        # the app's Cache-Control is replaced on HTML responses unless the merge
+        # setting says otherwise, and kept on other content types.
+        rules["content-type"] = CTYPE
+        if rules.get("cache-control") == APP:
+            rules["cache-control"] = CACHE
+    return Plan(rules, tuple(pairs), nonce_csp)
+
+
+def cors_plan() -> Plan:
+    """The CORS part (enforce mode): the app's Access-Control-* headers dropped, Vary merged."""
+    return Plan({**dict.fromkeys(ACCESS_CONTROL_HEADERS, DROP), "vary": VARY}, vary=True)
+
+
+def observe_plan(plan: Plan) -> Plan:
+    return replace(plan, vary=False)
+
+
+# --- the per-response pass --------------------------------------------------------------
+S = TypeVar("S", str, bytes)
+
+
+class HeaderEditor(Generic[S]):
+    """One plan compiled for one encoding (``str`` for WSGI, ``bytes`` for ASGI)."""
+
+    __slots__ = (
+        "cache_key",
+        "comma",
+        "csp",
+        "csp_key",
+        "html_types",
+        "keyed_tail",
+        "origin",
+        "origin_suffix",
+        "rules",
+        "star",
+        "tail",
+        "vary",
+    )
+
+    def __init__(self, plan: Plan, encode: type[S]) -> None:
+        def enc(text: str) -> S:
+            return text.encode("latin-1") if encode is bytes else text  # type: ignore[return-value,comparison-overlap]
+
+        self.rules: dict[S, int] = {enc(k): v for k, v in plan.rules.items()}
+        self.tail: tuple[tuple[S, S], ...] = tuple((enc(n), enc(v)) for n, v in plan.tail)
+        self.keyed_tail: tuple[tuple[S, tuple[S, S]], ...] = tuple(
+            (n.lower(), (n, v)) for n, v in self.tail
+        )
+        self.csp: tuple[S, tuple[S, ...]] | None = None
+        self.csp_key: S | None = None
+        if plan.nonce_csp is not None:
+            name, parts = plan.nonce_csp
+            self.csp = (enc(name), tuple(enc(p) for p in parts))
+            self.csp_key = enc(name.lower())
+        self.cache_key: S = enc("cache-control")
+        self.html_types: tuple[S, ...] = (enc("text/html"), enc("application/xhtml"))
+        self.vary: tuple[S, S] | None = (enc("Vary"), enc("Origin")) if plan.vary else None
+        self.origin: S = enc("origin")
+        self.star: S = enc("*")
+        self.comma: S = enc(",")
+        self.origin_suffix: S = enc(", Origin")
+
+    def apply(
+        self,
+        headers: Iterable[tuple[S, S]],
+        nonce: S | None = None,
+        extra: list[tuple[S, S]] | None = None,
+    ) -> list[tuple[S, S]]:
+        """The response's headers: the app's, filtered by the rules, then Bastion's."""
+        rules = self.rules
+        out: list[tuple[S, S]] = []
+        seen: set[S] | None = None  # app-wins headers the app did set
+        html = True  # a response without Content-Type is treated as a document
+        cache_at: list[int] | None = None
+        vary_at = -1
+        vary_ok = False
+        for item in headers:
+            key = item[0].lower()
+            rule = rules.get(key)
+            if rule is None:
+                out.append(item)
+            elif rule == APP:
+                out.append(item)
+                if seen is None:
+                    seen = {key}
+                else:
+                    seen.add(key)
+            elif rule == CTYPE:
+                out.append(item)
+                html = item[1].lower().startswith(self.html_types)
+            elif rule == VARY:
+                out.append(item)
+                if vary_at < 0:
+                    vary_at = len(out) - 1
+                vary_ok = vary_ok or self._names_origin(item[1])
+            elif rule == CACHE:
+                if cache_at is None:
+                    cache_at = []
+                cache_at.append(len(out))
+                out.append(item)
+            # DROP: the app's value goes
+        if cache_at is not None:
+            if html:
+                for i in reversed(cache_at):
+                    del out[i]
+                vary_at -= sum(1 for i in cache_at if i < vary_at)
+            else:
+                seen = {self.cache_key} if seen is None else seen | {self.cache_key}
+        if self.vary is not None and not vary_ok:
+            if vary_at < 0:
+                out.append(self.vary)
+            else:
+                name, value = out[vary_at][0], out[vary_at][1]
+                out[vary_at] = (name, value + self.origin_suffix)
+        if seen is None:
+            out.extend(self.tail)
+        else:
+            out.extend(pair for key, pair in self.keyed_tail if key not in seen)
+        if (
+            nonce is not None
+            and self.csp is not None
+            and (seen is None or self.csp_key not in seen)
+        ):
+            out.append((self.csp[0], nonce.join(self.csp[1])))
+        if extra:
+            out.extend(extra)
+        return out
+
+    def _names_origin(self, value: S) -> bool:
+        """The app's Vary already covers Origin (``Origin`` or ``*`` among its tokens)."""
+        for part in value.split(self.comma):
+            token = part.strip().lower()
+            if token == self.origin or token == self.star:
+                return True
+        return False
+
+
+# --- is this request HTTPS? ------------------------------------------------------------
+class TrustedProxies:
+    """Decides whether a forwarded scheme is believed: only from a peer inside
+    ``BASTION_TRUSTED_PROXIES``. Peer verdicts are cached (bounded), so the
+    ``ipaddress`` parse runs once per distinct peer address."""
+
+    __slots__ = ("_networks", "_verdicts")
+    _MAX_PEERS = 1024
+
+    def __init__(self, networks: Iterable[IPNetwork]) -> None:
+        self._networks = tuple(networks)
+        self._verdicts: dict[str, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def trusts(self, peer: object) -> bool:
+        if not self._networks or not isinstance(peer, str):
+            return False
+        verdict = self._verdicts.get(peer)
+        if verdict is None:
+            verdict = self._judge(peer)
+            if len(self._verdicts) >= self._MAX_PEERS:
+                self._verdicts.clear()
+            self._verdicts[peer] = verdict
+        return verdict
+
+    def _judge(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        mapped = getattr(address, "ipv4_mapped", None)
+        candidates = (address, mapped) if mapped is not None else (address,)
+        return any(a in net for a in candidates for net in self._networks)
+
+
+def forwarded_https(value: str) -> bool:
+    """X-Forwarded-Proto says https. With several values (a chain of proxies) the last
+    one was written by the nearest proxy, the one that is trusted."""
+    return value.rpartition(",")[2].strip().lower() == "https"

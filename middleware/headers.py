@@ -1,0 +1,367 @@
+"""Security headers for WSGI and ASGI apps: :class:`SecurityHeadersMiddleware` and
+:class:`SecurityHeadersASGIMiddleware`.
+
+Threat model: a browser renders or fetches responses from the service; the headers
+tell it to refuse framing (clickjacking), MIME sniffing, inline or foreign script
+(XSS), cross-origin embedding and opener access, referrer leaks, and plain-HTTP
+downgrades (HSTS). The values come from ``secure``'s builders (see
+:mod:`middleware._header_policy` for the presets and the merge rules); this module
+only decides, per request, which precomputed variant applies.
+
+Parameters (both classes), as for every Bastion middleware:
+
+``app``
+    The WSGI or ASGI app to wrap. If it is Bastion's own CORS layer, the two run as
+    one pass over the response (same behaviour, one wrapper instead of two).
+``settings``
+    :class:`~middleware.settings.Settings`; defaults to ``get_settings()`` (the env).
+    Used: ``BASTION_HEADERS`` (mode), ``_PRESET``, ``_EXEMPT_PATHS``, ``_MERGE``,
+    ``BASTION_HSTS_MAX_AGE``, ``BASTION_CSP_REPORT_ONLY``/``_URI``/``_PATH``,
+    ``BASTION_TRUSTED_PROXIES``.
+``routes``
+    Per-route :class:`~middleware.routes.Route`: ``exempt_headers`` (the response is
+    left as the app made it, e.g. health checks, docs pages) or ``headers``
+    (per-route values; ``None`` removes a header Bastion would send).
+
+HTTPS: HSTS is sent only when the request reached this process over HTTPS
+(``wsgi.url_scheme`` / ``scope["scheme"]``) or when ``X-Forwarded-Proto: https``
+came from a peer (``REMOTE_ADDR`` / ``scope["client"]``) inside
+``BASTION_TRUSTED_PROXIES``. Anyone else can write that header, so it is ignored.
+
+Nonce (``html`` preset): each request gets a fresh 144-bit nonce, in the WSGI environ
+and the ASGI scope under ``"bastion.csp_nonce"`` (and in Jinja as ``csp_nonce()``,
+see :mod:`middleware.flask`); HTML responses carrying it get ``Cache-Control:
+no-store``.
+
+``observe`` mode changes no response; the first response of each path is logged
+(logger ``bastion.headers``) with what ``enforce`` would add, replace and remove.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from secrets import token_urlsafe
+from typing import Any, Generic
+
+from middleware._cors_policy import CORSPolicy
+from middleware._flags import Mode
+from middleware._header_policy import (
+    NONCE_KEY,
+    HeaderEditor,
+    Plan,
+    S,
+    TrustedProxies,
+    cors_plan,
+    forwarded_https,
+    header_plan,
+    hsts,
+)
+from middleware.routes import Route, RouteTable
+from middleware.settings import Settings, get_settings
+
+__all__ = ["NONCE_KEY", "SecurityHeadersASGIMiddleware", "SecurityHeadersMiddleware"]
+
+logger = logging.getLogger("bastion.headers")
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Editors = tuple["HeaderEditor[Any] | None", "HeaderEditor[Any] | None"]  # (http, https)
+
+_OBSERVED_PATHS_MAX = 1024
+
+
+class _Core(Generic[S]):
+    """What both classes share: every editor compiled in ``__init__``, and the
+    per-request choice among them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        routes: RouteTable | Mapping[str, Route] | None,
+        cors: CORSPolicy | None,
+        encode: type[S],
+    ) -> None:
+        self._settings = settings
+        self._encode: type[S] = encode
+        self.mode = settings.headers
+        self.html = settings.headers_preset == "html"
+        self.hsts = hsts(settings) is not None
+        self.proxies = TrustedProxies(settings.trusted_proxies)
+        self.cors = cors if cors is not None and cors.mode.active else None
+        self._cors_part = cors_plan() if self.cors and self.cors.mode.enforcing else None
+        self.routes = RouteTable.of(routes)
+        self._exempt_exact = frozenset(p for p in settings.headers_exempt_paths if p[-1] != "/")
+        self._exempt_prefixes = tuple(p for p in settings.headers_exempt_paths if p[-1] == "/")
+        self.by_path = bool(self.routes or self._exempt_exact or self._exempt_prefixes)
+        self.governed = self.mode.active
+        self.editors = self._editors(None)
+        self.exempt: HeaderEditor[S] | None = self._compile(None)
+        self._by_route: dict[int, Editors] = {}
+        self.observed: set[str] = set()
+        self.would: Editors = (None, None)
+        if self.mode is Mode.OBSERVE:
+            self.would = (
+                self._compile(header_plan(settings, https=False)),
+                self._compile(header_plan(settings, https=True)),
+            )
+
+    def _compile(self, plan: Plan | None) -> HeaderEditor[S] | None:
+        if self._cors_part is not None:
+            plan = self._cors_part if plan is None else plan | self._cors_part
+        return None if plan is None else HeaderEditor(plan, self._encode)
+
+    def _editors(self, route: Route | None) -> Editors:
+        if not self.mode.enforcing:
+            return (self.exempt_or_cors(), self.exempt_or_cors())
+        return (
+            self._compile(header_plan(self._settings, https=False, route=route)),
+            self._compile(header_plan(self._settings, https=True, route=route)),
+        )
+
+    def exempt_or_cors(self) -> HeaderEditor[S] | None:
+        return self._compile(None)
+
+    def select(self, path: str) -> tuple[Editors, bool]:
+        """(editors, governed) for a path, with exemptions and per-route overrides."""
+        if path in self._exempt_exact or (
+            self._exempt_prefixes and path.startswith(self._exempt_prefixes)
+        ):
+            return (self.exempt, self.exempt), False
+        route = self.routes.match(path) if self.routes else None
+        if route is None:
+            return self.editors, self.governed
+        if route.exempt_headers:
+            return (self.exempt, self.exempt), False
+        if not route.headers:
+            return self.editors, self.governed
+        found = self._by_route.get(id(route))
+        if found is None:
+            found = self._by_route[id(route)] = self._editors(route)
+        return found, self.governed
+
+    def should_observe(self, path: str, governed: bool) -> bool:
+        return (
+            governed
+            and self.mode is Mode.OBSERVE
+            and path not in self.observed
+            and len(self.observed) < _OBSERVED_PATHS_MAX
+        )
+
+    def log_observed(
+        self,
+        path: str,
+        https: bool,
+        headers: list[tuple[S, S]],
+        nonce: S | None,
+    ) -> None:
+        self.observed.add(path)
+        editor = self.would[https]
+        if editor is None:
+            return
+        before = {_text(n).lower(): _text(v) for n, v in headers}
+        after = {_text(n).lower(): _text(v) for n, v in editor.apply(headers, nonce)}
+        added = sorted(set(after) - set(before))
+        removed = sorted(set(before) - set(after))
+        replaced = sorted(k for k in set(before) & set(after) if before[k] != after[k])
+        logger.info(
+            "security headers (observe) on %s: would add %s; replace %s; remove %s",
+            path,
+            added,
+            replaced,
+            removed,
+        )
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _nonce() -> str:
+    return token_urlsafe(18)
+
+
+class SecurityHeadersMiddleware:
+    """WSGI: security headers on every response (see the module docstring)."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        settings: Settings | None = None,
+        *,
+        routes: RouteTable | Mapping[str, Route] | None = None,
+    ) -> None:
+        from middleware.cors import CORSMiddleware
+
+        settings = settings if settings is not None else get_settings()
+        cors = None
+        if isinstance(app, CORSMiddleware):  # one pass for both layers
+            cors, app = app.policy, app.app
+        self.app = app
+        self._core: _Core[str] = _Core(settings, routes, cors, str)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        core = self._core
+        path: str = environ.get("PATH_INFO", "")
+        https = core.hsts and (
+            environ.get("wsgi.url_scheme") == "https"
+            or (
+                bool(core.proxies)
+                and core.proxies.trusts(environ.get("REMOTE_ADDR"))
+                and forwarded_https(environ.get("HTTP_X_FORWARDED_PROTO", ""))
+            )
+        )
+        if core.by_path:
+            editors, governed = core.select(path)
+        else:
+            editors, governed = core.editors, core.governed
+        editor = editors[https]
+        nonce = None
+        if governed and core.html:
+            nonce = environ[NONCE_KEY] = _nonce()
+
+        extra = None
+        cors = core.cors
+        if cors is not None and path != cors.path_exempt:
+            origin = environ.get("HTTP_ORIGIN")
+            if origin is not None:
+                asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+                if asked is not None and environ.get("REQUEST_METHOD") == "OPTIONS":
+                    answer = cors.preflight(
+                        origin, asked, environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"), path
+                    )
+                    if cors.mode.enforcing:
+                        headers = answer.headers
+                        if editor is not None:
+                            headers = editor.apply(headers, nonce, answer.grant)
+                        else:
+                            headers = headers + answer.grant
+                        start_response(answer.status, headers)
+                        return [answer.body]
+                else:
+                    extra = cors.actual_pairs(origin, environ.get("HTTP_HOST"), path)
+                    if not cors.mode.enforcing:
+                        extra = None
+
+        observe = core.should_observe(path, governed)
+        if editor is None and not observe:
+            return self.app(environ, start_response)
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if observe:
+                core.log_observed(path, https, headers, nonce)
+            if editor is not None:
+                headers = editor.apply(headers, nonce, extra)
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
+class SecurityHeadersASGIMiddleware:
+    """ASGI: security headers on every HTTP response (see the module docstring)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings | None = None,
+        *,
+        routes: RouteTable | Mapping[str, Route] | None = None,
+    ) -> None:
+        from middleware.cors import CORSASGIMiddleware
+
+        settings = settings if settings is not None else get_settings()
+        cors = None
+        if isinstance(app, CORSASGIMiddleware):  # one pass for both layers
+            cors, app = app.policy, app.app
+        self.app = app
+        self._core: _Core[bytes] = _Core(settings, routes, cors, bytes)
+        # Scan the request headers only when something needs one of them.
+        self._scan = self._core.cors is not None or bool(self._core.proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        core = self._core
+        path: str = scope.get("path", "")
+        origin = asked = asked_headers = host = proto = None
+        if self._scan:
+            for name, value in scope.get("headers") or ():
+                if name == b"origin":
+                    origin = value
+                elif name == b"host":
+                    host = value
+                elif name == b"x-forwarded-proto":
+                    proto = value
+                elif name == b"access-control-request-method":
+                    asked = value
+                elif name == b"access-control-request-headers":
+                    asked_headers = value
+        https = core.hsts and (
+            scope.get("scheme") in ("https", "wss")
+            or (
+                proto is not None
+                and core.proxies.trusts((scope.get("client") or (None,))[0])
+                and forwarded_https(proto.decode("latin-1"))
+            )
+        )
+        if core.by_path:
+            editors, governed = core.select(path)
+        else:
+            editors, governed = core.editors, core.governed
+        editor = editors[https]
+        nonce = None
+        if governed and core.html:
+            text = scope[NONCE_KEY] = _nonce()
+            nonce = text.encode()
+
+        extra = None
+        cors = core.cors
+        if cors is not None and origin is not None and path != cors.path_exempt:
+            if asked is not None and scope.get("method") == "OPTIONS":
+                answer = cors.preflight(
+                    origin.decode("latin-1"),
+                    asked.decode("latin-1"),
+                    asked_headers.decode("latin-1") if asked_headers is not None else None,
+                    path,
+                )
+                if cors.mode.enforcing:
+                    await _send_preflight(send, answer, editor, nonce)
+                    return
+            else:
+                extra = cors.actual_pairs_bytes(origin, host, path)
+                if not cors.mode.enforcing:
+                    extra = None
+
+        observe = core.should_observe(path, governed)
+        if editor is None and not observe:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers") or []
+                if observe:
+                    core.log_observed(path, https, list(headers), nonce)
+                if editor is not None:
+                    message["headers"] = editor.apply(headers, nonce, extra)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _send_preflight(
+    send: Send, answer: Any, editor: HeaderEditor[bytes] | None, nonce: bytes | None
+) -> None:
+    base = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in answer.headers]
+    grant = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in answer.grant]
+    headers = editor.apply(base, nonce, grant) if editor is not None else base + grant
+    status = int(answer.status[:3])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
