@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 __all__ = [
     "DEADLINE_HEADER",
@@ -52,9 +51,12 @@ class DeadlineExceeded(TimeoutError):
         self.deadline = deadline
 
 
-@dataclass(frozen=True, slots=True)
-class Deadline:
-    """An absolute expiry on the monotonic clock, with the budget it started from."""
+class Deadline(NamedTuple):
+    """An absolute expiry on the monotonic clock, with the budget it started from.
+
+    Immutable. A named tuple rather than a frozen dataclass because one is built for
+    every request, and a tuple is built about three times faster.
+    """
 
     expires_at: float
     budget: float

@@ -1,0 +1,134 @@
+"""Recording an overrun: the log record with the request's stack, the span event and
+the ``bastion.deadline.exceeded`` counter.
+
+Everything here runs only when a deadline has passed, never on the per-request path.
+The request span is found through the context copied when the request started
+(``contextvars.copy_context()`` costs ~70 ns, far less than asking OpenTelemetry for
+the span on every request), or, when the Flask instrumentation is inside Bastion's
+middleware, through the span it keeps in the WSGI environ.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import traceback
+from collections.abc import Mapping
+from types import FrameType
+from typing import Final
+
+from opentelemetry import metrics, trace
+
+from middleware._flags import Mode
+
+__all__ = [
+    "capture_stack",
+    "capture_task_stack",
+    "format_stack",
+    "record_expiry",
+    "record_outcome",
+]
+
+logger = logging.getLogger("bastion.deadline")
+
+_meter = metrics.get_meter("bastion")
+exceeded_counter: Final = _meter.create_counter(
+    "bastion.deadline.exceeded",
+    description="Requests that outlived their deadline, by outcome (504, aborted, observed).",
+)
+
+#: Where opentelemetry-instrumentation-flask keeps the request span in the environ.
+_FLASK_SPAN_KEY: Final = "opentelemetry-flask.span_key"
+
+
+def capture_stack(frame: FrameType | None) -> traceback.StackSummary:
+    """The stack of a running thread or task, without reading source files (cheap
+    enough to take under the watchdog's lock; lines are looked up when formatted)."""
+    if frame is None:
+        return traceback.StackSummary()
+    summary = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)
+    summary.reverse()
+    return summary
+
+
+def capture_task_stack(frames: list[FrameType]) -> traceback.StackSummary:
+    """The await chain of an asyncio task (``task.get_stack()``), outermost first."""
+    return traceback.StackSummary.extract(((f, f.f_lineno) for f in frames), lookup_lines=False)
+
+
+def format_stack(stack: traceback.StackSummary) -> str:
+    return "".join(stack.format()) or "  (no Python frames)\n"
+
+
+def request_span(
+    context: contextvars.Context | None, environ: Mapping[str, object] | None = None
+) -> trace.Span | None:
+    span: trace.Span | None = None
+    if context is not None:
+        span = context.run(trace.get_current_span)
+    if (span is None or not span.is_recording()) and environ is not None:
+        found = environ.get(_FLASK_SPAN_KEY)
+        span = found if isinstance(found, trace.Span) else span
+    return span if span is not None and span.is_recording() else None
+
+
+def record_expiry(
+    *,
+    mode: Mode,
+    method: str,
+    path: str,
+    route: str,
+    budget: float,
+    source: str,
+    stack_text: str,
+    context: contextvars.Context | None,
+    environ: Mapping[str, object] | None = None,
+    where: str = "request",
+) -> None:
+    """The moment a deadline passes: log the stack, add a span event, and in observe
+    mode count it (enforce mode counts when it knows whether it answered 504 or
+    aborted a started response)."""
+    action = {
+        Mode.ENFORCE: "cancelling it",
+        Mode.OBSERVE: "observe mode, left running",
+    }.get(mode, "")
+    logger.warning(
+        "deadline exceeded: %s %s ran past its %.3fs budget (%s) in %s; %s\n"
+        "Stack (most recent call last):\n%s",
+        method,
+        path,
+        budget,
+        source,
+        where,
+        action,
+        stack_text.rstrip("\n"),
+        extra={
+            "http.route": route,
+            "bastion.mode": str(mode),
+            "bastion.deadline.budget_s": budget,
+            "bastion.deadline.source": source,
+        },
+    )
+    span = request_span(context, environ)
+    if span is not None:
+        try:
+            span.add_event(
+                "bastion.deadline.exceeded",
+                {
+                    "bastion.mode": str(mode),
+                    "bastion.deadline.budget_s": budget,
+                    "bastion.deadline.source": source,
+                    "exception.type": "middleware.deadline.DeadlineExceeded",
+                    "exception.stacktrace": stack_text,
+                },
+            )
+        except Exception:  # a span from a broken SDK must not break the watchdog
+            logger.debug("could not add the deadline event to the span", exc_info=True)
+    if mode is Mode.OBSERVE:
+        record_outcome(route, mode, "observed")
+
+
+def record_outcome(route: str, mode: Mode, outcome: str) -> None:
+    exceeded_counter.add(
+        1, {"http.route": route, "bastion.mode": str(mode), "bastion.outcome": outcome}
+    )

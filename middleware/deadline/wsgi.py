@@ -1,0 +1,259 @@
+"""``DeadlineMiddleware``: a deadline for every WSGI request (Flask, Django, any WSGI app).
+
+Per request it works out the budget (:mod:`.inbound`), makes it the current deadline
+(so :func:`~middleware.deadline.remaining` works in the handler and the outbound
+instrumentors cap their timeouts by it), and registers the request with the
+process's :mod:`watchdog <.watchdog>`. At expiry, in ``observe`` and ``enforce``
+alike, the watchdog logs the request's stack and adds a span event; in ``enforce``
+it raises :class:`DeadlineExceeded` in the request's thread, and this middleware
+makes sure the client gets a 504 ``application/problem+json``:
+
+* the exception propagates out of the app: 504;
+* the app turned it into a response of its own (Flask answers any unhandled
+  exception with a 500): that response has not been sent yet, so it is closed and
+  replaced by the 504 (``start_response`` again with ``exc_info``, as PEP 3333 allows
+  before the headers are out);
+* it lands while a streamed body is being produced: before the first chunk, still a
+  504; after it, the response is aborted (the exception goes on to the server, which
+  closes the connection rather than end a truncated body cleanly) and counted
+  ``aborted``.
+
+The registration lasts until the server closes the response, so a streamed body is
+under the deadline too. Parameters: ``app``, the WSGI app; ``settings`` (default
+:func:`~middleware.settings.get_settings`): ``BASTION_DEADLINE`` (off/observe/enforce),
+``BASTION_DEADLINE_SECONDS``, ``BASTION_DEADLINE_MAX_SECONDS`` and
+``BASTION_TRUSTED_PROXIES``; ``routes``: per-path :class:`~middleware.routes.Route`
+overrides (``deadline_seconds``, ``exempt_deadline``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from middleware.deadline import problem
+from middleware.deadline._context import Deadline, DeadlineExceeded, _current
+from middleware.deadline.inbound import BudgetPolicy
+from middleware.deadline.report import format_stack, record_expiry, record_outcome
+from middleware.deadline.watchdog import WatchedRequest, get_watchdog
+from middleware.routes import Route, RouteTable
+from middleware.settings import Settings, get_settings
+
+__all__ = ["DeadlineMiddleware"]
+
+logger = logging.getLogger("bastion.deadline")
+
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+_monotonic = time.monotonic
+_get_ident = threading.get_ident
+_copy_context = contextvars.copy_context
+_new_deadline = tuple.__new__
+
+
+class DeadlineMiddleware:
+    """Wrap a WSGI app so every request runs under a deadline (see the module doc)."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        settings: Settings | None = None,
+        *,
+        routes: RouteTable | Mapping[str, Route] | None = None,
+    ) -> None:
+        settings = settings if settings is not None else get_settings()
+        self.app = app
+        self.mode = settings.deadline
+        self.policy = BudgetPolicy(settings, routes)
+        self._active = self.mode.active
+        self._enforce = self.mode.enforcing
+        self._watchdog = get_watchdog()
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if not self._active:
+            return self.app(environ, start_response)
+        found = self.policy.for_wsgi(environ)
+        if found is None:  # exempt route
+            return self.app(environ, start_response)
+        budget, source = found
+        deadline: Deadline = _new_deadline(Deadline, (_monotonic() + budget, budget, source))
+        token = _current.set(deadline)
+        request = WatchedRequest(
+            deadline.expires_at,
+            _get_ident(),
+            self._enforce,
+            self._on_expiry,
+            (environ, _copy_context(), deadline),
+        )
+        watchdog = self._watchdog
+        watchdog.watch(request)
+        result: Iterable[bytes] | None = None
+        body: _Body | None = None
+        try:
+            result = self.app(environ, start_response)
+            request.in_app = False
+            if not request.injected and type(result) is not list and type(result) is not tuple:
+                body = _Body(result, request, self, start_response, token, environ)
+                return body
+        except DeadlineExceeded:
+            request.in_app = False
+            body = None
+            if not request.injected:
+                raise  # the app's own check(): its error to handle
+        finally:
+            if body is None:
+                # An exception injected a moment ago may still land on any bytecode
+                # until finish() has cleared it: catch it there and finish again.
+                try:
+                    watchdog.finish(request)
+                except DeadlineExceeded:
+                    watchdog.finish(request)
+                _reset(token)
+        if request.injected:  # Flask made a 500 of it, or it propagated: answer 504
+            return self._replace(result, start_response, environ)
+        return result  # type: ignore[return-value]  # a list or tuple from the app
+
+    def _replace(
+        self,
+        result: Iterable[bytes] | None,
+        start_response: StartResponse,
+        environ: Environ,
+    ) -> Iterable[bytes]:
+        """Answer 504 instead of whatever the app made of the injected exception."""
+        route = self.policy.route_label(str(environ.get("PATH_INFO", "")))
+        _close(result)
+        try:
+            start_response(problem.STATUS, list(problem.WSGI_HEADERS), _exc_info())
+        except Exception:
+            # The headers are out already (the app wrote through write()): abort.
+            record_outcome(route, self.mode, "aborted")
+            raise
+        record_outcome(route, self.mode, "504")
+        return [problem.BODY]
+
+    def _on_expiry(self, request: WatchedRequest, info: Any) -> None:
+        """From the watchdog thread: log the stack, add the span event."""
+        if info is None:
+            return
+        environ, context, deadline = info
+        path = str(environ.get("PATH_INFO", ""))
+        record_expiry(
+            mode=self.mode,
+            method=str(environ.get("REQUEST_METHOD", "")),
+            path=path,
+            route=self.policy.route_label(path),
+            budget=deadline.budget,
+            source=deadline.source,
+            stack_text=format_stack(request.stack) if request.stack is not None else "",
+            context=context,
+            environ=environ,
+            where=f"thread {request.thread_id}",
+        )
+
+    def _route(self, environ: Mapping[str, Any]) -> str:
+        return self.policy.route_label(str(environ.get("PATH_INFO", "")))
+
+
+class _Body:
+    """The app's response body, iterated under the deadline and closed with it."""
+
+    __slots__ = ("_environ", "_iterable", "_owner", "_request", "_start_response", "_token")
+
+    def __init__(
+        self,
+        iterable: Iterable[bytes],
+        request: WatchedRequest,
+        owner: DeadlineMiddleware,
+        start_response: StartResponse,
+        token: contextvars.Token[Deadline | None],
+        environ: Environ,
+    ) -> None:
+        self._iterable = iterable
+        self._request = request
+        self._owner = owner
+        self._start_response = start_response
+        self._token = token
+        self._environ = environ
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks()
+
+    def _chunks(self) -> Iterator[bytes]:
+        request = self._request
+        sent = False
+        try:
+            iterator = iter(self._iterable)
+            while True:
+                request.in_app = True
+                try:
+                    chunk = next(iterator)
+                except StopIteration:
+                    request.in_app = False
+                    return
+                request.in_app = False
+                sent = sent or bool(chunk)
+                yield chunk
+        except DeadlineExceeded:
+            request.in_app = False
+            if not request.injected:
+                raise
+            owner = self._owner
+            route = owner.policy.route_label(str(self._environ.get("PATH_INFO", "")))
+            if sent:
+                record_outcome(route, owner.mode, "aborted")
+                raise  # the server closes the connection: no clean end to a cut body
+            # Nothing sent yet, so the headers are not out: still a clean 504.
+            self._finish()
+            _close(self._iterable)
+            self._iterable = ()
+            self._start_response(problem.STATUS, list(problem.WSGI_HEADERS), _exc_info())
+            record_outcome(route, owner.mode, "504")
+            yield problem.BODY
+
+    def close(self) -> None:
+        try:
+            _close(self._iterable)
+        except DeadlineExceeded:
+            if not self._request.injected:
+                raise  # landed in the app's own close code, after the body was sent
+        finally:
+            if not self._request.done:
+                self._finish()
+
+    def _finish(self) -> None:
+        watchdog = self._owner._watchdog
+        try:
+            watchdog.finish(self._request)
+        except DeadlineExceeded:
+            watchdog.finish(self._request)
+        _reset(self._token)
+
+
+def _reset(token: contextvars.Token[Deadline | None]) -> None:
+    try:
+        _current.reset(token)
+    except ValueError:  # closed from another thread or context than it started in
+        _current.set(None)
+
+
+def _close(result: object) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            logger.exception("closing the app's response after its deadline failed")
+
+
+def _exc_info() -> ExcInfo:
+    """``exc_info`` for replacing the app's not-yet-sent status and headers."""
+    error = DeadlineExceeded("request deadline exceeded")
+    return (DeadlineExceeded, error, None)
