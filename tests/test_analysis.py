@@ -1,0 +1,152 @@
+"""instrumentation.bigquery.analyze: public shape, scripts, bad input, caching."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from instrumentation.bigquery import Analysis, analyze, fingerprint
+from instrumentation.bigquery import analysis as analysis_module
+
+PARTITIONS = {
+    "proj.nba.player_game_summary": "game_date",
+    "proj.raw.props": "_PARTITIONTIME",
+}
+
+
+def test_public_shape() -> None:
+    a = analyze(
+        "SELECT * FROM nba.player_game_summary WHERE game_date = @d",
+        default_project="proj",
+        partition_columns=PARTITIONS,
+    )
+    assert isinstance(a, Analysis)
+    assert a.statement_type == "SELECT"
+    assert a.timeout_class == "read"
+    assert a.tables == frozenset({"proj.nba.player_game_summary"})
+    assert a.unfiltered_tables == frozenset()
+    assert len(a.fingerprint) == 16 and int(a.fingerprint, 16) >= 0
+    assert a.fingerprint == fingerprint("select * from nba.player_game_summary where game_date=@d")
+
+
+def test_unfiltered_depends_on_the_partition_map_only() -> None:
+    sql = "SELECT * FROM nba.player_game_summary p JOIN raw.props r USING (player_lookup)"
+    without = analyze(sql, default_project="proj")
+    assert without.unfiltered_tables == frozenset()
+    assert without.tables == frozenset({"proj.nba.player_game_summary", "proj.raw.props"})
+    with_map = analyze(sql, default_project="proj", partition_columns=PARTITIONS)
+    assert with_map.unfiltered_tables == without.tables
+    one = analyze(sql, "proj", {"proj.raw.props": "_PARTITIONTIME"})
+    assert one.unfiltered_tables == frozenset({"proj.raw.props"})
+
+
+def test_default_dataset_resolves_one_part_names() -> None:
+    sql = "SELECT * FROM player_game_summary WHERE game_date = CURRENT_DATE()"
+    assert analyze(sql, default_project="proj").tables == frozenset()
+    a = analyze(sql, default_project="proj", default_dataset="nba")
+    assert a.tables == frozenset({"proj.nba.player_game_summary"})
+    b = analyze(sql, default_project="proj", default_dataset="other.nba")
+    assert b.tables == frozenset({"other.nba.player_game_summary"})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        "",
+        "   ",
+        ";;;",
+        b"SELECT 1",
+        b"\xff\xfe",
+        42,
+        object(),
+        "SELECT 'open",
+        "((((",
+        "x" * 10,
+    ],
+)
+def test_bad_input_never_raises(bad: object) -> None:
+    a = analyze(bad, default_project="proj", partition_columns=PARTITIONS)
+    assert a.timeout_class in ("read", "write", "merge", "analytics")
+    assert a.unfiltered_tables == frozenset()
+    assert len(fingerprint(bad)) == 16
+
+
+def test_unparseable_statement_is_unknown_with_tables_and_no_claim() -> None:
+    a = analyze(
+        "SELEC * FROM nba.player_game_summary WHERE (",
+        default_project="proj",
+        partition_columns=PARTITIONS,
+    )
+    assert (a.statement_type, a.timeout_class) == ("UNKNOWN", "analytics")
+    assert a.tables == frozenset({"proj.nba.player_game_summary"})
+    assert a.unfiltered_tables == frozenset()
+    assert a.parsed is False
+
+
+def test_huge_text_is_unknown_not_slow_to_fail() -> None:
+    huge = "SELECT " + ", ".join(["1"] * 400_000) + " FROM nba.player_game_summary"
+    a = analyze(huge, default_project="proj", partition_columns=PARTITIONS)
+    assert len(huge) > analysis_module.MAX_QUERY_CHARS
+    assert (a.statement_type, a.timeout_class) == ("UNKNOWN", "analytics")
+    assert a.tables == frozenset({"proj.nba.player_game_summary"})
+
+
+def test_deeply_nested_text_never_raises() -> None:
+    sql = "SELECT " + "(" * 5000 + "1" + ")" * 5000
+    a = analyze(sql)
+    assert a.timeout_class in ("read", "analytics")
+
+
+def test_cached_result_is_shared() -> None:
+    sql = "SELECT game_date FROM nba.player_game_summary WHERE game_date > '2024-01-01'"
+    assert analyze(sql, "proj") is analyze(sql, "proj")
+    first = analyze(sql, "proj", PARTITIONS)
+    assert analyze(sql, "proj", dict(PARTITIONS)) is first
+
+
+def test_cache_is_bounded_and_resizable() -> None:
+    try:
+        analysis_module.set_cache_size(4)
+        for i in range(10):
+            analyze(f"SELECT {i} FROM nba.t")
+        info = analysis_module._small.cache_info()  # type: ignore[attr-defined]
+        assert info.currsize == 4 and info.maxsize == 4
+    finally:
+        analysis_module.set_cache_size(2048)
+
+
+def test_thread_safe_and_consistent() -> None:
+    sqls = [
+        f"SELECT * FROM nba.player_game_summary WHERE game_date = '2024-01-{d:02d}'"
+        for d in range(1, 29)
+    ]
+    results: list[tuple[str, frozenset[str]]] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for sql in sqls:
+            a = analyze(sql, "proj", PARTITIONS)
+            with lock:
+                results.append((a.statement_type, a.unfiltered_tables))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(results) == {("SELECT", frozenset())}
+    assert len(results) == 4 * len(sqls)
+
+
+def test_sqlglot_fallback_warnings_are_silenced_but_not_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    a = analyze("CREATE SNAPSHOT TABLE nba.snap_2024 CLONE nba.player_game_summary", "proj")
+    assert a.statement_type == "CREATE_SNAPSHOT_TABLE"
+    assert not [r for r in caplog.records if r.name == "sqlglot"]
+    logging.getLogger("sqlglot").warning("outside analysis")
+    assert [r.getMessage() for r in caplog.records if r.name == "sqlglot"] == ["outside analysis"]
