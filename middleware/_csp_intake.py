@@ -1,0 +1,330 @@
+"""The server-agnostic half of the CSP / Reporting API intake (see ``middleware.csp_reports``).
+
+Everything here is decided from plain values (method, content type, length, client
+address, body bytes) so the WSGI and ASGI adapters stay thin and behave identically.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics, trace
+
+from middleware.settings import IPNetwork, Settings
+
+log = logging.getLogger("bastion.csp")
+
+LEGACY_TYPE = "application/csp-report"
+REPORTING_TYPE = "application/reports+json"
+
+#: Directives a report may name; anything else is counted as ``other`` so that a
+#: hostile client cannot mint metric series.
+DIRECTIVES = frozenset(
+    [
+        "base-uri",
+        "child-src",
+        "connect-src",
+        "default-src",
+        "fenced-frame-src",
+        "font-src",
+        "form-action",
+        "frame-ancestors",
+        "frame-src",
+        "img-src",
+        "manifest-src",
+        "media-src",
+        "object-src",
+        "prefetch-src",
+        "report-to",
+        "require-trusted-types-for",
+        "sandbox",
+        "script-src",
+        "script-src-attr",
+        "script-src-elem",
+        "style-src",
+        "style-src-attr",
+        "style-src-elem",
+        "trusted-types",
+        "upgrade-insecure-requests",
+        "worker-src",
+    ]
+)
+# Fields copied into log records and span events (truncated); the rest is dropped.
+_LEGACY_FIELDS = {
+    "document-uri": "document_uri",
+    "blocked-uri": "blocked_uri",
+    "effective-directive": "effective_directive",
+    "violated-directive": "violated_directive",
+    "disposition": "disposition",
+    "source-file": "source_file",
+    "line-number": "line_number",
+    "status-code": "status_code",
+}
+_REPORTING_FIELDS = {
+    "documentURL": "document_uri",
+    "blockedURL": "blocked_uri",
+    "effectiveDirective": "effective_directive",
+    "disposition": "disposition",
+    "sourceFile": "source_file",
+    "lineNumber": "line_number",
+    "statusCode": "status_code",
+    "sample": "sample",
+}
+_MAX_FIELD = 256
+_MAX_REPORTS_PER_BODY = 32
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the adapter sends: a status, extra headers, and why (for the rejection metric)."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    reason: str = ""
+
+
+ACCEPTED = Answer(204)
+PREFLIGHT = Answer(
+    204,
+    (
+        # Reports carry no credentials and the endpoint only takes writes: any origin may
+        # post. Browsers preflight application/reports+json sent cross-origin.
+        ("Access-Control-Allow-Origin", "*"),
+        ("Access-Control-Allow-Methods", "POST"),
+        ("Access-Control-Allow-Headers", "content-type"),
+        ("Access-Control-Max-Age", "86400"),
+    ),
+)
+
+
+class TokenBuckets:
+    """Per-client token buckets in a bounded LRU table (memory O(max_clients)).
+
+    ``rate_per_minute`` tokens refill per minute up to a burst of the same size. When the
+    table is full the least recently seen client is forgotten: an attacker rotating
+    addresses can reset old buckets, never grow memory. IPv6 clients are keyed by their
+    /64, the unit one subscriber usually holds.
+    """
+
+    def __init__(self, rate_per_minute: int, max_clients: int = 4096) -> None:
+        self.capacity = float(rate_per_minute)
+        self.refill_per_second = rate_per_minute / 60.0
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, client: str, now: float | None = None) -> float:
+        """0.0 if a token was taken, else the seconds until one is available."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            bucket = self._buckets.get(client)
+            if bucket is None:
+                if len(self._buckets) >= self.max_clients:
+                    self._buckets.popitem(last=False)
+                bucket = self._buckets[client] = [self.capacity, now]
+            else:
+                self._buckets.move_to_end(client)
+                tokens = bucket[0] + (now - bucket[1]) * self.refill_per_second
+                bucket[0], bucket[1] = min(self.capacity, tokens), now
+            if bucket[0] >= 1.0:
+                bucket[0] -= 1.0
+                return 0.0
+            return (1.0 - bucket[0]) / self.refill_per_second
+
+
+class ReportIntake:
+    """Validates, rate-limits and records violation reports. One per middleware."""
+
+    def __init__(self, settings: Settings, *, max_clients: int = 4096) -> None:
+        self.path = settings.csp_report_path
+        self.max_bytes = settings.csp_report_max_bytes
+        self.buckets = TokenBuckets(settings.csp_report_rate_per_minute, max_clients)
+        self.trusted: tuple[IPNetwork, ...] = settings.trusted_proxies
+        meter = metrics.get_meter("bastion")
+        self.reports = meter.create_counter(
+            "bastion.csp.reports", unit="{report}", description="CSP violation reports accepted"
+        )
+        self.rejected = meter.create_counter(
+            "bastion.csp.rejected", unit="{request}", description="CSP report requests refused"
+        )
+        self.tracer = trace.get_tracer("bastion")
+
+    # --- before the body is read ---------------------------------------------------
+    def precheck(
+        self, method: str, content_type: str, content_length: str | None, client: str
+    ) -> Answer | None:
+        """An answer if the request is refused (or is a preflight) without its body."""
+        if method == "OPTIONS":
+            return PREFLIGHT
+        if method != "POST":
+            return self.refuse(Answer(405, (("Allow", "POST, OPTIONS"),), "method"))
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media not in (LEGACY_TYPE, REPORTING_TYPE):
+            return self.refuse(
+                Answer(415, (("Accept-Post", f"{LEGACY_TYPE}, {REPORTING_TYPE}"),), "content_type")
+            )
+        if content_length is not None:
+            try:
+                length = int(content_length)
+            except ValueError:
+                return self.refuse(Answer(400, (), "bad_length"))
+            if length > self.max_bytes:
+                return self.refuse(Answer(413, (), "too_large"))
+            if length < 0:
+                return self.refuse(Answer(400, (), "bad_length"))
+        wait = self.buckets.take(client)
+        if wait:
+            return self.refuse(
+                Answer(429, (("Retry-After", str(max(1, round(wait)))),), "rate_limited")
+            )
+        return None
+
+    # --- the body ------------------------------------------------------------------
+    def accept(self, content_type: str, body: bytes) -> Answer:
+        if len(body) > self.max_bytes:
+            return self.refuse(Answer(413, (), "too_large"))
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return self.refuse(Answer(400, (), "malformed"))
+        media = content_type.split(";", 1)[0].strip().lower()
+        found = _legacy(document) if media == LEGACY_TYPE else _reporting(document)
+        if found is None:
+            return self.refuse(Answer(400, (), "shape"))
+        try:
+            self.record(found)
+        except Exception:  # telemetry trouble must not refuse a valid report
+            log.exception("recording a CSP report failed")
+        return ACCEPTED
+
+    def record(self, found: list[dict[str, str]]) -> None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            self._record_on(span, found)
+            return
+        # No server span around us (e.g. protect() applied outside FlaskInstrumentor):
+        # make one so the events are still somewhere.
+        with self.tracer.start_as_current_span(
+            f"POST {self.path}", kind=trace.SpanKind.SERVER, attributes={"http.route": self.path}
+        ) as own:
+            self._record_on(own, found)
+
+    def _record_on(self, span: trace.Span, found: list[dict[str, str]]) -> None:
+        for report in found:
+            directive = report["directive"]
+            if report["type"] == "csp-violation":
+                self.reports.add(1, {"bastion.csp.directive": directive})
+            span.add_event(
+                f"bastion.{report['type']}", {f"bastion.csp.{k}": v for k, v in report.items()}
+            )
+            log.warning(
+                "%s: %s blocked %s on %s (%s)",
+                report["type"],
+                directive or "-",
+                report.get("blocked_uri", "-"),
+                report.get("document_uri", "-"),
+                report.get("disposition", "enforce"),
+                extra={"csp_report": report},
+            )
+
+    def refuse(self, answer: Answer) -> Answer:
+        self.rejected.add(1, {"bastion.reason": answer.reason})
+        return answer
+
+    # --- who is asking -------------------------------------------------------------
+    def client(self, peer: str | None, forwarded_for: str | None) -> str:
+        """The client address: the peer, or, when the peer is a trusted proxy, the
+        right-most X-Forwarded-For entry that is not itself a trusted proxy."""
+        address = _ip(peer)
+        if address is None:
+            return peer or "unknown"
+        if forwarded_for and self.trusted and self._is_trusted(address):
+            for item in reversed(forwarded_for.split(",")):
+                hop = _ip(item.strip())
+                if hop is None:
+                    break  # malformed: stop believing the header here
+                address = hop
+                if not self._is_trusted(hop):
+                    break
+        if address.version == 6:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(address)
+
+    def _is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in self.trusted)
+
+
+def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not text or len(text) > 64:
+        return None
+    try:
+        return ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _legacy(document: Any) -> list[dict[str, str]] | None:
+    """``{"csp-report": {...}}`` (report-uri, CSP level 2)."""
+    if not isinstance(document, dict) or not isinstance(document.get("csp-report"), dict):
+        return None
+    body = document["csp-report"]
+    directive = body.get("effective-directive") or body.get("violated-directive")
+    if not isinstance(directive, str) or not isinstance(body.get("document-uri", ""), str):
+        return None
+    return [_summary("csp-violation", directive, body, _LEGACY_FIELDS)]
+
+
+def _reporting(document: Any) -> list[dict[str, str]] | None:
+    """``[{"type": "csp-violation", "url": ..., "body": {...}}, ...]`` (Reporting API)."""
+    if not isinstance(document, list) or not 0 < len(document) <= _MAX_REPORTS_PER_BODY:
+        return None
+    found = []
+    for entry in document:
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+            return None
+        body = entry.get("body")
+        if not isinstance(body, dict):
+            return None
+        kind = _clean(entry["type"], 40)
+        directive = body.get("effectiveDirective", "") if kind == "csp-violation" else ""
+        if kind == "csp-violation" and not (isinstance(directive, str) and directive):
+            return None
+        found.append(_summary(kind, str(directive), body, _REPORTING_FIELDS))
+    return found
+
+
+def _summary(
+    kind: str, directive: str, body: Mapping[str, Any], fields: Mapping[str, str]
+) -> dict[str, str]:
+    name = directive.split(None, 1)[0].lower() if directive.strip() else ""
+    report = {"type": kind, "directive": name if name in DIRECTIVES else ("other" if name else "")}
+    for source, target in fields.items():
+        value = body.get(source)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            report[target] = _clean(str(value), _MAX_FIELD)
+    return report
+
+
+def _clean(text: str, limit: int) -> str:
+    """No control characters (log injection) and a bounded length."""
+    return _CONTROL.sub("?", text[:limit])
+
+
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None

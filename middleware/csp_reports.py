@@ -1,0 +1,174 @@
+"""CSP / Reporting API intake: browsers' violation reports turned into logs, events, counts.
+
+``protect()`` mounts it at ``BASTION_CSP_REPORT_PATH``; point the policy's ``report-uri``
+and ``Reporting-Endpoints`` at the same path (``BASTION_CSP_REPORT_URI``). It answers that
+one path itself and passes every other request to the app untouched.
+
+Accepted formats:
+
+* ``application/csp-report``: ``{"csp-report": {"document-uri", "effective-directive"
+  or "violated-directive", ...}}`` (``report-uri``);
+* ``application/reports+json``: a JSON array of ``{"type", "url", "body"}`` reports
+  (``report-to``, the Reporting API); ``csp-violation`` bodies need ``effectiveDirective``.
+  Other report types sharing the endpoint (deprecation, intervention...) are logged and
+  traced but not counted as CSP violations.
+
+Threat model: the endpoint is public and unauthenticated by nature (browsers post to it
+without credentials), so anyone can send anything. Hence:
+
+* the body size is checked from ``Content-Length`` before reading and again while
+  reading (chunked bodies), and anything over ``BASTION_CSP_REPORT_MAX_BYTES`` gets 413;
+* each client gets ``BASTION_CSP_REPORT_RATE_PER_MINUTE`` reports per minute (a token
+  bucket; 429 with ``Retry-After`` past it), in a table bounded to ``max_clients``
+  entries, so a flood from many addresses costs bounded memory;
+* the client is the TCP peer; ``X-Forwarded-For`` is believed only when that peer is one
+  of ``BASTION_TRUSTED_PROXIES`` (on Cloud Run, the front end's address range);
+* only known fields are kept, truncated, without control characters, and directives
+  outside the CSP vocabulary are counted as ``other``: a report can neither inject log
+  lines nor create metric series.
+
+Answers: 204 accepted (and 204 to a CORS preflight), 400 malformed or wrong shape,
+405 wrong method, 413 too large, 415 wrong content type, 429 rate limited. Each refusal
+increments ``bastion.csp.rejected{bastion.reason}``; each accepted CSP violation
+increments ``bastion.csp.reports{bastion.csp.directive}``, adds a ``bastion.csp-violation``
+event to the request's span and writes a WARNING record to the ``bastion.csp`` logger.
+
+Parameters (both classes): ``app``, the application to wrap; ``settings``, defaulting to
+the process settings; ``routes``, accepted for the common middleware signature and unused;
+``max_clients``, the size of the rate-limit table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from middleware._csp_intake import Answer, ReportIntake, header
+from middleware.routes import Route, RouteTable
+from middleware.settings import Settings, get_settings
+
+__all__ = ["CSPReportASGIMiddleware", "CSPReportMiddleware", "ReportIntake"]
+
+log = logging.getLogger("bastion.csp")
+
+StartResponse = Callable[..., Any]
+_STATUS = {
+    204: "204 No Content",
+    400: "400 Bad Request",
+    405: "405 Method Not Allowed",
+    413: "413 Content Too Large",
+    415: "415 Unsupported Media Type",
+    429: "429 Too Many Requests",
+}
+_COMMON = (("Content-Length", "0"), ("Cache-Control", "no-store"))
+
+
+class CSPReportMiddleware:
+    """WSGI: answers ``POST <BASTION_CSP_REPORT_PATH>``; everything else goes to ``app``."""
+
+    def __init__(
+        self,
+        app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+        settings: Settings | None = None,
+        *,
+        routes: RouteTable | Mapping[str, Route] | None = None,
+        max_clients: int = 4096,
+    ) -> None:
+        self.app = app
+        settings = settings if settings is not None else get_settings()
+        self.path = settings.csp_report_path
+        self.intake = ReportIntake(settings, max_clients=max_clients)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if not self.path or environ.get("PATH_INFO") != self.path:
+            return self.app(environ, start_response)
+        answer = self._handle(environ)
+        start_response(_STATUS[answer.status], [*_COMMON, *answer.headers])
+        return [b""]
+
+    def _handle(self, environ: dict[str, Any]) -> Answer:
+        intake = self.intake
+        content_type = str(environ.get("CONTENT_TYPE", ""))
+        try:
+            client = intake.client(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
+            answer = intake.precheck(
+                str(environ.get("REQUEST_METHOD", "")),
+                content_type,
+                environ.get("CONTENT_LENGTH") or None,
+                client,
+            )
+            if answer is not None:
+                return answer
+            stream = environ["wsgi.input"]
+            body = stream.read(intake.max_bytes + 1)
+            return intake.accept(content_type, body)
+        except Exception:  # a broken stream or a bug here must not become a 500
+            log.exception("CSP report intake failed; answering 400")
+            return Answer(400, (), "error")
+
+
+class CSPReportASGIMiddleware:
+    """Pure ASGI: answers ``POST <BASTION_CSP_REPORT_PATH>``; everything else goes to ``app``."""
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        settings: Settings | None = None,
+        *,
+        routes: RouteTable | Mapping[str, Route] | None = None,
+        max_clients: int = 4096,
+    ) -> None:
+        self.app = app
+        settings = settings if settings is not None else get_settings()
+        self.path = settings.csp_report_path
+        self.intake = ReportIntake(settings, max_clients=max_clients)
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Any],
+        send: Callable[[dict[str, Any]], Any],
+    ) -> None:
+        if scope["type"] != "http" or not self.path or scope.get("path") != self.path:
+            await self.app(scope, receive, send)
+            return
+        answer = await self._handle(scope, receive)
+        headers = [(k.lower().encode(), v.encode()) for k, v in (*_COMMON, *answer.headers)]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _handle(self, scope: dict[str, Any], receive: Callable[[], Any]) -> Answer:
+        intake = self.intake
+        raw_headers = scope.get("headers") or ()
+        content_type = header(raw_headers, b"content-type") or ""
+        try:
+            peer = scope.get("client")
+            client = intake.client(
+                peer[0] if peer else None, header(raw_headers, b"x-forwarded-for")
+            )
+            answer = intake.precheck(
+                str(scope.get("method", "")),
+                content_type,
+                header(raw_headers, b"content-length"),
+                client,
+            )
+            if answer is not None:
+                return answer
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return Answer(400, (), "disconnect")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > intake.max_bytes:
+                    return intake.refuse(Answer(413, (), "too_large"))
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            return intake.accept(content_type, b"".join(chunks))
+        except Exception:  # a bug here must not become a 500
+            log.exception("CSP report intake failed; answering 400")
+            return Answer(400, (), "error")
