@@ -1,0 +1,29 @@
+"""The ``bastion`` command: ``doctor``, ``scan``, ``audit-partitions`` and ``queries``.
+
+Every subcommand prints rich tables for people and, with ``--json``, one JSON
+document for scripts. Exit codes are shared (see :mod:`instrumentation.cli._output`):
+0 success, 1 findings, 2 usage/input error, 3 target unreachable or unusable.
+"""
+
+from __future__ import annotations
+
+import click
+
+from instrumentation.cli.audit import audit_partitions
+from instrumentation.cli.doctor import doctor
+from instrumentation.cli.queries import queries
+from instrumentation.cli.scan import scan
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bastion", prog_name="bastion")
+def main() -> None:
+    """Check a Bastion deployment: settings, headers, BigQuery partitions, query costs."""
+
+
+main.add_command(doctor)
+main.add_command(scan)
+main.add_command(audit_partitions)
+main.add_command(queries)
