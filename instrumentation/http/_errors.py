@@ -1,0 +1,51 @@
+"""The exceptions the outbound HTTP guard raises, shaped so existing handlers catch them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from middleware.deadline import Deadline, DeadlineExceeded
+
+__all__ = ["DeadlineTimeout", "InsecureTLSError"]
+
+
+class InsecureTLSError(requests.exceptions.SSLError):
+    """An HTTPS call with certificate verification switched off, refused (``BASTION_TLS=enforce``).
+
+    Raised before any byte is sent. It is a :class:`requests.exceptions.SSLError` (hence a
+    ``ConnectionError`` and a ``RequestException``) because that is what the same call
+    raises when verification is on and the certificate is not trusted: code that already
+    copes with a TLS failure copes with this one. ``host`` and ``call_site`` (``file:line``)
+    say which call was refused.
+    """
+
+    def __init__(self, message: str, *, host: str, call_site: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.host = host
+        self.call_site = call_site
+
+
+class DeadlineTimeout(requests.exceptions.ReadTimeout, DeadlineExceeded):
+    """An outbound call cut because the request's deadline ran out (``BASTION_HTTP=enforce``).
+
+    Raised when the deadline has already passed before sending, when a timeout that the
+    deadline had shortened fires, and when a response body is still arriving at the
+    deadline (a slow drip, ``stream=True`` included). It is a
+    :class:`requests.exceptions.ReadTimeout` (so ``except requests.Timeout`` handles it) and
+    a :class:`middleware.deadline.DeadlineExceeded` (so the deadline middleware answers 504).
+    ``phase`` is ``before-send``, ``response`` (connect, send or headers) or ``body``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        phase: str,
+        deadline: Deadline | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.deadline = deadline
+        self.phase = phase

@@ -1,0 +1,296 @@
+"""The per-call guard around ``requests.adapters.HTTPAdapter.send``.
+
+Why the adapter and not ``Session.send``: ``Session.send`` has already merged the
+session's ``verify``, ``stream`` and proxies into the keyword arguments it hands the
+adapter, and calls the adapter again for each redirect, so every hop is judged on what it
+will really do. It also runs inside the client span that opentelemetry-instrumentation-
+requests opens around ``Session.send``, whichever instrumentor was installed first, so
+Bastion's attributes land on that span instead of a duplicate one. ``HTTPAdapter``
+subclasses (retries, TLS adapters, ``requests-toolbelt``, google-auth) go through it via
+``super().send``. Adapters that are not ``HTTPAdapter`` subclasses do no socket I/O of
+their own (file://, mocks) and are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from opentelemetry import trace
+from opentelemetry.metrics import Meter
+from opentelemetry.trace import Span
+
+from instrumentation.http._body import bound_body, watch_body
+from instrumentation.http._errors import DeadlineTimeout, InsecureTLSError
+from instrumentation.http._timeouts import TimeoutPlan, plan_timeout
+from instrumentation.http._tls import CallSites, HostAllowList, call_site
+from middleware.deadline import DEADLINE_HEADER, Deadline, current
+from middleware.settings import Settings
+
+__all__ = ["OutboundGuard"]
+
+_log = logging.getLogger("instrumentation.http")
+_monotonic = time.monotonic
+_TOLERANCE = 0.005
+# HTTPAdapter.send(request, stream=False, timeout=None, verify=True, cert=None, proxies=None)
+_SEND_PARAMETERS = ("stream", "timeout", "verify", "cert", "proxies")
+_FIXES = (
+    "trust the server's CA instead: verify='/path/to/ca.pem', REQUESTS_CA_BUNDLE, or "
+    "truststore.inject_into_ssl() for the system store; or list the host in "
+    "BASTION_TLS_ALLOW_INSECURE_HOSTS"
+)
+
+
+class OutboundGuard:
+    """wrapt wrapper: timeouts and deadline on the way out, TLS judged before sending.
+
+    Everything derivable from the settings is computed here, once.
+    """
+
+    def __init__(self, settings: Settings, meter: Meter) -> None:
+        self._http = settings.http
+        self._http_active = settings.http.active
+        self._enforce_http = settings.http.enforcing
+        self._tls_active = settings.tls.active
+        self._enforce_tls = settings.tls.enforcing
+        self._connect_default = settings.http_connect_seconds
+        self._read_default = settings.http_read_seconds
+        self._propagate = settings.http_propagate_deadline and settings.http.active
+        self._allow = HostAllowList(settings.tls_allow_insecure_hosts)
+        self._sites = CallSites()
+        mode = settings.http.value
+        self._timeouts_applied = meter.create_counter(
+            "bastion.http.client.timeouts_applied",
+            unit="{request}",
+            description="Outbound requests whose timeout Bastion set or shortened "
+            "(observe: would have).",
+        )
+        self._deadline_cuts = meter.create_counter(
+            "bastion.http.client.deadline_cuts",
+            unit="{request}",
+            description="Outbound requests cut (observe: that would be cut) at the deadline.",
+        )
+        self._tls_insecure = meter.create_counter(
+            "bastion.tls.insecure",
+            unit="{request}",
+            description="HTTPS requests with certificate verification off, by decision.",
+        )
+        self._applied_attrs = {
+            source: {"bastion.mode": mode, "bastion.http.timeout_source": source}
+            for source in ("default", "deadline")
+        }
+        self._cut_attrs = {
+            phase: {"bastion.mode": mode, "bastion.http.phase": phase}
+            for phase in ("before-send", "response", "body")
+        }
+
+    # --- the wrapper -------------------------------------------------------------------
+    def __call__(
+        self,
+        wrapped: Callable[..., Any],
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        try:
+            call = self._prepare(args, kwargs)
+        except (InsecureTLSError, DeadlineTimeout):
+            raise
+        except Exception:
+            self._internal_error("prepare")
+            return wrapped(*args, **kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        try:
+            response = wrapped(call.request, **call.kwargs)
+        except requests.exceptions.Timeout as error:
+            cut = self._cut_in_flight(call, error)
+            if cut is None:
+                raise
+            raise cut from error
+        if call.deadline is not None:
+            try:
+                self._guard_body(call, response)
+            except Exception:
+                self._internal_error("body")
+        return response
+
+    # --- before sending ----------------------------------------------------------------
+    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+        if len(args) == 1:
+            request, send_kwargs = args[0], kwargs
+        elif args:
+            request = args[0]
+            send_kwargs = {**dict(zip(_SEND_PARAMETERS, args[1:], strict=False)), **kwargs}
+        else:
+            return None  # request passed by keyword: unusual enough to leave alone
+        url = request.url
+        span: Span | None = None
+        if self._tls_active and not send_kwargs.get("verify", True) and _is_https(url):
+            span = trace.get_current_span()
+            self._judge_tls(request, url, span)
+        if not self._http_active:
+            return None
+        deadline = current()
+        remaining = None if deadline is None else deadline.remaining()
+        plan = plan_timeout(
+            send_kwargs.get("timeout"), self._connect_default, self._read_default, remaining
+        )
+        if plan is None and deadline is None:
+            return None
+        if span is None:
+            span = trace.get_current_span()
+        recording = span.is_recording()
+        if deadline is not None and remaining == 0.0:
+            self._record_cut(span, recording, "before-send")
+            if self._enforce_http:
+                raise DeadlineTimeout(
+                    f"request deadline ({deadline.budget:.3f}s, {deadline.source}) "
+                    "already passed; not sent by Bastion",
+                    phase="before-send",
+                    deadline=deadline,
+                    request=request,
+                )
+        new_kwargs = dict(send_kwargs)
+        if plan is not None:
+            self._record_plan(plan, span, recording)
+            if self._enforce_http and (plan.defaulted or plan.capped):
+                new_kwargs["timeout"] = plan.timeout
+        call = _Call(request, new_kwargs, deadline, plan, span, recording)
+        if self._propagate and remaining is not None:
+            headers = request.headers
+            if headers is not None:
+                headers[DEADLINE_HEADER] = str(int(remaining * 1000))
+        return call
+
+    def _record_plan(self, plan: TimeoutPlan, span: Span, recording: bool) -> None:
+        source = "deadline" if plan.capped else "default" if plan.defaulted else "caller"
+        if source != "caller":
+            self._timeouts_applied.add(1, self._applied_attrs[source])
+        if recording:
+            attributes: dict[str, Any] = {
+                "bastion.mode": self._http.value,
+                "bastion.http.timeout_source": source,
+            }
+            if plan.connect is not None:
+                attributes["bastion.http.timeout_connect"] = plan.connect
+            if plan.read is not None:
+                attributes["bastion.http.timeout_read"] = plan.read
+            span.set_attributes(attributes)
+
+    def _judge_tls(self, request: Any, url: str, span: Span) -> None:
+        host = urlsplit(url).hostname or ""
+        if self._allow.allows(host):
+            decision = "allowed"
+        elif self._enforce_tls:
+            decision = "refused"
+        else:
+            decision = "observed"
+        site = call_site()
+        self._tls_insecure.add(1, {"bastion.decision": decision, "server.address": host})
+        if span.is_recording():
+            span.set_attribute("bastion.tls.decision", decision)
+            span.add_event(
+                "bastion.tls.insecure",
+                {"bastion.decision": decision, "server.address": host, "code.location": site},
+            )
+        if self._sites.first_time(decision, site):
+            level = logging.INFO if decision == "allowed" else logging.WARNING
+            _log.log(
+                level,
+                "TLS verification off (verify=False) for https://%s at %s: %s by Bastion "
+                "(BASTION_TLS=%s)%s",
+                host,
+                site,
+                decision,
+                "enforce" if self._enforce_tls else "observe",
+                "" if decision == "allowed" else f"; {_FIXES}",
+            )
+        if decision == "refused":
+            raise InsecureTLSError(
+                f"refused HTTPS request to {host} with verify=False at {site} "
+                f"(BASTION_TLS=enforce); {_FIXES}",
+                host=host,
+                call_site=site,
+                request=request,
+            )
+
+    # --- after sending -----------------------------------------------------------------
+    def _cut_in_flight(
+        self, call: _Call, error: requests.exceptions.Timeout
+    ) -> DeadlineTimeout | None:
+        deadline = call.deadline
+        if (
+            deadline is None
+            or isinstance(error, DeadlineTimeout)
+            or _monotonic() < deadline.expires_at - _TOLERANCE
+        ):
+            return None
+        self._record_cut(call.span, call.recording, "response")
+        if not self._enforce_http:
+            return None
+        return DeadlineTimeout(
+            f"no response before the request deadline ({deadline.budget:.3f}s, "
+            f"{deadline.source}); cut by Bastion: {error}",
+            phase="response",
+            deadline=deadline,
+            request=call.request,
+        )
+
+    def _guard_body(self, call: _Call, response: Any) -> None:
+        deadline = call.deadline
+        assert deadline is not None
+
+        def on_cut() -> None:
+            self._record_cut(call.span, call.span.is_recording(), "body")
+
+        raw = getattr(response, "raw", None)
+        if self._enforce_http:
+            bound_body(raw, deadline, call.request, on_cut)
+        else:
+            watch_body(raw, deadline, on_cut)
+
+    def _record_cut(self, span: Span, recording: bool, phase: str) -> None:
+        self._deadline_cuts.add(1, self._cut_attrs[phase])
+        if recording:
+            span.set_attribute("bastion.http.deadline_cut", True)
+            span.add_event(
+                "bastion.http.deadline_cut",
+                {"bastion.mode": self._http.value, "bastion.http.phase": phase},
+            )
+
+    def _internal_error(self, where: str) -> None:
+        if self._sites.first_time("internal", where):
+            _log.exception(
+                "Bastion outbound HTTP guard failed (%s); the call proceeds unguarded", where
+            )
+
+
+class _Call:
+    """What the guard decided for one adapter call."""
+
+    __slots__ = ("deadline", "kwargs", "plan", "recording", "request", "span")
+
+    def __init__(
+        self,
+        request: Any,
+        kwargs: Mapping[str, Any],
+        deadline: Deadline | None,
+        plan: TimeoutPlan | None,
+        span: Span,
+        recording: bool,
+    ) -> None:
+        self.request = request
+        self.kwargs = kwargs
+        self.deadline = deadline
+        self.plan = plan
+        self.span = span
+        self.recording = recording
+
+
+def _is_https(url: object) -> bool:
+    return isinstance(url, str) and url[:6].lower() == "https:"
