@@ -1,0 +1,465 @@
+"""The Observatory grader as a pure function: the issue's acceptance numbers, then the
+cases of the Observatory's own analyzer tests (mdn/mdn-http-observatory ``test/``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from instrumentation.cli.observatory import Hop, Observation, Response, grade
+from instrumentation.cli.observatory_chart import SCORE_TABLE, grade_for
+from tests.apps.cli_header_sets import DJANGO, HELMET, OWASP, Headers
+
+ORIGIN = "https://bastion-scan.invalid"
+REFLECTED = [("Access-Control-Allow-Origin", ORIGIN), ("Access-Control-Allow-Credentials", "true")]
+
+
+def graded(headers: Headers, *, preflight: Headers | None = None, body: str = "") -> dict[str, str]:
+    report = grade(
+        Observation.assuming_https(
+            "https://svc.example/", headers, preflight_headers=preflight, body=body
+        )
+    )
+    return {t.name: t.result for t in report.tests}
+
+
+def score(headers: Headers, **kw: object) -> int:
+    return grade(Observation.assuming_https("https://svc.example/", headers, **kw)).score  # type: ignore[arg-type]
+
+
+# --- acceptance ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("headers", "expected", "letter"),
+    [(HELMET, 130, "A+"), (OWASP, 145, "A+"), (DJANGO, 55, "C")],
+    ids=["helmet", "owasp", "django"],
+)
+def test_documented_defaults(headers: Headers, expected: int, letter: str) -> None:
+    report = grade(Observation.assuming_https("https://svc.example/", headers))
+    assert (report.score, report.grade) == (expected, letter)
+    assert report.tests_quantity == 12
+
+
+@pytest.mark.parametrize("headers", [HELMET, OWASP], ids=["helmet", "owasp"])
+def test_reflecting_the_origin_with_credentials_scores_50(headers: Headers) -> None:
+    report = grade(
+        Observation.assuming_https("https://svc.example/", headers, preflight_headers=REFLECTED)
+    )
+    assert (report.score, report.grade) == (50, "C")
+    cors = next(t for t in report.tests if t.name == "cross-origin-resource-sharing")
+    assert (cors.modifier, cors.passed) == (-50, False)
+    assert "never reflect Origin" in cors.hint
+
+
+def test_grading_is_pure() -> None:
+    observation = Observation.assuming_https("https://svc.example/", HELMET)
+    assert grade(observation) == grade(observation)
+
+
+def test_every_result_has_a_score_and_description() -> None:
+    for expectation, entry in SCORE_TABLE.items():
+        assert entry.description, expectation
+
+
+@pytest.mark.parametrize(
+    ("value", "letter"),
+    [
+        (145, "A+"),
+        (100, "A+"),
+        (99, "A"),
+        (90, "A"),
+        (89, "A-"),
+        (80, "B+"),
+        (79, "B"),
+        (65, "B-"),
+        (60, "C+"),
+        (54, "C"),
+        (45, "C-"),
+        (40, "D+"),
+        (30, "D"),
+        (25, "D-"),
+        (24, "F"),
+        (0, "F"),
+        (-10, "F"),
+    ],
+)
+def test_grade_chart(value: int, letter: str) -> None:
+    assert grade_for(value) == letter
+
+
+def test_bonuses_count_only_from_90() -> None:
+    # OWASP's set without HSTS: 100 - 20 = 80 < 90, so its +45 of bonuses are dropped.
+    without_hsts = [h for h in OWASP if h[0] != "Strict-Transport-Security"]
+    assert score(without_hsts) == 80
+    # Without X-Content-Type-Options only: 95 >= 90, bonuses count: 145 - 5.
+    assert score([h for h in OWASP if h[0] != "X-Content-Type-Options"]) == 140
+
+
+def test_score_never_negative() -> None:
+    report = grade(
+        Observation(
+            Response(
+                "http://x.example/",
+                headers=(("Content-Type", "text/html"),),
+                body='<script src="http://cdn.other.example/a.js"></script>',
+            ),
+            https=None,
+            preflight=Response("http://x.example/", headers=tuple(REFLECTED)),
+            http_route=(Hop("http://x.example/", 200),),
+            set_cookies=("sessionid=1",),
+        )
+    )
+    assert (report.score, report.grade) == (0, "F")
+
+
+# --- Content-Security-Policy -----------------------------------------------------------
+def csp(policy: str, *extra: tuple[str, str]) -> str:
+    return graded([("Content-Security-Policy", policy), *extra])["content-security-policy"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("default-src 'none'", "csp-implemented-with-no-unsafe-default-src-none"),
+        ("default-src 'self'", "csp-implemented-with-no-unsafe"),
+        (
+            "default-src 'self'; script-src 'self' 'unsafe-inline'",
+            "csp-implemented-with-unsafe-inline",
+        ),
+        ("default-src 'self'; script-src 'self' data:", "csp-implemented-with-unsafe-inline"),
+        ("default-src 'self'; object-src https:", "csp-implemented-with-unsafe-inline"),
+        ("script-src 'self'", "csp-implemented-with-unsafe-inline"),  # object-src unrestricted
+        (
+            "default-src 'self'; script-src 'nonce-abc' 'unsafe-inline'",
+            "csp-implemented-with-no-unsafe",
+        ),
+        ("default-src 'self'; script-src 'strict-dynamic'", "csp-header-invalid"),
+        (
+            "default-src 'none'; script-src 'nonce-abc' 'strict-dynamic' https: 'self'",
+            "csp-implemented-with-no-unsafe-default-src-none",
+        ),
+        ("default-src 'self'; script-src 'self' 'unsafe-eval'", "csp-implemented-with-unsafe-eval"),
+        ("default-src 'self' http://cdn.example", "csp-implemented-with-insecure-scheme"),
+        (
+            "default-src 'self'; img-src http://img.example",
+            "csp-implemented-with-insecure-scheme-in-passive-content-only",
+        ),
+        (
+            "default-src 'self'; style-src 'self' 'unsafe-inline'",
+            "csp-implemented-with-unsafe-inline-in-style-src-only",
+        ),
+        ("default-src 'self'; default-src 'none'", "csp-header-invalid"),
+        ("abc", "csp-header-invalid"),
+        ("DEFAULT-SRC 'NONE'", "csp-implemented-with-no-unsafe-default-src-none"),
+        ("default-src; frame-ancestors 'none'", "csp-implemented-with-no-unsafe-default-src-none"),
+        (
+            "default-src 'none'; report-uri /a; report-uri /b",
+            "csp-implemented-but-duplicate-directives",
+        ),
+    ],
+)
+def test_csp(policy: str, expected: str) -> None:
+    assert csp(policy) == expected
+
+
+def test_csp_missing_and_report_only() -> None:
+    assert graded([])["content-security-policy"] == "csp-not-implemented"
+    report_only = [("Content-Security-Policy-Report-Only", "default-src 'none'")]
+    assert graded(report_only)["content-security-policy"] == (
+        "csp-not-implemented-but-reporting-enabled"
+    )
+
+
+def test_csp_in_meta_counts() -> None:
+    html = [("Content-Type", "text/html; charset=utf-8")]
+    body = (
+        '<html><head><meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; frame-ancestors 'none'\"></head></html>"
+    )
+    rows = graded(html, body=body)
+    assert rows["content-security-policy"] == "csp-implemented-with-no-unsafe-default-src-none"
+    # Browsers ignore frame-ancestors in <meta>, but the Observatory's XFO test reads the
+    # combined policy (csp.data), so it grants the bonus: so do we.
+    assert rows["x-frame-options"] == "x-frame-options-implemented-via-csp"
+
+
+def test_two_policies_are_intersected() -> None:
+    rows = graded(
+        [
+            ("Content-Security-Policy", "default-src 'self'; script-src 'self'"),
+            ("Content-Security-Policy", "default-src 'none'; script-src 'self' 'unsafe-inline'"),
+        ]
+    )
+    # 'unsafe-inline' is not allowed by both policies; default-src shrinks to 'none'.
+    assert rows["content-security-policy"] == "csp-implemented-with-no-unsafe-default-src-none"
+
+
+# --- cookies ---------------------------------------------------------------------------
+def cookies(*set_cookie: str, hsts: bool = True) -> str:
+    headers: Headers = [("Set-Cookie", c) for c in set_cookie]
+    if hsts:
+        headers.append(("Strict-Transport-Security", "max-age=31536000"))
+    return graded(headers)["cookies"]
+
+
+@pytest.mark.parametrize(
+    ("cookie", "hsts", "expected"),
+    [
+        (
+            "id=1; Secure; HttpOnly; SameSite=Lax",
+            True,
+            "cookies-secure-with-httponly-sessions-and-samesite",
+        ),
+        ("id=1; Secure", True, "cookies-secure-with-httponly-sessions"),
+        ("id=1", True, "cookies-without-secure-flag-but-protected-by-hsts"),
+        ("id=1", False, "cookies-without-secure-flag"),
+        (
+            "sessionid=1; HttpOnly; SameSite=Lax",
+            True,
+            "cookies-session-without-secure-flag-but-protected-by-hsts",
+        ),
+        ("sessionid=1; HttpOnly", False, "cookies-session-without-secure-flag"),
+        ("sessionid=1; Secure; SameSite=Strict", True, "cookies-session-without-httponly-flag"),
+        ("id=1; Secure; SameSite=Bogus", True, "cookies-samesite-flag-invalid"),
+        ("id=1; SameSite=None", True, "cookies-samesite-flag-invalid"),
+        ("csrftoken=1; Secure", True, "cookies-anticsrf-without-samesite-flag"),
+    ],
+)
+def test_cookies(cookie: str, hsts: bool, expected: str) -> None:
+    assert cookies(cookie, hsts=hsts) == expected
+
+
+def test_no_cookies_and_worst_cookie_wins() -> None:
+    assert cookies() == "cookies-not-found"
+    assert cookies("a=1; Secure; SameSite=Lax", "sessionid=2; Secure") == (
+        "cookies-session-without-httponly-flag"
+    )
+
+
+# --- HSTS and redirection ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("max-age=15552000", "hsts-implemented-max-age-at-least-six-months"),
+        ("max-age=15551999", "hsts-implemented-max-age-less-than-six-months"),
+        ("includeSubDomains", "hsts-header-invalid"),
+        ("max-age=abc", "hsts-header-invalid"),
+    ],
+)
+def test_hsts(value: str, expected: str) -> None:
+    assert graded([("Strict-Transport-Security", value)])["strict-transport-security"] == expected
+
+
+def test_hsts_sent_twice_is_invalid_and_needs_verified_https() -> None:
+    twice = [("Strict-Transport-Security", "max-age=31536000")] * 2
+    assert graded(twice)["strict-transport-security"] == "hsts-header-invalid"
+    response = Response.of("https://svc.example/", twice[:1], verified=False)
+    report = grade(Observation(response, https=response))
+    assert report.tests[5].result == "hsts-invalid-cert"
+    plain = Response.of("http://svc.example/", twice[:1])
+    assert grade(Observation(plain, https=None)).tests[5].result == "hsts-not-implemented-no-https"
+
+
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [
+        (None, "redirection-not-needed-no-http"),
+        (["http://a.example/"], "redirection-missing"),
+        (["http://a.example/", "https://a.example/"], "redirection-to-https"),
+        (["http://a.example/", "https://b.example/"], "redirection-off-host-from-http"),
+        (
+            ["http://a.example/", "http://www.a.example/", "https://www.a.example/"],
+            "redirection-not-to-https-on-initial-redirection",
+        ),
+        (["http://a.example/", "http://b.example/"], "redirection-not-to-https"),
+    ],
+)
+def test_redirection(route: list[str] | None, expected: str) -> None:
+    response = Response.of("https://a.example/", [])
+    hops = tuple(Hop(url, 301) for url in route) if route is not None else None
+    report = grade(Observation(response, https=response, http_route=hops))
+    assert report.tests[3].result == expected
+
+
+def test_redirection_through_an_unverified_certificate() -> None:
+    response = Response.of("https://a.example/", [])
+    hops = (Hop("http://a.example/", 301), Hop("https://a.example/", 200))
+    report = grade(Observation(response, https=response, http_route=hops, http_verified=False))
+    assert report.tests[3].result == "redirection-invalid-cert"
+
+
+# --- single headers -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "values", "test", "expected"),
+    [
+        ("Referrer-Policy", ["unsafe-url"], "referrer-policy", "referrer-policy-unsafe"),
+        ("Referrer-Policy", ["whatever"], "referrer-policy", "referrer-policy-header-invalid"),
+        (
+            "Referrer-Policy",
+            ["no-referrer, unsafe-url"],
+            "referrer-policy",
+            "referrer-policy-unsafe",
+        ),
+        (
+            "Referrer-Policy",
+            ["unsafe-url, bogus, same-origin"],
+            "referrer-policy",
+            "referrer-policy-private",
+        ),
+        (
+            "X-Content-Type-Options",
+            ["nosniff"],
+            "x-content-type-options",
+            "x-content-type-options-nosniff",
+        ),
+        (
+            "X-Content-Type-Options",
+            ["sniff"],
+            "x-content-type-options",
+            "x-content-type-options-header-invalid",
+        ),
+        (
+            "X-Content-Type-Options",
+            ["nosniff", "nosniff"],
+            "x-content-type-options",
+            "x-content-type-options-header-invalid",
+        ),
+        (
+            "X-Frame-Options",
+            ["ALLOW-FROM https://a.example"],
+            "x-frame-options",
+            "x-frame-options-allow-from-origin",
+        ),
+        ("X-Frame-Options", ["DENY", "DENY"], "x-frame-options", "x-frame-options-header-invalid"),
+        ("X-Frame-Options", ["whimsy"], "x-frame-options", "x-frame-options-header-invalid"),
+        (
+            "Cross-Origin-Resource-Policy",
+            ["same-site"],
+            "cross-origin-resource-policy",
+            "corp-implemented-with-same-site",
+        ),
+        (
+            "Cross-Origin-Resource-Policy",
+            ["cross-origin"],
+            "cross-origin-resource-policy",
+            "corp-implemented-with-cross-origin",
+        ),
+        (
+            "Cross-Origin-Resource-Policy",
+            ["whimsy"],
+            "cross-origin-resource-policy",
+            "corp-header-invalid",
+        ),
+    ],
+)
+def test_single_headers(name: str, values: list[str], test: str, expected: str) -> None:
+    assert graded([(name, v) for v in values])[test] == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], "coop-not-implemented"),
+        (["same-origin"], "coop-implemented-with-same-origin"),
+        (["same-origin-allow-popups"], "coop-implemented-with-same-origin-allow-popups"),
+        (["noopener-allow-popups"], "coop-implemented-with-noopener-allow-popups"),
+        (["unsafe-none"], "coop-implemented-with-unsafe-none"),
+        (['same-origin; report-to="coop-endpoint"'], "coop-implemented-with-same-origin"),
+        (["same-origin; report-to"], "coop-implemented-with-same-origin"),
+        (["same-origin; report-to=coop endpoint"], "coop-header-invalid"),
+        (['"same-origin"'], "coop-header-invalid"),
+        (["whimsy"], "coop-header-invalid"),
+        (["same-origin", "unsafe-none"], "coop-header-invalid"),
+    ],
+)
+def test_coop(values: list[str], expected: str) -> None:
+    rows = graded([("Cross-Origin-Opener-Policy", v) for v in values])
+    assert rows["cross-origin-opener-policy"] == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["require-corp"], "coep-implemented-with-require-corp"),
+        (["credentialless"], "coep-implemented-with-credentialless"),
+        (["unsafe-none"], "coep-implemented-with-unsafe-none"),
+        (['credentialless; report-to="coep-endpoint"'], "coep-implemented-with-credentialless"),
+        (["REQUIRE-CORP"], "coep-header-invalid"),
+        (["require-corp", "require-corp"], "coep-header-invalid"),
+    ],
+)
+def test_coep(values: list[str], expected: str) -> None:
+    rows = graded([("Cross-Origin-Embedder-Policy", v) for v in values])
+    assert rows["cross-origin-embedder-policy"] == expected
+
+
+@pytest.mark.parametrize(
+    ("preflight", "expected"),
+    [
+        (None, "cross-origin-resource-sharing-not-implemented"),
+        ([], "cross-origin-resource-sharing-not-implemented"),
+        (
+            [("Access-Control-Allow-Origin", "*")],
+            "cross-origin-resource-sharing-implemented-with-public-access",
+        ),
+        (
+            [
+                ("Access-Control-Allow-Origin", "https://app.example"),
+                ("Access-Control-Allow-Credentials", "true"),
+            ],
+            "cross-origin-resource-sharing-implemented-with-restricted-access",
+        ),
+        (
+            [("Access-Control-Allow-Origin", ORIGIN)],
+            "cross-origin-resource-sharing-implemented-with-restricted-access",
+        ),
+        (REFLECTED, "cross-origin-resource-sharing-implemented-with-universal-access"),
+    ],
+)
+def test_cors(preflight: Headers | None, expected: str) -> None:
+    assert graded([], preflight=preflight)["cross-origin-resource-sharing"] == expected
+
+
+# --- Subresource Integrity ------------------------------------------------------------------
+HTML = [("Content-Type", "text/html")]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("<p>hi</p>", "sri-not-implemented-but-no-scripts-loaded"),
+        (
+            '<script src="/app.js"></script>',
+            "sri-not-implemented-but-all-scripts-loaded-from-secure-origin",
+        ),
+        (
+            '<script src="/app.js" integrity="sha384-x"></script>',
+            "sri-implemented-and-all-scripts-loaded-securely",
+        ),
+        (
+            '<script src="https://cdn.other.example/a.js"></script>',
+            "sri-not-implemented-but-external-scripts-loaded-securely",
+        ),
+        (
+            '<script src="https://cdn.other.example/a.js" integrity="sha384-x"></script>',
+            "sri-implemented-and-external-scripts-loaded-securely",
+        ),
+        (
+            '<script src="http://cdn.other.example/a.js"></script>',
+            "sri-not-implemented-and-external-scripts-not-loaded-securely",
+        ),
+        (
+            '<script src="//cdn.other.example/a.js" integrity="sha384-x"></script>',
+            "sri-implemented-but-external-scripts-not-loaded-securely",
+        ),
+        (
+            '<script src="https://static.svc.example/a.js"></script>',
+            "sri-not-implemented-but-all-scripts-loaded-from-secure-origin",
+        ),
+    ],
+)
+def test_sri(body: str, expected: str) -> None:
+    assert graded(HTML, body=body)["subresource-integrity"] == expected
+
+
+def test_sri_does_not_apply_to_json() -> None:
+    rows = graded([("Content-Type", "application/json")], body="<script src='http://x/'>")
+    assert rows["subresource-integrity"] == "sri-not-implemented-response-not-html"
