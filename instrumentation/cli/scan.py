@@ -316,7 +316,7 @@ def _print(url: str, report: Report, target: Target) -> None:
         console.print("certificate not verified (--insecure): HSTS grades as invalid-cert")
     table = Table(show_lines=False)
     table.add_column("Test")
-    table.add_column("Result")
+    table.add_column("Result", overflow="fold")
     table.add_column("Score", justify="right")
     table.add_column("Hint")
     for test in report.tests:
