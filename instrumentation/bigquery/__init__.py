@@ -1,5 +1,20 @@
 """BigQuery guard: statement analysis (this module re-exports it) and the instrumentor."""
 
 from instrumentation.bigquery.analysis import Analysis, Scan, analyze, fingerprint
+from instrumentation.bigquery.instrumentor import (
+    CLASS_LABEL,
+    BigQueryInstrumentor,
+    UnpartitionedQueryError,
+    timeout_class,
+)
 
-__all__ = ["Analysis", "Scan", "analyze", "fingerprint"]
+__all__ = [
+    "CLASS_LABEL",
+    "Analysis",
+    "BigQueryInstrumentor",
+    "Scan",
+    "UnpartitionedQueryError",
+    "analyze",
+    "fingerprint",
+    "timeout_class",
+]

@@ -1,0 +1,198 @@
+"""The guard's per-instrumentation state, and what it knows about one SQL text.
+
+A :class:`Guard` is built once by ``BigQueryInstrumentor._instrument`` from the
+settings: mode, timeout policy, tracer, instruments, partition cache and a bounded
+cache of statement descriptions, so a query costs dictionary look-ups, not parsing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import Tracer, TracerProvider, get_tracer
+
+from instrumentation.bigquery._metrics import Instruments
+from instrumentation.bigquery._partitions import PartitionCache
+from instrumentation.bigquery._spans import SYSTEM, query_hash, summary
+from instrumentation.bigquery._timeouts import Policy
+from middleware.settings import Settings
+
+__all__ = ["Description", "Guard", "UnpartitionedQueryError"]
+
+logger = logging.getLogger("bastion.bigquery")
+
+Analyze = Callable[..., Any]
+
+
+class UnpartitionedQueryError(ValueError):
+    """Raised in enforce mode, before any job is created, for a query that reads a
+    partitioned table without filtering on its partition column: a client-side
+    ``require_partition_filter`` for tables that lack it server-side."""
+
+    def __init__(self, table: str, column: str) -> None:
+        self.table = table
+        self.column = column
+        super().__init__(
+            f"Cannot query over table '{table}' without a filter over column(s) '{column}' "
+            "that can be used for partition elimination (refused by Bastion before the job "
+            "was created: BASTION_BIGQUERY=enforce; add a filter on "
+            f"{column}, or run it under observe)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """What one SQL text is, independent of the moment it runs."""
+
+    operation: str  # BigQuery statementType vocabulary: SELECT, INSERT, MERGE, SCRIPT...
+    timeout_class: str | None
+    tables: tuple[str, ...]
+    name: str  # db.query.summary
+    attributes: Mapping[str, Any]
+
+
+def _callsite() -> str:
+    """``file:line`` of the first frame outside the client, OTel, wrapt and Bastion."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not any(part in name for part in _INTERNAL_PATHS):
+            return f"{name}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return "?"
+
+
+_INTERNAL_PATHS = (
+    "/google/cloud/bigquery/",
+    "/google/api_core/",
+    "/opentelemetry/",
+    "/wrapt/",
+    "/instrumentation/bigquery/",
+    "/contextlib.py",
+)
+
+
+class Guard:
+    """Everything the wrappers share; one per ``instrument()`` call."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        analyze: Analyze,
+        fingerprint: Callable[[str], str],
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        self.settings = settings
+        self.mode = settings.bigquery
+        self.enforce = self.mode.enforcing
+        self.capture_text = settings.bq_capture_query_text
+        self.policy = Policy(settings)
+        self.tracer: Tracer = get_tracer("bastion", tracer_provider=tracer_provider)
+        self.instruments = Instruments(meter_provider)
+        self.partitions = PartitionCache(settings)
+        self.analyze = analyze
+        self.fingerprint = fingerprint
+        self.mode_attributes = {"bastion.mode": self.mode.value}
+        self.describe = lru_cache(maxsize=settings.bq_analysis_cache_size)(self._describe)
+        # Jobs created inside an operation → that operation (read by job.result()).
+        self.job_ops: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._logged: set[tuple[str, str]] = set()
+        self._log_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.partitions.close()
+
+    # --- statement descriptions ----------------------------------------------------
+    def _describe(self, sql: str, project: str | None, dataset: str | None) -> Description:
+        analysis = self.analyze(sql, default_project=project, default_dataset=dataset)
+        operation = str(analysis.statement_type or "UNKNOWN")
+        tables = tuple(sorted(str(t) for t in analysis.tables))
+        name = summary(operation, tables)
+        namespace = f"{project}|{dataset}" if dataset else (project or "")
+        attributes: dict[str, Any] = {
+            "db.system.name": SYSTEM,
+            "db.operation.name": operation,
+            "db.query.summary": name,
+            "bastion.bq.statement_type": operation,
+            "bastion.bq.query_hash": query_hash(sql),
+            "bastion.bq.query_fingerprint": str(analysis.fingerprint),
+        }
+        if namespace:
+            attributes["db.namespace"] = namespace
+        if self.capture_text:
+            attributes["db.query.text"] = sql
+        return Description(operation, analysis.timeout_class, tables, name, attributes)
+
+    def fallback_description(self, sql: object, project: str | None) -> Description:
+        """When the SQL is not a string or could not be analysed: no tables, no class."""
+        attributes: dict[str, Any] = {"db.system.name": SYSTEM, "db.operation.name": "UNKNOWN"}
+        if project:
+            attributes["db.namespace"] = project
+        if isinstance(sql, str):
+            attributes["bastion.bq.query_hash"] = query_hash(sql)
+            if self.capture_text:
+                attributes["db.query.text"] = sql
+        return Description("UNKNOWN", None, (), "BigQuery", attributes)
+
+    def unfiltered(
+        self, sql: str, description: Description, client: Any, project: str | None, dataset: Any
+    ) -> list[tuple[str, str]]:
+        """(table, partition column) for each partitioned table read without a filter."""
+        if not description.tables:
+            return []
+        columns = self.partitions.columns(client, description.tables)
+        if not columns:
+            return []
+        analysis = self.analyze(
+            sql, default_project=project, default_dataset=dataset, partition_columns=columns
+        )
+        found = []
+        for table in analysis.unfiltered_tables:
+            column = columns.get(str(table))
+            if column is not None:
+                found.append((str(table), column))
+        return found
+
+    def report_unfiltered(self, table: str, column: str) -> None:
+        """One log line per (table, call site) in the process's life."""
+        site = _callsite()
+        if self._first(("unfiltered:" + table, site)):
+            logger.warning(
+                "bastion: query at %s reads partitioned table %s without a filter on its "
+                "partition column %s (BASTION_BIGQUERY=%s)",
+                site,
+                table,
+                column,
+                self.mode.value,
+            )
+
+    # --- never break the caller --------------------------------------------------------
+    def failed(self, site: str, error: BaseException) -> None:
+        """Log an internal error once per (site, error type); the call goes on as written."""
+        if self._first((site, type(error).__name__)):
+            logger.warning(
+                "bastion: BigQuery instrumentation error in %s (%s: %s); the call proceeds "
+                "unguarded as written. Logged once.",
+                site,
+                type(error).__name__,
+                error,
+                exc_info=error,
+            )
+
+    def _first(self, key: tuple[str, str]) -> bool:
+        with self._log_lock:
+            if key in self._logged:
+                return False
+            if len(self._logged) > 10_000:  # bounded: a flood of sites must not leak
+                self._logged.clear()
+            self._logged.add(key)
+            return True

@@ -1,0 +1,303 @@
+"""One logical BigQuery operation: its CLIENT span, its timeouts, its final statistics.
+
+An :class:`Operation` starts in the outermost wrapped call (``Client.query``,
+``query_and_wait``, ``Cursor.execute``, a load, ``insert_rows_json``) and is the
+*active* operation (a context variable) while the client works for it, so the
+``Client._call_api`` wrapper can (enforce) set the timeouts of each REST request and
+(always) read the statistics of each response. A job created by ``Client.query`` keeps
+its operation until ``job.result()`` finishes it, so insert + polling are one span.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import requests.exceptions
+from google.api_core.exceptions import RetryError
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from instrumentation.bigquery._spans import SYSTEM, Statistics
+from instrumentation.bigquery._timeouts import (
+    FALLBACK_CLASS,
+    MIN_HTTP_SECONDS,
+    SERVER_HOLD_BUFFER_MS,
+)
+from middleware.deadline import DeadlineExceeded
+
+if TYPE_CHECKING:
+    from instrumentation.bigquery._guard import Description, Guard
+
+__all__ = ["ACTIVE", "Operation", "gave_up", "is_timeout"]
+
+#: The operation the current code runs for, if any.
+ACTIVE: ContextVar[Operation | None] = ContextVar("bastion_bq_operation", default=None)
+
+# errorResult reasons of a job stopped by jobTimeoutMs / by jobs.cancel.
+_TIMEOUT_REASONS = frozenset({"timeout", "jobTimeout", "deadlineExceeded"})
+_STOPPED_REASONS = frozenset({"stopped"})
+_GIVE_UP = (TimeoutError, requests.exceptions.Timeout, RetryError)
+_monotonic = time.monotonic
+
+
+def gave_up(error: BaseException) -> bool:
+    """True when ``error`` means the client stopped waiting (not that the job failed)."""
+    return isinstance(error, _GIVE_UP)
+
+
+def is_timeout(error: BaseException) -> bool:
+    """A client give-up, or a job the server stopped at its jobTimeoutMs."""
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 4:
+        if gave_up(current):
+            return True
+        errors = getattr(current, "errors", None)
+        if (
+            isinstance(errors, (list, tuple))
+            and errors
+            and isinstance(errors[0], dict)
+            and errors[0].get("reason") in _TIMEOUT_REASONS
+        ):
+            return True
+        current = current.__cause__ or (current.args[0] if _wraps(current) else None)
+        seen += 1
+    return False
+
+
+def _wraps(error: BaseException) -> bool:
+    # DB-API DatabaseError(exc) keeps the cause in args[0].
+    return bool(error.args) and isinstance(error.args[0], BaseException)
+
+
+class Operation:
+    """State of one logical operation; all methods are called under try/except."""
+
+    __slots__ = (
+        "applied",
+        "cancelled",
+        "class_seconds",
+        "client",
+        "described",
+        "explicit",
+        "finished",
+        "guard",
+        "refused",
+        "span",
+        "start",
+        "stats",
+        "timeout_class",
+        "wait_until",
+    )
+
+    def __init__(self, guard: Guard, kind: str, client: Any) -> None:
+        self.guard = guard
+        self.client = client
+        self.start = _monotonic()
+        self.span = guard.tracer.start_span(
+            "BigQuery",
+            kind=SpanKind.CLIENT,
+            attributes={"db.system.name": SYSTEM, "bastion.bq.kind": kind},
+        )
+        self.timeout_class = FALLBACK_CLASS
+        self.class_seconds = guard.policy.seconds[FALLBACK_CLASS]
+        self.described = False
+        self.stats = Statistics()
+        self.explicit = False  # the current phase's HTTP timeout came from the caller
+        self.wait_until: float | None = None  # end of the result() wait we set
+        self.applied: dict[str, Any] = {}
+        self.cancelled = False
+        self.refused: str | None = None
+        self.finished = False
+
+    # --- set up --------------------------------------------------------------------
+    def describe(self, description: Description, timeout_class: str, source: str) -> None:
+        self.described = True
+        self.timeout_class = timeout_class
+        self.class_seconds = self.guard.policy.seconds[timeout_class]
+        span = self.span
+        if description.name != "BigQuery":
+            span.update_name(description.name)
+        span.set_attributes(description.attributes)
+        span.set_attributes(
+            {"bastion.bq.timeout_class": timeout_class, "bastion.bq.class_source": source}
+        )
+
+    def mark_unfiltered(self, found: list[tuple[str, str]]) -> None:
+        guard = self.guard
+        self.span.set_attribute("bastion.bq.unfiltered_tables", [t for t, _ in found])
+        for table, column in found:
+            self.span.add_event(
+                "bastion.bq.unpartitioned",
+                {"bastion.bq.table": table, "bastion.bq.partition_column": column},
+            )
+            guard.instruments.unpartitioned.add(
+                1, {"bastion.bq.table": table, "bastion.mode": guard.mode.value}
+            )
+            guard.report_unfiltered(table, column)
+
+    # --- each REST request -----------------------------------------------------------
+    def prepare(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The ``_call_api`` keyword arguments to send (a modified copy in enforce)."""
+        path = kwargs.get("path")
+        if not isinstance(path, str):
+            return kwargs
+        if path.endswith("/cancel"):
+            self.note_cancel()
+            if self.guard.enforce and kwargs.get("timeout") is None:
+                return {**kwargs, "timeout": self.guard.policy.cancel_timeout()}
+            return kwargs
+        policy = self.guard.policy
+        budget = policy.budget(self.class_seconds, self.wait_until)
+        method = kwargs.get("method")
+        job_insert = method == "POST" and path.endswith("/jobs")
+        jobs_query = method == "POST" and path.endswith("/queries")
+        if not self.guard.enforce:
+            if "bastion.bq.would_timeout_seconds" not in self.applied:
+                self.applied["bastion.bq.would_timeout_seconds"] = round(budget.seconds, 3)
+                self.applied["bastion.bq.would_bound_by"] = budget.bound_by
+            if (job_insert or jobs_query) and "bastion.bq.would_job_timeout_ms" not in self.applied:
+                self.applied["bastion.bq.would_job_timeout_ms"] = max(1, int(budget.seconds * 1000))
+            return kwargs
+        if budget.exhausted and budget.bound_by == "deadline":
+            if self.stats.job_id is None:  # nothing started yet: a refusal, not a give-up
+                self.refused = "deadline"
+                self.guard.instruments.refusals.add(1, {"bastion.reason": "deadline"})
+            raise DeadlineExceeded("BigQuery request not sent: the request deadline is spent")
+        http = budget.seconds if budget.seconds > MIN_HTTP_SECONDS else MIN_HTTP_SECONDS
+        sent = dict(kwargs)
+        timeout = kwargs.get("timeout")
+        if self.explicit:
+            cap = policy.deadline_cap()
+            if cap is not None and isinstance(timeout, (int, float)) and timeout > cap:
+                sent["timeout"] = cap
+        elif timeout is None or (isinstance(timeout, (int, float)) and timeout > http):
+            sent["timeout"] = http
+        if "bastion.bq.http_timeout_seconds" not in self.applied and sent.get("timeout"):
+            self.applied["bastion.bq.http_timeout_seconds"] = round(float(sent["timeout"]), 3)
+            self.applied["bastion.bq.bound_by"] = budget.bound_by
+        if job_insert:
+            self._job_insert(sent, budget.seconds)
+        elif jobs_query:
+            self._jobs_query(sent, budget.seconds)
+        elif method == "GET" and "/queries/" in path and not self.explicit:
+            self._get_query_results(sent)
+        return sent
+
+    def _job_insert(self, sent: dict[str, Any], seconds: float) -> None:
+        body = sent.get("data")
+        if not isinstance(body, dict) or not isinstance(body.get("configuration"), dict):
+            return
+        config = dict(body["configuration"])
+        config["jobTimeoutMs"] = self._job_timeout_ms(config.get("jobTimeoutMs"), seconds)
+        query = config.get("query")
+        limit = self.guard.policy.max_bytes[self.timeout_class]
+        if isinstance(query, dict) and limit is not None and "maximumBytesBilled" not in query:
+            config["query"] = {**query, "maximumBytesBilled": str(limit)}
+        sent["data"] = {**body, "configuration": config}
+
+    def _jobs_query(self, sent: dict[str, Any], seconds: float) -> None:
+        body = sent.get("data")
+        if not isinstance(body, dict):
+            return
+        body = dict(body)
+        body["jobTimeoutMs"] = self._job_timeout_ms(body.get("jobTimeoutMs"), seconds)
+        limit = self.guard.policy.max_bytes[self.timeout_class]
+        if limit is not None and "maximumBytesBilled" not in body:
+            body["maximumBytesBilled"] = str(limit)
+        timeout = sent.get("timeout")
+        if "timeoutMs" not in body and isinstance(timeout, (int, float)):
+            # Server answers "not done yet" before our HTTP timeout fires.
+            body["timeoutMs"] = max(0, int(timeout * 1000) - SERVER_HOLD_BUFFER_MS)
+        sent["data"] = body
+
+    def _get_query_results(self, sent: dict[str, Any]) -> None:
+        params = sent.get("query_params")
+        timeout = sent.get("timeout")
+        if not isinstance(params, dict) or not isinstance(timeout, (int, float)):
+            return
+        hold = max(0, int(timeout * 1000) - SERVER_HOLD_BUFFER_MS)
+        current = params.get("timeoutMs")
+        if not isinstance(current, int) or current > hold:
+            sent["query_params"] = {**params, "timeoutMs": hold}
+
+    def _job_timeout_ms(self, given: Any, seconds: float) -> Any:
+        computed = max(1, int(seconds * 1000))
+        if given is None:
+            self.applied["bastion.bq.job_timeout_ms"] = computed
+            return computed
+        self.applied["bastion.bq.job_timeout_ms"] = given
+        cap = self.guard.policy.deadline_cap()
+        if cap is not None:
+            try:
+                if int(given) > cap * 1000:
+                    self.applied["bastion.bq.job_timeout_ms"] = int(cap * 1000)
+                    return str(int(cap * 1000))
+            except (TypeError, ValueError):
+                pass
+        return given
+
+    def note_cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self.guard.instruments.cancellations.add(
+                1, {"bastion.bq.timeout_class": self.timeout_class}
+            )
+
+    # --- the end ---------------------------------------------------------------------
+    def finish(self, error: BaseException | None = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        guard = self.guard
+        duration = _monotonic() - self.start
+        stats = self.stats
+        span = self.span
+        timed_out = False
+        if self.refused is not None:
+            outcome = "refused"
+        elif error is None:
+            outcome = "ok"
+        elif self.cancelled or stats.error_reason in _STOPPED_REASONS:
+            outcome = "cancelled"
+            timed_out = is_timeout(error)
+        elif is_timeout(error) or stats.error_reason in _TIMEOUT_REASONS:
+            outcome = "timeout"
+            timed_out = True
+        else:
+            outcome = "error"
+        attributes = stats.attributes()
+        attributes.update(self.applied)
+        attributes["bastion.outcome"] = outcome
+        long = duration >= guard.policy.slow[self.timeout_class]
+        if long:
+            attributes["bastion.bq.long"] = True
+            span.add_event(
+                "bastion.bq.long_query",
+                {"bastion.bq.duration_seconds": round(duration, 3)},
+            )
+        if error is not None:
+            attributes["error.type"] = _error_type(error)
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, str(error)[:300]))
+        span.set_attributes(attributes)
+        span.end()
+        metric_attributes = {"bastion.bq.timeout_class": self.timeout_class}
+        instruments = guard.instruments
+        instruments.duration.record(
+            duration, {"bastion.bq.timeout_class": self.timeout_class, "bastion.outcome": outcome}
+        )
+        if stats.bytes_billed is not None:
+            instruments.bytes_billed.record(stats.bytes_billed, metric_attributes)
+        if timed_out:
+            instruments.timeouts.add(1, metric_attributes)
+        if long:
+            instruments.long_queries.add(1, metric_attributes)
+
+
+def _error_type(error: BaseException) -> str:
+    cls = type(error)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )

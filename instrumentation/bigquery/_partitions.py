@@ -1,0 +1,155 @@
+"""Partition columns of BigQuery tables, from ``tables.get``, cached.
+
+The unpartitioned-query check needs each table's partition column. ``tables.get`` is
+free but rate-limited and a network call, so:
+
+* answers are cached per table with a TTL (``BASTION_BQ_TABLE_CACHE_TTL_SECONDS``)
+  in a bounded LRU (``BASTION_BQ_TABLE_CACHE_SIZE``);
+* a miss starts the lookup on a small background pool and the query waits for it at
+  most ``BASTION_BQ_TABLE_LOOKUP_BUDGET_SECONDS``; past that the query goes on
+  *unjudged* (fail open) and the answer, when it comes, serves the next query;
+* one lookup per table is in flight at a time, however many queries want it;
+* a failed lookup (403, 404, 500, timeout, anything) counts as "unknown" and is
+  cached for a shorter time so a broken table does not cost a lookup per query;
+* ``BASTION_BQ_PARTITION_COLUMNS`` preloads a static map that never expires and is
+  never looked up (services that know their big tables, or lack tables.get rights).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+from middleware.settings import Settings
+
+__all__ = ["PartitionCache", "partition_column"]
+
+logger = logging.getLogger("bastion.bigquery")
+
+#: A failed lookup is retried after at most this long.
+ERROR_TTL_SECONDS = 30.0
+#: HTTP timeout of one background tables.get (the query itself waits far less).
+LOOKUP_HTTP_TIMEOUT = 10.0
+
+Fetch = Callable[[Any, str], "str | None"]
+
+
+def partition_column(table: Any) -> str | None:
+    """The column a partition filter must use for a ``google.cloud.bigquery.Table``:
+    the time or range partitioning field, ``_PARTITIONTIME`` for ingestion-time
+    partitioning, None when the table is not partitioned."""
+    time_partitioning = getattr(table, "time_partitioning", None)
+    if time_partitioning is not None:
+        return str(getattr(time_partitioning, "field", None) or "_PARTITIONTIME")
+    range_partitioning = getattr(table, "range_partitioning", None)
+    field = getattr(range_partitioning, "field", None) if range_partitioning else None
+    return str(field) if field else None
+
+
+def fetch_partition_column(client: Any, table_id: str) -> str | None:
+    """One ``tables.get`` with the caller's client, no retry, not traced."""
+    with suppress_instrumentation():
+        table = client.get_table(table_id, retry=None, timeout=LOOKUP_HTTP_TIMEOUT)
+    return partition_column(table)
+
+
+class PartitionCache:
+    """Table id (``project.dataset.table``, case-insensitive) → partition column."""
+
+    def __init__(self, settings: Settings, fetch: Fetch = fetch_partition_column) -> None:
+        self._static = {k.lower(): v for k, v in settings.bq_partition_columns.items()}
+        self._ttl = settings.bq_table_cache_ttl_seconds
+        self._error_ttl = min(self._ttl, ERROR_TTL_SECONDS)
+        self._size = settings.bq_table_cache_size
+        self._budget = settings.bq_table_lookup_budget_seconds
+        self._fetch = fetch
+        self._entries: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
+        self._pending: dict[str, Future[str | None]] = {}
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._failed_once: set[str] = set()
+
+    def columns(self, client: Any, tables: Iterable[str]) -> dict[str, str]:
+        """The partition column of each of ``tables`` that has one and is known
+        within the lookup budget. Tables absent from the answer are unpartitioned
+        or unknown: either way the query is not judged on them."""
+        found: dict[str, str] = {}  # keyed by the caller's spelling of the table
+        waiting: list[tuple[str, Future[str | None]]] = []
+        now = time.monotonic()
+        for table in tables:
+            key = table.lower()
+            static = self._static.get(key)
+            if static is not None:
+                found[table] = static
+                continue
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and entry[1] > now:
+                    self._entries.move_to_end(key)
+                    if entry[0] is not None:
+                        found[table] = entry[0]
+                    continue
+                future = self._pending.get(key)
+                if future is None:
+                    future = self._pool().submit(self._lookup, client, key)
+                    self._pending[key] = future
+            waiting.append((table, future))
+        if waiting:
+            done, _ = wait([f for _, f in waiting], timeout=self._budget)
+            for table, future in waiting:
+                if future in done:
+                    column = future.result()  # _lookup never raises
+                    if column is not None:
+                        found[table] = column
+        return found
+
+    def known(self, table: str) -> str | None:
+        """The cached or static column of ``table`` without any lookup (tests, doctor)."""
+        key = table.lower()
+        if key in self._static:
+            return self._static[key]
+        entry = self._entries.get(key)
+        return entry[0] if entry else None
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- internals -----------------------------------------------------------------
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(2, thread_name_prefix="bastion-bq-tables")
+        return self._executor
+
+    def _lookup(self, client: Any, key: str) -> str | None:
+        column: str | None = None
+        ttl = self._ttl
+        try:
+            column = self._fetch(client, key)
+        except Exception as error:  # any failure: unknown, fail open
+            ttl = self._error_ttl
+            if key not in self._failed_once:
+                self._failed_once.add(key)
+                logger.warning(
+                    "bastion: tables.get %s failed (%s: %s); its queries go unjudged for %gs",
+                    key,
+                    type(error).__name__,
+                    error,
+                    ttl,
+                )
+        with self._lock:
+            self._pending.pop(key, None)
+            self._entries[key] = (column, time.monotonic() + ttl)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return column

@@ -1,0 +1,126 @@
+"""Which timeout class a BigQuery call belongs to, and how long each of its waits may be.
+
+Every timeout the guard applies is ``min(class seconds, deadline.remaining() - margin)``
+(and, while a ``result()`` wait is running, the time left of that wait). The class
+comes from, first match wins:
+
+1. a per-call override: ``with timeout_class("analytics"): ...``;
+2. the job label ``bastion-timeout-class=analytics`` on the job config;
+3. the service's default class (``BASTION_BQ_DEFAULT_CLASS``);
+4. the statement's class from :func:`instrumentation.bigquery.analyze`;
+5. ``analytics`` (the most lenient) when the statement could not be classified.
+
+The per-call forms win over the service default because they are the more specific
+statement of intent: a service pinned to ``read`` can still run one nightly
+``analytics`` query without a second deployment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from middleware.deadline import remaining as deadline_remaining
+from middleware.settings import TIMEOUT_CLASSES, Settings
+
+__all__ = ["CLASS_LABEL", "Budget", "Policy", "timeout_class"]
+
+#: The job label that selects a timeout class for one job.
+CLASS_LABEL = "bastion-timeout-class"
+#: Class used when nothing else says which one applies.
+FALLBACK_CLASS = "analytics"
+#: Floor of any HTTP timeout the guard sets: below it a request cannot even answer.
+MIN_HTTP_SECONDS = 0.5
+#: The server is asked to answer this much before our HTTP timeout fires (as the
+#: client library does for jobs.query), so a slow job yields "not done yet", not a
+#: read timeout that the default retry would resend.
+SERVER_HOLD_BUFFER_MS = 250
+
+_override: ContextVar[str | None] = ContextVar("bastion_bq_timeout_class", default=None)
+_monotonic = time.monotonic
+
+
+@contextmanager
+def timeout_class(name: str) -> Iterator[str]:
+    """Run the BigQuery calls of a block under timeout class ``name``.
+
+    ``with timeout_class("analytics"): client.query(nightly_sql).result()``
+    """
+    if name not in TIMEOUT_CLASSES:
+        raise ValueError(f"unknown timeout class {name!r}; allowed: {', '.join(TIMEOUT_CLASSES)}")
+    token = _override.set(name)
+    try:
+        yield name
+    finally:
+        _override.reset(token)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How long one wait may last, and what bound it."""
+
+    seconds: float
+    bound_by: str  # "class" | "deadline" | "wait"
+
+    @property
+    def exhausted(self) -> bool:
+        return self.seconds <= 0.0
+
+
+class Policy:
+    """The timeout rules of one instrumentation, derived once from the settings."""
+
+    __slots__ = ("cap_explicit", "default_class", "margin", "max_bytes", "seconds", "slow")
+
+    def __init__(self, settings: Settings) -> None:
+        self.default_class = settings.bq_default_class
+        self.margin = settings.bq_deadline_margin_seconds
+        self.cap_explicit = settings.bq_cap_explicit_timeouts
+        self.seconds = {c: settings.timeout_for(c) for c in TIMEOUT_CLASSES}
+        self.slow = {c: settings.slow_seconds_for(c) for c in TIMEOUT_CLASSES}
+        self.max_bytes = {c: settings.max_bytes_billed_for(c) for c in TIMEOUT_CLASSES}
+
+    def resolve_class(
+        self, analyzed: str | None, labels: Any, origin: str = "sql"
+    ) -> tuple[str, str]:
+        """(class, where it came from: override | label | service | `origin` | unknown)."""
+        override = _override.get()
+        if override is not None:
+            return override, "override"
+        if isinstance(labels, Mapping):
+            label = labels.get(CLASS_LABEL)
+            if label in self.seconds:
+                return str(label), "label"
+        if self.default_class:
+            return self.default_class, "service"
+        if analyzed in self.seconds:
+            return str(analyzed), origin
+        return FALLBACK_CLASS, "unknown"
+
+    def budget(self, class_seconds: float, wait_until: float | None = None) -> Budget:
+        """The time one wait may take now: class seconds, deadline minus margin, wait left."""
+        seconds, bound_by = class_seconds, "class"
+        left = deadline_remaining()
+        if left is not None and left - self.margin < seconds:
+            seconds, bound_by = left - self.margin, "deadline"
+        if wait_until is not None:
+            wait_left = wait_until - _monotonic()
+            if wait_left < seconds:
+                seconds, bound_by = wait_left, "wait"
+        return Budget(seconds, bound_by)
+
+    def deadline_cap(self) -> float | None:
+        """What an explicit caller timeout is capped to when the setting asks: the
+        deadline minus margin, or None outside a deadline."""
+        if not self.cap_explicit:
+            return None
+        left = deadline_remaining()
+        return None if left is None else max(left - self.margin, MIN_HTTP_SECONDS)
+
+    def cancel_timeout(self) -> float:
+        """HTTP timeout of the best-effort jobs.cancel sent after giving up."""
+        return min(5.0, max(self.margin, 1.0))

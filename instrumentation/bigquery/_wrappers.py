@@ -1,0 +1,472 @@
+"""The wrapt wrappers: one per public entry point of the client, plus ``_call_api``.
+
+Rules every wrapper follows:
+
+* ``is_instrumentation_enabled()`` false → the call runs untouched;
+* one CLIENT span per logical operation: the outermost wrapper starts the
+  :class:`~instrumentation.bigquery._operation.Operation`, nested ones (a DB-API
+  cursor calling ``query_and_wait`` calling ``job.result()``) join it;
+* anything that goes wrong inside the guard is logged once and the call proceeds
+  with the caller's own arguments. The only exceptions the guard raises on purpose
+  are enforce-mode decisions: :class:`UnpartitionedQueryError` (before any job) and
+  :class:`~middleware.deadline.DeadlineExceeded` (request deadline spent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import set_span_in_context
+
+from instrumentation.bigquery._guard import Guard, UnpartitionedQueryError
+from instrumentation.bigquery._operation import ACTIVE, Operation, gave_up
+from instrumentation.bigquery._timeouts import MIN_HTTP_SECONDS
+from middleware.deadline import DeadlineExceeded
+
+__all__ = ["Wrappers"]
+
+Wrapped = Callable[..., Any]
+_UNSET: Any = object()
+
+
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], name: str, index: int) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    return args[index] if len(args) > index else _UNSET
+
+
+def _with_arg(
+    args: tuple[Any, ...], kwargs: dict[str, Any], name: str, index: int, value: Any
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if name not in kwargs and len(args) > index:
+        return (*args[:index], value, *args[index + 1 :]), kwargs
+    return args, {**kwargs, name: value}
+
+
+def _table_id(table: Any) -> str:
+    if isinstance(table, str):
+        return table
+    parts = [getattr(table, a, None) for a in ("project", "dataset_id", "table_id")]
+    return ".".join(str(p) for p in parts) if all(parts) else type(table).__name__
+
+
+class Wrappers:
+    """Bound wrapper functions sharing one :class:`Guard`."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+
+    # --- shared steps ------------------------------------------------------------
+    def _begin(self, kind: str, client: Any) -> Operation | None:
+        try:
+            return Operation(self.guard, kind, client)
+        except Exception as error:
+            self.guard.failed("span start", error)
+            return None
+
+    def _finish(self, op: Operation, error: BaseException | None = None) -> None:
+        try:
+            op.finish(error)
+        except Exception as failure:
+            self.guard.failed("span end", failure)
+
+    def _run(
+        self,
+        op: Operation,
+        owned: bool,
+        explicit: bool,
+        wrapped: Wrapped,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        keep_open: bool = False,
+    ) -> Any:
+        """Call ``wrapped`` with ``op`` active and its span current; finish ``op`` if
+        this call owns it (or, with ``keep_open``, hand it to the returned job)."""
+        token = ACTIVE.set(op)
+        previous_explicit, op.explicit = op.explicit, explicit
+        try:
+            context_token = otel_context.attach(set_span_in_context(op.span))
+        except Exception as error:
+            self.guard.failed("span context", error)
+            context_token = None
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as error:
+            self._leave(op, token, context_token, previous_explicit)
+            if owned:
+                self._finish(op, error)
+            raise
+        self._leave(op, token, context_token, previous_explicit)
+        if owned:
+            if keep_open:
+                self._attach(op, result)
+            else:
+                self._finish(op)
+        return result
+
+    def _leave(self, op: Operation, token: Any, context_token: Any, explicit: bool) -> None:
+        op.explicit = explicit
+        if context_token is not None:
+            otel_context.detach(context_token)
+        ACTIVE.reset(token)
+
+    def _attach(self, op: Operation, job: Any) -> None:
+        """Keep ``op`` open until ``job.result()`` ends (or the job is garbage)."""
+        try:
+            self.guard.job_ops[job] = op
+            _finalize(job, op)
+        except Exception as error:
+            self.guard.failed("job attach", error)
+            self._finish(op)
+
+    def _describe_query(
+        self, op: Operation, client: Any, sql: Any, job_config: Any, project: Any
+    ) -> None:
+        """Name and classify ``op`` from its SQL; check partition filters. Raises
+        UnpartitionedQueryError in enforce mode, nothing else."""
+        guard = self.guard
+        unfiltered: list[tuple[str, str]] = []
+        try:
+            if not isinstance(project, str):
+                project = getattr(client, "project", None)
+            default = getattr(client, "default_query_job_config", None)
+            labels: dict[str, Any] = {}
+            dataset = None
+            for config in (default, job_config):
+                if config is None or config is _UNSET:
+                    continue
+                found = getattr(config, "labels", None)
+                if isinstance(found, dict):
+                    labels.update(found)
+                ref = getattr(config, "default_dataset", None)
+                if ref is not None:
+                    dataset = f"{ref.project}.{ref.dataset_id}"
+            try:
+                description = guard.describe(sql, project, dataset)
+            except Exception as error:
+                if isinstance(sql, str):
+                    guard.failed("analyze", error)
+                description = guard.fallback_description(sql, project)
+            timeout_class, source = guard.policy.resolve_class(description.timeout_class, labels)
+            op.describe(description, timeout_class, source)
+            if description.tables:
+                unfiltered = guard.unfiltered(sql, description, client, project, dataset)
+                if unfiltered:
+                    op.mark_unfiltered(unfiltered)
+        except Exception as error:
+            guard.failed("describe", error)
+            return
+        if unfiltered and guard.enforce:
+            table, column = unfiltered[0]
+            op.refused = "unpartitioned"
+            refusal = UnpartitionedQueryError(table, column)
+            try:
+                guard.instruments.refusals.add(1, {"bastion.reason": "unpartitioned"})
+            except Exception as error:
+                guard.failed("metrics", error)
+            raise refusal
+
+    def _describe_other(self, op: Operation, operation: str, target: str, client: Any) -> None:
+        try:
+            project = getattr(client, "project", None)
+            name = f"{operation} {target}"[:255]
+            timeout_class, source = self.guard.policy.resolve_class("write", None, "operation")
+            op.describe(
+                _Other(name, operation, project),  # type: ignore[arg-type]
+                timeout_class,
+                source,
+            )
+        except Exception as error:
+            self.guard.failed("describe", error)
+
+    def _query_op(
+        self, kind: str, client: Any, sql: Any, job_config: Any, project: Any
+    ) -> tuple[Operation | None, bool]:
+        """(operation, owned) for a query entry point, described; (None, False) when
+        the call should run untouched."""
+        active = ACTIVE.get()
+        if active is not None and active.described:
+            return None, False
+        op = active or self._begin(kind, client)
+        if op is None:
+            return None, False
+        owned = active is None
+        try:
+            self._describe_query(op, client, sql, job_config, project)
+        except UnpartitionedQueryError as refusal:
+            if owned:
+                self._finish(op, refusal)
+            raise
+        return op, owned
+
+    # --- Client._call_api: every REST request --------------------------------------
+    def call_api(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        op = ACTIVE.get()
+        if op is None or op.finished:
+            return wrapped(*args, **kwargs)
+        try:
+            sent = op.prepare(kwargs)
+        except DeadlineExceeded:
+            raise
+        except Exception as error:
+            self.guard.failed("request timeouts", error)
+            sent = kwargs
+        response = wrapped(*args, **sent)
+        try:
+            op.stats.read(response)
+        except Exception as error:
+            self.guard.failed("statistics", error)
+        return response
+
+    # --- query entry points --------------------------------------------------------
+    def query(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        op, owned = self._query_op(
+            "query",
+            instance,
+            _arg(args, kwargs, "query", 0),
+            _arg(args, kwargs, "job_config", 1),
+            _arg(args, kwargs, "project", 5),
+        )
+        if op is None:
+            return wrapped(*args, **kwargs)
+        explicit = _arg(args, kwargs, "timeout", 7) not in (_UNSET, None)
+        return self._run(op, owned, explicit, wrapped, args, kwargs, keep_open=True)
+
+    def query_and_wait(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        op, owned = self._query_op(
+            "query_and_wait",
+            instance,
+            _arg(args, kwargs, "query", 0),
+            kwargs.get("job_config"),
+            kwargs.get("project"),
+        )
+        if op is None:
+            return wrapped(*args, **kwargs)
+        explicit = kwargs.get("api_timeout") is not None
+        return self._run(op, owned, explicit, wrapped, args, kwargs)
+
+    def cursor_execute(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        # Described by the query_and_wait / query call it makes (with the SQL as sent).
+        if not is_instrumentation_enabled() or ACTIVE.get() is not None:
+            return wrapped(*args, **kwargs)
+        client = getattr(getattr(instance, "connection", None), "_client", None)
+        op = self._begin("dbapi", client)
+        if op is None:
+            return wrapped(*args, **kwargs)
+        return self._run(op, True, False, wrapped, args, kwargs)
+
+    # --- waiting for a job -----------------------------------------------------------
+    def query_result(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        return self._result(wrapped, instance, args, kwargs, 3, no_timeout=_is_sentinel)
+
+    def job_result(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        return self._result(wrapped, instance, args, kwargs, 1, no_timeout=_is_none)
+
+    def _result(
+        self,
+        wrapped: Wrapped,
+        job: Any,
+        args: Any,
+        kwargs: Any,
+        timeout_index: int,
+        no_timeout: Callable[[Any], bool],
+    ) -> Any:
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        guard = self.guard
+        op = ACTIVE.get()
+        owned = False
+        if op is None:
+            op = guard.job_ops.get(job)
+            if op is not None and op.finished:
+                return wrapped(*args, **kwargs)  # a second result(): cached, no new span
+            if op is None:
+                op = self._begin("result", getattr(job, "_client", None))
+                if op is None:
+                    return wrapped(*args, **kwargs)
+                sql = getattr(job, "query", None)
+                if isinstance(sql, str):
+                    # The job already exists: there is nothing left to refuse.
+                    with contextlib.suppress(UnpartitionedQueryError):
+                        self._describe_query(op, job._client, sql, None, job.project)
+            owned = True
+        timeout = _arg(args, kwargs, "timeout", timeout_index)
+        explicit = not no_timeout(timeout)
+        previous_wait = op.wait_until
+        try:
+            if not explicit:
+                budget = guard.policy.budget(op.class_seconds)
+                if guard.enforce:
+                    wait = max(budget.seconds, 0.001)
+                    args, kwargs = _with_arg(args, kwargs, "timeout", timeout_index, wait)
+                    op.wait_until = time.monotonic() + wait
+                    op.applied["bastion.bq.timeout_seconds"] = round(wait, 3)
+                    op.applied["bastion.bq.wait_bound_by"] = budget.bound_by
+                else:
+                    op.applied["bastion.bq.would_wait_seconds"] = round(budget.seconds, 3)
+        except Exception as error:
+            guard.failed("result timeout", error)
+        try:
+            return self._run_result(op, owned, explicit, wrapped, job, args, kwargs)
+        finally:
+            op.wait_until = previous_wait
+
+    def _run_result(
+        self,
+        op: Operation,
+        owned: bool,
+        explicit: bool,
+        wrapped: Wrapped,
+        job: Any,
+        args: Any,
+        kwargs: Any,
+    ) -> Any:
+        try:
+            return self._run(op, False, explicit, wrapped, args, kwargs)
+        except BaseException as error:
+            if gave_up(error) or isinstance(error, DeadlineExceeded):
+                self._give_up(op, job)
+            if owned:
+                self._finish(op, error)
+            raise
+        finally:
+            if owned and not op.finished:
+                self._finish(op)
+
+    def _give_up(self, op: Operation, job: Any) -> None:
+        """The client stopped waiting: cancel the job server-side (enforce)."""
+        guard = self.guard
+        try:
+            if getattr(job, "state", None) == "DONE":
+                return
+            if not guard.enforce:
+                op.applied["bastion.bq.would_cancel"] = True
+                op.span.add_event("bastion.bq.would_cancel")
+                return
+            token = ACTIVE.set(op)
+            try:
+                job.cancel(retry=None, timeout=guard.policy.cancel_timeout())
+            finally:
+                ACTIVE.reset(token)
+        except Exception as error:
+            guard.failed("cancel", error)
+
+    # --- loads and streaming inserts -------------------------------------------------
+    def insert_rows_json(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not is_instrumentation_enabled() or ACTIVE.get() is not None:
+            return wrapped(*args, **kwargs)
+        op = self._begin("insertAll", instance)
+        if op is None:
+            return wrapped(*args, **kwargs)
+        self._describe_other(op, "insertAll", _table_id(_arg(args, kwargs, "table", 0)), instance)
+        explicit = _arg(args, kwargs, "timeout", 7) not in (_UNSET, None)
+        try:
+            rows = _arg(args, kwargs, "json_rows", 1)
+            if isinstance(rows, (list, tuple)):
+                op.applied["db.operation.batch.size"] = len(rows)
+        except Exception as error:
+            self.guard.failed("describe", error)
+        errors = self._run(op, False, explicit, wrapped, args, kwargs)
+        try:
+            if isinstance(errors, list):
+                op.applied["bastion.bq.insert_errors"] = len(errors)
+        except Exception as error:
+            self.guard.failed("statistics", error)
+        self._finish(op)
+        return errors
+
+    def load_table_from_uri(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        return self._load(wrapped, instance, args, kwargs, destination_index=1, timeout_index=8)
+
+    def load_table_from_file(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        return self._load(
+            wrapped, instance, args, kwargs, destination_index=1, timeout_index=10, upload=True
+        )
+
+    def load_table_from_json(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        return self._load(
+            wrapped, instance, args, kwargs, destination_index=1, timeout_index=8, upload=True
+        )
+
+    def _load(
+        self,
+        wrapped: Wrapped,
+        client: Any,
+        args: Any,
+        kwargs: Any,
+        *,
+        destination_index: int,
+        timeout_index: int,
+        upload: bool = False,
+    ) -> Any:
+        if not is_instrumentation_enabled() or ACTIVE.get() is not None:
+            return wrapped(*args, **kwargs)
+        op = self._begin("load", client)
+        if op is None:
+            return wrapped(*args, **kwargs)
+        destination = _table_id(_arg(args, kwargs, "destination", destination_index))
+        self._describe_other(op, "LOAD", destination, client)
+        timeout = _arg(args, kwargs, "timeout", timeout_index)
+        explicit = timeout not in (_UNSET, None)
+        if upload and not explicit:
+            # Resumable uploads bypass _call_api: their HTTP timeout is set here.
+            try:
+                budget = self.guard.policy.budget(op.class_seconds)
+                seconds = round(max(budget.seconds, MIN_HTTP_SECONDS), 3)
+                if self.guard.enforce:
+                    args, kwargs = _with_arg(args, kwargs, "timeout", timeout_index, seconds)
+                    op.applied["bastion.bq.http_timeout_seconds"] = seconds
+                else:
+                    op.applied["bastion.bq.would_timeout_seconds"] = seconds
+            except Exception as error:
+                self.guard.failed("upload timeout", error)
+        return self._run(op, True, explicit, wrapped, args, kwargs, keep_open=True)
+
+
+class _Other:
+    """A Description-alike for operations that are not SQL (loads, insertAll)."""
+
+    def __init__(self, name: str, operation: str, project: str | None) -> None:
+        self.name = name
+        self.timeout_class = "write"
+        self.tables = ()
+        self.attributes: dict[str, Any] = {
+            "db.operation.name": operation,
+            "db.query.summary": name,
+        }
+        if project:
+            self.attributes["db.namespace"] = project
+
+
+def _is_sentinel(timeout: Any) -> bool:
+    # The client's POLLING_DEFAULT_VALUE is a bare object(); it checks the same way.
+    return timeout is _UNSET or type(timeout) is object
+
+
+def _is_none(timeout: Any) -> bool:
+    return timeout is _UNSET or timeout is None
+
+
+def _finalize(job: Any, op: Operation) -> None:
+    weakref.finalize(job, _abandoned, op)
+
+
+def _abandoned(op: Operation) -> None:
+    """The job was dropped without ``result()``: end its span where we lost sight of it."""
+    if not op.finished:
+        try:
+            op.applied["bastion.bq.detached"] = True
+            op.finish(None)
+        except Exception as error:
+            op.guard.failed("span end", error)
