@@ -150,3 +150,36 @@ def test_sqlglot_fallback_warnings_are_silenced_but_not_others(
     assert not [r for r in caplog.records if r.name == "sqlglot"]
     logging.getLogger("sqlglot").warning("outside analysis")
     assert [r.getMessage() for r in caplog.records if r.name == "sqlglot"] == ["outside analysis"]
+
+
+def test_fingerprint_tells_shapes_apart() -> None:
+    base = "SELECT points FROM nba.player_game_summary WHERE game_date = @d"
+    others = [
+        "SELECT rebounds FROM nba.player_game_summary WHERE game_date = @d",
+        "SELECT points FROM nba.player_game_summaries WHERE game_date = @d",
+        "SELECT points FROM nba.player_game_summary WHERE game_date = @day",
+        "SELECT points FROM nba.player_game_summary WHERE game_date > @d",
+        "SELECT points FROM nba.player_game_summary",
+    ]
+    fingerprints = {fingerprint(s) for s in [base, *others]}
+    assert len(fingerprints) == 1 + len(others)
+
+
+def test_fingerprint_collapses_in_lists_and_values_rows() -> None:
+    assert fingerprint("SELECT 1 FROM t WHERE x IN (1, 2, 3)") == fingerprint(
+        "SELECT 1 FROM t WHERE x IN (7)"
+    )
+    assert fingerprint("INSERT INTO d.t (a, b) VALUES (1, 'x'), (2, 'y'), (3, 'z')") == (
+        fingerprint("insert into d.t (a, b) values (9, 'q')")
+    )
+    assert fingerprint("SELECT * FROM t WHERE x IN UNNEST([1, 2])") == fingerprint(
+        "SELECT * FROM t WHERE x IN UNNEST([5])"
+    )
+
+
+def test_fingerprint_falls_back_on_untokenizable_text() -> None:
+    # An unterminated string cannot be tokenized: the regex normalisation still
+    # folds case, spacing and the literal.
+    assert fingerprint("SELECT 'abc") == fingerprint("select   'xyz")
+    assert fingerprint("SELECT 'abc") != fingerprint("SELECT x")
+    assert analyze("SELECT 'abc").fingerprint == fingerprint("SELECT 'abc")

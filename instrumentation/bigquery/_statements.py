@@ -254,7 +254,7 @@ def statement_type(body: Sequence[Token]) -> str:
     """BigQuery's statementType for one statement, from its first keywords."""
     if not body:
         return SCRIPT
-    words = [word(t) for t in body[:12]]
+    words = [w for t in body[:12] for w in word(t).split()] or [""]
     first = words[0]
     if first in _SIMPLE:
         return _SIMPLE[first]

@@ -331,7 +331,7 @@ def _analyse(sql: str, names: Names) -> Analysis:
 def _statement(piece: Piece, sql: str, names: Names) -> _Statement:
     body = piece.body
     kind = _statements.statement_type(body)
-    first = _statements.word(body[0])
+    first = (_statements.word(body[0]).split() or [""])[0]  # "BEGIN TRANSACTION" is one token
     if first in _NOT_PARSED or kind in _NOT_PARSED_TYPES:
         return _Statement(kind, [], dynamic=first == "EXECUTE" or kind == "CALL")
     try:
