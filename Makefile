@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv tools clean
+.PHONY: demo test lint typecheck bench venv tools bqemu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,10 +30,31 @@ typecheck: venv
 	$(BIN)/mypy
 
 ## Tools the tests use beyond Python packages (idempotent).
-tools: venv
+tools: venv bqemu
+
+## bqemulator (a DuckDB-backed BigQuery emulator the tests compare against) in its own
+## virtualenv: it pins sqlglot<30.12, which the project cannot share. Its DuckDB
+## `spatial` extension is imported from a wheel into a venv-local HOME, because
+## bqemulator would otherwise download it (`INSTALL spatial`) at every start.
+BQEMU_VENV  := .bqemu-venv
+BQEMU_HOME  := $(BQEMU_VENV)/home
+BQEMU_STAMP := $(BQEMU_VENV)/.installed
+
+$(BQEMU_STAMP):
+	test -x $(BQEMU_VENV)/bin/python || $(PYTHON) -m venv $(BQEMU_VENV)
+	$(BQEMU_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BQEMU_VENV)/bin/python -m pip install -q bqemulator==1.4.0 numpy duckdb==1.5.5 \
+		duckdb-extension-spatial==1.5.5 duckdb-extensions==1.5.5
+	mkdir -p $(BQEMU_HOME)
+	HOME=$(abspath $(BQEMU_HOME)) $(BQEMU_VENV)/bin/python -c "import duckdb; \
+		from duckdb_extensions import import_extension; \
+		import_extension('spatial', con=duckdb.connect())"
+	touch $(BQEMU_STAMP)
+
+bqemu: $(BQEMU_STAMP)
 
 bench: venv
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BQEMU_VENV) .pytest_cache .mypy_cache .ruff_cache

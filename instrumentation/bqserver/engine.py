@@ -1,0 +1,320 @@
+"""Plan, check, estimate and run a BigQuery statement or script on the sqlite mirror."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+
+from . import _types, ddl, translate
+from ._analysis import Analysis, analyze
+from .catalog import PSEUDO_COLUMNS, Catalog, Table, quote
+from .errors import BigQueryError, invalid_query
+
+Params = dict[str, Any] | list[Any]
+
+
+@dataclass
+class Outcome:
+    """What one statement (or the last one of a script) produced."""
+
+    schema: list[dict[str, Any]] | None = None
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    dml: dict[str, int] | None = None
+    ddl_operation: str | None = None
+    ddl_target: Table | None = None
+
+    @property
+    def affected_rows(self) -> int | None:
+        return None if self.dml is None else sum(self.dml.values())
+
+
+@dataclass
+class Plan:
+    sql: str
+    project: str
+    dataset: str | None
+    statements: list[exp.Expr]
+    tables: dict[str, list[str]]
+    created: set[str]
+    analysis: Analysis
+    #: False for scripts with control flow (IF, LOOP, ...): accepted, not run.
+    executable: bool = True
+
+    @property
+    def statement_type(self) -> str:
+        return self.analysis.statement_type
+
+    @property
+    def is_query(self) -> bool:
+        return self.statement_type == "SELECT"
+
+
+@dataclass
+class Scan:
+    """Bytes and partitions a statement reads: the billing basis."""
+
+    bytes_processed: int = 0
+    partitions: int = 0
+    tables: int = 0
+
+
+class Engine:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        translate.register_functions(catalog.db)
+
+    # -- planning -------------------------------------------------------------------
+    def plan(self, sql: str, project: str, dataset: str | None = None) -> Plan:
+        try:
+            statements = translate.parse(sql)
+        except sqlglot.errors.SqlglotError as exc:
+            if len([s for s in sql.strip().rstrip(";").split(";") if s.strip()]) > 1:
+                return self._opaque_script(sql, project, dataset)
+            first = str(exc).splitlines()[0] if str(exc) else "invalid statement"
+            raise invalid_query(f"Syntax error: {first}") from None
+        if not statements:
+            raise invalid_query("Syntax error: Unexpected end of script at [1:1]")
+        tables: dict[str, list[str]] = {}
+        created: set[str] = set()
+        for statement in statements:
+            for full, names in translate.rewrite_tables(statement, project, dataset).items():
+                tables.setdefault(full, []).extend(names)
+            if isinstance(statement, exp.Create):
+                created.add(ddl.target_name(statement))
+        required = {
+            name: str(t.partition_column)
+            for name in tables
+            if (t := self.catalog.find_table(name)) is not None and t.require_partition_filter
+        }
+        analysis = analyze(
+            sql,
+            statements,
+            project,
+            required,
+            lambda: frozenset(n for n, c in required.items() if self._unfiltered(statements, n, c)),
+        )
+        return Plan(sql, project, dataset, statements, tables, created, analysis)
+
+    def _opaque_script(self, sql: str, project: str, dataset: str | None) -> Plan:
+        analysis = Analysis("SCRIPT", frozenset(), frozenset())
+        return Plan(sql, project, dataset, [], {}, set(), analysis, executable=False)
+
+    def check(self, plan: Plan) -> None:
+        """Refuse what BigQuery refuses before running: missing tables, partition filters."""
+        if plan.statement_type != "SCRIPT":
+            for name in plan.tables:
+                if name not in plan.created:
+                    self.catalog.get_table(name)
+        for name in sorted(plan.analysis.unfiltered_tables):
+            table = self.catalog.find_table(name)
+            if table is not None and table.require_partition_filter:
+                raise invalid_query(
+                    f"Cannot query over table '{name}' without a filter over column(s) "
+                    f"'{table.partition_column}' that can be used for partition elimination"
+                )
+
+    # -- billing basis ----------------------------------------------------------------
+    def scan(self, plan: Plan, params: Params) -> Scan:
+        """Bytes of the referenced columns in the partitions the statement reads."""
+        result = Scan()
+        mentioned = {c.name.lower() for s in plan.statements for c in s.find_all(exp.Column)}
+        star = any(next(s.find_all(exp.Star), None) is not None for s in plan.statements)
+        for name in plan.tables:
+            table = self.catalog.find_table(name)
+            if table is None or table.kind != "TABLE" or name in plan.created:
+                continue
+            if not any(self._is_scan(node) for node in self._scans(plan.statements, name)):
+                continue
+            columns = [c for c in table.schema if star or c["name"].lower() in mentioned]
+            where, bound = self._partition_where(plan, table, params)
+            result.tables += 1
+            size = " + ".join(_types.size_expression(c["name"], c) for c in columns) or "0"
+            key = ddl.partition_key_sql(table)
+            sql = (
+                f"SELECT COALESCE(SUM({size}), 0), COUNT(DISTINCT {key or 'NULL'}) "
+                f"FROM {quote(name)} {where}"
+            )
+            with self.catalog.lock:
+                try:
+                    total, partitions = self.catalog.db.execute(sql, bound).fetchone()
+                except sqlite3.Error:  # a filter sqlite cannot evaluate: bill a full scan
+                    full = sql.replace(where, "") if where else sql
+                    total, partitions = self.catalog.db.execute(full).fetchone()
+            result.bytes_processed += int(total)
+            result.partitions += int(partitions) if key else 0
+        return result
+
+    @staticmethod
+    def _scans(statements: Sequence[exp.Expr], name: str) -> list[exp.Table]:
+        return [t for s in statements for t in s.find_all(exp.Table) if t.name == name]
+
+    @staticmethod
+    def _is_scan(node: exp.Table) -> bool:
+        parent = node.parent
+        if isinstance(parent, exp.Schema):
+            parent = parent.parent
+        if isinstance(parent, exp.Insert | exp.Create | exp.Drop | exp.Alter):
+            return parent.this is not node and parent.this is not node.parent
+        return True
+
+    def _filters(self, node: exp.Table, column: str) -> list[exp.Expr] | None:
+        """Top-level AND terms constraining only ``column`` in this scan's own scope."""
+        owner = node.find_ancestor(exp.Select, exp.Update, exp.Delete, exp.Merge)
+        if owner is None:
+            return None
+        condition = (
+            owner.args.get("on") if isinstance(owner, exp.Merge) else owner.args.get("where")
+        )
+        if isinstance(condition, exp.Where):
+            condition = condition.this
+        if condition is None:
+            return None
+        names = {node.alias_or_name.lower(), node.name.lower()}
+        wanted = {column.upper()} | (
+            set(PSEUDO_COLUMNS) if column.upper() in PSEUDO_COLUMNS else set()
+        )
+        terms = list(condition.flatten()) if isinstance(condition, exp.And) else [condition]
+        kept = []
+        for term in terms:
+            columns = list(term.find_all(exp.Column))
+            if (
+                columns
+                and all(
+                    c.name.upper() in wanted and c.table.lower() in names | {""} for c in columns
+                )
+                and next(term.find_all(exp.Select), None) is None
+            ):
+                kept.append(term)
+        return kept or None
+
+    def _unfiltered(self, statements: Sequence[exp.Expr], name: str, column: str) -> bool:
+        scans = [n for n in self._scans(statements, name) if self._is_scan(n)]
+        return any(self._filters(n, column) is None for n in scans)
+
+    def _partition_where(self, plan: Plan, table: Table, params: Params) -> tuple[str, Params]:
+        column = table.partition_column
+        if column is None or table.full_name in plan.analysis.unfiltered_tables:
+            return "", []
+        disjuncts = []
+        for node in self._scans(plan.statements, table.full_name):
+            if not self._is_scan(node):
+                continue
+            terms = self._filters(node, column)
+            if terms is None:
+                return "", []
+            parts = []
+            for term in terms:
+                copy = term.copy()
+                for col in copy.find_all(exp.Column):
+                    col.set("table", None)
+                parts.append(translate.to_sqlite(copy))
+            disjuncts.append("(" + " AND ".join(parts) + ")")
+        if not disjuncts or (isinstance(params, list) and any("?" in d for d in disjuncts)):
+            return "", []
+        return "WHERE " + " OR ".join(disjuncts), params if isinstance(params, dict) else []
+
+    # -- execution --------------------------------------------------------------------
+    def execute(self, plan: Plan, params: Params) -> Outcome:
+        outcome = Outcome()
+        if not plan.executable:
+            return outcome
+        with self.catalog.lock:
+            for statement in plan.statements:
+                result = self._run(statement, plan, params)
+                if result is not None and (result.schema is not None or outcome.schema is None):
+                    outcome = result
+        return outcome
+
+    def _run(self, node: exp.Expr, plan: Plan, params: Params) -> Outcome | None:
+        try:
+            if isinstance(node, exp.Query):
+                return self.select(node, plan.tables, params)
+            if isinstance(node, exp.Insert | exp.Update | exp.Delete):
+                return self._dml(node, params)
+            if isinstance(node, exp.Merge):
+                return ddl.merge(self, node, params)
+            if isinstance(node, exp.Create | exp.Drop | exp.Alter | exp.TruncateTable):
+                return ddl.run(self, node, plan, params)
+        except sqlite3.Error as exc:
+            raise self._sqlite_error(exc) from None
+        return None  # DECLARE, transactions, SET: accepted, nothing to do
+
+    def select(
+        self, node: exp.Expr, tables: Mapping[str, Sequence[str]], params: Params
+    ) -> Outcome:
+        named = node.copy()
+        translate.name_anonymous_columns(named)
+        node = named.copy()
+        cursor = self.catalog.db.execute(translate.to_sqlite(named), params)
+        names = [d[0] for d in cursor.description or ()]
+        rows = cursor.fetchall()
+        hidden = translate.hidden_pseudo_columns(node, names)
+        if hidden:
+            names = [n for i, n in enumerate(names) if i not in hidden]
+            rows = [tuple(v for i, v in enumerate(r) if i not in hidden) for r in rows]
+        schema = translate.SchemaResolver(self.catalog, tables).schema(node, names, rows)
+        return Outcome(schema=schema, rows=rows)
+
+    def _dml(self, node: exp.Expr, params: Params) -> Outcome:
+        if isinstance(node, exp.Update | exp.Delete) and node.args.get("where") is None:
+            keyword = "UPDATE" if isinstance(node, exp.Update) else "DELETE"
+            raise invalid_query(f"{keyword} must have a WHERE clause at [1:1]")
+        target = node.this if not isinstance(node.this, exp.Schema) else node.this.this
+        cursor = self.catalog.db.execute(translate.to_sqlite(node.copy()), params)
+        table = self.catalog.find_table(target.name) if isinstance(target, exp.Table) else None
+        if table is not None:
+            ddl.fill_pseudo_columns(self.catalog, table)
+            table.touch()
+        key = (
+            "insertedRowCount"
+            if isinstance(node, exp.Insert)
+            else "updatedRowCount"
+            if isinstance(node, exp.Update)
+            else "deletedRowCount"
+        )
+        return Outcome(dml={key: max(cursor.rowcount, 0)})
+
+    def _sqlite_error(self, exc: sqlite3.Error) -> BigQueryError:
+        text = str(exc)
+        missing = re.match(r"no such table: (.*)", text)
+        if missing:
+            return BigQueryError(
+                404,
+                "notFound",
+                f"Not found: Table {missing.group(1)} was not found in location "
+                f"{self.catalog.location}",
+            )
+        column = re.match(r"no such column: (.*)", text)
+        if column:
+            return invalid_query(f"Unrecognized name: {column.group(1)}")
+        return invalid_query(f"Query error: {text}")
+
+
+def bind_parameters(parameters: Sequence[Mapping[str, Any]], mode: str | None) -> Params:
+    """BigQuery ``queryParameters`` → sqlite bindings (arrays as JSON text)."""
+    values = [_parameter_value(p) for p in parameters]
+    if (mode or "").upper() == "POSITIONAL" or any(not p.get("name") for p in parameters):
+        return values
+    return {str(p["name"]): v for p, v in zip(parameters, values, strict=True)}
+
+
+def _parameter_value(parameter: Mapping[str, Any]) -> Any:
+    kind = parameter.get("parameterType", {})
+    value = parameter.get("parameterValue", {})
+    if kind.get("type") == "ARRAY":
+        item_type = kind.get("arrayType", {})
+        items = [
+            _parameter_value({"parameterType": item_type, "parameterValue": v})
+            for v in value.get("arrayValues", [])
+        ]
+        return json.dumps(items)
+    if kind.get("type") == "STRUCT":
+        return json.dumps(value.get("structValues", {}))
+    return _types.to_storage(value.get("value"), {"type": kind.get("type", "STRING")})

@@ -1,0 +1,292 @@
+"""Jobs: the PENDING → RUNNING → DONE lifecycle, limits, cancellation, statistics.
+
+A query is planned and checked when the job is created (syntax, missing tables,
+``require_partition_filter``, ``maximumBytesBilled``): a refused job is DONE at once
+with its ``errorResult``. Otherwise it stays PENDING then RUNNING for the durations of
+the first matching :class:`~.rules.Rule` (zero by default: DONE in the request that
+created it) and runs on the sqlite mirror when it completes, so a cancelled DML job
+changes nothing. ``jobTimeoutMs`` ends a job that would outlive it with reason
+``timeout``; ``jobs.cancel`` ends it with reason ``stopped``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import Catalog
+from .engine import Engine, Outcome, Plan, Scan, bind_parameters
+from .errors import BigQueryError
+from .rules import Rule, RuleBook
+
+MB = 1024 * 1024
+#: BigQuery bills at least 10 MB per referenced table, rounded up to the next MB.
+MIN_BILLED_PER_TABLE = 10 * MB
+REASON_STATUS = {
+    "accessDenied": 403,
+    "backendError": 500,
+    "duplicate": 409,
+    "internalError": 500,
+    "invalid": 400,
+    "invalidQuery": 400,
+    "notFound": 404,
+    "quotaExceeded": 403,
+    "rateLimitExceeded": 429,
+    "resourcesExceeded": 400,
+}
+
+
+def billed_bytes(processed: int, tables: int) -> int:
+    if processed <= 0:
+        return 0
+    rounded = -(-processed // MB) * MB
+    return max(rounded, MIN_BILLED_PER_TABLE * max(tables, 1))
+
+
+@dataclass
+class Job:
+    project: str
+    job_id: str
+    location: str
+    configuration: dict[str, Any]
+    kind: str
+    created: float
+    due: float
+    started: float
+    rule: Rule | None = None
+    plan: Plan | None = None
+    params: Any = None
+    scan: Scan = field(default_factory=Scan)
+    cache_hit: bool = False
+    done: bool = False
+    ended: float | None = None
+    error: BigQueryError | None = None
+    outcome: Outcome = field(default_factory=Outcome)
+    load_stats: dict[str, str] = field(default_factory=dict)
+    timer: threading.Timer | None = None
+    run: Callable[[Job], None] | None = None
+
+    @property
+    def sql(self) -> str | None:
+        query = self.configuration.get("query", {}).get("query")
+        return query if isinstance(query, str) else None
+
+    def state(self, now: float) -> str:
+        if self.done:
+            return "DONE"
+        return "RUNNING" if now >= self.started else "PENDING"
+
+    @property
+    def failed_status(self) -> int:
+        assert self.error is not None
+        return REASON_STATUS.get(self.error.reason, 400)
+
+
+class JobManager:
+    def __init__(self, catalog: Catalog, rules: RuleBook, cache_seconds: float = 86_400) -> None:
+        self.catalog = catalog
+        self.engine = Engine(catalog)
+        self.rules = rules
+        self.cache_seconds = cache_seconds
+        self.jobs: dict[tuple[str, str], Job] = {}
+        self._cache: dict[str, float] = {}
+        self._lock = threading.Condition()
+
+    # -- creation -----------------------------------------------------------------
+    def create(
+        self,
+        project: str,
+        configuration: Mapping[str, Any],
+        job_id: str | None = None,
+        location: str | None = None,
+        run: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Create and start a job (jobs.insert, jobs.query, uploads)."""
+        job_id = job_id or f"job_{uuid.uuid4().hex}"
+        with self._lock:
+            if (project, job_id) in self.jobs:
+                raise BigQueryError(409, "duplicate", f"Already Exists: Job {project}:US.{job_id}")
+        config = copy.deepcopy(dict(configuration))
+        kind = next((k for k in ("query", "load", "copy", "extract") if k in config), "query")
+        now = time.time()
+        job = Job(project, job_id, location or self.catalog.location, config, kind, now, now, now)
+        job.run = run
+        job.rule = self.rules.for_job(job.sql)
+        pending = job.rule.pending_seconds if job.rule else 0.0
+        running = job.rule.running_seconds if job.rule else 0.0
+        job.started, job.due = now + pending, now + pending + running
+        with self._lock:
+            self.jobs[(project, job_id)] = job
+        try:
+            if kind == "query":
+                self._prepare_query(job)
+        except BigQueryError as exc:
+            self._finish(job, exc)
+            return job
+        timeout_ms = int(config.get("jobTimeoutMs") or 0)
+        limit = now + timeout_ms / 1000 if timeout_ms > 0 else None
+        if limit is not None and limit < job.due:
+            job.due = limit
+            seconds = timeout_ms / 1000
+            error = BigQueryError(
+                400, "timeout", f"Job execution was cancelled: Job timed out after {seconds:g} sec"
+            )
+            self._schedule(job, limit, lambda: self._finish(job, error))
+        elif job.due > now:
+            self._schedule(job, job.due, lambda: self._complete(job))
+        else:
+            self._complete(job)
+        return job
+
+    def _prepare_query(self, job: Job) -> None:
+        query = job.configuration["query"]
+        sql = job.sql
+        if sql is None:
+            raise BigQueryError(400, "invalid", "Required parameter is missing: query")
+        if query.get("useLegacySql") not in (False, None, "false"):
+            query["useLegacySql"] = query.get("useLegacySql")
+        default = query.get("defaultDataset") or {}
+        job.plan = self.engine.plan(sql, job.project, default.get("datasetId"))
+        self.engine.check(job.plan)
+        job.params = bind_parameters(query.get("queryParameters", []), query.get("parameterMode"))
+        job.scan = self.engine.scan(job.plan, job.params)
+        if job.rule is not None and job.rule.bytes_processed is not None:
+            job.scan.bytes_processed = job.rule.bytes_processed
+        key = self._cache_key(job)
+        if key is not None:
+            hit_time = self._cache.get(key)
+            job.cache_hit = hit_time is not None and time.time() - hit_time < self.cache_seconds
+        if job.cache_hit:
+            return
+        limit = query.get("maximumBytesBilled")
+        billed = billed_bytes(job.scan.bytes_processed, job.scan.tables)
+        if limit not in (None, "") and billed > int(limit):
+            raise BigQueryError(
+                400,
+                "bytesBilledLimitExceeded",
+                f"Query exceeded limit for bytes billed: {int(limit)}. "
+                f"{billed} or higher required.",
+            )
+
+    def _cache_key(self, job: Job) -> str | None:
+        query = job.configuration["query"]
+        plan = job.plan
+        if plan is None or not plan.is_query or query.get("useQueryCache") is False:
+            return None
+        if query.get("destinationTable"):
+            return None
+        versions = []
+        for name in sorted(plan.tables):
+            table = self.catalog.find_table(name)
+            versions.append(f"{name}@{table.version if table else -1}")
+        material = [job.sql, query.get("defaultDataset"), query.get("queryParameters"), versions]
+        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+    def _schedule(self, job: Job, when: float, action: Callable[[], None]) -> None:
+        timer = threading.Timer(max(0.0, when - time.time()), action)
+        timer.daemon = True
+        job.timer = timer
+        timer.start()
+
+    # -- completion ---------------------------------------------------------------
+    def _complete(self, job: Job) -> None:
+        if job.done:
+            return
+        rule = job.rule
+        if rule is not None and rule.reason and rule.endpoint is None:
+            self._finish(job, BigQueryError(400, rule.reason, rule.message or rule.reason))
+            return
+        try:
+            if job.kind == "query" and job.plan is not None:
+                job.outcome = self.engine.execute(job.plan, job.params)
+                self._store_destination(job)
+                key = self._cache_key(job)
+                if key is not None and not job.cache_hit:
+                    self._cache[key] = time.time()
+            elif job.run is not None:
+                job.run(job)
+        except BigQueryError as exc:
+            self._finish(job, exc)
+            return
+        except Exception as exc:  # a bug here must fail the job, not hang its waiters
+            self._finish(job, BigQueryError(500, "internalError", f"bqserver: {exc!r}"))
+            return
+        self._finish(job, None)
+
+    def _store_destination(self, job: Job) -> None:
+        query = job.configuration["query"]
+        destination = query.get("destinationTable")
+        if not destination or job.outcome.schema is None:
+            return
+        from .loads import write_rows
+
+        write_rows(
+            self.catalog,
+            f"{destination['projectId']}.{destination['datasetId']}.{destination['tableId']}",
+            job.outcome.schema,
+            job.outcome.rows,
+            query.get("writeDisposition", "WRITE_EMPTY"),
+            stored=True,
+        )
+
+    def _finish(self, job: Job, error: BigQueryError | None) -> None:
+        with self._lock:
+            if job.done:
+                return
+            job.error = error
+            job.done = True
+            job.ended = time.time()
+            job.started = min(job.started, job.ended)
+            if job.timer is not None:
+                job.timer.cancel()
+            self._lock.notify_all()
+
+    # -- access -------------------------------------------------------------------
+    def get(self, project: str, job_id: str) -> Job:
+        with self._lock:
+            job = self.jobs.get((project, job_id))
+        if job is None:
+            raise BigQueryError(404, "notFound", f"Not found: Job {project}:{job_id}")
+        if not job.done and time.time() >= job.due:
+            self._complete(job)  # the timer is late; settle the job now
+        return job
+
+    def wait(self, job: Job, seconds: float) -> bool:
+        """Block until ``job`` is DONE or ``seconds`` passed; True if DONE."""
+        deadline = time.time() + max(0.0, seconds)
+        with self._lock:
+            while not job.done:
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    break
+                self._lock.wait(min(remaining, max(job.due - time.time(), 0.0) + 0.001))
+                if not job.done and time.time() >= job.due:
+                    break
+        if not job.done and time.time() >= job.due:
+            self._complete(job)
+        return job.done
+
+    def cancel(self, project: str, job_id: str) -> Job:
+        job = self.get(project, job_id)
+        self._finish(
+            job,
+            BigQueryError(
+                400, "stopped", "Job execution was cancelled: User requested cancellation"
+            ),
+        )
+        return job
+
+    def reset(self) -> None:
+        with self._lock:
+            for job in self.jobs.values():
+                if job.timer is not None:
+                    job.timer.cancel()
+            self.jobs.clear()
+            self._cache.clear()
