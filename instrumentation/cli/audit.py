@@ -97,23 +97,37 @@ def _api_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def _bounded(timeout: float) -> dict[str, Any]:
+    """``retry``/``timeout`` arguments that bound each API call (the client's default
+    retry keeps trying an unreachable endpoint for ten minutes)."""
+    from google.cloud import bigquery
+
+    return {"retry": bigquery.DEFAULT_RETRY.with_timeout(timeout), "timeout": timeout}
+
+
 def audit(
-    client: Any, datasets: Iterable[str], *, progress: Progress | None = None
+    client: Any,
+    datasets: Iterable[str],
+    *,
+    progress: Progress | None = None,
+    timeout: float = 30.0,
 ) -> list[TableAudit]:
     """Every table of ``datasets`` (all of the project's when empty), described."""
     from google.api_core.exceptions import NotFound
 
     errors = _api_errors()
     names = list(datasets)
+    bounded = _bounded(timeout)
     try:
         if not names:
-            names = [d.dataset_id for d in client.list_datasets()]
+            names = [d.dataset_id for d in client.list_datasets(**bounded)]
             if not names:
                 raise AuditError(f"project {client.project!r} has no datasets", _output.USAGE)
         items = []
         for name in names:
             try:
-                found = [t for t in client.list_tables(name) if t.table_type == "TABLE"]
+                tables = client.list_tables(name, **bounded)
+                found = [t for t in tables if t.table_type == "TABLE"]
             except NotFound:
                 raise AuditError(
                     f"dataset {client.project}.{name} not found", _output.USAGE
@@ -125,7 +139,7 @@ def audit(
         task = progress.add_task("reading tables", total=len(items)) if progress else None
         rows = []
         for item in items:
-            rows.append(describe(client.get_table(item.reference)))
+            rows.append(describe(client.get_table(item.reference, **bounded)))
             if progress is not None and task is not None:
                 progress.advance(task)
         return rows
@@ -139,14 +153,17 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 
-def apply(client: Any, rows: list[TableAudit], progress: Progress | None = None) -> dict[str, str]:
+def apply(
+    client: Any, rows: list[TableAudit], progress: Progress | None = None, timeout: float = 30.0
+) -> dict[str, str]:
     """Run the DDL of every row needing it: ``{table: "applied" | error message}``."""
     outcome: dict[str, str] = {}
     todo = [row for row in rows if row.ddl]
     task = progress.add_task("applying DDL", total=len(todo)) if progress else None
     for row in todo:
         try:
-            client.query(row.ddl).result()
+            bounded = _bounded(timeout)
+            client.query(row.ddl, **bounded).result(**bounded)
             outcome[row.table] = "applied"
             row.require_partition_filter = True
         except _api_errors() as error:
@@ -164,6 +181,13 @@ def apply(client: Any, rows: list[TableAudit], progress: Progress | None = None)
 @click.option("--api-endpoint", metavar="URL", help="BigQuery REST endpoint (a local server).")
 @click.option("--apply", "do_apply", is_flag=True, help="Run the DDL after confirmation.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds allowed per API call, retries included.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the audit as JSON.")
 def audit_partitions(
     project: str,
@@ -171,6 +195,7 @@ def audit_partitions(
     api_endpoint: str | None,
     do_apply: bool,
     yes: bool,
+    timeout: float,
     as_json: bool,
 ) -> None:
     """List partitioned tables and set require_partition_filter where it is missing."""
@@ -182,7 +207,7 @@ def audit_partitions(
         _output.fail(f"BigQuery client: {_first_line(error)}", _output.UNREACHABLE, as_json=as_json)
     with Progress(console=_output.stderr(), transient=True, disable=as_json) as progress:
         try:
-            rows = audit(client, datasets, progress=progress)
+            rows = audit(client, datasets, progress=progress, timeout=timeout)
         except AuditError as error:
             _output.fail(str(error), error.exit_code, as_json=as_json)
     missing = [row for row in rows if row.needs_filter]
@@ -194,7 +219,7 @@ def audit_partitions(
         confirmed = yes or _confirm(question)
         if confirmed:
             with Progress(console=_output.stderr(), transient=True, disable=as_json) as progress:
-                applied = apply(client, rows, progress)
+                applied = apply(client, rows, progress, timeout)
             if not as_json:
                 for table, result in applied.items():
                     mark = (
