@@ -88,6 +88,7 @@ class CORSPolicy:
 
     def __init__(self, settings: Settings) -> None:
         self.mode = settings.cors
+        self.enforcing = self.mode.enforcing
         self.path_exempt = settings.csp_report_path or None
         origins = settings.cors_origins
         self.any_origin = "*" in origins
@@ -112,6 +113,15 @@ class CORSPolicy:
             ("Access-Control-Max-Age", str(settings.cors_max_age)),
             *([("Access-Control-Allow-Credentials", "true")] if self.credentials else []),
         )
+        # Grants for the exact origins, prebuilt: the common allowed request is one
+        # dict lookup (callers must not mutate them).
+        self.grants: dict[str, list[tuple[str, str]]] = {}
+        self.grants_bytes: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        for origin in self.exact:
+            value = "*" if self.any_origin else origin
+            grant = [("Access-Control-Allow-Origin", value), *static]
+            self.grants[origin] = grant
+            self.grants_bytes[origin.encode()] = [(n.encode(), v.encode()) for n, v in grant]
         self.listed_headers = ", ".join(h for h in settings.cors_allow_headers if h != "*")
         # With '*' and no credentials the literal '*' is the answer; with credentials
         # browsers do not honour '*', so the (validated) asked-for names are echoed.
@@ -142,6 +152,9 @@ class CORSPolicy:
         self, origin: str, host: str | None, path: str
     ) -> list[tuple[str, str]] | None:
         """Headers to add for an allowed origin; ``None`` (and a count) when refused."""
+        grant = self.grants.get(origin)
+        if grant is not None:
+            return grant
         if self.allows(origin):
             return [
                 ("Access-Control-Allow-Origin", self.allow_origin_value(origin)),
@@ -153,6 +166,9 @@ class CORSPolicy:
     def actual_pairs_bytes(
         self, origin: bytes, host: bytes | None, path: str
     ) -> list[tuple[bytes, bytes]] | None:
+        grant = self.grants_bytes.get(origin)
+        if grant is not None:
+            return grant
         text = origin.decode("latin-1")
         if self.allows(text):
             value = b"*" if self.star_origin else origin
@@ -182,6 +198,16 @@ class CORSPolicy:
         if allow_headers:
             grant.insert(2, ("Access-Control-Allow-Headers", allow_headers))
         return Preflight(grant)
+
+    def preflight_bytes(
+        self, origin: bytes, method: bytes, request_headers: bytes | None, path: str
+    ) -> Preflight:
+        return self.preflight(
+            origin.decode("latin-1"),
+            method.decode("latin-1"),
+            request_headers.decode("latin-1") if request_headers is not None else None,
+            path,
+        )
 
     def _refuse(self, origin: str, path: str, reason: str) -> Preflight:
         self.refused(origin, None, path, reason)

@@ -21,6 +21,7 @@ Merge rules, per header name (case-insensitive):
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
@@ -58,6 +59,7 @@ NONCE_KEY = "bastion.csp_nonce"
 """WSGI environ key and ASGI scope key holding the request's CSP nonce (html preset)."""
 
 REPORT_GROUP = "csp-endpoint"
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PLACEHOLDER = "bastionNoncePlaceholder"  # base64 alphabet, so secure's nonce() accepts it
 
 # Who wins when the app also sets a header Bastion sends. The app wins where a route
@@ -163,7 +165,8 @@ def header_plan(settings: Settings, *, https: bool, route: Route | None = None) 
         for name, value in route.headers.items():
             pairs = [p for p in pairs if p[0].lower() != name.lower()]
             if value is not None:
-                custom = CustomHeader(name, value)  # rejects CR/LF (header injection)
+                # set() rejects CR/LF (header injection); the name must be a token.
+                custom = CustomHeader(_token(name), "").set(value)
                 pairs.append((custom.header_name, custom.header_value))
     who = winners(settings)
     rules: dict[str, int] = {}
@@ -190,6 +193,12 @@ def header_plan(settings: Settings, *, https: bool, route: Route | None = None) 
         if rules.get("cache-control") == APP:
             rules["cache-control"] = CACHE
     return Plan(rules, tuple(pairs), nonce_csp)
+
+
+def _token(name: str) -> str:
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError(f"per-route header name {name!r} is not an HTTP header name")
+    return name
 
 
 def cors_plan() -> Plan:

@@ -44,7 +44,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from secrets import token_urlsafe
 from typing import Any, Generic
 
-from middleware._cors_policy import CORSPolicy
+from middleware._cors_policy import CORSPolicy, Preflight
 from middleware._flags import Mode
 from middleware._header_policy import (
     NONCE_KEY,
@@ -91,6 +91,7 @@ class _Core(Generic[S]):
         self._settings = settings
         self._encode: type[S] = encode
         self.mode = settings.headers
+        self.observing = self.mode is Mode.OBSERVE
         self.html = settings.headers_preset == "html"
         self.hsts = hsts(settings) is not None
         self.proxies = TrustedProxies(settings.trusted_proxies)
@@ -103,7 +104,10 @@ class _Core(Generic[S]):
         self.governed = self.mode.active
         self.editors = self._editors(None)
         self.exempt: HeaderEditor[S] | None = self._compile(None)
-        self._by_route: dict[int, Editors] = {}
+        # Per-route variants compiled now, so a bad route value fails at startup.
+        self._by_route: dict[int, Editors] = {
+            id(route): self._editors(route) for route in self.routes.values() if route.headers
+        }
         self.observed: set[str] = set()
         self.would: Editors = (None, None)
         if self.mode is Mode.OBSERVE:
@@ -141,17 +145,28 @@ class _Core(Generic[S]):
             return (self.exempt, self.exempt), False
         if not route.headers:
             return self.editors, self.governed
-        found = self._by_route.get(id(route))
-        if found is None:
-            found = self._by_route[id(route)] = self._editors(route)
-        return found, self.governed
+        return self._by_route[id(route)], self.governed
 
-    def should_observe(self, path: str, governed: bool) -> bool:
+    def first_sight(self, path: str) -> bool:
+        """True the first time a path is seen in observe mode (bounded)."""
+        return path not in self.observed and len(self.observed) < _OBSERVED_PATHS_MAX
+
+    def forwarded_https_wsgi(self, environ: Environ) -> bool:
+        proto = environ.get("HTTP_X_FORWARDED_PROTO")
         return (
-            governed
-            and self.mode is Mode.OBSERVE
-            and path not in self.observed
-            and len(self.observed) < _OBSERVED_PATHS_MAX
+            proto is not None
+            and self.proxies.trusts(environ.get("REMOTE_ADDR"))
+            and forwarded_https(proto)
+        )
+
+    def forwarded_https_asgi(self, scope: Scope, headers: Mapping[bytes, bytes]) -> bool:
+        proto = headers.get(b"x-forwarded-proto")
+        client = scope.get("client")
+        return (
+            proto is not None
+            and client is not None
+            and self.proxies.trusts(client[0])
+            and forwarded_https(proto.decode("latin-1"))
         )
 
     def log_observed(
@@ -204,39 +219,36 @@ class SecurityHeadersMiddleware:
         if isinstance(app, CORSMiddleware):  # one pass for both layers
             cors, app = app.policy, app.app
         self.app = app
-        self._core: _Core[str] = _Core(settings, routes, cors, str)
+        core = self._core = _Core(settings, routes, cors, str)
+        # Hot-path flags, read once per request (no enum or property lookups).
+        self._hsts, self._forwarded, self._html = core.hsts, bool(core.proxies), core.html
+        self._by_path, self._observing = core.by_path, core.observing
+        self._editors, self._governed, self._cors = core.editors, core.governed, core.cors
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        core = self._core
-        path: str = environ.get("PATH_INFO", "")
-        https = core.hsts and (
+        https = self._hsts and (
             environ.get("wsgi.url_scheme") == "https"
-            or (
-                bool(core.proxies)
-                and core.proxies.trusts(environ.get("REMOTE_ADDR"))
-                and forwarded_https(environ.get("HTTP_X_FORWARDED_PROTO", ""))
-            )
+            or (self._forwarded and self._core.forwarded_https_wsgi(environ))
         )
-        if core.by_path:
-            editors, governed = core.select(path)
+        if self._by_path:
+            editors, governed = self._core.select(environ.get("PATH_INFO", ""))
         else:
-            editors, governed = core.editors, core.governed
+            editors, governed = self._editors, self._governed
         editor = editors[https]
         nonce = None
-        if governed and core.html:
+        if governed and self._html:
             nonce = environ[NONCE_KEY] = _nonce()
-
         extra = None
-        cors = core.cors
-        if cors is not None and path != cors.path_exempt:
+        cors = self._cors
+        if cors is not None:
             origin = environ.get("HTTP_ORIGIN")
-            if origin is not None:
+            if origin is not None and (path := environ.get("PATH_INFO", "")) != cors.path_exempt:
                 asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
                 if asked is not None and environ.get("REQUEST_METHOD") == "OPTIONS":
                     answer = cors.preflight(
                         origin, asked, environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"), path
                     )
-                    if cors.mode.enforcing:
+                    if cors.enforcing:
                         headers = answer.headers
                         if editor is not None:
                             headers = editor.apply(headers, nonce, answer.grant)
@@ -246,16 +258,35 @@ class SecurityHeadersMiddleware:
                         return [answer.body]
                 else:
                     extra = cors.actual_pairs(origin, environ.get("HTTP_HOST"), path)
-                    if not cors.mode.enforcing:
+                    if not cors.enforcing:
                         extra = None
-
-        observe = core.should_observe(path, governed)
-        if editor is None and not observe:
+        if governed and self._observing:
+            return self._observe(environ, start_response, editor, https, nonce, extra)
+        if editor is None:
             return self.app(environ, start_response)
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            if observe:
-                core.log_observed(path, https, headers, nonce)
+            return start_response(status, editor.apply(headers, nonce, extra), exc_info)
+
+        return self.app(environ, start)
+
+    def _observe(
+        self,
+        environ: Environ,
+        start_response: StartResponse,
+        editor: HeaderEditor[str] | None,
+        https: bool,
+        nonce: str | None,
+        extra: list[tuple[str, str]] | None,
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        first = self._core.first_sight(path)
+        if not first and editor is None:
+            return self.app(environ, start_response)
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if first:
+                self._core.log_observed(path, https, headers, nonce)
             if editor is not None:
                 headers = editor.apply(headers, nonce, extra)
             return start_response(status, headers, exc_info)
@@ -280,84 +311,74 @@ class SecurityHeadersASGIMiddleware:
         if isinstance(app, CORSASGIMiddleware):  # one pass for both layers
             cors, app = app.policy, app.app
         self.app = app
-        self._core: _Core[bytes] = _Core(settings, routes, cors, bytes)
-        # Scan the request headers only when something needs one of them.
-        self._scan = self._core.cors is not None or bool(self._core.proxies)
+        core = self._core = _Core(settings, routes, cors, bytes)
+        self._hsts, self._forwarded, self._html = core.hsts, bool(core.proxies), core.html
+        self._by_path, self._observing = core.by_path, core.observing
+        self._editors, self._governed, self._cors = core.editors, core.governed, core.cors
+        # The request headers are read (into a dict, in C) only when something needs them.
+        self._read_headers = core.cors is not None or bool(core.proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        core = self._core
-        path: str = scope.get("path", "")
-        origin = asked = asked_headers = host = proto = None
-        if self._scan:
-            for name, value in scope.get("headers") or ():
-                if name == b"origin":
-                    origin = value
-                elif name == b"host":
-                    host = value
-                elif name == b"x-forwarded-proto":
-                    proto = value
-                elif name == b"access-control-request-method":
-                    asked = value
-                elif name == b"access-control-request-headers":
-                    asked_headers = value
-        https = core.hsts and (
-            scope.get("scheme") in ("https", "wss")
-            or (
-                proto is not None
-                and core.proxies.trusts((scope.get("client") or (None,))[0])
-                and forwarded_https(proto.decode("latin-1"))
-            )
+        request_headers: dict[bytes, bytes] = (
+            dict(scope["headers"]) if self._read_headers else _NO_HEADERS
         )
-        if core.by_path:
-            editors, governed = core.select(path)
+        https = self._hsts and (
+            scope.get("scheme") == "https"
+            or (self._forwarded and self._core.forwarded_https_asgi(scope, request_headers))
+        )
+        if self._by_path:
+            editors, governed = self._core.select(scope.get("path", ""))
         else:
-            editors, governed = core.editors, core.governed
+            editors, governed = self._editors, self._governed
         editor = editors[https]
         nonce = None
-        if governed and core.html:
+        if governed and self._html:
             text = scope[NONCE_KEY] = _nonce()
             nonce = text.encode()
-
         extra = None
-        cors = core.cors
-        if cors is not None and origin is not None and path != cors.path_exempt:
-            if asked is not None and scope.get("method") == "OPTIONS":
-                answer = cors.preflight(
-                    origin.decode("latin-1"),
-                    asked.decode("latin-1"),
-                    asked_headers.decode("latin-1") if asked_headers is not None else None,
-                    path,
-                )
-                if cors.mode.enforcing:
-                    await _send_preflight(send, answer, editor, nonce)
-                    return
-            else:
-                extra = cors.actual_pairs_bytes(origin, host, path)
-                if not cors.mode.enforcing:
-                    extra = None
-
-        observe = core.should_observe(path, governed)
+        cors = self._cors
+        if cors is not None:
+            origin = request_headers.get(b"origin")
+            if origin is not None and (path := scope.get("path", "")) != cors.path_exempt:
+                asked = request_headers.get(b"access-control-request-method")
+                if asked is not None and scope.get("method") == "OPTIONS":
+                    answer = cors.preflight_bytes(
+                        origin, asked, request_headers.get(b"access-control-request-headers"), path
+                    )
+                    if cors.enforcing:
+                        await _send_preflight(send, answer, editor, nonce)
+                        return
+                else:
+                    extra = cors.actual_pairs_bytes(origin, request_headers.get(b"host"), path)
+                    if not cors.enforcing:
+                        extra = None
+        observe = governed and self._observing and self._core.first_sight(scope.get("path", ""))
         if editor is None and not observe:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: Message) -> None:
+        # A plain function returning send's awaitable: one coroutine frame fewer per
+        # message than an ``async def`` wrapper.
+        def send_with_headers(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 headers = message.get("headers") or []
                 if observe:
-                    core.log_observed(path, https, list(headers), nonce)
+                    self._core.log_observed(scope.get("path", ""), https, list(headers), nonce)
                 if editor is not None:
                     message["headers"] = editor.apply(headers, nonce, extra)
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
+_NO_HEADERS: dict[bytes, bytes] = {}
+
+
 async def _send_preflight(
-    send: Send, answer: Any, editor: HeaderEditor[bytes] | None, nonce: bytes | None
+    send: Send, answer: Preflight, editor: HeaderEditor[bytes] | None, nonce: bytes | None
 ) -> None:
     base = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in answer.headers]
     grant = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in answer.grant]

@@ -65,36 +65,42 @@ def is_asgi(app: object) -> bool:
 
 
 def wrap_wsgi(app: Any, settings: Settings, routes: RouteTable) -> Any:
-    from middleware.cors import CORSMiddleware
-    from middleware.deadline.wsgi import DeadlineMiddleware
-    from middleware.headers import SecurityHeadersMiddleware
-
+    # Each layer is imported only when enabled, so a disabled guard costs nothing.
     if settings.deadline.active:
+        from middleware.deadline.wsgi import DeadlineMiddleware
+
         app = DeadlineMiddleware(app, settings, routes=routes)
     if settings.cors.active and settings.cors_origins:
+        from middleware.cors import CORSMiddleware
+
         app = CORSMiddleware(app, settings)
     if settings.csp_report_path:
         from middleware.csp_reports import CSPReportMiddleware
 
         app = CSPReportMiddleware(app, settings)
     if settings.headers.active:
+        from middleware.headers import SecurityHeadersMiddleware
+
         app = SecurityHeadersMiddleware(app, settings, routes=routes)
     return app
 
 
 def wrap_asgi(app: Any, settings: Settings, routes: RouteTable) -> Any:
-    from middleware.cors import CORSASGIMiddleware
-    from middleware.deadline.asgi import DeadlineASGIMiddleware
-    from middleware.headers import SecurityHeadersASGIMiddleware
-
+    # Each layer is imported only when enabled, so a disabled guard costs nothing.
     if settings.deadline.active:
+        from middleware.deadline.asgi import DeadlineASGIMiddleware
+
         app = DeadlineASGIMiddleware(app, settings, routes=routes)
     if settings.cors.active and settings.cors_origins:
+        from middleware.cors import CORSASGIMiddleware
+
         app = CORSASGIMiddleware(app, settings)
     if settings.csp_report_path:
         from middleware.csp_reports import CSPReportASGIMiddleware
 
         app = CSPReportASGIMiddleware(app, settings)
     if settings.headers.active:
+        from middleware.headers import SecurityHeadersASGIMiddleware
+
         app = SecurityHeadersASGIMiddleware(app, settings, routes=routes)
     return app

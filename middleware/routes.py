@@ -55,6 +55,10 @@ class RouteTable:
                 return candidate
         return None
 
+    def values(self) -> list[Route]:
+        """Every route, so layers can compile per-route state at startup."""
+        return [*self._exact.values(), *(route for _, route in self._prefixes)]
+
     @classmethod
     def of(cls, routes: RouteTable | Mapping[str, Route] | None) -> RouteTable:
         return routes if isinstance(routes, RouteTable) else cls(routes)

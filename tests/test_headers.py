@@ -1,0 +1,433 @@
+"""Security headers, in process: presets, merge policy, HSTS trust, nonce, routes, observe.
+
+The WSGI layer is called directly with an environ (what a server does); the ASGI layer
+through Starlette's TestClient. Real servers are in ``test_headers_servers.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+from secure import Secure
+from secure.middleware import SecureWSGIMiddleware
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route as StarletteRoute
+from starlette.testclient import TestClient
+
+from middleware import Mode, Route, Settings
+from middleware._header_policy import DEFAULT_WINNERS
+from middleware.headers import NONCE_KEY, SecurityHeadersASGIMiddleware, SecurityHeadersMiddleware
+
+Headers = list[tuple[str, str]]
+API = {
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+    "x-permitted-cross-domain-policies": "none",
+    "cache-control": "no-store",
+}
+HSTS = "max-age=63072000; includeSubDomains"
+
+
+def settings(**kw: Any) -> Settings:
+    return Settings(deadline=Mode.OFF, **kw)
+
+
+def wsgi_app(headers: Headers, status: str = "200 OK") -> Callable[..., Iterable[bytes]]:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        app.environ = environ  # type: ignore[attr-defined]
+        start_response(status, list(headers))
+        return [b"{}"]
+
+    return app
+
+
+def call(
+    middleware: Callable[..., Iterable[bytes]], **environ: Any
+) -> tuple[str, Headers, dict[str, Any]]:
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "wsgi.url_scheme": "http",
+        "REMOTE_ADDR": "203.0.113.9",
+        **environ,
+    }
+    got: dict[str, Any] = {}
+
+    def start_response(status: str, headers: Headers, exc_info: Any = None) -> None:
+        got["status"], got["headers"] = status, headers
+
+    b"".join(middleware(env, start_response))
+    return got["status"], got["headers"], env
+
+
+def as_dict(headers: Headers) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in headers:
+        assert name.lower() not in found, f"duplicate {name}"
+        found[name.lower()] = value
+    return found
+
+
+JSON = [("Content-Type", "application/json")]
+
+
+# --- presets ---------------------------------------------------------------------------
+def test_api_preset_over_http_sends_the_issue_s_headers_and_no_hsts() -> None:
+    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(JSON), settings()))
+    assert as_dict(headers) == {"content-type": "application/json", **API}
+
+
+def test_api_preset_over_https_adds_two_year_hsts() -> None:
+    _, headers, _ = call(
+        SecurityHeadersMiddleware(wsgi_app(JSON), settings()), **{"wsgi.url_scheme": "https"}
+    )
+    assert as_dict(headers)["strict-transport-security"] == HSTS
+
+
+def test_hsts_max_age_zero_disables_it() -> None:
+    mw = SecurityHeadersMiddleware(wsgi_app(JSON), settings(hsts_max_age=0))
+    _, headers, _ = call(mw, **{"wsgi.url_scheme": "https"})
+    assert "strict-transport-security" not in as_dict(headers)
+
+
+def test_html_preset_nonce_is_fresh_per_request_and_in_the_environ() -> None:
+    app = wsgi_app([("Content-Type", "text/html; charset=utf-8")])
+    mw = SecurityHeadersMiddleware(app, settings(headers_preset="html"))
+    nonces = set()
+    for _ in range(20):
+        _, headers, env = call(mw)
+        csp = as_dict(headers)["content-security-policy"]
+        nonce = env[NONCE_KEY]
+        assert len(nonce) >= 22 and nonce.replace("-", "").replace("_", "").isalnum()
+        assert f"script-src 'nonce-{nonce}' 'strict-dynamic'" in csp
+        assert f"style-src 'self' 'nonce-{nonce}'" in csp
+        for directive in ("object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"):
+            assert directive in csp
+        assert "unsafe" not in csp
+        assert as_dict(headers)["cache-control"] == "no-store"
+        nonces.add(nonce)
+    assert len(nonces) == 20
+
+
+def test_html_preset_replaces_the_app_s_cache_control_on_nonce_bearing_html_only() -> None:
+    s = settings(headers_preset="html")
+    page = [("Content-Type", "text/html"), ("Cache-Control", "public, max-age=600")]
+    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(page), s))
+    assert as_dict(headers)["cache-control"] == "no-store"
+    script = [("Cache-Control", "public, max-age=600"), ("Content-Type", "text/javascript")]
+    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(script), s))
+    assert as_dict(headers)["cache-control"] == "public, max-age=600"
+
+
+def test_api_preset_keeps_the_app_s_cache_control() -> None:
+    app = wsgi_app([*JSON, ("Cache-Control", "public, max-age=60")])
+    _, headers, _ = call(SecurityHeadersMiddleware(app, settings()))
+    assert as_dict(headers)["cache-control"] == "public, max-age=60"
+
+
+def test_report_only_and_report_endpoint() -> None:
+    s = settings(csp_report_only=True, csp_report_uri="https://reports.example.com/csp")
+    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(JSON), s))
+    found = as_dict(headers)
+    assert "content-security-policy" not in found
+    assert found["content-security-policy-report-only"] == (
+        "default-src 'none'; frame-ancestors 'none'; "
+        "report-uri https://reports.example.com/csp; report-to csp-endpoint"
+    )
+    assert found["reporting-endpoints"] == 'csp-endpoint="https://reports.example.com/csp"'
+
+
+def test_report_path_is_the_report_uri_when_no_uri_is_given() -> None:
+    s = settings(csp_report_path="/csp-reports")
+    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(JSON), s))
+    assert "report-uri /csp-reports" in as_dict(headers)["content-security-policy"]
+
+
+# --- merge policy ----------------------------------------------------------------------
+def test_server_and_powered_by_are_removed_and_every_set_cookie_kept() -> None:
+    app_headers = [
+        ("Referrer-Policy", "origin"),
+        ("Content-Type", "application/json"),
+        ("Server", "werkzeug"),
+        ("Set-Cookie", "a=1; Secure"),
+        ("X-Powered-By", "Flask"),
+        ("set-cookie", "b=2; HttpOnly"),
+    ]
+    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(app_headers), settings()))
+    names = [n.lower() for n, _ in headers]
+    assert "server" not in names and "x-powered-by" not in names
+    assert [h for h in headers if h[0].lower() == "set-cookie"] == [
+        ("Set-Cookie", "a=1; Secure"),
+        ("set-cookie", "b=2; HttpOnly"),
+    ]
+    assert names.count("referrer-policy") == 1
+
+
+def test_secure_s_own_middleware_loses_set_cookie_which_bastion_keeps() -> None:
+    """The defect the notes describe, reproduced, so the comparison stays honest."""
+    app_headers = [
+        ("Referrer-Policy", "origin"),
+        ("Content-Type", "text/plain"),
+        ("Server", "x"),
+        ("Set-Cookie", "session=1"),
+    ]
+    _, theirs, _ = call(
+        SecureWSGIMiddleware(wsgi_app(app_headers), secure=Secure.with_default_headers())
+    )  # type: ignore[arg-type]
+    _, ours, _ = call(SecurityHeadersMiddleware(wsgi_app(app_headers), settings()))
+    assert ("Set-Cookie", "session=1") not in theirs
+    assert ("Set-Cookie", "session=1") in ours
+
+
+@pytest.mark.parametrize(("header", "winner"), sorted(DEFAULT_WINNERS.items()))
+def test_default_winner_per_header(header: str, winner: str) -> None:
+    app = wsgi_app([*JSON, (header.title(), "app-value")])
+    _, headers, _ = call(SecurityHeadersMiddleware(app, settings()), **{"wsgi.url_scheme": "https"})
+    values = [v for n, v in headers if n.lower() == header]
+    if winner == "app":
+        assert values == ["app-value"]
+    else:
+        assert len(values) == 1 and values[0] != "app-value"
+
+
+def test_merge_setting_flips_winners() -> None:
+    s = settings(headers_merge={"x-frame-options": "bastion", "x-content-type-options": "app"})
+    app = wsgi_app([("X-Frame-Options", "SAMEORIGIN"), ("X-Content-Type-Options", "none")])
+    _, headers, _ = call(SecurityHeadersMiddleware(app, s))
+    found = as_dict(headers)
+    assert found["x-frame-options"] == "DENY"
+    assert found["x-content-type-options"] == "none"
+
+
+def test_merge_setting_can_keep_the_server_header() -> None:
+    s = settings(headers_merge={"server": "app"})
+    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app([("Server", "svc")]), s))
+    assert as_dict(headers)["server"] == "svc"
+
+
+def test_app_multiple_csp_headers_are_all_kept_when_the_app_wins() -> None:
+    app = wsgi_app([("Content-Security-Policy", "a"), ("Content-Security-Policy", "b")])
+    _, headers, _ = call(SecurityHeadersMiddleware(app, settings()))
+    assert [v for n, v in headers if n == "Content-Security-Policy"] == ["a", "b"]
+
+
+def test_strict_transport_security_from_the_app_over_http_is_dropped() -> None:
+    app = wsgi_app([("Strict-Transport-Security", "max-age=0")])
+    _, headers, _ = call(SecurityHeadersMiddleware(app, settings()))
+    assert "strict-transport-security" not in as_dict(headers)
+
+
+def test_second_start_response_with_exc_info_is_merged_too() -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Server", "x")])
+        try:
+            raise RuntimeError("late failure")
+        except RuntimeError:
+            import sys
+
+            start_response("500 Internal Server Error", [("Server", "x")], sys.exc_info())
+        return [b"oops"]
+
+    status, headers, _ = call(SecurityHeadersMiddleware(app, settings()))
+    assert status.startswith("500") and "server" not in as_dict(headers)
+
+
+# --- HSTS: who is believed ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("remote", "proto", "trusted", "expected"),
+    [
+        ("10.0.0.7", "https", ("10.0.0.0/8",), True),
+        ("10.0.0.7", "http, https", ("10.0.0.0/8",), True),  # nearest proxy's value
+        ("10.0.0.7", "https, http", ("10.0.0.0/8",), False),
+        ("203.0.113.9", "https", ("10.0.0.0/8",), False),  # not a trusted peer
+        ("10.0.0.7", "https", (), False),  # nobody trusted
+        ("::ffff:10.0.0.7", "https", ("10.0.0.0/8",), True),  # IPv4-mapped IPv6
+        ("not-an-ip", "https", ("10.0.0.0/8",), False),
+        ("", "https", ("0.0.0.0/0",), False),
+        ("10.0.0.7", "HTTPS", ("10.0.0.0/8",), True),
+        ("10.0.0.7", "ht\x00tps\udcff" * 500, ("10.0.0.0/8",), False),
+    ],
+)
+def test_forwarded_proto_is_believed_only_from_trusted_proxies(
+    remote: str, proto: str, trusted: tuple[str, ...], expected: bool
+) -> None:
+    import ipaddress
+
+    s = settings(trusted_proxies=tuple(ipaddress.ip_network(t) for t in trusted))
+    mw = SecurityHeadersMiddleware(wsgi_app(JSON), s)
+    _, headers, _ = call(mw, REMOTE_ADDR=remote, HTTP_X_FORWARDED_PROTO=proto)
+    assert ("strict-transport-security" in as_dict(headers)) is expected
+
+
+# --- routes and exemptions ---------------------------------------------------------------
+def test_exempt_paths_and_routes_leave_the_response_untouched() -> None:
+    app_headers = [*JSON, ("Server", "svc")]
+    s = settings(headers_exempt_paths=("/healthz", "/docs/"))
+    routes = {"/metrics": Route(exempt_headers=True)}
+    mw = SecurityHeadersMiddleware(wsgi_app(app_headers), s, routes=routes)
+    for path in ("/healthz", "/docs/index.html", "/metrics"):
+        _, headers, _ = call(mw, PATH_INFO=path)
+        assert headers == app_headers, path
+    _, headers, _ = call(mw, PATH_INFO="/healthz/deep")  # exact path only
+    assert "content-security-policy" in as_dict(headers)
+
+
+def test_route_header_values_replace_and_remove() -> None:
+    routes = {
+        "/docs/": Route(
+            headers={
+                "Content-Security-Policy": "default-src 'self' cdn.example",
+                "Cache-Control": None,
+            }
+        )
+    }
+    mw = SecurityHeadersMiddleware(wsgi_app(JSON), settings(), routes=routes)
+    _, headers, _ = call(mw, PATH_INFO="/docs/ui")
+    found = as_dict(headers)
+    assert found["content-security-policy"] == "default-src 'self' cdn.example"
+    assert "cache-control" not in found
+    _, headers, _ = call(mw, PATH_INFO="/api")
+    assert as_dict(headers)["content-security-policy"] == API["content-security-policy"]
+
+
+def test_route_header_value_with_newline_is_refused_at_startup() -> None:
+    routes = {"/x": Route(headers={"X-Test": "a\r\nSet-Cookie: evil=1"})}
+    with pytest.raises(ValueError, match="CR/LF"):
+        SecurityHeadersMiddleware(wsgi_app(JSON), settings(), routes=routes)
+    with pytest.raises(ValueError, match="not an HTTP header name"):
+        SecurityHeadersMiddleware(
+            wsgi_app(JSON), settings(), routes={"/x": Route(headers={"X Y": "1"})}
+        )
+
+
+# --- observe ------------------------------------------------------------------------------
+def test_observe_changes_nothing_and_logs_once_per_path(caplog: pytest.LogCaptureFixture) -> None:
+    app_headers = [*JSON, ("Server", "svc"), ("Set-Cookie", "a=1")]
+    mw = SecurityHeadersMiddleware(wsgi_app(app_headers), settings(headers=Mode.OBSERVE))
+    with caplog.at_level(logging.INFO, logger="bastion.headers"):
+        for _ in range(3):
+            _, headers, _ = call(mw)
+            assert headers == app_headers
+        call(mw, PATH_INFO="/other")
+    records = [r.getMessage() for r in caplog.records if r.name == "bastion.headers"]
+    assert len(records) == 2
+    assert "on /:" in records[0] and "x-frame-options" in records[0] and "'server'" in records[0]
+
+
+# --- ASGI -------------------------------------------------------------------------------
+async def _page(request: Request) -> Response:
+    return PlainTextResponse(
+        request.scope.get(NONCE_KEY, ""),
+        media_type="text/html",
+        headers={"server": "app", "x-powered-by": "starlette", "set-cookie": "a=1"},
+    )
+
+
+async def _json(request: Request) -> Response:
+    response = JSONResponse({"ok": True})
+    response.set_cookie("a", "1")
+    response.set_cookie("b", "2")
+    return response
+
+
+def asgi(**kw: Any) -> TestClient:
+    app = Starlette(routes=[StarletteRoute("/page", _page), StarletteRoute("/json", _json)])
+    routes = kw.pop("routes", None)
+    return TestClient(SecurityHeadersASGIMiddleware(app, settings(**kw), routes=routes))
+
+
+def test_asgi_api_preset_and_set_cookies() -> None:
+    response = asgi().get("/json")
+    for name, value in API.items():
+        assert response.headers[name] == value
+    assert response.headers.get_list("set-cookie")[0].startswith("a=1")
+    assert response.headers.get_list("set-cookie")[1].startswith("b=2")
+    assert "strict-transport-security" not in response.headers  # TestClient is http
+
+
+def test_asgi_html_nonce_in_scope_matches_the_csp() -> None:
+    client = asgi(headers_preset="html")
+    seen = set()
+    for _ in range(5):
+        response = client.get("/page")
+        nonce = response.text
+        assert nonce and f"'nonce-{nonce}'" in response.headers["content-security-policy"]
+        assert response.headers["cache-control"] == "no-store"
+        assert "server" not in response.headers and "x-powered-by" not in response.headers
+        seen.add(nonce)
+    assert len(seen) == 5
+
+
+async def _drive(
+    app: Any,
+    client: tuple[str, int] | None,
+    headers: list[tuple[bytes, bytes]],
+    scheme: str = "http",
+) -> dict[bytes, bytes]:
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": scheme,
+        "path": "/json",
+        "raw_path": b"/json",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": client,
+        "server": ("svc", 80),
+        "http_version": "1.1",
+        "asgi": {"version": "3.0"},
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return {bytes(n): bytes(v) for n, v in sent[0]["headers"]}
+
+
+@pytest.mark.parametrize(
+    ("client", "proto", "scheme", "expected"),
+    [
+        (("10.0.0.7", 5000), b"https", "http", True),
+        (("203.0.113.9", 5000), b"https", "http", False),
+        (None, b"https", "http", False),
+        (("10.0.0.7", 5000), b"\xff\xfe" * 3000, "http", False),
+        (("203.0.113.9", 5000), None, "https", True),
+    ],
+)
+def test_asgi_hsts_over_https_and_from_trusted_proxy_only(
+    client: tuple[str, int] | None, proto: bytes | None, scheme: str, expected: bool
+) -> None:
+    import asyncio
+    import ipaddress
+
+    s = settings(trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),))
+    app = SecurityHeadersASGIMiddleware(Starlette(routes=[StarletteRoute("/json", _json)]), s)
+    headers = [(b"host", b"svc")] + ([(b"x-forwarded-proto", proto)] if proto else [])
+    got = asyncio.run(_drive(app, client, headers, scheme))
+    assert (b"strict-transport-security" in got) is expected
+
+
+def test_asgi_exempt_route() -> None:
+    response = asgi(routes={"/json": Route(exempt_headers=True)}).get("/json")
+    assert "content-security-policy" not in response.headers
+
+
+def test_asgi_observe_changes_nothing() -> None:
+    response = asgi(headers=Mode.OBSERVE).get("/page")
+    assert response.headers["server"] == "app"
+    assert "content-security-policy" not in response.headers
