@@ -257,6 +257,17 @@ def test_a_redirect_to_a_slow_drip_is_cut_at_the_deadline(app: AppServer) -> Non
     assert 1.0 - SLACK <= took <= 1.0 + SLACK
 
 
+def test_a_bounded_body_leaves_the_kept_alive_connection_as_it_was(app: AppServer) -> None:
+    session = requests.Session()
+    with guarded(ENFORCE):
+        with deadline.scope(0.5):  # the body's reads lower the socket timeout to ~0.3 s
+            assert session.get(f"{app.url}/drip?n=2&every=0.1").text == "xx"
+        before = app.connections
+        # Same pooled connection, no deadline: 0.6 s gaps must not trip the old timeout.
+        assert session.get(f"{app.url}/drip?n=2&every=0.6", timeout=5).text == "xx"
+    assert app.connections == before
+
+
 def test_mounted_adapter_subclass_works_and_is_bounded(app: AppServer) -> None:
     adapter = RecordingAdapter(max_retries=Retry(total=2, backoff_factor=0))
     session = requests.Session()

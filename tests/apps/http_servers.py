@@ -8,7 +8,8 @@ TCP or TLS (pass an ``ssl.SSLContext``):
 * :class:`SilentServer` accepts, reads the request and never answers;
 * :class:`AppServer` is a small keep-alive HTTP/1.1 server: ``/ok``, ``/headers``
   (echoes the request headers as JSON), ``/redirect?to=PATH`` (302),
-  ``/drip-redirect`` (302 to a drip body on the same server) and ``/drip``.
+  ``/drip-redirect`` (302 to a drip body on the same server) and ``/drip?n=COUNT&every=SECONDS``
+  (COUNT bytes, one every SECONDS, default 40 and 0.5).
 
 ``python -m tests.apps.http_servers drip|silent|app PORT`` serves one in the foreground
 (for the gunicorn test and the benchmark, which need it in another process).
@@ -156,12 +157,15 @@ class _AppHandler(BaseHTTPRequestHandler):
         elif parts.path == "/drip-redirect":
             self._send(302, b"", location="/drip")
         elif parts.path == "/drip":
+            query = parse_qs(parts.query)
+            count = int(query.get("n", ["40"])[0])
+            every = float(query.get("every", ["0.5"])[0])
             self.send_response(200)
-            self.send_header("Content-Length", "40")
+            self.send_header("Content-Length", str(count))
             self.end_headers()
             with contextlib.suppress(OSError):  # the client was cut off: expected
-                for _ in range(40):
-                    time.sleep(0.5)
+                for _ in range(count):
+                    time.sleep(every)
                     self.wfile.write(b"x")
                     self.wfile.flush()
         else:
