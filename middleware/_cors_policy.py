@@ -107,7 +107,7 @@ class CORSPolicy:
                 ("Access-Control-Expose-Headers", ", ".join(settings.cors_expose_headers))
             )
         self.actual_static = tuple(static)
-        self.actual_static_bytes = tuple((n.encode(), v.encode()) for n, v in static)
+        self.actual_static_bytes = tuple((n.lower().encode(), v.encode()) for n, v in static)
         self.preflight_static = (
             ("Access-Control-Allow-Methods", ", ".join(settings.cors_methods)),
             ("Access-Control-Max-Age", str(settings.cors_max_age)),
@@ -121,7 +121,9 @@ class CORSPolicy:
             value = "*" if self.any_origin else origin
             grant = [("Access-Control-Allow-Origin", value), *static]
             self.grants[origin] = grant
-            self.grants_bytes[origin.encode()] = [(n.encode(), v.encode()) for n, v in grant]
+            self.grants_bytes[origin.encode()] = [
+                (n.lower().encode(), v.encode()) for n, v in grant
+            ]
         self.listed_headers = ", ".join(h for h in settings.cors_allow_headers if h != "*")
         # With '*' and no credentials the literal '*' is the answer; with credentials
         # browsers do not honour '*', so the (validated) asked-for names are echoed.

@@ -237,7 +237,11 @@ class HeaderEditor(Generic[S]):
             return text.encode("latin-1") if encode is bytes else text  # type: ignore[return-value,comparison-overlap]
 
         self.rules: dict[S, int] = {enc(k): v for k, v in plan.rules.items()}
-        self.tail: tuple[tuple[S, S], ...] = tuple((enc(n), enc(v)) for n, v in plan.tail)
+
+        def name_of(text: str) -> S:  # ASGI header names are lower-case by convention
+            return enc(text.lower()) if encode is bytes else enc(text)  # type: ignore[comparison-overlap]
+
+        self.tail: tuple[tuple[S, S], ...] = tuple((name_of(n), enc(v)) for n, v in plan.tail)
         self.keyed_tail: tuple[tuple[S, tuple[S, S]], ...] = tuple(
             (n.lower(), (n, v)) for n, v in self.tail
         )
@@ -245,11 +249,11 @@ class HeaderEditor(Generic[S]):
         self.csp_key: S | None = None
         if plan.nonce_csp is not None:
             name, parts = plan.nonce_csp
-            self.csp = (enc(name), tuple(enc(p) for p in parts))
+            self.csp = (name_of(name), tuple(enc(p) for p in parts))
             self.csp_key = enc(name.lower())
         self.cache_key: S = enc("cache-control")
         self.html_types: tuple[S, ...] = (enc("text/html"), enc("application/xhtml"))
-        self.vary: tuple[S, S] | None = (enc("Vary"), enc("Origin")) if plan.vary else None
+        self.vary: tuple[S, S] | None = (name_of("Vary"), enc("Origin")) if plan.vary else None
         self.origin: S = enc("origin")
         self.star: S = enc("*")
         self.comma: S = enc(",")

@@ -136,7 +136,7 @@ class CORSASGIMiddleware:
                 )
                 if self._enforcing:
                     headers = [
-                        (n.encode("latin-1"), v.encode("latin-1"))
+                        (n.lower().encode("latin-1"), v.encode("latin-1"))
                         for n, v in answer.headers + answer.grant
                     ]
                     start = {"status": int(answer.status[:3]), "headers": headers}

@@ -380,8 +380,8 @@ _NO_HEADERS: dict[bytes, bytes] = {}
 async def _send_preflight(
     send: Send, answer: Preflight, editor: HeaderEditor[bytes] | None, nonce: bytes | None
 ) -> None:
-    base = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in answer.headers]
-    grant = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in answer.grant]
+    base = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in answer.headers]
+    grant = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in answer.grant]
     headers = editor.apply(base, nonce, grant) if editor is not None else base + grant
     status = int(answer.status[:3])
     await send({"type": "http.response.start", "status": status, "headers": headers})
