@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv tools bqemu clean
+.PHONY: demo test lint typecheck bench venv tools bqemu promtool clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,17 @@ typecheck: venv
 	$(BIN)/mypy
 
 ## Tools the tests use beyond Python packages (idempotent).
-tools: venv bqemu
+tools: venv bqemu promtool
+
+## promtool (Debian's `prometheus` package) checks deploy/prometheus/ in the tests.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends prometheus; \
+		else \
+			echo "promtool missing: sudo apt-get install prometheus" >&2; exit 1; \
+		fi; }
 
 ## bqemulator (a DuckDB-backed BigQuery emulator the tests compare against) in its own
 ## virtualenv: it pins sqlglot<30.12, which the project cannot share. Its DuckDB
