@@ -175,7 +175,8 @@ class CORSPolicy:
         if self.allows(text):
             value = b"*" if self.star_origin else origin
             return [(b"access-control-allow-origin", value), *self.actual_static_bytes]
-        self.refused(text, host.decode("latin-1") if host is not None else None, path, "origin")
+        host_text = host.decode("latin-1") if host is not None else None
+        self.refused(text, host_text, path, "origin not allowed")
         return None
 
     # --- preflight ----------------------------------------------------------------------
