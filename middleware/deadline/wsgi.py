@@ -40,7 +40,7 @@ from middleware.deadline import problem
 from middleware.deadline._context import Deadline, DeadlineExceeded, _current
 from middleware.deadline.inbound import BudgetPolicy
 from middleware.deadline.report import format_stack, record_expiry, record_outcome
-from middleware.deadline.watchdog import WatchedRequest, get_watchdog
+from middleware.deadline.watchdog import InjectedDeadlineExceeded, WatchedRequest, get_watchdog
 from middleware.routes import Route, RouteTable
 from middleware.settings import Settings, get_settings
 
@@ -76,6 +76,8 @@ class DeadlineMiddleware:
         self._active = self.mode.active
         self._enforce = self.mode.enforcing
         self._watchdog = get_watchdog()
+        if self._enforce:
+            _hand_back_from_flask(app)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not self._active:
@@ -93,15 +95,16 @@ class DeadlineMiddleware:
             self._on_expiry,
             (environ, _copy_context(), deadline),
         )
+        response = _HeldResponse(start_response)
         watchdog = self._watchdog
         watchdog.watch(request)
         result: Iterable[bytes] | None = None
         body: _Body | None = None
         try:
-            result = self.app(environ, start_response)
+            result = self.app(environ, response)
             request.in_app = False
             if not request.injected and type(result) is not list and type(result) is not tuple:
-                body = _Body(result, request, self, start_response, token, environ)
+                body = _Body(result, request, self, response, token, environ)
                 return body
         except DeadlineExceeded:
             request.in_app = False
@@ -117,25 +120,21 @@ class DeadlineMiddleware:
                 except DeadlineExceeded:
                     watchdog.finish(request)
                 _reset(token)
-        if request.injected:  # Flask made a 500 of it, or it propagated: answer 504
-            return self._replace(result, start_response, environ)
+        if request.injected or (self._enforce and _monotonic() >= request.expires_at):
+            # Flask made a 500 of the exception, or the answer is simply late: in
+            # enforce mode no response starts after the deadline (as with Go's
+            # TimeoutHandler and Envoy), which also settles any race with the watchdog.
+            _close(result)
+            return self._answer_504(response, environ)
+        response.commit()
         return result  # type: ignore[return-value]  # a list or tuple from the app
 
-    def _replace(
-        self,
-        result: Iterable[bytes] | None,
-        start_response: StartResponse,
-        environ: Environ,
-    ) -> Iterable[bytes]:
-        """Answer 504 instead of whatever the app made of the injected exception."""
+    def _answer_504(self, response: _HeldResponse, environ: Environ) -> Iterable[bytes]:
         route = self.policy.route_label(str(environ.get("PATH_INFO", "")))
-        _close(result)
-        try:
-            start_response(problem.STATUS, list(problem.WSGI_HEADERS), _exc_info())
-        except Exception:
-            # The headers are out already (the app wrote through write()): abort.
+        if not response.replace():
+            # The app wrote through write(): its headers are out. Abort.
             record_outcome(route, self.mode, "aborted")
-            raise
+            raise DeadlineExceeded("request deadline exceeded after the response started")
         record_outcome(route, self.mode, "504")
         return [problem.BODY]
 
@@ -155,31 +154,91 @@ class DeadlineMiddleware:
             stack_text=format_stack(request.stack) if request.stack is not None else "",
             context=context,
             environ=environ,
-            where=f"thread {request.thread_id}",
+            where=f"thread {_thread_name(request.thread_id)}",
         )
 
-    def _route(self, environ: Mapping[str, Any]) -> str:
-        return self.policy.route_label(str(environ.get("PATH_INFO", "")))
+
+def _hand_back_from_flask(app: object) -> None:
+    """If ``app`` is a Flask app's ``wsgi_app`` (what :func:`~middleware.protect`
+    wraps), give Flask a handler for the watchdog's exception: Flask then skips its
+    500 path (logging the traceback, ``got_request_exception``) and this middleware
+    answers 504 at once. Any other WSGI app is left alone."""
+    register = getattr(getattr(app, "__self__", None), "register_error_handler", None)
+    if callable(register):
+        register(InjectedDeadlineExceeded, _placeholder_for_flask)
+
+
+def _placeholder_for_flask(error: BaseException) -> tuple[str, int]:
+    return "", 504  # never sent: the middleware replaces it with the problem document
+
+
+def _thread_name(ident: int) -> str:
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            return thread.name
+    return str(ident)
+
+
+class _HeldResponse:
+    """The ``start_response`` the app gets: status and headers are held back until
+    the first chunk, so that a 504 can still replace them cleanly. (Re-calling the
+    server's ``start_response`` with ``exc_info`` is no substitute: gunicorn keeps
+    the headers of the first call.)"""
+
+    __slots__ = ("_held", "_start_response", "_write", "committed")
+
+    def __init__(self, start_response: StartResponse) -> None:
+        self._start_response = start_response
+        self._held: tuple[str, list[tuple[str, str]]] | None = None
+        self._write: Callable[[bytes], object] | None = None
+        self.committed = False
+
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        if exc_info is not None and self.committed:
+            raise exc_info[1].with_traceback(exc_info[2])  # PEP 3333: too late to change
+        self._held = (status, headers)
+        return self.write
+
+    def write(self, data: bytes) -> object:
+        """The legacy ``write()``: the headers go out now."""
+        self.commit()
+        assert self._write is not None, "write() called before start_response()"
+        return self._write(data)
+
+    def commit(self) -> None:
+        if not self.committed and self._held is not None:
+            self.committed = True
+            self._write = self._start_response(*self._held)
+
+    def replace(self) -> bool:
+        """Send the 504's status and headers instead; False if it is too late."""
+        if self.committed:
+            return False
+        self.committed = True
+        self._write = self._start_response(problem.STATUS, list(problem.WSGI_HEADERS))
+        return True
 
 
 class _Body:
     """The app's response body, iterated under the deadline and closed with it."""
 
-    __slots__ = ("_environ", "_iterable", "_owner", "_request", "_start_response", "_token")
+    __slots__ = ("_environ", "_iterable", "_owner", "_request", "_response", "_token")
 
     def __init__(
         self,
         iterable: Iterable[bytes],
         request: WatchedRequest,
         owner: DeadlineMiddleware,
-        start_response: StartResponse,
+        response: _HeldResponse,
         token: contextvars.Token[Deadline | None],
         environ: Environ,
     ) -> None:
         self._iterable = iterable
         self._request = request
         self._owner = owner
-        self._start_response = start_response
+        self._response = response
         self._token = token
         self._environ = environ
 
@@ -188,7 +247,7 @@ class _Body:
 
     def _chunks(self) -> Iterator[bytes]:
         request = self._request
-        sent = False
+        response = self._response
         try:
             iterator = iter(self._iterable)
             while True:
@@ -197,26 +256,32 @@ class _Body:
                     chunk = next(iterator)
                 except StopIteration:
                     request.in_app = False
+                    self._start(request, response)
                     return
                 request.in_app = False
-                sent = sent or bool(chunk)
+                if not response.committed:
+                    self._start(request, response)
                 yield chunk
-        except DeadlineExceeded:
+        except DeadlineExceeded as error:
             request.in_app = False
-            if not request.injected:
+            if not request.injected and not isinstance(error, _LateStart):
                 raise
             owner = self._owner
-            route = owner.policy.route_label(str(self._environ.get("PATH_INFO", "")))
-            if sent:
+            if response.committed:
+                route = owner.policy.route_label(str(self._environ.get("PATH_INFO", "")))
                 record_outcome(route, owner.mode, "aborted")
                 raise  # the server closes the connection: no clean end to a cut body
             # Nothing sent yet, so the headers are not out: still a clean 504.
             self._finish()
             _close(self._iterable)
             self._iterable = ()
-            self._start_response(problem.STATUS, list(problem.WSGI_HEADERS), _exc_info())
-            record_outcome(route, owner.mode, "504")
-            yield problem.BODY
+            yield from owner._answer_504(response, self._environ)
+
+    @staticmethod
+    def _start(request: WatchedRequest, response: _HeldResponse) -> None:
+        if request.enforce and _monotonic() >= request.expires_at:
+            raise _LateStart  # the headers would go out after the deadline
+        response.commit()
 
     def close(self) -> None:
         try:
@@ -237,6 +302,10 @@ class _Body:
         _reset(self._token)
 
 
+class _LateStart(DeadlineExceeded):
+    """A streamed body's first chunk came after the deadline."""
+
+
 def _reset(token: contextvars.Token[Deadline | None]) -> None:
     try:
         _current.reset(token)
@@ -251,9 +320,3 @@ def _close(result: object) -> None:
             close()
         except Exception:
             logger.exception("closing the app's response after its deadline failed")
-
-
-def _exc_info() -> ExcInfo:
-    """``exc_info`` for replacing the app's not-yet-sent status and headers."""
-    error = DeadlineExceeded("request deadline exceeded")
-    return (DeadlineExceeded, error, None)

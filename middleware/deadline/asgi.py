@@ -1,0 +1,329 @@
+"""``DeadlineASGIMiddleware``: a deadline for every ASGI HTTP request (Starlette, FastAPI).
+
+A pure ASGI middleware. At the deadline:
+
+* an async handler is cancelled (``task.cancel()``); if the response has not
+  started, the client gets a 504 ``application/problem+json`` (RFC 9457); if it has,
+  the response is aborted (the middleware returns without finishing it, so the server
+  closes the connection) and counted ``aborted``;
+* a sync endpoint running in a worker thread (Starlette's ``run_in_threadpool``, i.e.
+  ``anyio.to_thread.run_sync``) cannot be stopped. The 504 is sent at once from a
+  separate task, while the request task keeps waiting for the thread, and with it
+  keeps its anyio ``CapacityLimiter`` token: the thread's slot stays counted until
+  the thread really ends, so the pool is never silently over-subscribed. When the
+  thread ends the request is cancelled and the overrun is logged.
+
+``observe`` mode logs the stack and adds the span event, and changes nothing.
+
+Cost. ``asyncio.timeout`` (and ``loop.call_at``) build a ``TimerHandle`` per request
+and leave a cancelled one in the loop's heap; here each event loop has one heap of
+``(expiry, seq, request)`` tuples and at most one ``call_at`` for its earliest entry,
+so a request costs a tuple push and a flag. Finished entries are dropped when they
+reach the top or when they outnumber the live ones.
+
+Parameters: see :class:`middleware.deadline.wsgi.DeadlineMiddleware`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import heapq
+import itertools
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from types import FrameType
+from typing import Any, Final
+
+from middleware.deadline import problem
+from middleware.deadline._context import Deadline, _current
+from middleware.deadline.inbound import BudgetPolicy
+from middleware.deadline.report import (
+    capture_stack,
+    capture_task_stack,
+    format_stack,
+    record_expiry,
+    record_outcome,
+)
+from middleware.routes import Route, RouteTable
+from middleware.settings import Settings, get_settings
+
+__all__ = ["DeadlineASGIMiddleware"]
+
+logger = logging.getLogger("bastion.deadline")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_new_deadline = tuple.__new__
+_current_task = asyncio.current_task
+_get_running_loop = asyncio.get_running_loop
+_copy_context = contextvars.copy_context
+_START: Final = {"type": "http.response.start", "status": 504, "headers": problem.ASGI_HEADERS}
+_BODY: Final = {"type": "http.response.body", "body": problem.BODY, "more_body": False}
+#: The anyio coroutine a Starlette sync endpoint waits in while its thread runs.
+_ANYIO_WORKER_WAIT: Final = "run_sync_in_worker_thread"
+
+
+class _Request:
+    """One in-flight request: the ``send`` the app gets, and its deadline state."""
+
+    __slots__ = (
+        "context",
+        "deadline",
+        "done",
+        "expired",
+        "owner",
+        "replied",
+        "reply",
+        "scope",
+        "send",
+        "started",
+        "task",
+        "thread",
+    )
+
+    def __init__(
+        self,
+        send: Send,
+        task: asyncio.Task[Any],
+        owner: DeadlineASGIMiddleware,
+        scope: Scope,
+        deadline: Deadline,
+    ) -> None:
+        self.send = send
+        self.task = task
+        self.owner = owner
+        self.scope = scope
+        self.deadline = deadline
+        self.context = _copy_context()  # to find the request span at expiry
+        self.started = False
+        self.done = False
+        self.expired = False
+        self.replied = False  # Bastion answered (504) or gave up on the response
+        self.reply: asyncio.Task[None] | None = None
+        self.thread: Any = None
+
+    async def __call__(self, message: Message) -> None:
+        if self.replied:
+            return  # the 504 went out; what the late app sends goes nowhere
+        if not self.started and message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+    async def send_504(self) -> None:
+        await self.send(_START)
+        await self.send(_BODY)
+
+
+class _LoopTimers:
+    """The deadlines of one event loop: a heap and one ``call_at`` for its head."""
+
+    __slots__ = ("_context", "_handle", "_heap", "_next_at", "_seq", "finished", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._heap: list[tuple[float, int, _Request]] = []
+        self._seq = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._next_at = float("inf")
+        self._context = contextvars.Context()  # the timer must not keep a request's
+        self.finished = 0
+
+    def push(self, at: float, request: _Request) -> None:
+        heap = self._heap
+        heapq.heappush(heap, (at, next(self._seq), request))
+        if at < self._next_at:
+            self._schedule(at)
+        elif self.finished > 1024 and self.finished * 2 > len(heap):
+            heap[:] = [item for item in heap if not item[2].done]
+            heapq.heapify(heap)
+            self.finished = 0
+
+    def _schedule(self, at: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._next_at = at
+        self._handle = self.loop.call_at(at, self._fire, context=self._context)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._next_at = float("inf")
+        heap = self._heap
+        now = self.loop.time()
+        while heap and (heap[0][0] <= now or heap[0][2].done):
+            request = heapq.heappop(heap)[2]
+            if request.done:
+                self.finished -= 1
+                continue
+            try:
+                request.owner._expire(request)
+            except Exception:
+                logger.exception("handling an expired ASGI deadline failed")
+        if heap:
+            self._schedule(heap[0][0])
+
+
+class DeadlineASGIMiddleware:
+    """Wrap an ASGI app so every HTTP request runs under a deadline (see module doc)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings | None = None,
+        *,
+        routes: RouteTable | Mapping[str, Route] | None = None,
+    ) -> None:
+        settings = settings if settings is not None else get_settings()
+        self.app = app
+        self.mode = settings.deadline
+        self.policy = BudgetPolicy(settings, routes)
+        self._active = self.mode.active
+        self._enforce = self.mode.enforcing
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timers: _LoopTimers | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._active:
+            await self.app(scope, receive, send)
+            return
+        found = self.policy.for_asgi(scope)
+        if found is None:  # exempt route
+            await self.app(scope, receive, send)
+            return
+        budget, source = found
+        loop = _get_running_loop()
+        timers = self._timers if loop is self._loop else self._timers_for(loop)
+        deadline: Deadline = _new_deadline(Deadline, (loop.time() + budget, budget, source))
+        task = _current_task(loop)
+        token = _current.set(deadline)
+        request = _Request(send, task, self, scope, deadline)  # type: ignore[arg-type]
+        timers.push(deadline.expires_at, request)  # type: ignore[union-attr]
+        try:
+            await self.app(scope, receive, request)
+        except asyncio.CancelledError:
+            if not request.expired or not self._enforce or task.uncancel() > 0:  # type: ignore[union-attr]
+                raise  # not (only) ours: the server is shutting down or the client left
+            await self._answer(request)
+        else:
+            if request.reply is not None:  # the 504 of a sync endpoint, sent meanwhile
+                await request.reply
+        finally:
+            request.done = True
+            timers.finished += 1  # type: ignore[union-attr]
+            _current.reset(token)
+            if request.thread is not None:
+                self._thread_ended(request)
+
+    def _timers_for(self, loop: asyncio.AbstractEventLoop) -> _LoopTimers:
+        timers = _LoopTimers(loop)
+        self._loop, self._timers = loop, timers
+        return timers
+
+    # --- at the deadline -----------------------------------------------------------
+    def _expire(self, request: _Request) -> None:
+        """In the event loop, at the deadline: record, and in enforce mode act."""
+        request.expired = True
+        frames = _await_chain(request.task)
+        worker = _worker_thread(frames)
+        if worker is not None:
+            stack = capture_stack(sys._current_frames().get(worker.ident or 0))
+            where = f"worker thread {worker.name} (sync endpoint)"
+        else:
+            stack = capture_task_stack(frames)
+            where = f"task {request.task.get_name()}"
+        path = str(request.scope.get("path", ""))
+        record_expiry(
+            mode=self.mode,
+            method=str(request.scope.get("method", "")),
+            path=path,
+            route=self.policy.route_label(path),
+            budget=request.deadline.budget,
+            source=request.deadline.source,
+            stack_text=format_stack(stack),
+            context=request.context,
+            where=where,
+        )
+        if not self._enforce:
+            return
+        if worker is None:
+            request.task.cancel()
+            return
+        # A sync endpoint: its thread runs on. Answer now from another task and keep
+        # the request task (and its thread-pool token) waiting for the thread.
+        request.thread = (worker, time.monotonic())
+        request.replied = True
+        route = self.policy.route_label(path)
+        if not request.started:
+            request.reply = asyncio.ensure_future(request.send_504())
+            record_outcome(route, self.mode, "504")
+        else:
+            record_outcome(route, self.mode, "aborted")
+        future = _worker_future(frames)
+        if future is not None:
+            # Once the thread is done, stop whatever the handler would do next.
+            future.add_done_callback(lambda _: request.done or request.task.cancel())
+
+    async def _answer(self, request: _Request) -> None:
+        """After cancelling the handler: 504, or leave a started response unfinished
+        (the server then closes the connection)."""
+        if request.reply is not None:  # sent from the reply task (sync endpoint)
+            await request.reply
+            return
+        if request.replied:
+            return
+        request.replied = True
+        route = self.policy.route_label(str(request.scope.get("path", "")))
+        if request.started:
+            record_outcome(route, self.mode, "aborted")
+            return
+        record_outcome(route, self.mode, "504")
+        await request.send_504()
+
+    def _thread_ended(self, request: _Request) -> None:
+        worker, expired_at = request.thread
+        logger.warning(
+            "deadline overrun: the worker thread %s of %s %s ended %.3fs after the "
+            "deadline; its thread-pool slot stayed taken until now",
+            worker.name,
+            request.scope.get("method", ""),
+            request.scope.get("path", ""),
+            time.monotonic() - expired_at,
+        )
+
+
+def _await_chain(task: asyncio.Task[Any]) -> list[FrameType]:
+    """The frames of the coroutines a task is suspended in, outermost first
+    (``Task.get_stack()`` stops at the first one)."""
+    frames: list[FrameType] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(frames) < 200:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return frames
+
+
+def _worker_thread(frames: list[FrameType]) -> Any:
+    for frame in reversed(frames):
+        if frame.f_code.co_name == _ANYIO_WORKER_WAIT:
+            worker = frame.f_locals.get("worker")
+            if worker is not None and worker.is_alive():
+                return worker
+    return None
+
+
+def _worker_future(frames: list[FrameType]) -> asyncio.Future[Any] | None:
+    for frame in reversed(frames):
+        if frame.f_code.co_name == _ANYIO_WORKER_WAIT:
+            future = frame.f_locals.get("future")
+            if isinstance(future, asyncio.Future):
+                return future
+    return None
