@@ -49,5 +49,5 @@ def fail(message: str, exit_code: int, *, as_json: bool = False) -> NoReturn:
     with ``--json`` also print ``{"error": ..., "exit_code": ...}`` on stdout."""
     if as_json:
         emit_json({"error": message, "exit_code": exit_code})
-    stderr().print(f"[bold red]error:[/] {escape(message)}")
+    stderr().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise click.exceptions.Exit(exit_code)

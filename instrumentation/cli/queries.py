@@ -14,8 +14,10 @@ p50/p95 duration, cache hits and errors, and two flags:
   (``bastion.bq.unfiltered_tables``): add the filter, or set
   ``require_partition_filter`` (``bastion audit-partitions``);
 * **repeated**: the exact same SQL text (``bastion.bq.query_hash``) ran at least
-  ``--repeat-threshold`` times without being a cache hit: a materialized view, a
-  scheduled table or an application cache would serve those reads.
+  ``--repeat-threshold`` times (writes excepted): a materialized view, a scheduled
+  table or an application cache would serve those reads. BigQuery's own result cache
+  (``bastion.bq.cache_hit``) makes some of them free but not instant, and it is lost
+  whenever the table changes; the cache-hit count is shown alongside.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class Shape:
     bytes_processed: int = 0
     durations: list[float] = field(default_factory=list)
     unfiltered: set[str] = field(default_factory=set)
-    uncached_texts: Counter[str] = field(default_factory=Counter)
+    texts: Counter[str] = field(default_factory=Counter)
 
     def p(self, quantile: float) -> float:
         """Nearest-rank percentile of the durations, in seconds."""
@@ -65,9 +67,9 @@ class Shape:
 
     @property
     def most_repeated(self) -> tuple[str, int]:
-        if not self.uncached_texts:
+        if not self.texts:
             return "", 0
-        return self.uncached_texts.most_common(1)[0]
+        return self.texts.most_common(1)[0]
 
     def as_dict(self, repeat_threshold: int) -> dict[str, Any]:
         query_hash, repeats = self.most_repeated
@@ -167,12 +169,11 @@ def analyse(path: Path) -> tuple[int, list[Shape]]:
         shape.bytes_billed += _int(attributes.get("bastion.bq.bytes_billed"))
         shape.bytes_processed += _int(attributes.get("bastion.bq.bytes_processed"))
         shape.errors += bool(attributes.get("error.type"))
-        cache_hit = bool(attributes.get("bastion.bq.cache_hit"))
-        shape.cache_hits += cache_hit
+        shape.cache_hits += bool(attributes.get("bastion.bq.cache_hit"))
         shape.unfiltered.update(map(str, attributes.get("bastion.bq.unfiltered_tables") or ()))
         query_hash = attributes.get("bastion.bq.query_hash")
-        if query_hash and not cache_hit:
-            shape.uncached_texts[str(query_hash)] += 1
+        if query_hash:
+            shape.texts[str(query_hash)] += 1
     return total, list(shapes.values())
 
 
@@ -194,7 +195,7 @@ _SORTS: dict[str, Callable[[Shape], tuple[float, ...]]] = {
     type=click.IntRange(min=2),
     default=3,
     show_default=True,
-    help="Uncached runs of the exact same SQL that flag a shape as repeated.",
+    help="Runs of the exact same SQL that flag a shape as repeated.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the ranking as JSON.")
 def queries(spans: Path, top: int, sort_by: str, repeat_threshold: int, as_json: bool) -> None:
@@ -252,8 +253,9 @@ def _print(path: Path, total: int, shapes: int, rows: list[dict[str, Any]]) -> N
         if row["unfiltered_tables"]:
             flags.append("[red]unfiltered:[/] " + escape(", ".join(row["unfiltered_tables"])))
         if row["repeated"]:
+            cached = f", {row['cache_hits']} from BigQuery's cache" if row["cache_hits"] else ""
             flags.append(
-                f"[yellow]repeated:[/] same SQL x{row['most_repeated_count']} "
+                f"[yellow]repeated:[/] same SQL x{row['most_repeated_count']}{cached} "
                 "(materialized view / cache candidate)"
             )
         label = row["summary"] or row["fingerprint"]
