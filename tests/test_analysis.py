@@ -183,3 +183,26 @@ def test_fingerprint_falls_back_on_untokenizable_text() -> None:
     assert fingerprint("SELECT 'abc") == fingerprint("select   'xyz")
     assert fingerprint("SELECT 'abc") != fingerprint("SELECT x")
     assert analyze("SELECT 'abc").fingerprint == fingerprint("SELECT 'abc")
+
+
+def test_text_scan_finds_tables_when_the_parser_cannot() -> None:
+    sql = (
+        "-- FROM nba.in_a_comment\n"
+        "SELEC x FROM `proj.nba.player_game_summary` s JOIN nba.players USING(x) "
+        "WHERE s.name = 'FROM nba.in_a_string' AND EXTRACT(YEAR FROM s.game_date) = 2024 "
+        "AND y IN (SELECT 1 FROM UNNEST([1]))"
+    )
+    a = analyze(sql, default_project="proj")
+    assert a.statement_type == "UNKNOWN"
+    assert a.tables == frozenset({"proj.nba.player_game_summary", "proj.nba.players"})
+
+
+def test_statement_types_of_a_script_are_listed_in_order() -> None:
+    a = analyze(
+        "DECLARE d DATE; SET d = CURRENT_DATE(); "
+        "IF d > '2025-01-01' THEN DELETE FROM nba.t WHERE day = d; END IF; CALL nba.p();",
+        default_project="proj",
+    )
+    assert a.statement_type == "SCRIPT"
+    assert a.statement_types == ("SCRIPT", "SCRIPT", "DELETE", "CALL")
+    assert a.timeout_class == "analytics"

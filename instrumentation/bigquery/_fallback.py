@@ -22,6 +22,8 @@ _TABLE = re.compile(
     rf"({_NAME}(?:\s*\.\s*(?:{_NAME}|\*))*+)(?![\w\-`]|\s*\()",
     re.I,
 )
+# FROM inside EXTRACT(part FROM x) / TRIM(… FROM x) introduces no table.
+_FUNCTION_FROM = re.compile(r"\b(?:EXTRACT|TRIM|SUBSTRING)\s*\([^()]*$", re.I)
 _CTE = re.compile(rf"(?:\bWITH(?:\s+RECURSIVE)?|,)\s*({_NAME})\s+AS\s*\(", re.I)
 _NUMBER = re.compile(r"(?<![\w.])(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)(?![\w])")
 _IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)*\s*\)")
@@ -41,6 +43,8 @@ def table_names(sql: str) -> list[list[str]]:
     ctes = {m.group(1).strip("`").lower() for m in _CTE.finditer(text)}
     out: list[list[str]] = []
     for match in _TABLE.finditer(text):
+        if _FUNCTION_FROM.search(text, max(0, match.start() - 80), match.start()):
+            continue
         parts: list[str] = []
         for raw in re.split(r"\s*\.\s*(?=(?:[^`]*`[^`]*`)*[^`]*$)", match.group(1)):
             parts.extend(p for p in raw.strip("`").split(".") if p)

@@ -216,6 +216,12 @@ def _pinned(
 ) -> set[str]:
     if isinstance(node, exp.Paren):
         return _pinned(node.this, owns, variables)
+    if isinstance(node, exp.Not):
+        # NOT (d < x) and NOT BETWEEN are still ranges; NOT (d = x) prunes nothing.
+        inner = node.this.unnest() if isinstance(node.this, exp.Expr) else None
+        if isinstance(inner, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)):
+            return _pinned(inner, owns, variables)
+        return set()
     if isinstance(node, exp.And):
         return _pinned(node.this, owns, variables) | _pinned(node.expression, owns, variables)
     if isinstance(node, exp.Or):

@@ -69,12 +69,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlglot import exp
-from sqlglot.errors import ErrorLevel
-from sqlglot.tokenizer_core import Token, TokenType
 
-from instrumentation.bigquery import _fallback, _fingerprint, _scans, _statements
+from instrumentation.bigquery import _fingerprint, _parse, _scans, _statements
 from instrumentation.bigquery._scans import Names, Scan
-from instrumentation.bigquery._statements import SCRIPT, UNKNOWN, Piece
+from instrumentation.bigquery._statements import SCRIPT, UNKNOWN
 
 __all__ = ["Analysis", "Scan", "analyze", "fingerprint", "set_cache_size"]
 
@@ -83,7 +81,8 @@ log = logging.getLogger(__name__)
 READ, WRITE, MERGE, ANALYTICS = "read", "write", "merge", "analytics"
 _RANK = {READ: 0, WRITE: 1, MERGE: 2, ANALYTICS: 3}
 _CLASSES = {"SELECT": READ, "ASSERT": READ, SCRIPT: READ, "MERGE": MERGE, "CALL": ANALYTICS}
-_SCANNING = frozenset(
+# Statements whose reads happen now (a view's or function's body is only stored).
+SCANNING_TYPES = frozenset(
     {
         "SELECT",
         "ASSERT",
@@ -97,11 +96,6 @@ _SCANNING = frozenset(
         SCRIPT,  # DECLARE … DEFAULT (SELECT …), SET x = (SELECT …)
     }
 )
-# Script statements with nothing for the parser to find.
-_NOT_PARSED = frozenset({"BEGIN", "COMMIT", "ROLLBACK", "RAISE", "RETURN", "LEAVE", "BREAK"})
-_NOT_PARSED |= {"CONTINUE", "ITERATE", "EXECUTE", "CALL"}
-# Stored bodies with semicolons, run later: nothing is read now.
-_NOT_PARSED_TYPES = frozenset({"CREATE_PROCEDURE", "CALL"})
 # BigQuery rejects standard SQL queries longer than 1,024K characters.
 MAX_QUERY_CHARS = 1024 * 1024
 # Texts longer than this are cached in a small separate LRU, bounding the memory held.
@@ -251,22 +245,8 @@ def _names(project: str | None, dataset: str | None) -> Names:
 
 
 def _unparsed(sql: str, names: Names, fp: str) -> Analysis:
-    tables = _text_tables(sql, names)
+    tables = _parse.text_tables(sql, names)
     return Analysis(UNKNOWN, ANALYTICS, tables, frozenset(), fp, (UNKNOWN,), parsed=False)
-
-
-def _text_tables(sql: str, names: Names) -> frozenset[str]:
-    found = (names.resolve_parts(parts) for parts in _fallback.table_names(sql))
-    return frozenset(name for name in found if name is not None)
-
-
-@dataclass
-class _Statement:
-    type: str
-    trees: list[exp.Expr]
-    text_tables: frozenset[str] = frozenset()
-    parsed: bool = True
-    dynamic: bool = False
 
 
 def _analyse(sql: str, names: Names) -> Analysis:
@@ -278,17 +258,17 @@ def _analyse(sql: str, names: Names) -> Analysis:
         return _unparsed(sql, names, _fingerprint.fingerprint_text(sql))
     fp = _fingerprint.fingerprint_tokens(tokens)
     pieces = _statements.split(tokens)
-    statements: list[_Statement] = []
+    statements: list[_parse.Statement] = []
     conditions: list[exp.Expr] = []
     loop_vars: set[str] = set()
     for piece in pieces:
         loop_vars.update(piece.loop_vars)
         for cond in piece.conditions:
-            tree = _parse_condition(cond, sql)
+            tree = _parse.parse_condition(cond, sql)
             if tree is not None:
                 conditions.append(tree)
         if piece.body:
-            statements.append(_statement(piece, sql, names))
+            statements.append(_parse.parse_statement(piece, sql, names))
     if not statements:
         return Analysis(UNKNOWN, ANALYTICS, frozenset(), frozenset(), fp, parsed=False)
     script = len(statements) > 1 or any(p.control for p in pieces)
@@ -304,9 +284,13 @@ def _analyse(sql: str, names: Names) -> Analysis:
     tables: set[str] = set()
     scans: list[Scan] = []
     for statement in statements:
+        if statement.default_dataset is not None:
+            names = _parse.with_dataset(names, statement.default_dataset)
         tables |= statement.text_tables
         for tree in statement.trees:
-            found, judged = _scans.collect(tree, names, frozen_vars, statement.type in _SCANNING)
+            found, judged = _scans.collect(
+                tree, names, frozen_vars, statement.type in SCANNING_TYPES
+            )
             tables |= found
             scans += judged
     for tree in conditions:
@@ -326,39 +310,6 @@ def _analyse(sql: str, names: Names) -> Analysis:
         tuple(dict.fromkeys(scans)),
         all(s.parsed for s in statements),
     )
-
-
-def _statement(piece: Piece, sql: str, names: Names) -> _Statement:
-    body = piece.body
-    kind = _statements.statement_type(body)
-    first = (_statements.word(body[0]).split() or [""])[0]  # "BEGIN TRANSACTION" is one token
-    if first in _NOT_PARSED or kind in _NOT_PARSED_TYPES:
-        return _Statement(kind, [], dynamic=first == "EXECUTE" or kind == "CALL")
-    try:
-        trees = [
-            t for t in _DIALECT.parser(error_level=ErrorLevel.IMMEDIATE).parse(list(body), sql) if t
-        ]
-    except Exception:
-        return _Statement(UNKNOWN, [], _text_tables(_slice(sql, body), names), parsed=False)
-    if any(isinstance(t, exp.Command) for t in trees) or kind == UNKNOWN:
-        # sqlglot does not model it (CREATE SNAPSHOT TABLE …): keep the keyword type,
-        # take the tables from the text, judge no scan.
-        return _Statement(kind, [], _text_tables(_slice(sql, body), names), parsed=kind != UNKNOWN)
-    return _Statement(kind, trees)
-
-
-def _parse_condition(tokens: tuple[Token, ...], sql: str) -> exp.Expr | None:
-    if _statements.word(tokens[0]) not in ("SELECT", "WITH", "("):
-        tokens = (Token(TokenType.SELECT, "SELECT"), *tokens)
-    try:
-        trees = _DIALECT.parser(error_level=ErrorLevel.IMMEDIATE).parse(list(tokens), sql)
-    except Exception:
-        return None
-    return trees[0] if trees else None
-
-
-def _slice(sql: str, body: tuple[Token, ...]) -> str:
-    return sql[body[0].start : body[-1].end + 1]
 
 
 # --- caches -------------------------------------------------------------------------

@@ -55,6 +55,8 @@ CASES: list[Case] = [
     ),
     (f"SELECT * FROM {PGS} WHERE @d = game_date", NONE, "constant on the left"),
     (f"SELECT * FROM {PGS} WHERE game_date IS NOT NULL", _u(PGS), "IS NOT NULL: not a filter"),
+    (f"SELECT * FROM {PGS} WHERE NOT game_date < @d", NONE, "NOT (range) is still a range"),
+    (f"SELECT * FROM {PGS} WHERE NOT (game_date = @d)", _u(PGS), "NOT (=) prunes nothing"),
     (f"SELECT * FROM {PGS} WHERE game_date != @d", _u(PGS), "!= prunes nothing"),
     (
         f"SELECT * FROM {PGS} WHERE game_date = @d OR player_lookup = 'x'",
@@ -352,6 +354,12 @@ CASES: list[Case] = [
         f"WHILE (SELECT COUNT(*) FROM {PGS}) > 0 DO SELECT 1; END WHILE;",
         _u(PGS),
         "WHILE condition scans",
+    ),
+    (
+        "SET @@dataset_id = 'raw'; SELECT * FROM bettingpros_props WHERE scraped_at > @t; "
+        "SELECT * FROM odds_api_game_lines;",
+        _u(LINES),
+        "SET @@dataset_id changes the default dataset of later statements",
     ),
     (
         f"CREATE PROCEDURE nba.p(d DATE) BEGIN SELECT * FROM {PGS}; END",

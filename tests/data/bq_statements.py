@@ -578,7 +578,7 @@ STATEMENTS: list[Labelled] = [
         "SET @@dataset_id = 'nba';\nSELECT COUNT(*) FROM player_game_summary WHERE game_date = @d;",
         "SCRIPT",
         "read",
-        None,
+        _t("nba.player_game_summary"),
     ),
     (
         "SELECT 1; SELECT 2;",
