@@ -206,3 +206,14 @@ def test_statement_types_of_a_script_are_listed_in_order() -> None:
     assert a.statement_type == "SCRIPT"
     assert a.statement_types == ("SCRIPT", "SCRIPT", "DELETE", "CALL")
     assert a.timeout_class == "analytics"
+
+
+def test_unusable_partition_map_judges_nothing() -> None:
+    sql = "SELECT * FROM nba.player_game_summary"
+    bad_map: object = {"proj.nba.player_game_summary": 7}
+    a = analyze(sql, "proj", bad_map)  # type: ignore[arg-type]
+    assert a.tables == frozenset({"proj.nba.player_game_summary"})
+    assert a.unfiltered_tables == frozenset()
+    assert analyze(sql, "proj", {"proj.nba.player_game_summary": None}).unfiltered_tables == (
+        frozenset()
+    )

@@ -165,22 +165,35 @@ def analyze(
         text = _as_text(sql)
         project = default_project if isinstance(default_project, str) and default_project else None
         dataset = default_dataset if isinstance(default_dataset, str) and default_dataset else None
-        cached = _small if len(text) <= _LARGE else _large
-        base = cached(text, project, dataset)
-        if not partition_columns or not base.scans:
-            return base
-        unfiltered = base.unfiltered(partition_columns)
-        if not unfiltered:
-            return base
-        variant = base._variants.get(unfiltered)
-        if variant is None:
-            variant = replace(base, unfiltered_tables=unfiltered, _variants={})
-            if len(base._variants) < 8:
-                base._variants[unfiltered] = variant
-        return variant
-    except Exception:  # pragma: no cover - the analysis itself catches; belt and braces
-        log.exception("BigQuery statement analysis failed; treating the query as unknown")
+        base = (_small if len(text) <= _LARGE else _large)(text, project, dataset)
+    except Exception:  # pragma: no cover - _compute catches; belt and braces
+        _log_once("BigQuery statement analysis failed; treating the query as unknown")
         return Analysis(UNKNOWN, ANALYTICS, frozenset(), frozenset(), "0" * 16, parsed=False)
+    if not partition_columns or not base.scans:
+        return base
+    try:
+        unfiltered = base.unfiltered(partition_columns)
+    except Exception:  # a partition map that is not a mapping of str: judge nothing
+        _log_once("BigQuery partition map unusable; no partition judgement")
+        return base
+    if not unfiltered:
+        return base
+    variant = base._variants.get(unfiltered)
+    if variant is None:
+        variant = replace(base, unfiltered_tables=unfiltered, _variants={})
+        if len(base._variants) < 8:  # bounded: a few partition maps per text
+            base._variants[unfiltered] = variant
+    return variant
+
+
+_logged: set[str] = set()
+
+
+def _log_once(message: str) -> None:
+    """Log an internal failure with its traceback, once per message per process."""
+    if message not in _logged:
+        _logged.add(message)
+        log.warning(message, exc_info=True)
 
 
 def fingerprint(sql: Any) -> str:
@@ -189,7 +202,7 @@ def fingerprint(sql: Any) -> str:
         text = _as_text(sql)
         return (_fingerprint_small if len(text) <= _LARGE else _fingerprint_large)(text)
     except Exception:  # pragma: no cover - defensive
-        log.exception("BigQuery query fingerprint failed")
+        _log_once("BigQuery query fingerprint failed")
         return "0" * 16
 
 
@@ -227,7 +240,7 @@ def _compute(sql: str, project: str | None, dataset: str | None) -> Analysis:
     try:
         return _analyse(sql, _names(project, dataset))
     except Exception:
-        log.warning("BigQuery statement analysis fell back to a text scan", exc_info=True)
+        _log_once("BigQuery statement analysis fell back to a text scan")
         return _unparsed(sql, _names(project, dataset), _fingerprint.fingerprint_text(sql))
     finally:
         _quiet.local.active = False
