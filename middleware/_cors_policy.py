@@ -60,7 +60,8 @@ def _pattern(origin: str) -> re.Pattern[str]:
     """``https://*.example.com[:port]`` → a full-match regex: one or more DNS labels
     in place of ``*``, then exactly the rest (dots escaped, port exact or absent)."""
     scheme, _, rest = origin.partition("://*.")
-    return re.compile(rf"{re.escape(scheme)}://(?:{_LABEL}\.)+{re.escape(rest)}")
+    host_limit = r"(?=[a-z0-9.-]{1,253}(?::[0-9]{1,5})?\Z)"  # a DNS name is <= 253 chars
+    return re.compile(rf"{re.escape(scheme)}://{host_limit}(?:{_LABEL}\.)+{re.escape(rest)}")
 
 
 class Preflight:
