@@ -53,17 +53,19 @@ def is_timeout(error: BaseException) -> bool:
     while current is not None and seen < 4:
         if gave_up(current):
             return True
-        errors = getattr(current, "errors", None)
-        if (
-            isinstance(errors, (list, tuple))
-            and errors
-            and isinstance(errors[0], dict)
-            and errors[0].get("reason") in _TIMEOUT_REASONS
-        ):
+        if _reason(current) in _TIMEOUT_REASONS:
             return True
         current = current.__cause__ or (current.args[0] if _wraps(current) else None)
         seen += 1
     return False
+
+
+def _reason(error: BaseException) -> str | None:
+    errors = getattr(error, "errors", None)
+    if isinstance(errors, (list, tuple)) and errors and isinstance(errors[0], dict):
+        reason = errors[0].get("reason")
+        return reason if isinstance(reason, str) else None
+    return None
 
 
 def _wraps(error: BaseException) -> bool:
@@ -259,12 +261,15 @@ class Operation:
             outcome = "refused"
         elif error is None:
             outcome = "ok"
-        elif self.cancelled or stats.error_reason in _STOPPED_REASONS:
-            outcome = "cancelled"
-            timed_out = is_timeout(error)
-        elif is_timeout(error) or stats.error_reason in _TIMEOUT_REASONS:
-            outcome = "timeout"
+        elif gave_up(error) or isinstance(error, DeadlineExceeded):
+            # The client stopped waiting; "cancelled" once the job was cancelled.
+            outcome = "cancelled" if self.cancelled else "timeout"
             timed_out = True
+        elif is_timeout(error) or stats.error_reason in _TIMEOUT_REASONS:
+            outcome = "timeout"  # stopped server-side by jobTimeoutMs
+            timed_out = True
+        elif stats.error_reason in _STOPPED_REASONS or _reason(error) in _STOPPED_REASONS:
+            outcome = "cancelled"
         else:
             outcome = "error"
         attributes = stats.attributes()

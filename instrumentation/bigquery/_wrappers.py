@@ -142,7 +142,10 @@ class Wrappers:
             for config in (default, job_config):
                 if config is None or config is _UNSET:
                     continue
-                found = getattr(config, "labels", None)
+                # Not config.labels: that getter stores an empty dict into the caller's
+                # config (setdefault), which would then be sent as "labels": {}.
+                properties = getattr(config, "_properties", None)
+                found = properties.get("labels") if isinstance(properties, dict) else None
                 if isinstance(found, dict):
                     labels.update(found)
                 ref = getattr(config, "default_dataset", None)
@@ -335,14 +338,36 @@ class Wrappers:
         try:
             return self._run(op, False, explicit, wrapped, args, kwargs)
         except BaseException as error:
-            if gave_up(error) or isinstance(error, DeadlineExceeded):
-                self._give_up(op, job)
+            if not (gave_up(error) or isinstance(error, DeadlineExceeded)):
+                if owned:
+                    self._finish(op, error)
+                raise
+            self._give_up(op, job)
+            cut = self._deadline_cut(op, error)
             if owned:
-                self._finish(op, error)
+                self._finish(op, cut or error)
+            if cut is not None:
+                raise cut from error
             raise
         finally:
             if owned and not op.finished:
                 self._finish(op)
+
+    def _deadline_cut(self, op: Operation, error: BaseException) -> DeadlineExceeded | None:
+        """In enforce, a wait the guard cut at the request deadline ends in
+        DeadlineExceeded (a TimeoutError, so ``except TimeoutError`` still holds),
+        which the deadline middleware answers with a 504."""
+        if (
+            not self.guard.enforce
+            or isinstance(error, DeadlineExceeded)
+            or op.applied.get("bastion.bq.wait_bound_by") != "deadline"
+        ):
+            return None
+        job_id = op.stats.job_id or "?"
+        return DeadlineExceeded(
+            f"BigQuery job {job_id} stopped at the request deadline "
+            f"({'cancelled' if op.cancelled else 'not cancelled'})"
+        )
 
     def _give_up(self, op: Operation, job: Any) -> None:
         """The client stopped waiting: cancel the job server-side (enforce)."""
