@@ -16,8 +16,7 @@ from .rules import Rule
 if TYPE_CHECKING:
     from .server import LocalBigQuery
 
-#: Longest a single jobs.query / getQueryResults call waits for a job (BigQuery: 10 s default).
-DEFAULT_WAIT_MS = 10_000
+#: Upper bound of a jobs.query / getQueryResults long poll (BigQuery's documented cap).
 MAX_WAIT_MS = 200_000
 
 
@@ -233,9 +232,8 @@ class RestAPI:
             self.jobs.jobs.pop((job.project, job.job_id), None)
         return 204, None
 
-    @staticmethod
-    def _wait_ms(value: Any) -> float:
-        wait = DEFAULT_WAIT_MS if value in (None, "") else int(value)
+    def _wait_ms(self, value: Any) -> float:
+        wait = self.app.default_wait_ms if value in (None, "") else int(value)
         return min(max(wait, 0), MAX_WAIT_MS) / 1000
 
     def query(self, req: Request) -> Answer:

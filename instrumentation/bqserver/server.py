@@ -33,6 +33,10 @@ class LocalBigQuery:
         host / port: where to listen; loopback and a free port by default.
         location: reported on jobs and tables.
         cache_seconds: how long an identical query is answered from the query cache.
+        default_wait_ms: how long jobs.query and getQueryResults hold the answer for a
+            job still running when the request names no ``timeoutMs``: 10 s, as BigQuery
+            does (so a client's ``result(timeout=0.2)`` can block 10 s there too). Tests
+            may lower the attribute of the same name; ``reset()`` restores it.
         max_logged_requests: bound of the request log (oldest dropped first).
     """
 
@@ -44,9 +48,11 @@ class LocalBigQuery:
         port: int = 0,
         location: str = "US",
         cache_seconds: float = 86_400,
+        default_wait_ms: int = 10_000,
         max_logged_requests: int = 10_000,
     ) -> None:
         self.project = project
+        self.default_wait_ms = self._initial_wait_ms = default_wait_ms
         self.logger = logging.getLogger("instrumentation.bqserver")
         self.catalog = Catalog(project, location)
         self.rules = RuleBook()
@@ -120,6 +126,7 @@ class LocalBigQuery:
         """Forget rules, jobs, the query cache and the request log (and data if asked)."""
         self.rules.clear()
         self.jobs.reset()
+        self.default_wait_ms = self._initial_wait_ms
         self.requests.clear()
         if data:
             with self.catalog.lock:
