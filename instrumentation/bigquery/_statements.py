@@ -219,6 +219,14 @@ def _peel(toks: list[Token]) -> Piece:
                 query = query[1:-1]
             conditions.append(tuple(query))
             i = j + 1
+        elif w == "CASE":  # procedural CASE [operand] WHEN cond THEN statement
+            j = _find_at_depth0(toks, i + 1, ("WHEN",))
+            conditions.append(tuple(toks[i + 1 : j]))
+            i = j
+        elif w == "WHEN":  # a further WHEN of a procedural CASE
+            j = _find_at_depth0(toks, i + 1, ("THEN",))
+            conditions.append(tuple(toks[i + 1 : j]))
+            i = j + 1
         elif w in ("ELSE", "LOOP", "REPEAT", "DO"):
             i += 1
         elif w == "EXCEPTION" and nxt == "WHEN":

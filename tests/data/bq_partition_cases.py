@@ -351,6 +351,13 @@ CASES: list[Case] = [
         "FOR loop variable field is a constant",
     ),
     (
+        f"CASE WHEN @full THEN SELECT * FROM {PRED}; "
+        f"WHEN (SELECT COUNT(*) FROM {LINES} WHERE snapshot_date = @d) > 0 THEN "
+        f"SELECT * FROM {PGS} WHERE game_date = @d; END CASE;",
+        _u(PRED),
+        "procedural CASE: WHEN conditions and branches judged",
+    ),
+    (
         f"WHILE (SELECT COUNT(*) FROM {PGS}) > 0 DO SELECT 1; END WHILE;",
         _u(PGS),
         "WHILE condition scans",

@@ -624,6 +624,31 @@ STATEMENTS: list[Labelled] = [
         "merge",
         _t("nba.player_game_summary", "staging.box_scores"),
     ),
+    (
+        """CASE @market
+          WHEN 'points' THEN
+            SELECT * FROM predictions.player_prop_predictions
+            WHERE game_date = @d AND market = 'points';
+          WHEN 'rebounds' THEN
+            INSERT INTO ops.requests (market) VALUES ('rebounds');
+          ELSE
+            SELECT 'unsupported market';
+        END CASE;""",
+        "SCRIPT",
+        "write",
+        _t("predictions.player_prop_predictions", "ops.requests"),
+    ),
+    (
+        """IF @rebuild THEN
+          CREATE OR REPLACE TABLE analytics.player_rolling_form AS
+            SELECT * FROM nba.player_game_summary WHERE game_date >= '2024-10-01';
+        ELSEIF (SELECT COUNT(*) FROM analytics.player_rolling_form) = 0 THEN
+          RAISE USING MESSAGE = 'rolling form empty';
+        END IF;""",
+        "SCRIPT",
+        "write",
+        _t("analytics.player_rolling_form", "nba.player_game_summary"),
+    ),
     # --- unknown ----------------------------------------------------------------------
     ("SELEC player FROM nba.players", "UNKNOWN", "analytics", _t("nba.players")),
     ("UPDATE SET WHERE", "UNKNOWN", "analytics", frozenset()),
