@@ -217,3 +217,63 @@ def test_unusable_partition_map_judges_nothing() -> None:
     assert analyze(sql, "proj", {"proj.nba.player_game_summary": None}).unfiltered_tables == (
         frozenset()
     )
+
+
+def test_cache_size_comes_from_settings() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BASTION_BQ_ANALYSIS_CACHE_SIZE": "7"}
+    code = (
+        "from instrumentation.bigquery import analysis as a;"
+        "print(a._small.cache_info().maxsize, a._fingerprint_small.cache_info().maxsize)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["7", "7"]
+
+
+def test_pure_python_sqlglot_gives_the_same_answers() -> None:
+    """sqlglotc is optional: without it (import hook hiding the compiled modules, as in
+    benchmarks/bench_analysis.py) every corpus statement gets the same analysis."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.data import bq_partition_cases as pc
+
+    code = (
+        "import sys, json\n"
+        "from benchmarks.bench_analysis import _PurePython\n"
+        "sys.meta_path.insert(0, _PurePython)\n"
+        "import sqlglot.parser\n"
+        "assert sqlglot.parser.__file__.endswith('.py')\n"
+        "from instrumentation.bigquery import analyze\n"
+        "from tests.data import bq_partition_cases as pc\n"
+        "out = []\n"
+        "for sql, _, _ in pc.CASES:\n"
+        "    a = analyze(sql, pc.PROJECT, pc.PARTITIONS, default_dataset=pc.DATASET)\n"
+        "    out.append([a.statement_type, a.timeout_class, sorted(a.tables),"
+        " sorted(a.unfiltered_tables), a.fingerprint])\n"
+        "print(json.dumps(out))\n"
+    )
+    pure = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    here = []
+    for sql, _, _ in pc.CASES:
+        a = analyze(sql, pc.PROJECT, pc.PARTITIONS, default_dataset=pc.DATASET)
+        here.append(
+            [
+                a.statement_type,
+                a.timeout_class,
+                sorted(a.tables),
+                sorted(a.unfiltered_tables),
+                a.fingerprint,
+            ]
+        )
+    assert pure == here
