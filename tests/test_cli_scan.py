@@ -201,3 +201,11 @@ def test_usage_errors_exit_2(tls: dict[str, Path]) -> None:
     assert both.returncode == 2 and "exclude each other" in both.stderr
     missing = bastion("scan", "https://127.0.0.1/", "--ca-bundle", "/nonexistent.pem")
     assert missing.returncode == 2
+
+
+def test_https_url_on_a_plain_http_port_says_so(tmp_path: Path) -> None:
+    with gunicorn(APP, tmp_path) as server:
+        result = bastion("scan", f"https://127.0.0.1:{server.port}/")
+    no_traceback(result)
+    assert result.returncode == 3
+    assert "does not speak TLS" in result.stderr

@@ -8,27 +8,12 @@ Observatory's expectation identifier; the modifier is filled in by the grader.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import http_sf
 
-
-@dataclass
-class TestResult:
-    """One test's outcome: the Observatory's expectation identifier (``result``),
-    whether it passes, and the score modifier, description and hint the grader adds."""
-
-    __test__ = False  # not a pytest test class
-
-    name: str
-    result: str
-    passed: bool
-    modifier: int = 0
-    description: str = ""
-    hint: str = ""
-    data: Any = None
+from instrumentation.cli.observatory_model import TestResult
 
 
 def _result(name: str, result: str, passed: bool, data: Any = None) -> TestResult:

@@ -88,6 +88,7 @@ def observe(target: Target) -> Observation:
             origin=target.origin,
             body=answer.body,
             status=answer.status,
+            set_cookies=cookies,
         )
         return observation
     response = Response(answer.url, answer.status, answer.headers, answer.body, verified)
@@ -218,10 +219,12 @@ class _translate_errors:
     def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
         if error is None or not isinstance(error, httpx.HTTPError):
             return
-        cause = error.__cause__ or error.__context__
-        if (isinstance(error, httpx.ConnectError) and isinstance(cause, ssl.SSLError)) or (
-            "CERTIFICATE_VERIFY_FAILED" in str(error)
-        ):
+        if "WRONG_VERSION_NUMBER" in str(error):
+            raise ScanError(
+                f"{self.url}: TLS failed: the server does not speak TLS on this port "
+                "(scan its http:// URL?)"
+            ) from None
+        if _is_tls(error):
             raise ScanError(
                 f"{self.url}: TLS failed ({_first_line(error)}); pass the server's CA with "
                 "--ca-bundle, or --insecure to skip verification",
@@ -236,6 +239,17 @@ class _translate_errors:
         if isinstance(error, (httpx.RemoteProtocolError, httpx.DecodingError, httpx.ReadError)):
             raise ScanError(f"{self.url}: the answer is not HTTP ({_first_line(error)})") from None
         raise ScanError(f"{self.url}: {type(error).__name__}: {_first_line(error)}") from None
+
+
+def _is_tls(error: BaseException) -> bool:
+    """True when an ``ssl`` error is anywhere in the chain (httpx wraps httpcore's
+    wrapper of it) or named in the message."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) or "[SSL" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _first_line(error: BaseException) -> str:

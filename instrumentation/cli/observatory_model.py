@@ -1,0 +1,144 @@
+"""What a scan observed, and what grading it produced: the data the Observatory
+grader (:mod:`instrumentation.cli.observatory`) reads and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from instrumentation.cli import _html
+
+__all__ = ["HTML_TYPES", "Hop", "Observation", "Report", "Response", "TestResult"]
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+
+
+@dataclass(frozen=True)
+class Response:
+    """One HTTP answer as observed: headers keep every line, in order."""
+
+    url: str
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str = ""
+    verified: bool = True  # the TLS chain was verified (always True for http://)
+
+    @classmethod
+    def of(cls, url: str, headers: Iterable[tuple[str, str]], **kw: Any) -> Response:
+        return cls(url, headers=tuple((str(k), str(v)) for k, v in headers), **kw)
+
+    def get_all(self, name: str) -> list[str]:
+        lower = name.lower()
+        return [value for key, value in self.headers if key.lower() == lower]
+
+    def joined(self, name: str) -> str | None:
+        """All lines of a header joined by ", " (how the Observatory's Node client
+        presents a repeated header), or None when absent."""
+        values = self.get_all(name)
+        return ", ".join(values) if values else None
+
+    @property
+    def media_type(self) -> str:
+        return (self.joined("content-type") or "").split(";")[0].strip()
+
+    @property
+    def http_equiv(self) -> dict[str, list[str]]:
+        if self.media_type not in HTML_TYPES or not self.body:
+            return {}
+        try:
+            return _html.scan(self.body).http_equiv
+        except _html.HTMLError:
+            return {}
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step of the plain-HTTP redirect chain."""
+
+    url: str
+    status: int
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a scan saw.
+
+    ``response`` is the answer graded for headers (the HTTPS one when there is one);
+    ``https`` is the HTTPS answer or None when the site has no HTTPS; ``preflight`` is
+    the answer to ``OPTIONS`` with ``Origin: origin`` and
+    ``Access-Control-Request-Method: GET``; ``http_route`` is the chain of answers to
+    the same URL over plain HTTP (first request first) or None when nothing listens
+    there; ``set_cookies`` are every Set-Cookie line the scan received.
+    """
+
+    response: Response
+    https: Response | None
+    preflight: Response | None = None
+    origin: str = "https://bastion-scan.invalid"
+    http_route: tuple[Hop, ...] | None = None
+    http_verified: bool = True
+    set_cookies: tuple[str, ...] = ()
+
+    @classmethod
+    def assuming_https(
+        cls,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        *,
+        preflight_headers: Iterable[tuple[str, str]] | None = None,
+        origin: str = "https://bastion-scan.invalid",
+        body: str = "",
+        status: int = 200,
+        set_cookies: Iterable[str] | None = None,
+    ) -> Observation:
+        """Graded as if served over HTTPS with a correct HTTP->HTTPS redirect on the
+        same host (what a TLS-terminating front end such as Cloud Run's provides).
+        ``set_cookies`` defaults to the response's own Set-Cookie lines."""
+        parts = urlsplit(url)
+        https_url = parts._replace(scheme="https").geturl()
+        response = Response.of(https_url, headers, body=body, status=status)
+        preflight = (
+            Response.of(https_url, preflight_headers) if preflight_headers is not None else None
+        )
+        route = (Hop(parts._replace(scheme="http").geturl(), 301), Hop(https_url, status))
+        return cls(
+            response=response,
+            https=response,
+            preflight=preflight,
+            origin=origin,
+            http_route=route,
+            set_cookies=tuple(
+                response.get_all("set-cookie") if set_cookies is None else set_cookies
+            ),
+        )
+
+
+@dataclass
+class Report:
+    algorithm_version: int
+    score: int
+    grade: str
+    tests: list[TestResult] = field(default_factory=list)
+    tests_passed: int = 0
+    tests_quantity: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TestResult:
+    """One test's outcome: the Observatory's expectation identifier (``result``),
+    whether it passes, and the score modifier, description and hint the grader adds."""
+
+    __test__ = False  # not a pytest test class
+
+    name: str
+    result: str
+    passed: bool
+    modifier: int = 0
+    description: str = ""
+    hint: str = ""
+    data: Any = None
