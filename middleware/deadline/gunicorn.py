@@ -1,0 +1,163 @@
+"""gunicorn settings that keep the timeouts in order, and hooks that save telemetry.
+
+Three clocks run over a request on Cloud Run, and only the innermost one answers well:
+
+1. Bastion's deadline answers 504 with a problem document, logs the stack, and the
+   worker lives on;
+2. gunicorn's ``--timeout`` kills a worker whose heartbeat stalls (SIGABRT, then
+   SIGKILL): no response, every request on that worker lost, buffered spans lost.
+   Under gthread the heartbeat goes on while a request thread hangs, so it may never
+   fire at all;
+3. Cloud Run's request timeout (default 300 s, at most 3600 s) answers 504 to the
+   client and leaves the container running the abandoned request. Nothing tells the
+   container this value: pass the one the service is deployed with.
+
+So: largest Bastion budget < gunicorn timeout < Cloud Run timeout. In ``gunicorn.conf.py``::
+
+    from middleware.deadline.gunicorn import gunicorn_config
+
+    globals().update(gunicorn_config(cloud_run_timeout=300))
+
+``gunicorn_config`` computes ``timeout`` from the largest budget any request can get
+(the default or a per-route override, capped by ``BASTION_DEADLINE_MAX_SECONDS``),
+checks the order and raises :class:`TimeoutOrderError` at startup if it cannot hold,
+and installs ``worker_abort`` / ``worker_exit`` hooks that flush spans, metrics and
+logs (through the OpenTelemetry API: whatever providers are installed) before the
+worker goes, and on abort log every thread's stack first, so a killed worker says
+what it was stuck in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import threading
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import metrics, trace
+
+from middleware.deadline.inbound import BudgetPolicy
+from middleware.routes import Route, RouteTable
+from middleware.settings import Settings, get_settings
+
+__all__ = [
+    "TimeoutOrderError",
+    "check_timeout_order",
+    "flush_telemetry",
+    "gunicorn_config",
+    "worker_abort",
+    "worker_exit",
+]
+
+logger = logging.getLogger("bastion.deadline")
+
+#: Cloud Run sends SIGTERM and waits 10 s before SIGKILL.
+CLOUD_RUN_SHUTDOWN_SECONDS = 10.0
+
+
+class TimeoutOrderError(ValueError):
+    """The timeouts are not ordered Bastion deadline < gunicorn < Cloud Run."""
+
+
+def check_timeout_order(
+    deadline_seconds: float, gunicorn_timeout: float, cloud_run_timeout: float
+) -> None:
+    """Raise :class:`TimeoutOrderError` unless deadline < gunicorn < Cloud Run."""
+    problems = []
+    if not deadline_seconds < gunicorn_timeout:
+        problems.append(
+            f"the largest Bastion deadline ({deadline_seconds:g}s) must be shorter than "
+            f"gunicorn's --timeout ({gunicorn_timeout:g}s), or gunicorn kills the worker "
+            "before Bastion can answer 504: lower BASTION_DEADLINE_SECONDS / the route "
+            "overrides, or raise --timeout"
+        )
+    if not gunicorn_timeout < cloud_run_timeout:
+        problems.append(
+            f"gunicorn's --timeout ({gunicorn_timeout:g}s) must be shorter than the Cloud "
+            f"Run request timeout ({cloud_run_timeout:g}s), or Cloud Run answers the client "
+            "while the worker goes on with the abandoned request"
+        )
+    if problems:
+        raise TimeoutOrderError("; ".join(problems))
+
+
+def gunicorn_config(
+    settings: Settings | None = None,
+    *,
+    routes: RouteTable | Mapping[str, Route] | None = None,
+    cloud_run_timeout: float = 300.0,
+    margin_seconds: float = 5.0,
+    graceful_timeout: float = CLOUD_RUN_SHUTDOWN_SECONDS - 2.0,
+) -> dict[str, Any]:
+    """gunicorn settings (``timeout``, ``graceful_timeout``, ``worker_abort``,
+    ``worker_exit``) for a service with these deadline settings and routes.
+
+    ``timeout`` is the largest budget plus ``margin_seconds`` (room for the 504 to be
+    written), rounded up to whole seconds as gunicorn wants. ``graceful_timeout``
+    defaults to 8 s, inside Cloud Run's 10 s between SIGTERM and SIGKILL.
+    """
+    settings = settings if settings is not None else get_settings()
+    largest = BudgetPolicy(settings, routes).largest_budget()
+    timeout = math.ceil(largest + margin_seconds)
+    check_timeout_order(largest, timeout, cloud_run_timeout)
+    return {
+        "timeout": timeout,
+        "graceful_timeout": math.ceil(graceful_timeout),
+        "worker_abort": worker_abort,
+        "worker_exit": worker_exit,
+    }
+
+
+def worker_abort(worker: Any) -> None:
+    """gunicorn hook, in the worker on SIGABRT (its ``--timeout`` passed): log every
+    thread's stack, then flush. The arbiter sends SIGKILL about a second later."""
+    try:
+        frames = sys._current_frames()
+        names = {t.ident: t.name for t in threading.enumerate()}
+        stacks = "\n".join(
+            f"Thread {names.get(ident, ident)}:\n" + "".join(traceback.format_stack(frame))
+            for ident, frame in frames.items()
+        )
+        logger.critical(
+            "gunicorn is aborting worker %s (its --timeout passed); threads:\n%s",
+            getattr(worker, "pid", "?"),
+            stacks,
+        )
+    finally:
+        flush_telemetry(timeout_millis=500)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook, in the worker as it exits (normally, or after an abort)."""
+    flush_telemetry(timeout_millis=2000, shutdown=True)
+
+
+def flush_telemetry(timeout_millis: int = 2000, *, shutdown: bool = False) -> None:
+    """Flush (and optionally shut down) the installed tracer, meter and logger
+    providers, then the standard logging handlers. Never raises."""
+    providers: list[object] = [trace.get_tracer_provider(), metrics.get_meter_provider()]
+    try:
+        from opentelemetry._logs import get_logger_provider
+
+        providers.append(get_logger_provider())
+    except ImportError:  # an API without the logs signal
+        pass
+    for provider in providers:
+        for method in ("force_flush", "shutdown") if shutdown else ("force_flush",):
+            call = getattr(provider, method, None)
+            if not callable(call):
+                continue
+            try:
+                if method == "force_flush":
+                    call(timeout_millis)
+                else:
+                    call()
+            except Exception:
+                logger.debug("%s.%s failed", type(provider).__name__, method, exc_info=True)
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
