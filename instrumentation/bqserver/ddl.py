@@ -113,7 +113,8 @@ def _apply_partitioning(table: Table, spec: exp.Expr) -> None:
     unit = "DAY"
     if isinstance(spec, exp.TimestampTrunc | exp.DateTrunc | exp.DatetimeTrunc):
         unit = spec.text("unit").upper() or "DAY"
-    column = next(spec.find_all(exp.Column), None) if not isinstance(spec, exp.Column) else spec
+    column = spec if isinstance(spec, exp.Column | exp.Identifier) else None
+    column = column or next(spec.find_all(exp.Column), None)
     if column is None or column.name.upper() in PSEUDO_COLUMNS:
         table.time_partitioning = {"type": unit}
     else:
@@ -127,7 +128,7 @@ def run(engine: Engine, node: exp.Expr, plan: Plan, params: Params) -> Outcome:
     catalog = engine.catalog
     if isinstance(node, exp.Drop):
         kind = str(node.args.get("kind", "TABLE")).upper()
-        for table_node in node.expressions:
+        for table_node in node.args.get("tables") or [node.this]:
             if catalog.find_table(table_node.name) is None:
                 if node.args.get("exists"):
                     continue

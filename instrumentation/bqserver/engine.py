@@ -42,6 +42,7 @@ class Plan:
     dataset: str | None
     statements: list[exp.Expr]
     tables: dict[str, list[str]]
+    #: Tables the statement creates (or drops IF EXISTS): not required to exist.
     created: set[str]
     analysis: Analysis
     #: False for scripts with control flow (IF, LOOP, ...): accepted, not run.
@@ -88,6 +89,8 @@ class Engine:
                 tables.setdefault(full, []).extend(names)
             if isinstance(statement, exp.Create):
                 created.add(ddl.target_name(statement))
+            elif isinstance(statement, exp.Drop) and statement.args.get("exists"):
+                created.update(t.name for t in statement.args.get("tables") or [statement.this])
         required = {
             name: str(t.partition_column)
             for name in tables

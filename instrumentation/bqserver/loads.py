@@ -109,7 +109,9 @@ def write_rows(
         return table
 
 
-def parse_payload(data: bytes, load: Mapping[str, Any]) -> list[dict[str, Any]]:
+def parse_payload(
+    data: bytes, load: Mapping[str, Any], table_schema: Sequence[Mapping[str, Any]] = ()
+) -> list[dict[str, Any]]:
     source_format = str(load.get("sourceFormat", "CSV")).upper()
     text = data.decode("utf-8")
     if source_format == "NEWLINE_DELIMITED_JSON":
@@ -117,7 +119,7 @@ def parse_payload(data: bytes, load: Mapping[str, Any]) -> list[dict[str, Any]]:
     if source_format == "CSV":
         reader = csv.reader(io.StringIO(text), delimiter=load.get("fieldDelimiter", ","))
         lines = list(reader)[int(load.get("skipLeadingRows", 0) or 0) :]
-        fields = load.get("schema", {}).get("fields")
+        fields = load.get("schema", {}).get("fields") or table_schema
         names = [f["name"] for f in fields] if fields else [f"string_field_{i}" for i in range(99)]
         return [
             {n: (v if v != "" else None) for n, v in zip(names, line, strict=False)}
@@ -130,8 +132,9 @@ def run_load(catalog: Catalog, job: Job, payload: bytes | None) -> None:
     """Body of a load job: runs when the job completes."""
     load = job.configuration["load"]
     destination = table_name(load["destinationTable"])
-    rows = parse_payload(payload, load) if payload is not None else []
     existing = catalog.find_table(destination)
+    known = existing.schema if existing is not None else ()
+    rows = parse_payload(payload, load, known) if payload is not None else []
     schema = load.get("schema", {}).get("fields")
     if not schema:
         schema = existing.schema if existing is not None else autodetect(rows)

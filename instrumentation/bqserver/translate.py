@@ -99,6 +99,8 @@ def _fix_functions(tree: exp.Expr) -> exp.Expr:
                 exp.Table(this=exp.Anonymous(this="json_each", expressions=[array]))
             )
             return exp.In(this=node.this, query=exp.Subquery(this=subquery))
+        if isinstance(node, exp.Parameter):  # @name or @`name` (DB-API) → sqlite's @name
+            return exp.Var(this=f"@{node.name}")
         if isinstance(node, exp.Timestamp | exp.TsOrDsToDatetime | exp.TsOrDsToTimestamp):
             return exp.Anonymous(this="BQ_TIMESTAMP", expressions=[node.this])
         return node

@@ -1,0 +1,101 @@
+"""bqemulator (DuckDB-backed, written by others) as a second opinion on the project's
+local BigQuery server: the fixture starts it from its own virtualenv, and the same
+statements through the same real client must give the same rows, statement types and
+DML counts on both."""
+
+from __future__ import annotations
+
+import uuid
+
+from google.cloud import bigquery
+
+from instrumentation.bqserver import LocalBigQuery
+
+SCHEMA = [
+    bigquery.SchemaField("game_date", "DATE"),
+    bigquery.SchemaField("player", "STRING"),
+    bigquery.SchemaField("points", "INT64"),
+    bigquery.SchemaField("minutes", "FLOAT64"),
+]
+ROWS = [
+    {"game_date": "2026-01-01", "player": "a", "points": 10, "minutes": 30.5},
+    {"game_date": "2026-01-01", "player": "b", "points": 25, "minutes": 35.0},
+    {"game_date": "2026-01-02", "player": "a", "points": 14, "minutes": 31.0},
+]
+
+# (statement, whether it returns rows); {t} is the table, {s} a staging table.
+STATEMENTS = [
+    (
+        "SELECT player, SUM(points) AS pts FROM {t} WHERE game_date >= '2026-01-01' "
+        "GROUP BY player ORDER BY player",
+        True,
+    ),
+    ("SELECT COUNT(*) AS n, MAX(minutes) AS m FROM {t} WHERE game_date = '2026-01-01'", True),
+    ("SELECT player FROM {t} WHERE points BETWEEN 11 AND 30 ORDER BY points DESC", True),
+    ("UPDATE {t} SET points = points + 1 WHERE player = 'a'", False),
+    (
+        "INSERT INTO {t} (game_date, player, points, minutes) VALUES ('2026-01-03', 'c', 7, 12.0)",
+        False,
+    ),
+    (
+        "MERGE {t} T USING {s} S ON T.player = S.player AND T.game_date = S.game_date "
+        "WHEN MATCHED THEN UPDATE SET points = S.points "
+        "WHEN NOT MATCHED THEN INSERT (game_date, player, points, minutes) "
+        "VALUES (S.game_date, S.player, S.points, S.minutes)",
+        False,
+    ),
+    ("DELETE FROM {t} WHERE points < 10", False),
+    ("SELECT game_date, player, points FROM {t} ORDER BY game_date, player", True),
+]
+
+
+def test_bqemulator_fixture_starts_and_answers_a_query(
+    bqemulator_client: bigquery.Client,
+) -> None:
+    rows = list(bqemulator_client.query_and_wait("SELECT 1 + 1 AS two, 'x' AS s"))
+    assert [(r.two, r.s) for r in rows] == [(2, "x")]
+
+
+def _prepare(client: bigquery.Client, dataset: str) -> tuple[str, str]:
+    client.create_dataset(dataset)
+    table = bigquery.Table(f"{client.project}.{dataset}.games", schema=SCHEMA)
+    table.time_partitioning = bigquery.TimePartitioning(field="game_date")
+    client.create_table(table)
+    staging = bigquery.Table(f"{client.project}.{dataset}.staging", schema=SCHEMA)
+    client.create_table(staging)
+    assert client.insert_rows_json(table, ROWS) == []
+    assert (
+        client.insert_rows_json(
+            staging,
+            [
+                {"game_date": "2026-01-02", "player": "a", "points": 40, "minutes": 40.0},
+                {"game_date": "2026-01-02", "player": "z", "points": 3, "minutes": 5.0},
+            ],
+        )
+        == []
+    )
+    return f"`{client.project}.{dataset}.games`", f"`{client.project}.{dataset}.staging`"
+
+
+def _run_all(client: bigquery.Client, dataset: str) -> list[tuple[object, ...]]:
+    table, staging = _prepare(client, dataset)
+    observed: list[tuple[object, ...]] = []
+    for template, returns_rows in STATEMENTS:
+        job = client.query(template.format(t=table, s=staging))
+        rows = [tuple(r.values()) for r in job.result()]
+        observed.append(
+            (job.statement_type, rows if returns_rows else None, job.num_dml_affected_rows)
+        )
+    return observed
+
+
+def test_same_statements_same_answers_on_both_servers(
+    bq_server: LocalBigQuery,
+    bq_client: bigquery.Client,
+    bqemulator_client: bigquery.Client,
+) -> None:
+    dataset = f"parity_{uuid.uuid4().hex[:8]}"
+    ours = _run_all(bq_client, dataset)
+    theirs = _run_all(bqemulator_client, dataset)
+    for statement, mine, emulator in zip(STATEMENTS, ours, theirs, strict=True):
+        assert mine == emulator, statement[0]
