@@ -277,3 +277,10 @@ def test_pure_python_sqlglot_gives_the_same_answers() -> None:
             ]
         )
     assert pure == here
+
+
+def test_unparseable_script_condition_fails_open_and_keeps_its_tables() -> None:
+    a = analyze("IF (SELEC 1 FROM nba.flags) THEN SELECT 1; END IF;", default_project="proj")
+    assert (a.statement_type, a.timeout_class) == ("SCRIPT", "analytics")
+    assert a.tables == frozenset({"proj.nba.flags"})
+    assert a.parsed is False

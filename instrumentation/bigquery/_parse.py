@@ -58,11 +58,11 @@ def parse_statement(piece: Piece, sql: str, names: Names) -> Statement:
             t for t in _DIALECT.parser(error_level=ErrorLevel.IMMEDIATE).parse(list(body), sql) if t
         ]
     except Exception:
-        return Statement(UNKNOWN, [], text_tables(_slice(sql, body), names), parsed=False)
+        return Statement(UNKNOWN, [], text_tables(text_of(sql, body), names), parsed=False)
     if any(isinstance(t, exp.Command) for t in trees) or kind == UNKNOWN:
         # sqlglot does not model it (CREATE SNAPSHOT TABLE …): keep the keyword type,
         # take the tables from the text, judge no scan.
-        return Statement(kind, [], text_tables(_slice(sql, body), names), parsed=kind != UNKNOWN)
+        return Statement(kind, [], text_tables(text_of(sql, body), names), parsed=kind != UNKNOWN)
     return Statement(kind, trees)
 
 
@@ -101,5 +101,6 @@ def parse_condition(tokens: tuple[Token, ...], sql: str) -> exp.Expr | None:
     return trees[0] if trees else None
 
 
-def _slice(sql: str, body: tuple[Token, ...]) -> str:
+def text_of(sql: str, body: tuple[Token, ...]) -> str:
+    """The source text a run of tokens came from."""
     return sql[body[0].start : body[-1].end + 1]

@@ -100,7 +100,6 @@ SCANNING_TYPES = frozenset(
 MAX_QUERY_CHARS = 1024 * 1024
 # Texts longer than this are cached in a small separate LRU, bounding the memory held.
 _LARGE = 32 * 1024
-_DIALECT = _statements.DIALECT
 _PARTITION_PSEUDO = frozenset({"_partitiontime", "_partitiondate"})
 
 
@@ -273,6 +272,8 @@ def _analyse(sql: str, names: Names) -> Analysis:
     pieces = _statements.split(tokens)
     statements: list[_parse.Statement] = []
     conditions: list[exp.Expr] = []
+    condition_tables: set[str] = set()
+    conditions_parsed = True
     loop_vars: set[str] = set()
     for piece in pieces:
         loop_vars.update(piece.loop_vars)
@@ -280,6 +281,9 @@ def _analyse(sql: str, names: Names) -> Analysis:
             tree = _parse.parse_condition(cond, sql)
             if tree is not None:
                 conditions.append(tree)
+            else:
+                condition_tables |= _parse.text_tables(_parse.text_of(sql, cond), names)
+                conditions_parsed = False
         if piece.body:
             statements.append(_parse.parse_statement(piece, sql, names))
     if not statements:
@@ -294,7 +298,7 @@ def _analyse(sql: str, names: Names) -> Analysis:
         hidden |= _scans.temp_table_names(tree)
     names = Names(names.project, names.dataset, frozenset(hidden))
     frozen_vars = frozenset(variables)
-    tables: set[str] = set()
+    tables = condition_tables
     scans: list[Scan] = []
     for statement in statements:
         if statement.default_dataset is not None:
@@ -312,6 +316,8 @@ def _analyse(sql: str, names: Names) -> Analysis:
         scans += judged
     types = tuple(s.type for s in statements)
     classes = [ANALYTICS if s.dynamic else class_of(s.type) for s in statements]
+    if not conditions_parsed:
+        classes.append(ANALYTICS)  # an unreadable condition: fail open, as for UNKNOWN
     timeout_class = max(classes, key=_RANK.__getitem__) if script else classes[0]
     return Analysis(
         SCRIPT if script else types[0],
@@ -321,7 +327,7 @@ def _analyse(sql: str, names: Names) -> Analysis:
         fp,
         types,
         tuple(dict.fromkeys(scans)),
-        all(s.parsed for s in statements),
+        conditions_parsed and all(s.parsed for s in statements),
     )
 
 
