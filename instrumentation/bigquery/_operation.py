@@ -183,8 +183,13 @@ class Operation:
             self._job_insert(sent, budget.seconds)
         elif jobs_query:
             self._jobs_query(sent, budget.seconds)
-        elif method == "GET" and "/queries/" in path and not self.explicit:
-            self._get_query_results(sent)
+        elif method == "GET" and "/queries/" in path:
+            if not self.explicit:
+                self._get_query_results(sent, sent.get("timeout"))
+            elif self.wait_until is not None:
+                # The caller's own result(timeout=): the library would let the server
+                # hold getQueryResults ~10 s past it; bound the hold by what is left.
+                self._get_query_results(sent, self.wait_until - _monotonic())
         return sent
 
     def _job_insert(self, sent: dict[str, Any], seconds: float) -> None:
@@ -214,12 +219,11 @@ class Operation:
             body["timeoutMs"] = max(0, int(timeout * 1000) - SERVER_HOLD_BUFFER_MS)
         sent["data"] = body
 
-    def _get_query_results(self, sent: dict[str, Any]) -> None:
+    def _get_query_results(self, sent: dict[str, Any], seconds: Any) -> None:
         params = sent.get("query_params")
-        timeout = sent.get("timeout")
-        if not isinstance(params, dict) or not isinstance(timeout, (int, float)):
+        if not isinstance(params, dict) or not isinstance(seconds, (int, float)):
             return
-        hold = max(0, int(timeout * 1000) - SERVER_HOLD_BUFFER_MS)
+        hold = max(0, int(seconds * 1000) - SERVER_HOLD_BUFFER_MS)
         current = params.get("timeoutMs")
         if not isinstance(current, int) or current > hold:
             sent["query_params"] = {**params, "timeoutMs": hold}

@@ -318,6 +318,8 @@ class Wrappers:
                     op.applied["bastion.bq.wait_bound_by"] = budget.bound_by
                 else:
                     op.applied["bastion.bq.would_wait_seconds"] = round(budget.seconds, 3)
+            elif guard.enforce and isinstance(timeout, (int, float)):
+                op.wait_until = time.monotonic() + timeout  # honoured, not changed
         except Exception as error:
             guard.failed("result timeout", error)
         try:
