@@ -209,3 +209,13 @@ def test_https_url_on_a_plain_http_port_says_so(tmp_path: Path) -> None:
     no_traceback(result)
     assert result.returncode == 3
     assert "does not speak TLS" in result.stderr
+
+
+def test_redirect_chain_and_cookies_on_the_way(tmp_path: Path) -> None:
+    with gunicorn(APP, tmp_path, env={"CLI_HEADER_SET": "helmet"}) as server:
+        report = as_json(bastion("scan", server.url + "/old", "--json"))
+    rows = {t["name"]: t for t in report["tests"]}
+    assert rows["redirection"]["result"] == "redirection-not-to-https"
+    assert rows["redirection"]["data"] == [server.url + "/old", server.url + "/"]
+    # The session cookie set by the redirect counts; no HSTS over HTTP: -40.
+    assert rows["cookies"]["result"] == "cookies-session-without-secure-flag"

@@ -20,6 +20,7 @@ redirect to HTTPS).
 
 from __future__ import annotations
 
+import codecs
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ DEFAULT_ORIGIN = "https://bastion-scan.invalid"
 BODY_LIMIT = 2 * 1024 * 1024  # enough for any page's <script> and <meta> tags
 MAX_REDIRECTS = 10
 _USER_AGENT = "bastion-scan (+https://example.invalid/bastion)"
+_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"  # as the Observatory
 
 
 class ScanError(Exception):
@@ -70,7 +72,7 @@ def observe(target: Target) -> Observation:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ScanError(f"{target.url!r} is not an http:// or https:// URL", _output.USAGE)
     extra = {"X-Forwarded-Proto": "https"} if target.assume_https else {}
-    headers = {"User-Agent": _USER_AGENT, "Accept": "text/html,*/*;q=0.8", **extra}
+    headers = {"User-Agent": _USER_AGENT, "Accept": _ACCEPT, **extra}
     with _client(target, headers) as client:
         answer, cookies = _get(client, target.url, follow=True)
         if not 200 <= answer.status < 300:
@@ -164,6 +166,10 @@ def _read_capped(response: httpx.Response) -> bytes:
 
 def _answer(response: httpx.Response, body: bytes, hops: tuple[Hop, ...]) -> _Answer:
     charset = response.charset_encoding or "utf-8"
+    try:
+        codecs.lookup(charset)
+    except LookupError:  # a charset= the server made up
+        charset = "utf-8"
     return _Answer(
         url=str(response.url),
         status=response.status_code,

@@ -3,14 +3,15 @@
 ``CLI_HEADER_SET`` picks the set (helmet, owasp, django, none); ``CLI_REFLECT_CORS=1``
 makes it answer preflights the way flask-cors does with ``origins='*'`` and
 ``supports_credentials=True``: the caller's Origin echoed with credentials allowed.
-``/missing`` answers 404.
+``/missing`` answers 404; ``/old`` redirects to ``/`` (staying on plain HTTP), setting a
+session cookie on the way.
 """
 
 from __future__ import annotations
 
 import os
 
-from flask import Flask, Response, request
+from flask import Flask, Response, redirect, request
 
 from tests.apps.cli_header_sets import SETS
 
@@ -35,3 +36,10 @@ def index() -> Response:
 @app.route("/missing")
 def missing() -> Response:
     return Response("no", status=404)
+
+
+@app.route("/old")
+def old() -> Response:
+    response = redirect("/", code=301)
+    response.set_cookie("sessionid", "abc", httponly=True)  # no Secure, no SameSite
+    return response
