@@ -288,7 +288,13 @@ def _first_line(error: BaseException) -> str:
     is_flag=True,
     help="Send X-Forwarded-Proto: https and grade as served over HTTPS with a correct redirect.",
 )
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds per request (the plain-HTTP probe: at most 5).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def scan(
     url: str,
