@@ -287,3 +287,15 @@ def test_rule_round_trips_through_a_dict() -> None:
     again = Rule.from_dict({k: v for k, v in rule.to_dict().items() if k != "hits"})
     assert again.matches_sql("SELECT 1") and not again.matches_sql("UPDATE t")
     assert again.running_seconds == 2
+
+
+def test_partition_filter_rejection_through_default_dataset(
+    games: LocalBigQuery, bq_client: bigquery.Client
+) -> None:
+    config = bigquery.QueryJobConfig(default_dataset="test-project.nba")
+    with pytest.raises(exceptions.BadRequest, match="without a filter over column"):
+        bq_client.query_and_wait("SELECT * FROM games", job_config=config)
+    rows = bq_client.query_and_wait(
+        "SELECT points FROM games WHERE game_date = '2026-01-03'", job_config=config
+    )
+    assert [r.points for r in rows] == [3]

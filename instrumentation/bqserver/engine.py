@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlglot
@@ -18,6 +20,7 @@ from .catalog import PSEUDO_COLUMNS, Catalog, Table, quote
 from .errors import BigQueryError, invalid_query
 
 Params = dict[str, Any] | list[Any]
+PLAN_CACHE_SIZE = 512
 
 
 @dataclass
@@ -57,6 +60,13 @@ class Plan:
         return self.statement_type == "SELECT"
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    statements: list[exp.Expr]
+    tables: dict[str, list[str]]
+    created: set[str]
+
+
 @dataclass
 class Scan:
     """Bytes and partitions a statement reads: the billing basis."""
@@ -70,14 +80,24 @@ class Engine:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         translate.register_functions(catalog.db)
+        self._cache_lock = threading.Lock()
+        self._parsed: OrderedDict[tuple[str, str, str | None], _Parsed] = OrderedDict()
+        self._sqlite: dict[int, tuple[exp.Expr, exp.Expr, str]] = {}
 
     # -- planning -------------------------------------------------------------------
-    def plan(self, sql: str, project: str, dataset: str | None = None) -> Plan:
+    def _parse(self, sql: str, project: str, dataset: str | None) -> _Parsed | None:
+        """Parsed and table-rewritten statements, cached by text (trees are read-only)."""
+        key = (sql, project, dataset)
+        with self._cache_lock:
+            cached = self._parsed.get(key)
+            if cached is not None:
+                self._parsed.move_to_end(key)
+                return cached
         try:
             statements = translate.parse(sql)
         except sqlglot.errors.SqlglotError as exc:
             if len([s for s in sql.strip().rstrip(";").split(";") if s.strip()]) > 1:
-                return self._opaque_script(sql, project, dataset)
+                return None
             first = str(exc).splitlines()[0] if str(exc) else "invalid statement"
             raise invalid_query(f"Syntax error: {first}") from None
         if not statements:
@@ -91,18 +111,35 @@ class Engine:
                 created.add(ddl.target_name(statement))
             elif isinstance(statement, exp.Drop) and statement.args.get("exists"):
                 created.update(t.name for t in statement.args.get("tables") or [statement.this])
+        parsed = _Parsed(statements, tables, created)
+        with self._cache_lock:
+            self._parsed[key] = parsed
+            if len(self._parsed) > PLAN_CACHE_SIZE:
+                self._parsed.popitem(last=False)
+        return parsed
+
+    def plan(self, sql: str, project: str, dataset: str | None = None) -> Plan:
+        parsed = self._parse(sql, project, dataset)
+        if parsed is None:
+            return self._opaque_script(sql, project, dataset)
+        statements, tables, created = parsed.statements, parsed.tables, parsed.created
         required = {
             name: str(t.partition_column)
             for name in tables
             if (t := self.catalog.find_table(name)) is not None and t.require_partition_filter
         }
-        analysis = analyze(
-            sql,
-            statements,
-            project,
-            required,
-            lambda: frozenset(n for n, c in required.items() if self._unfiltered(statements, n, c)),
-        )
+
+        def own_check() -> frozenset[str]:
+            return frozenset(n for n, c in required.items() if self._unfiltered(statements, n, c))
+
+        analysis = analyze(sql, statements, project, required, own_check)
+        if dataset and required:
+            # analyze() resolves names against a default project only; tables named
+            # through the job's defaultDataset get this server's own check.
+            missed = {n for n in required if n not in analysis.tables}
+            extra = own_check() & missed
+            if extra:
+                analysis = replace(analysis, unfiltered_tables=analysis.unfiltered_tables | extra)
         return Plan(sql, project, dataset, statements, tables, created, analysis)
 
     def _opaque_script(self, sql: str, project: str, dataset: str | None) -> Plan:
@@ -252,10 +289,8 @@ class Engine:
     def select(
         self, node: exp.Expr, tables: Mapping[str, Sequence[str]], params: Params
     ) -> Outcome:
-        named = node.copy()
-        translate.name_anonymous_columns(named)
-        node = named.copy()
-        cursor = self.catalog.db.execute(translate.to_sqlite(named), params)
+        node, text = self._compiled(node)
+        cursor = self.catalog.db.execute(text, params)
         names = [d[0] for d in cursor.description or ()]
         rows = cursor.fetchall()
         hidden = translate.hidden_pseudo_columns(node, names)
@@ -264,6 +299,21 @@ class Engine:
             rows = [tuple(v for i, v in enumerate(r) if i not in hidden) for r in rows]
         schema = translate.SchemaResolver(self.catalog, tables).schema(node, names, rows)
         return Outcome(schema=schema, rows=rows)
+
+    def _compiled(self, node: exp.Expr) -> tuple[exp.Expr, str]:
+        """(query with BigQuery's column names, its sqlite text), cached per tree."""
+        with self._cache_lock:
+            entry = self._sqlite.get(id(node))
+        if entry is not None and entry[0] is node:
+            return entry[1], entry[2]
+        named = node.copy()
+        translate.name_anonymous_columns(named)
+        text = translate.to_sqlite(named.copy())
+        with self._cache_lock:
+            if len(self._sqlite) > 4 * PLAN_CACHE_SIZE:
+                self._sqlite.clear()
+            self._sqlite[id(node)] = (node, named, text)  # holding node keeps its id unique
+        return named, text
 
     def _dml(self, node: exp.Expr, params: Params) -> Outcome:
         if isinstance(node, exp.Update | exp.Delete) and node.args.get("where") is None:
