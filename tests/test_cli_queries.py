@@ -167,7 +167,7 @@ def test_binary_missing_and_directory(tmp_path: Path) -> None:
     binary = tmp_path / "spans.bin"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     result = bastion("queries", str(binary))
-    assert result.returncode == 2 and "not a UTF-8 text file" in result.stderr
+    assert result.returncode == 2 and "spans.bin:1: not UTF-8 text" in result.stderr
     assert bastion("queries", str(tmp_path / "missing.jsonl")).returncode == 2
     assert bastion("queries", str(tmp_path)).returncode == 2
 

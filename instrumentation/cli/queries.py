@@ -33,6 +33,7 @@ from typing import Any
 
 import click
 from rich.markup import escape
+from rich.progress import Progress
 from rich.table import Table
 
 from instrumentation.cli import _output
@@ -92,34 +93,40 @@ class Shape:
         }
 
 
-def read_spans(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, span) for every BigQuery span; raises :class:`SpanFileError`."""
+def read_spans(
+    path: Path, progress: Callable[[int], object] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, span) for every BigQuery span; raises :class:`SpanFileError`.
+    ``progress`` is called with the byte count of each line read."""
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as error:
         raise SpanFileError(f"{path}: {error.strerror or error}") from None
     with handle:
-        try:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise SpanFileError(f"{path}:{number}: not JSON ({error.msg})") from None
-                if not isinstance(record, dict):
-                    raise SpanFileError(f"{path}:{number}: not a JSON object")
-                if "type" in record:  # a metric or log line from the same exporter
-                    continue
-                attributes = record.get("attributes")
-                if not isinstance(attributes, dict) or "context" not in record:
-                    raise SpanFileError(
-                        f"{path}:{number}: not an OpenTelemetry span (no context/attributes)"
-                    )
-                if attributes.get("db.system.name") == SYSTEM:
-                    yield number, record
-        except UnicodeDecodeError:
-            raise SpanFileError(f"{path}: not a UTF-8 text file") from None
+        for number, raw in enumerate(handle, 1):
+            if progress is not None:
+                progress(len(raw))
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise SpanFileError(f"{path}:{number}: not UTF-8 text") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise SpanFileError(f"{path}:{number}: not JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise SpanFileError(f"{path}:{number}: not a JSON object")
+            if "type" in record:  # a metric or log line from the same exporter
+                continue
+            attributes = record.get("attributes")
+            if not isinstance(attributes, dict) or "context" not in record:
+                raise SpanFileError(
+                    f"{path}:{number}: not an OpenTelemetry span (no context/attributes)"
+                )
+            if attributes.get("db.system.name") == SYSTEM:
+                yield number, record
 
 
 def _fingerprinter() -> Callable[[str], str]:
@@ -144,12 +151,12 @@ def _int(value: Any) -> int:
         return 0
 
 
-def analyse(path: Path) -> tuple[int, list[Shape]]:
+def analyse(path: Path, progress: Callable[[int], object] | None = None) -> tuple[int, list[Shape]]:
     """(BigQuery spans read, shapes) from a span file."""
     shapes: dict[str, Shape] = {}
     fingerprint: Callable[[str], str] | None = None
     total = 0
-    for number, span in read_spans(path):
+    for number, span in read_spans(path, progress):
         total += 1
         attributes: dict[str, Any] = span["attributes"]
         key = attributes.get("bastion.bq.query_fingerprint")
@@ -200,10 +207,12 @@ _SORTS: dict[str, Callable[[Shape], tuple[float, ...]]] = {
 @click.option("--json", "as_json", is_flag=True, help="Print the ranking as JSON.")
 def queries(spans: Path, top: int, sort_by: str, repeat_threshold: int, as_json: bool) -> None:
     """Rank BigQuery query shapes in SPANS (JSON lines) by cost."""
-    try:
-        total, shapes = analyse(spans)
-    except SpanFileError as error:
-        _output.fail(str(error), _output.USAGE, as_json=as_json)
+    with Progress(console=_output.stderr(), transient=True, disable=as_json) as bar:
+        task = bar.add_task("reading spans", total=spans.stat().st_size)
+        try:
+            total, shapes = analyse(spans, lambda size: bar.advance(task, size))
+        except SpanFileError as error:
+            _output.fail(str(error), _output.USAGE, as_json=as_json)
     if not total:
         _output.fail(
             f"{spans}: no BigQuery spans (db.system.name={SYSTEM}); was the file written "
