@@ -525,3 +525,11 @@ def test_agrees_with_the_observatory_fixture_except_the_preload_list() -> None:
     # this grader does not ship (documented); everything else adds up the same.
     assert rows["strict-transport-security"] == "hsts-implemented-max-age-at-least-six-months"
     assert (report.score, report.grade) == (110 - 5, "A+")
+
+
+def test_cookies_with_unusual_values_are_still_graded() -> None:
+    # Set-Cookie values the Cookie-header parser (http.cookies) would drop.
+    assert cookies("id=a b; Secure; HttpOnly; SameSite=Lax") == (
+        "cookies-secure-with-httponly-sessions-and-samesite"
+    )
+    assert cookies('session="x,y"; Path=/', hsts=False) == "cookies-session-without-secure-flag"

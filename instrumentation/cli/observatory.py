@@ -11,7 +11,10 @@ What the Observatory does that this grader does not:
 * "same site" for Subresource Integrity compares the last two labels of the host
   instead of the public-suffix registrable domain;
 * several Content-Security-Policy headers are parsed as separate policies (as
-  browsers do) rather than joined into one string.
+  browsers do) rather than joined into one string;
+* an HSTS ``max-age`` that is not a number is invalid here; the Observatory's
+  ``parseInt`` turns it into NaN, which then passes its six-month comparison, while
+  browsers ignore such a header.
 
 Network access lives in :mod:`instrumentation.cli.scan`; everything here is data in,
 data out, so the unit tests grade documented header sets without a server.

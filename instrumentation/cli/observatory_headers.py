@@ -8,7 +8,6 @@ Observatory's expectation identifier; the modifier is filled in by the grader.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import http_sf
@@ -67,6 +66,19 @@ def _invalid_samesite(raw: str) -> bool:
     return False
 
 
+def _parse_set_cookie(line: str) -> tuple[str, dict[str, str]]:
+    """RFC 6265 section 5.2: the cookie's name and its attributes (lower-cased names).
+    (``http.cookies`` parses Cookie request headers and drops many real Set-Cookie
+    values, e.g. ones with spaces.)"""
+    pair, *parts = line.split(";")
+    name, separator, _value = pair.partition("=")
+    attributes: dict[str, str] = {}
+    for part in parts:
+        attribute, _, value = part.partition("=")
+        attributes[attribute.strip().lower()] = value.strip()
+    return (name.strip() if separator else ""), attributes
+
+
 def cookies_test(set_cookies: Sequence[str], hsts_passed: bool) -> TestResult:
     """Grade every ``Set-Cookie`` line seen; ``hsts_passed`` is the HSTS test's pass."""
     name = "cookies"
@@ -76,18 +88,13 @@ def cookies_test(set_cookies: Sequence[str], hsts_passed: bool) -> TestResult:
             result = _worse("cookies-samesite-flag-invalid", result)
     jar: dict[str, dict[str, Any]] = {}
     for raw in set_cookies:
-        parsed: SimpleCookie = SimpleCookie()
-        try:
-            parsed.load(raw)
-        except CookieError:
-            continue
-        for key, morsel in parsed.items():
-            if key not in _IGNORED_COOKIES:
-                jar[key] = {
-                    "secure": bool(morsel["secure"]),
-                    "httponly": bool(morsel["httponly"]),
-                    "samesite": str(morsel["samesite"]).lower() or None,
-                }
+        key, attributes = _parse_set_cookie(raw)
+        if key and key not in _IGNORED_COOKIES:
+            jar[key] = {
+                "secure": "secure" in attributes,
+                "httponly": "httponly" in attributes,
+                "samesite": (attributes.get("samesite") or "").lower() or None,
+            }
     if not jar:
         return _result(name, "cookies-not-found", True)
     missing_samesite = False
