@@ -18,18 +18,22 @@ _NOISE = re.compile(
 )
 _NAME = r"(?:`[^`\n]+`|[A-Za-z_][\w\-]*)"
 _TABLE = re.compile(
-    r"\b(?:FROM|JOIN|INTO|UPDATE|MERGE|USING|TABLE|CLONE|COPY)\s+"
-    rf"({_NAME}(?:\s*\.\s*(?:{_NAME}|\*))*+)(?![\w\-`]|\s*\()",
+    r"\b(FROM|JOIN|INTO|UPDATE|MERGE|USING|TABLE|VIEW|CLONE|COPY"
+    rf"|(?:POLICY|POLICIES|INDEX)(?:\s+{_NAME})?\s+ON)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
+    rf"({_NAME}(?:\s*\.\s*(?:{_NAME}|\*))*+)(?![\w\-`])",
     re.I,
 )
 # FROM inside EXTRACT(part FROM x) / TRIM(… FROM x) introduces no table.
 _FUNCTION_FROM = re.compile(r"\b(?:EXTRACT|TRIM|SUBSTRING)\s*\([^()]*$", re.I)
+_CALL = re.compile(r"\s*\(")
 _CTE = re.compile(rf"(?:\bWITH(?:\s+RECURSIVE)?|,)\s*({_NAME})\s+AS\s*\(", re.I)
 _NUMBER = re.compile(r"(?<![\w.])(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)(?![\w])")
 _IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)*\s*\)")
 _SPACE = re.compile(r"\s+")
 _PUNCT = re.compile(r"\s*([(),.\[\]=<>!+\-*/;])\s*")
-_KEYWORDS = frozenset({"SELECT", "WHERE", "SET", "WITH", "AS", "ON", "UNNEST", "DATA"})
+_KEYWORDS = frozenset(
+    {"SELECT", "WHERE", "SET", "WITH", "AS", "ON", "UNNEST", "DATA", "FUNCTION", "OPTIONS", "IF"}
+)
 
 
 def strip_noise(sql: str) -> str:
@@ -45,8 +49,10 @@ def table_names(sql: str) -> list[list[str]]:
     for match in _TABLE.finditer(text):
         if _FUNCTION_FROM.search(text, max(0, match.start() - 80), match.start()):
             continue
+        if match.group(1).upper() in ("FROM", "JOIN") and _CALL.match(text, match.end()):
+            continue  # a table-valued function, not a table
         parts: list[str] = []
-        for raw in re.split(r"\s*\.\s*(?=(?:[^`]*`[^`]*`)*[^`]*$)", match.group(1)):
+        for raw in re.split(r"\s*\.\s*(?=(?:[^`]*`[^`]*`)*[^`]*$)", match.group(2)):
             parts.extend(p for p in raw.strip("`").split(".") if p)
         if not parts or parts[0].upper() in _KEYWORDS:
             continue

@@ -99,9 +99,12 @@ def collect(
         names = Names(names.project, names.dataset, names.hidden | hidden)
     tables: set[str] = set()
     scans: list[Scan] = []
+    not_a_table = _created_object(tree)
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier) or isinstance(table.parent, exp.Func):
             continue  # table functions, ML.PREDICT(MODEL …), …
+        if table is not_a_table:
+            continue
         if not table.db and table.name.lower() in names.hidden:
             continue
         name = names.resolve(table)
@@ -113,6 +116,20 @@ def collect(
             if conditions is not None:
                 scans.append(Scan(name, _constrained_by(conditions, table, variables)))
     return tables, scans
+
+
+def _created_object(tree: exp.Expr) -> exp.Table | None:
+    """The name a DDL statement creates, drops or alters when that is no table
+    (a function, procedure, model or schema)."""
+    if not isinstance(tree, (exp.Create, exp.Drop, exp.Alter)):
+        return None
+    kind = str(tree.args.get("kind") or "").upper()
+    if kind in ("TABLE", "VIEW", ""):
+        return None
+    target = tree.this or next(iter(tree.args.get("tables") or []), None)
+    while isinstance(target, (exp.UserDefinedFunction, exp.Schema)):
+        target = target.this
+    return target if isinstance(target, exp.Table) else None
 
 
 def _scope_conditions(table: exp.Table) -> list[exp.Expr] | None:

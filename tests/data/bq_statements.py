@@ -355,7 +355,7 @@ STATEMENTS: list[Labelled] = [
         "(refresh_interval_minutes = 30)",
         "ALTER_MATERIALIZED_VIEW",
         "write",
-        None,
+        _t("analytics.mv_daily_props_count"),
     ),
     (
         "DROP TABLE IF EXISTS staging.box_scores",
@@ -384,20 +384,20 @@ STATEMENTS: list[Labelled] = [
         "-american_odds / (-american_odds + 100)))",
         "CREATE_FUNCTION",
         "write",
-        None,
+        frozenset(),
     ),
     (
         "CREATE TEMP FUNCTION norm_name(s STRING) AS (LOWER(REGEXP_REPLACE(s, r'[^a-z]', '')))",
         "CREATE_FUNCTION",
         "write",
-        None,
+        frozenset(),
     ),
     (
         "CREATE OR REPLACE TABLE FUNCTION analytics.props_on(d DATE) AS "
         "SELECT * FROM raw.bettingpros_props WHERE DATE(scraped_at) = d",
         "CREATE_TABLE_FUNCTION",
         "write",
-        None,
+        _t("raw.bettingpros_props"),
     ),
     (
         """CREATE OR REPLACE PROCEDURE nba.refresh_player_game_summary(d DATE)
@@ -412,8 +412,8 @@ STATEMENTS: list[Labelled] = [
         "write",
         frozenset(),
     ),
-    ("DROP FUNCTION IF EXISTS nba.implied_probability", "DROP_FUNCTION", "write", None),
-    ("DROP PROCEDURE nba.refresh_player_game_summary", "DROP_PROCEDURE", "write", None),
+    ("DROP FUNCTION IF EXISTS nba.implied_probability", "DROP_FUNCTION", "write", frozenset()),
+    ("DROP PROCEDURE nba.refresh_player_game_summary", "DROP_PROCEDURE", "write", frozenset()),
     (
         "CREATE SNAPSHOT TABLE backfill.pgs_snapshot_20250101 CLONE nba.player_game_summary "
         "FOR SYSTEM_TIME AS OF TIMESTAMP '2025-01-01 00:00:00+00' "
@@ -427,7 +427,7 @@ STATEMENTS: list[Labelled] = [
         "uris = ['gs://sportsdata-raw/nbac/schedule/*.json'])",
         "CREATE_EXTERNAL_TABLE",
         "write",
-        None,
+        _t("raw.ext_nbac_schedule"),
     ),
     (
         "CREATE OR REPLACE MODEL models.points_xgb OPTIONS (model_type = 'BOOSTED_TREE_REGRESSOR', "
@@ -435,20 +435,20 @@ STATEMENTS: list[Labelled] = [
         "WHERE game_date < '2025-01-01'",
         "CREATE_MODEL",
         "write",
-        None,
+        _t("predictions.features"),
     ),
     (
         "CREATE ROW ACCESS POLICY partner_filter ON predictions.player_prop_predictions "
         "GRANT TO ('group:partners@example.com') FILTER USING (is_public)",
         "CREATE_ROW_ACCESS_POLICY",
         "write",
-        None,
+        _t("predictions.player_prop_predictions"),
     ),
     (
         "CREATE SEARCH INDEX props_idx ON raw.bettingpros_props (player_name)",
         "CREATE_SEARCH_INDEX",
         "write",
-        None,
+        _t("raw.bettingpros_props"),
     ),
     # --- export / load / call ---------------------------------------------------------
     (
@@ -479,7 +479,7 @@ STATEMENTS: list[Labelled] = [
         "call `sportsdata.nba.refresh_player_game_summary`(CURRENT_DATE());",
         "CALL",
         "analytics",
-        None,
+        frozenset(),
     ),
     # --- scripts ----------------------------------------------------------------------
     (
