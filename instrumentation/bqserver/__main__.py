@@ -20,9 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default="local-project", help="default project id")
     parser.add_argument("--seed", choices=sorted(SEEDS), help="load a data set at start")
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument(
+        "--no-tcp-nodelay", action="store_true", help=argparse.SUPPRESS
+    )  # for the benchmark's Nagle comparison only
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    server = LocalBigQuery(project=args.project, host=args.host, port=args.port)
+    server = LocalBigQuery(
+        project=args.project, host=args.host, port=args.port, tcp_nodelay=not args.no_tcp_nodelay
+    )
     if args.seed:
         SEEDS[args.seed](server)
     print(f"bqserver listening on {server.url} (project {args.project})", flush=True)

@@ -37,13 +37,15 @@ class BigQueryHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: LocalBigQuery) -> None:
+    def __init__(self, address: tuple[str, int], app: LocalBigQuery, nodelay: bool = True) -> None:
         self.app = app
+        self.nodelay = nodelay
         super().__init__(address, Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.nodelay:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock, address
 
 
