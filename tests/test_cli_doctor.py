@@ -92,6 +92,9 @@ def test_invalid_settings_in_code_and_bad_references() -> None:
     broken = bastion("doctor", "--json", "--settings", "tests.apps.cli_settings:broken")
     assert broken.returncode == 1
     assert as_json(broken)["errors"][0]["variable"] == "BASTION_DEADLINE_SECONDS"
+    raising = bastion("doctor", "--settings", "tests.apps.cli_settings:raising")
+    no_traceback(raising)
+    assert raising.returncode == 2 and "RuntimeError: config server unreachable" in raising.stderr
     for spec in (
         "tests.apps.cli_settings",
         "tests.apps.nope:x",

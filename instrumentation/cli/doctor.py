@@ -32,6 +32,8 @@ def _load(spec: str) -> tuple[Settings | None, list[FlagError]]:
         return None, error.errors
     except (ImportError, AttributeError) as error:
         _output.fail(f"--settings {spec!r}: {error}", _output.USAGE)
+    except Exception as error:  # the service's own code failed: say so, no traceback
+        _output.fail(f"--settings {spec!r} raised {type(error).__name__}: {error}", _output.USAGE)
     if not isinstance(found, Settings):
         _output.fail(
             f"--settings {spec!r} is a {type(found).__name__}, not Settings", _output.USAGE

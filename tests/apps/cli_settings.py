@@ -14,3 +14,7 @@ def broken() -> Settings:
 
 
 NOT_SETTINGS = {"deadline_seconds": 10}
+
+
+def raising() -> Settings:
+    raise RuntimeError("config server unreachable")
