@@ -226,6 +226,7 @@ class HeaderEditor(Generic[S]):
         "keyed_tail",
         "origin",
         "origin_suffix",
+        "plain_tail",
         "rules",
         "star",
         "tail",
@@ -254,6 +255,10 @@ class HeaderEditor(Generic[S]):
         self.cache_key: S = enc("cache-control")
         self.html_types: tuple[S, ...] = (enc("text/html"), enc("application/xhtml"))
         self.vary: tuple[S, S] | None = (name_of("Vary"), enc("Origin")) if plan.vary else None
+        # What an app response with no governed header gets appended, as one list.
+        plain_tail: list[tuple[S, S]] = [self.vary] if self.vary is not None else []
+        plain_tail.extend(self.tail)
+        self.plain_tail: list[tuple[S, S]] = plain_tail
         self.origin: S = enc("origin")
         self.star: S = enc("*")
         self.comma: S = enc(",")
@@ -266,6 +271,24 @@ class HeaderEditor(Generic[S]):
         extra: list[tuple[S, S]] | None = None,
     ) -> list[tuple[S, S]]:
         """The response's headers: the app's, filtered by the rules, then Bastion's."""
+        rules = self.rules
+        if not isinstance(headers, list):
+            headers = list(headers)
+        for item in headers:
+            if item[0].lower() in rules:
+                break
+        else:  # the common case: the app set nothing Bastion governs
+            out = headers + self.plain_tail
+            if nonce is not None and self.csp is not None:
+                out.append((self.csp[0], nonce.join(self.csp[1])))
+            if extra:
+                out += extra
+            return out
+        return self._merge(headers, nonce, extra)
+
+    def _merge(
+        self, headers: list[tuple[S, S]], nonce: S | None, extra: list[tuple[S, S]] | None
+    ) -> list[tuple[S, S]]:
         rules = self.rules
         out: list[tuple[S, S]] = []
         seen: set[S] | None = None  # app-wins headers the app did set

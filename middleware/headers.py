@@ -147,6 +147,19 @@ class _Core(Generic[S]):
             return self.editors, self.governed
         return self._by_route[id(route)], self.governed
 
+    def hot(self) -> tuple[bool, bool, bool, bool, bool, Editors, bool, CORSPolicy | None]:
+        """Everything ``__call__`` reads, as one tuple (one attribute load per request)."""
+        return (
+            self.hsts,
+            bool(self.proxies),
+            self.html,
+            self.by_path,
+            self.observing,
+            self.editors,
+            self.governed,
+            self.cors,
+        )
+
     def first_sight(self, path: str) -> bool:
         """True the first time a path is seen in observe mode (bounded)."""
         return path not in self.observed and len(self.observed) < _OBSERVED_PATHS_MAX
@@ -159,8 +172,8 @@ class _Core(Generic[S]):
             and forwarded_https(proto)
         )
 
-    def forwarded_https_asgi(self, scope: Scope, headers: Mapping[bytes, bytes]) -> bool:
-        proto = headers.get(b"x-forwarded-proto")
+    def forwarded_https_asgi(self, scope: Scope) -> bool:
+        proto = _header(scope, b"x-forwarded-proto")
         client = scope.get("client")
         return (
             proto is not None
@@ -220,26 +233,21 @@ class SecurityHeadersMiddleware:
             cors, app = app.policy, app.app
         self.app = app
         core = self._core = _Core(settings, routes, cors, str)
-        # Hot-path flags, read once per request (no enum or property lookups).
-        self._hsts, self._forwarded, self._html = core.hsts, bool(core.proxies), core.html
-        self._by_path, self._observing = core.by_path, core.observing
-        self._editors, self._governed, self._cors = core.editors, core.governed, core.cors
+        self._hot = core.hot()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        https = self._hsts and (
+        hsts, forwarded, html, by_path, observing, editors, governed, cors = self._hot
+        https = hsts and (
             environ.get("wsgi.url_scheme") == "https"
-            or (self._forwarded and self._core.forwarded_https_wsgi(environ))
+            or (forwarded and self._core.forwarded_https_wsgi(environ))
         )
-        if self._by_path:
+        if by_path:
             editors, governed = self._core.select(environ.get("PATH_INFO", ""))
-        else:
-            editors, governed = self._editors, self._governed
         editor = editors[https]
         nonce = None
-        if governed and self._html:
+        if governed and html:
             nonce = environ[NONCE_KEY] = _nonce()
         extra = None
-        cors = self._cors
         if cors is not None:
             origin = environ.get("HTTP_ORIGIN")
             if origin is not None and (path := environ.get("PATH_INFO", "")) != cors.path_exempt:
@@ -256,42 +264,41 @@ class SecurityHeadersMiddleware:
                             headers = headers + answer.grant
                         start_response(answer.status, headers)
                         return [answer.body]
+                elif cors.enforcing:
+                    extra = cors.grants.get(origin) or cors.actual_pairs(
+                        origin, environ.get("HTTP_HOST"), path
+                    )
                 else:
-                    extra = cors.actual_pairs(origin, environ.get("HTTP_HOST"), path)
-                    if not cors.enforcing:
-                        extra = None
-        if governed and self._observing:
-            return self._observe(environ, start_response, editor, https, nonce, extra)
+                    cors.actual_pairs(origin, environ.get("HTTP_HOST"), path)  # counts only
+        if governed and observing:
+            path = environ.get("PATH_INFO", "")
+            if self._core.first_sight(path):
+                start_response = _observing_start(start_response, self._core, path, https, nonce)
         if editor is None:
             return self.app(environ, start_response)
+        return self.app(environ, _editing_start(start_response, editor, nonce, extra))
 
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            return start_response(status, editor.apply(headers, nonce, extra), exc_info)
 
-        return self.app(environ, start)
+def _editing_start(
+    start_response: StartResponse,
+    editor: HeaderEditor[str],
+    nonce: str | None,
+    extra: list[tuple[str, str]] | None,
+) -> StartResponse:
+    def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return start_response(status, editor.apply(headers, nonce, extra), exc_info)
 
-    def _observe(
-        self,
-        environ: Environ,
-        start_response: StartResponse,
-        editor: HeaderEditor[str] | None,
-        https: bool,
-        nonce: str | None,
-        extra: list[tuple[str, str]] | None,
-    ) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        first = self._core.first_sight(path)
-        if not first and editor is None:
-            return self.app(environ, start_response)
+    return start
 
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            if first:
-                self._core.log_observed(path, https, headers, nonce)
-            if editor is not None:
-                headers = editor.apply(headers, nonce, extra)
-            return start_response(status, headers, exc_info)
 
-        return self.app(environ, start)
+def _observing_start(
+    start_response: StartResponse, core: _Core[str], path: str, https: bool, nonce: str | None
+) -> StartResponse:
+    def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        core.log_observed(path, https, headers, nonce)
+        return start_response(status, headers, exc_info)
+
+    return start
 
 
 class SecurityHeadersASGIMiddleware:
@@ -312,69 +319,87 @@ class SecurityHeadersASGIMiddleware:
             cors, app = app.policy, app.app
         self.app = app
         core = self._core = _Core(settings, routes, cors, bytes)
-        self._hsts, self._forwarded, self._html = core.hsts, bool(core.proxies), core.html
-        self._by_path, self._observing = core.by_path, core.observing
-        self._editors, self._governed, self._cors = core.editors, core.governed, core.cors
-        # The request headers are read (into a dict, in C) only when something needs them.
-        self._read_headers = core.cors is not None or bool(core.proxies)
+        self._hot = core.hot()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_headers: dict[bytes, bytes] = (
-            dict(scope["headers"]) if self._read_headers else _NO_HEADERS
+        hsts, forwarded, html, by_path, observing, editors, governed, cors = self._hot
+        https = hsts and (
+            scope.get("scheme") == "https" or (forwarded and self._core.forwarded_https_asgi(scope))
         )
-        https = self._hsts and (
-            scope.get("scheme") == "https"
-            or (self._forwarded and self._core.forwarded_https_asgi(scope, request_headers))
-        )
-        if self._by_path:
+        if by_path:
             editors, governed = self._core.select(scope.get("path", ""))
-        else:
-            editors, governed = self._editors, self._governed
         editor = editors[https]
         nonce = None
-        if governed and self._html:
+        if governed and html:
             text = scope[NONCE_KEY] = _nonce()
             nonce = text.encode()
         extra = None
-        cors = self._cors
         if cors is not None:
-            origin = request_headers.get(b"origin")
+            origin = None
+            for name, value in scope["headers"]:  # only Origin is needed on the hot path
+                if name == b"origin":
+                    origin = value
+                    break
             if origin is not None and (path := scope.get("path", "")) != cors.path_exempt:
-                asked = request_headers.get(b"access-control-request-method")
+                asked = _header(scope, b"access-control-request-method")
                 if asked is not None and scope.get("method") == "OPTIONS":
-                    answer = cors.preflight_bytes(
-                        origin, asked, request_headers.get(b"access-control-request-headers"), path
-                    )
+                    asked_headers = _header(scope, b"access-control-request-headers")
+                    answer = cors.preflight_bytes(origin, asked, asked_headers, path)
                     if cors.enforcing:
                         await _send_preflight(send, answer, editor, nonce)
                         return
+                elif cors.enforcing:
+                    extra = cors.grants_bytes.get(origin) or cors.actual_pairs_bytes(
+                        origin, _header(scope, b"host"), path
+                    )
                 else:
-                    extra = cors.actual_pairs_bytes(origin, request_headers.get(b"host"), path)
-                    if not cors.enforcing:
-                        extra = None
-        observe = governed and self._observing and self._core.first_sight(scope.get("path", ""))
-        if editor is None and not observe:
+                    cors.actual_pairs_bytes(origin, _header(scope, b"host"), path)
+        if governed and observing:
+            path = scope.get("path", "")
+            if self._core.first_sight(path):
+                send = _observing_send(send, self._core, path, https, nonce)
+        if editor is None:
             await self.app(scope, receive, send)
-            return
-
-        # A plain function returning send's awaitable: one coroutine frame fewer per
-        # message than an ``async def`` wrapper.
-        def send_with_headers(message: Message) -> Awaitable[None]:
-            if message["type"] == "http.response.start":
-                headers = message.get("headers") or []
-                if observe:
-                    self._core.log_observed(scope.get("path", ""), https, list(headers), nonce)
-                if editor is not None:
-                    message["headers"] = editor.apply(headers, nonce, extra)
-            return send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        else:
+            await self.app(scope, receive, _editing_send(send, editor, nonce, extra))
 
 
-_NO_HEADERS: dict[bytes, bytes] = {}
+# Plain functions returning send's awaitable: one coroutine frame fewer per message
+# than ``async def`` wrappers; built by factories so ``__call__`` keeps no cells.
+def _editing_send(
+    send: Send,
+    editor: HeaderEditor[bytes],
+    nonce: bytes | None,
+    extra: list[tuple[bytes, bytes]] | None,
+) -> Send:
+    def send_with_headers(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            message["headers"] = editor.apply(message.get("headers") or (), nonce, extra)
+        return send(message)
+
+    return send_with_headers
+
+
+def _observing_send(
+    send: Send, core: _Core[bytes], path: str, https: bool, nonce: bytes | None
+) -> Send:
+    def send_observed(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            core.log_observed(path, https, list(message.get("headers") or ()), nonce)
+        return send(message)
+
+    return send_observed
+
+
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    """The first value of a request header (ASGI names are lower-case bytes)."""
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return bytes(value)
+    return None
 
 
 async def _send_preflight(
