@@ -148,3 +148,11 @@ def test_unreachable_endpoint_is_a_clear_error() -> None:
     no_traceback(result)
     assert result.returncode == 3
     assert "BigQuery API" in result.stderr
+
+
+def test_missing_credentials_is_a_clear_error() -> None:
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/credentials.json"}
+    result = bastion("audit-partitions", "--project", "p", env=env)
+    no_traceback(result)
+    assert result.returncode == 3
+    assert "BigQuery client:" in result.stderr and "credentials.json" in result.stderr
