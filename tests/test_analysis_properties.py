@@ -133,3 +133,60 @@ def test_fingerprint_normalises_literals_spacing_case_and_comments(
         f"{spacing}and N > {abs(n)} and NAME in ({in_list});"
     )
     assert fingerprint(variant) == base
+
+
+# --- the AND/OR logic of partition filters, against a model ---------------------------
+
+FILTERS = [
+    "game_date = @d",
+    "game_date BETWEEN @a AND @b",
+    "game_date IN ('2025-01-01', '2025-01-02')",
+    "s.game_date >= DATE_SUB(CURRENT_DATE(), INTERVAL 3 DAY)",
+    "NOT (game_date < '2025-01-01')",
+]
+NON_FILTERS = [
+    "points > 20",
+    "game_date IS NOT NULL",
+    "game_date != @d",
+    "x.game_date = @d",  # another table's column
+    "game_date = s.other_date",
+    "game_date IN (SELECT d FROM nba.dates)",
+    "FORMAT_DATE('%Y', game_date) = '2025'",
+]
+
+Expr = tuple[str, bool]  # (sql text, constrains game_date)
+atoms = st.one_of(
+    st.sampled_from(FILTERS).map(lambda s: (s, True)),
+    st.sampled_from(NON_FILTERS).map(lambda s: (s, False)),
+)
+
+
+def _combine(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
+    pair = st.tuples(children, children)
+    return st.one_of(
+        pair.map(lambda p: (f"({p[0][0]} AND {p[1][0]})", p[0][1] or p[1][1])),
+        pair.map(lambda p: (f"({p[0][0]} OR {p[1][0]})", p[0][1] and p[1][1])),
+    )
+
+
+conditions = st.recursive(atoms, _combine, max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(conditions)
+def test_filter_logic_matches_the_model(condition: Expr) -> None:
+    text, filtered = condition
+    sql = f"SELECT * FROM nba.player_game_summary AS s WHERE {text}"
+    a = analyze(sql, "p", {"p.nba.player_game_summary": "game_date"})
+    assert a.parsed
+    assert ("p.nba.player_game_summary" in a.unfiltered_tables) is (not filtered), text
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.text(max_size=200), sqlish))
+def test_partition_map_changes_only_the_unfiltered_set(sql: str) -> None:
+    plain = analyze(sql, "p", None, "d")
+    judged = analyze(sql, "p", PARTITIONS, "d")
+    same = ("statement_type", "timeout_class", "tables", "fingerprint", "scans")
+    assert all(getattr(plain, k) == getattr(judged, k) for k in same)
+    assert plain.unfiltered_tables == frozenset()
