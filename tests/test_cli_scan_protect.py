@@ -13,7 +13,7 @@ import pytest
 import trustme
 
 from tests.cli_helpers import as_json, bastion
-from tests.servers import gunicorn
+from tests.servers import gunicorn, uvicorn
 
 APP = "tests.apps.cli_protected:app"
 # gunicorn itself believes X-Forwarded-Proto from 127.0.0.1 by default (and then sets
@@ -83,3 +83,17 @@ def test_forwarded_proto_from_an_untrusted_peer_gets_no_hsts(tmp_path: Path) -> 
     rows = {t["name"]: t["result"] for t in report["tests"]}
     assert rows["strict-transport-security"] == "hsts-not-implemented"
     assert report["score"] < 100
+
+
+@pytest.mark.parametrize(("preset", "path"), PRESETS)
+def test_asgi_preset_reaches_a_plus_behind_a_trusted_proxy(
+    tmp_path: Path, preset: str, path: str
+) -> None:
+    env = {"BASTION_HEADERS_PRESET": preset, "BASTION_TRUSTED_PROXIES": "127.0.0.1/32"}
+    # uvicorn's own proxy-header handling off: the HTTPS decision is Bastion's.
+    app = "tests.apps.cli_protected_asgi:app"
+    with uvicorn(app, tmp_path, env=env, extra=["--no-proxy-headers"]) as server:
+        result = bastion("scan", server.url + path, "--assume-https", "--json")
+    report = as_json(result)
+    assert report["score"] >= 100, lost_points(report)
+    assert result.returncode == 0
