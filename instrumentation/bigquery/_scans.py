@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 # Functions of the column alone that keep BigQuery's pruning (no time zone argument).
-_TRANSPARENT = (exp.Date, exp.TimestampTrunc, exp.DateTrunc, exp.DatetimeTrunc, exp.Cast)
+_TRANSPARENT = (exp.Date, exp.TimestampTrunc, exp.DateTrunc, exp.DatetimeTrunc)
+_TIME_TYPES = (
+    exp.DataType.Type.DATE,
+    exp.DataType.Type.DATETIME,
+    exp.DataType.Type.TIMESTAMP,
+    exp.DataType.Type.TIMESTAMPTZ,
+)
 _COMPARISONS = (exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 _NOT_CONSTANT = (exp.Column, exp.Query, exp.Subquery, exp.Table, exp.AggFunc, exp.Window)
 
@@ -271,12 +277,23 @@ def _pinned(
 
 
 def _partition_ref(node: exp.Expr | None) -> exp.Column | None:
-    """The column compared, seen through DATE(col), TIMESTAMP_TRUNC(col, …), CAST(col …)."""
-    while isinstance(node, _TRANSPARENT):
-        if node.args.get("zone") is not None:
-            return None  # DATE(ts, 'America/New_York'): shifted, BigQuery does not prune
-        node = node.this
-    return node if isinstance(node, exp.Column) and node.name else None
+    """The column compared, seen through DATE(col), TIMESTAMP_TRUNC(col, …),
+    EXTRACT(DATE FROM col) and CAST(col AS DATE/DATETIME/TIMESTAMP)."""
+    while True:
+        if isinstance(node, exp.Extract):
+            if node.name.upper() != "DATE":
+                return None  # EXTRACT(YEAR FROM d): not the column isolated
+            node = node.expression
+        elif isinstance(node, exp.Cast):
+            if not node.to.is_type(*_TIME_TYPES):
+                return None  # CAST(d AS STRING) does not keep the order
+            node = node.this
+        elif isinstance(node, _TRANSPARENT):
+            if node.args.get("zone") is not None:
+                return None  # DATE(ts, 'America/New_York'): shifted, BigQuery does not prune
+            node = node.this
+        else:
+            return node if isinstance(node, exp.Column) and node.name else None
 
 
 def _constant(node: exp.Expr | None, variables: frozenset[str]) -> bool:

@@ -30,12 +30,14 @@ where BigQuery's own pruning is debatable:
 * a filter only in an outer query (on a CTE, subquery or view built on the table) does
   not count: the scan is judged in its own scope, which is where the guard can ask
   for the filter to be written;
-* ``DATE(ts)``, ``TIMESTAMP_TRUNC(ts, …)``, ``DATE_TRUNC``, ``DATETIME_TRUNC`` and
-  ``CAST(ts AS …)`` of the partition column count (BigQuery prunes on them), but not
-  ``DATE(ts, 'time zone')`` nor any other expression of the column (BigQuery asks for
-  the column to be isolated);
-* ``IS NOT NULL``, ``!=`` and ``LIKE`` are not filters; ``_PARTITIONDATE`` counts for a
-  ``_PARTITIONTIME`` table (and the reverse);
+* ``DATE(ts)``, ``EXTRACT(DATE FROM ts)``, ``TIMESTAMP_TRUNC(ts, …)``, ``DATE_TRUNC``,
+  ``DATETIME_TRUNC`` and ``CAST(ts AS DATE/DATETIME/TIMESTAMP)`` of the partition column
+  count (BigQuery prunes on them), but not ``DATE(ts, 'time zone')``,
+  ``CAST(d AS STRING)`` nor any other expression of the column (BigQuery asks for the
+  column to be isolated);
+* ``IS NOT NULL``, ``!=``, ``NOT (d = x)`` and ``LIKE`` are not filters (``NOT (d < x)``
+  is still a range); ``_PARTITIONDATE`` counts for a ``_PARTITIONTIME`` table (and the
+  reverse);
 * a comparison with a subquery (``d = (SELECT MAX(d) …)``, ``d IN (SELECT …)``) is not
   a filter: BigQuery does not prune on values it must compute first. The subquery's
   own tables are judged in the subquery's scope;

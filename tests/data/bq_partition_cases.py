@@ -114,6 +114,22 @@ CASES: list[Case] = [
         "DATE(ts, time zone): shifted, not pruned",
     ),
     (f"SELECT * FROM {BP} WHERE scraped_at > TIMESTAMP(@since)", NONE, "ts range"),
+    (
+        f"SELECT * FROM {BP} WHERE EXTRACT(DATE FROM scraped_at) = @d",
+        NONE,
+        "EXTRACT(DATE FROM ts) is DATE(ts)",
+    ),
+    (f"SELECT * FROM {BP} WHERE SAFE_CAST(scraped_at AS DATE) = @d", NONE, "CAST(ts AS DATE)"),
+    (
+        f"SELECT * FROM {PGS} WHERE CAST(game_date AS STRING) = '2025-01-15'",
+        _u(PGS),
+        "CAST(d AS STRING): not order-preserving, not a filter",
+    ),
+    (
+        f"SELECT * FROM {PGS} WHERE EXTRACT(YEAR FROM game_date) = 2025",
+        _u(PGS),
+        "EXTRACT(YEAR …): the column is not isolated",
+    ),
     (f"SELECT * FROM {ODDS} WHERE _PARTITIONTIME = TIMESTAMP(@d)", NONE, "_PARTITIONTIME"),
     (f"SELECT * FROM {ODDS} WHERE _PARTITIONDATE = @d", NONE, "_PARTITIONDATE counts"),
     (
