@@ -142,6 +142,7 @@ def test_plain_http_without_assume_https_cannot_have_hsts(tmp_path: Path) -> Non
     assert rows["strict-transport-security"] == "hsts-not-implemented-no-https"
     assert rows["redirection"] == "redirection-missing"
     assert plain["score"] == 60  # two -20s: no bonus
+    assert plain["bonuses_counted"] is False
     assert assumed["score"] == 130 and assumed["assumed_https"] is True
 
 

@@ -88,7 +88,8 @@ def test_grade_chart(value: int, letter: str) -> None:
 def test_bonuses_count_only_from_90() -> None:
     # OWASP's set without HSTS: 100 - 20 = 80 < 90, so its +45 of bonuses are dropped.
     without_hsts = [h for h in OWASP if h[0] != "Strict-Transport-Security"]
-    assert score(without_hsts) == 80
+    report = grade(Observation.assuming_https("https://svc.example/", without_hsts))
+    assert (report.score, report.score_without_bonuses, report.bonuses_counted) == (80, 80, False)
     # Without X-Content-Type-Options only: 95 >= 90, bonuses count: 145 - 5.
     assert score([h for h in OWASP if h[0] != "X-Content-Type-Options"]) == 140
 

@@ -64,8 +64,8 @@ def grade(observation: Observation) -> Report:
         with_bonus += score.modifier
         if score.modifier < 0:
             without_bonus += score.modifier
-    final = with_bonus if without_bonus >= MINIMUM_SCORE_FOR_EXTRA_CREDIT else without_bonus
-    final = max(final, 0)
+    counted = without_bonus >= MINIMUM_SCORE_FOR_EXTRA_CREDIT
+    final = max(with_bonus if counted else without_bonus, 0)
     return Report(
         algorithm_version=ALGORITHM_VERSION,
         score=final,
@@ -73,6 +73,8 @@ def grade(observation: Observation) -> Report:
         tests=tests,
         tests_passed=sum(t.passed for t in tests),
         tests_quantity=len(tests),
+        score_without_bonuses=without_bonus,
+        bonuses_counted=counted,
     )
 
 

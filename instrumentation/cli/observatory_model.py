@@ -123,6 +123,9 @@ class Report:
     tests: list[TestResult] = field(default_factory=list)
     tests_passed: int = 0
     tests_quantity: int = 0
+    #: The score before bonuses; bonuses count only when it is at least 90.
+    score_without_bonuses: int = 0
+    bonuses_counted: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -340,6 +340,11 @@ def _print(url: str, report: Report, target: Target) -> None:
         console.print("graded as if served over HTTPS with a correct HTTP->HTTPS redirect")
     if target.insecure:
         console.print("certificate not verified (--insecure): HSTS grades as invalid-cert")
+    if not report.bonuses_counted and any(t.modifier > 0 for t in report.tests):
+        console.print(
+            f"bonuses not counted: the score before them ({report.score_without_bonuses}) "
+            "is under 90"
+        )
     table = Table(show_lines=False)
     table.add_column("Test")
     table.add_column("Result", overflow="fold")
