@@ -4,9 +4,11 @@ Every test result ("expectation") carries a score modifier; the identifiers belo
 the Observatory's own so that a row of ``bastion scan --json`` can be compared with the
 Observatory's API output. Descriptions and hints are paraphrased.
 
-COOP and COEP (algorithm version 6) are +10 each for the isolating values and -5 when
-the header cannot be parsed, like the other invalid headers (mdn-http-observatory
-#410/#498).
+COOP and COEP (algorithm version 6, mdn-http-observatory #410/#498): ``same-origin``
+and ``require-corp``/``credentialless`` are +10 each ("can increase the score by 20"),
+an unparseable header -5 like the other invalid headers. The published chart was not
+available to check the two ``*-allow-popups`` COOP values; they are taken as +10 (they
+isolate the page from cross-origin openers too) and ``unsafe-none`` as 0.
 """
 
 from __future__ import annotations
