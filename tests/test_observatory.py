@@ -534,3 +534,14 @@ def test_cookies_with_unusual_values_are_still_graded() -> None:
         "cookies-secure-with-httponly-sessions-and-samesite"
     )
     assert cookies('session="x,y"; Path=/', hsts=False) == "cookies-session-without-secure-flag"
+
+
+def test_api_without_csp_and_xfo_scores_55() -> None:
+    # From the headers note: nosniff, HSTS, COOP, CORP, but no CSP and no X-Frame-Options.
+    headers = [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Cross-Origin-Resource-Policy", "same-origin"),
+    ]
+    assert score(headers) == 55
