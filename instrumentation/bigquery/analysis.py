@@ -51,8 +51,12 @@ where BigQuery's own pruning is debatable:
 * UNION branches, CTEs and subqueries are separate scopes; every statement of a
   script (and IF/WHILE conditions, FOR queries) is judged;
 * a view's, table function's or procedure's body is stored, not read, when created:
-  its tables are listed but not judged. An unparseable statement is ``UNKNOWN`` with
-  the tables a regex finds and no unfiltered claim.
+  its tables are listed but not judged (the name a DDL statement gives a function,
+  procedure, model or schema is not a table);
+* an unparseable statement is ``UNKNOWN`` (class ``analytics``) with the tables a
+  regex finds and no unfiltered claim; so is valid BigQuery that sqlglot 30.30 does
+  not parse (``DROP TABLE FUNCTION``, ``EXPORT MODEL``), which only costs those rare
+  statements the longest timeout.
 
 Speed: the parse (tokenize once, split, parse each statement from its tokens) is
 cached per ``(sql, default_project, default_dataset)`` in a bounded, thread-safe LRU
