@@ -44,11 +44,16 @@ def analyze(
     default_project: str,
     partition_columns: Mapping[str, str],
     fallback_unfiltered: Callable[[], frozenset[str]],
+    default_dataset: str | None = None,
 ) -> Analysis:
     project_analyze = _project_analyze()
     if project_analyze is not None:
+        extra = {"default_dataset": default_dataset} if default_dataset else {}
         result = project_analyze(
-            sql, default_project=default_project, partition_columns=dict(partition_columns)
+            sql,
+            default_project=default_project,
+            partition_columns=dict(partition_columns),
+            **extra,
         )
         return Analysis(
             str(result.statement_type),

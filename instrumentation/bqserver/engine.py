@@ -132,7 +132,7 @@ class Engine:
         def own_check() -> frozenset[str]:
             return frozenset(n for n, c in required.items() if self._unfiltered(statements, n, c))
 
-        analysis = analyze(sql, statements, project, required, own_check)
+        analysis = analyze(sql, statements, project, required, own_check, dataset)
         if dataset and required:
             # analyze() resolves names against a default project only; tables named
             # through the job's defaultDataset get this server's own check.
