@@ -341,13 +341,14 @@ def test_internal_error_is_logged_once_and_the_call_proceeds_as_written(
     def broken(*args: object) -> None:
         raise RuntimeError("injected fault")
 
-    monkeypatch.setattr("instrumentation.http._guard.plan_timeout", broken)
     with (
         guarded(ENFORCE),
+        monkeypatch.context() as patch,
         urlopen_timeouts() as seen,
         deadline.scope(2.0),
         caplog.at_level(logging.ERROR, logger="instrumentation.http"),
     ):
+        patch.setattr("instrumentation.http._guard.plan_timeout", broken)
         for _ in range(3):
             assert requests.get(f"{app.url}/ok").text == "ok"
     assert [t.read_timeout for t in seen] == [None, None, None]  # exactly as the caller wrote

@@ -12,7 +12,9 @@ all once the deadline has passed. urllib3 turns that socket timeout into its
 back to the pool). The response's ``read``/``read1``/``read_chunked`` are shadowed on
 the instance to turn that error into :class:`DeadlineTimeout`, before requests'
 ``iter_content`` would turn it into a ``ConnectionError``. Bytes already buffered are
-still served after the deadline: only waiting on the network is refused.
+still served after the deadline: only waiting on the network is refused. The shadows
+hold the response weakly: a response referring to itself would be freed only by the
+cyclic garbage collector, which costs more than everything else here together.
 
 :func:`watch_body` is the observe-mode twin: it changes nothing and reports once if the
 body was still being read when the deadline passed.
@@ -21,6 +23,7 @@ body was still being read when the deadline passed.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -102,16 +105,25 @@ def bound_body(
     return True
 
 
+def _unbound(raw: object, name: str) -> tuple[Callable[..., Any], weakref.ref[Any]] | None:
+    """The class's own method and a weak reference to ``raw`` (no reference cycle)."""
+    function = getattr(type(raw), name, None)
+    if function is None or name in vars(raw):
+        return None
+    return function, weakref.ref(raw)
+
+
 def _shadow(
     raw: object, name: str, convert: Callable[[ReadTimeoutError], DeadlineTimeout | None]
 ) -> None:
-    original = getattr(raw, name, None)
-    if original is None:
+    found = _unbound(raw, name)
+    if found is None:
         return
+    original, ref = found
 
     def bounded(*args: Any, **kwargs: Any) -> Any:
         try:
-            return original(*args, **kwargs)
+            return original(ref(), *args, **kwargs)
         except ReadTimeoutError as error:
             cut = convert(error)
             if cut is None:
@@ -124,13 +136,14 @@ def _shadow(
 def _shadow_chunked(
     raw: object, convert: Callable[[ReadTimeoutError], DeadlineTimeout | None]
 ) -> None:
-    original = getattr(raw, "read_chunked", None)
-    if original is None:
+    found = _unbound(raw, "read_chunked")
+    if found is None:
         return
+    original, ref = found
 
     def bounded(*args: Any, **kwargs: Any) -> Iterator[bytes]:
         try:
-            yield from original(*args, **kwargs)
+            yield from original(ref(), *args, **kwargs)
         except ReadTimeoutError as error:
             cut = convert(error)
             if cut is None:
@@ -153,20 +166,22 @@ def watch_body(raw: object, deadline: Deadline, on_overrun: Callable[[], None]) 
             on_overrun()
 
     for name in (*_READERS, "read_chunked"):
-        original = getattr(raw, name, None)
-        if original is None:
+        found = _unbound(raw, name)
+        if found is None:
             continue
         if name == "read_chunked":
-            setattr(raw, name, _watched_chunks(original, check))
+            setattr(raw, name, _watched_chunks(*found, check))
         else:
-            setattr(raw, name, _watched(original, check))
+            setattr(raw, name, _watched(*found, check))
     return True
 
 
-def _watched(original: Callable[..., Any], check: Callable[[], None]) -> Callable[..., Any]:
+def _watched(
+    original: Callable[..., Any], ref: weakref.ref[Any], check: Callable[[], None]
+) -> Callable[..., Any]:
     def watched(*args: Any, **kwargs: Any) -> Any:
         try:
-            return original(*args, **kwargs)
+            return original(ref(), *args, **kwargs)
         finally:
             check()
 
@@ -174,11 +189,11 @@ def _watched(original: Callable[..., Any], check: Callable[[], None]) -> Callabl
 
 
 def _watched_chunks(
-    original: Callable[..., Iterator[bytes]], check: Callable[[], None]
+    original: Callable[..., Iterator[bytes]], ref: weakref.ref[Any], check: Callable[[], None]
 ) -> Callable[..., Iterator[bytes]]:
     def watched(*args: Any, **kwargs: Any) -> Iterator[bytes]:
         try:
-            for chunk in original(*args, **kwargs):
+            for chunk in original(ref(), *args, **kwargs):
                 check()
                 yield chunk
         finally:

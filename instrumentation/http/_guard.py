@@ -14,14 +14,15 @@ their own (file://, mocks) and are left alone.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from opentelemetry import trace
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import Span
 
 from instrumentation.http._body import bound_body, watch_body
@@ -45,6 +46,40 @@ _FIXES = (
 )
 
 
+class _Tally:
+    """Counts for a counter bumped on nearly every call, reported at collection time.
+
+    An SDK ``Counter.add`` costs several microseconds (a measurement object, attribute
+    validation, hashing); a locked dict increment costs a fraction of one. The tally is
+    process-wide so that re-instrumenting (which cannot replace an observable
+    instrument's callback in the same meter) keeps reporting the live numbers.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def add(self, mode: str, source: str) -> None:
+        key = (mode, source)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            counts = list(self._counts.items())
+        return [
+            Observation(count, {"bastion.mode": mode, "bastion.http.timeout_source": source})
+            for (mode, source), count in counts
+        ]
+
+
+_timeouts_applied = _Tally()
+
+
 class OutboundGuard:
     """wrapt wrapper: timeouts and deadline on the way out, TLS judged before sending.
 
@@ -59,16 +94,20 @@ class OutboundGuard:
         self._enforce_tls = settings.tls.enforcing
         self._connect_default = settings.http_connect_seconds
         self._read_default = settings.http_read_seconds
+        self._default_plan = plan_timeout(None, self._connect_default, self._read_default, None)
         self._propagate = settings.http_propagate_deadline and settings.http.active
         self._allow = HostAllowList(settings.tls_allow_insecure_hosts)
         self._sites = CallSites()
         mode = settings.http.value
-        self._timeouts_applied = meter.create_counter(
+        _timeouts_applied.reset()
+        meter.create_observable_counter(
             "bastion.http.client.timeouts_applied",
+            callbacks=[_timeouts_applied.observe],
             unit="{request}",
             description="Outbound requests whose timeout Bastion set or shortened "
             "(observe: would have).",
         )
+        self._mode = mode
         self._deadline_cuts = meter.create_counter(
             "bastion.http.client.deadline_cuts",
             unit="{request}",
@@ -79,10 +118,6 @@ class OutboundGuard:
             unit="{request}",
             description="HTTPS requests with certificate verification off, by decision.",
         )
-        self._applied_attrs = {
-            source: {"bastion.mode": mode, "bastion.http.timeout_source": source}
-            for source in ("default", "deadline")
-        }
         self._cut_attrs = {
             phase: {"bastion.mode": mode, "bastion.http.phase": phase}
             for phase in ("before-send", "response", "body")
@@ -128,24 +163,26 @@ class OutboundGuard:
             send_kwargs = {**dict(zip(_SEND_PARAMETERS, args[1:], strict=False)), **kwargs}
         else:
             return None  # request passed by keyword: unusual enough to leave alone
-        url = request.url
-        span: Span | None = None
-        if self._tls_active and not send_kwargs.get("verify", True) and _is_https(url):
-            span = trace.get_current_span()
-            self._judge_tls(request, url, span)
+        if self._tls_active and not send_kwargs.get("verify", True) and _is_https(request.url):
+            self._judge_tls(request, request.url, trace.get_current_span())
         if not self._http_active:
             return None
         deadline = current()
-        remaining = None if deadline is None else deadline.remaining()
-        plan = plan_timeout(
-            send_kwargs.get("timeout"), self._connect_default, self._read_default, remaining
-        )
-        if plan is None and deadline is None:
-            return None
-        if span is None:
-            span = trace.get_current_span()
+        given = send_kwargs.get("timeout")
+        if deadline is None:
+            # The common cases, kept short: the caller's own timeout stands; none gets
+            # the default (a constant plan, computed in __init__).
+            if given is not None:
+                return None
+            plan: TimeoutPlan | None = self._default_plan
+            remaining = None
+        else:
+            remaining = deadline.remaining()
+            plan = plan_timeout(given, self._connect_default, self._read_default, remaining)
+        span = trace.get_current_span()
         recording = span.is_recording()
-        if deadline is not None and remaining == 0.0:
+        if remaining == 0.0:
+            assert deadline is not None
             self._record_cut(span, recording, "before-send")
             if self._enforce_http:
                 raise DeadlineTimeout(
@@ -155,22 +192,20 @@ class OutboundGuard:
                     deadline=deadline,
                     request=request,
                 )
-        new_kwargs = dict(send_kwargs)
         if plan is not None:
             self._record_plan(plan, span, recording)
             if self._enforce_http and (plan.defaulted or plan.capped):
-                new_kwargs["timeout"] = plan.timeout
-        call = _Call(request, new_kwargs, deadline, plan, span, recording)
+                send_kwargs = {**send_kwargs, "timeout": plan.timeout}
         if self._propagate and remaining is not None:
             headers = request.headers
             if headers is not None:
                 headers[DEADLINE_HEADER] = str(int(remaining * 1000))
-        return call
+        return _Call(request, send_kwargs, deadline, span, recording)
 
     def _record_plan(self, plan: TimeoutPlan, span: Span, recording: bool) -> None:
         source = "deadline" if plan.capped else "default" if plan.defaulted else "caller"
         if source != "caller":
-            self._timeouts_applied.add(1, self._applied_attrs[source])
+            _timeouts_applied.add(self._mode, source)
         if recording:
             attributes: dict[str, Any] = {
                 "bastion.mode": self._http.value,
@@ -273,21 +308,19 @@ class OutboundGuard:
 class _Call:
     """What the guard decided for one adapter call."""
 
-    __slots__ = ("deadline", "kwargs", "plan", "recording", "request", "span")
+    __slots__ = ("deadline", "kwargs", "recording", "request", "span")
 
     def __init__(
         self,
         request: Any,
         kwargs: Mapping[str, Any],
         deadline: Deadline | None,
-        plan: TimeoutPlan | None,
         span: Span,
         recording: bool,
     ) -> None:
         self.request = request
         self.kwargs = kwargs
         self.deadline = deadline
-        self.plan = plan
         self.span = span
         self.recording = recording
 

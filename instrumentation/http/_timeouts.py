@@ -19,15 +19,14 @@ length, strings) are passed through untouched, so the caller gets requests' own 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from urllib3.util.timeout import Timeout
 
 __all__ = ["TimeoutPlan", "plan_timeout"]
 
 
-@dataclass(frozen=True, slots=True)
-class TimeoutPlan:
+class TimeoutPlan(NamedTuple):
     """The timeout to hand to the adapter and what it means per socket operation."""
 
     timeout: object

@@ -1,0 +1,187 @@
+"""Overhead of the outbound HTTP guard per ``requests`` call, against a local keep-alive server.
+
+The server is a minimal asyncio HTTP/1.1 responder in a child process (so it does not
+share the GIL with the client). One ``requests.Session`` reuses one connection. Each
+round times a batch of GETs for every candidate, in ABBA order (the order flips each
+round); reported are the medians over rounds of the per-request time and of the
+per-round difference to plain requests. Both wall time and this process's CPU time
+(user + system) are measured: the guard's cost is work in the calling process, and CPU
+time leaves out the waits for the server, which on a shared 2-core machine swing by
+more than the 20 µs budget from one round to the next.
+
+Candidates: plain requests without and with a timeout (a socket with a timeout waits in
+poll() before each recv, a cost the guard incurs when it supplies a default); the guard
+in ``enforce`` with no deadline (the default timeout is applied and counted); the guard
+in ``enforce`` inside ``deadline.scope`` (timeouts capped, the body bounded, the header
+propagated); the guard in ``observe`` inside a scope. Counters go to a real SDK ``MeterProvider``.
+
+Run: ``.venv/bin/python -m benchmarks http`` (``BENCH_HTTP_ROUNDS``/``BENCH_HTTP_BATCH`` to
+change the size).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import socket
+import statistics
+import time
+from collections.abc import Callable, Iterator
+
+import requests
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from instrumentation.http import HttpInstrumentor
+from middleware import deadline
+from middleware.settings import Mode, Settings
+
+ROUNDS = int(os.environ.get("BENCH_HTTP_ROUNDS", "200"))
+BATCH = int(os.environ.get("BENCH_HTTP_BATCH", "25"))
+BUDGET_US = 20.0
+_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+    b"Connection: keep-alive\r\n\r\nok"
+)
+
+
+class _Responder(asyncio.Protocol):
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while b"\r\n\r\n" in self._buffer:
+            _, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+            assert self._transport is not None
+            self._transport.write(_RESPONSE)
+
+
+def _serve(port: int) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_Responder, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+@contextlib.contextmanager
+def _server() -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = multiprocessing.get_context("spawn").Process(target=_serve, args=(port,))
+    process.start()
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"benchmark server did not start on port {port}")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        process.terminate()
+        process.join()
+
+
+@contextlib.contextmanager
+def _plain() -> Iterator[None]:
+    yield
+
+
+def _guard(
+    settings: Settings, scoped: bool
+) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    @contextlib.contextmanager
+    def candidate() -> Iterator[None]:
+        provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        HttpInstrumentor().instrument(
+            settings=settings, meter_provider=provider, skip_dep_check=True
+        )
+        try:
+            if scoped:
+                with deadline.scope(60):
+                    yield
+            else:
+                yield
+        finally:
+            HttpInstrumentor().uninstrument()
+            provider.shutdown()
+
+    return candidate
+
+
+def _batch(session: requests.Session, url: str, count: int, timeout: object) -> tuple[float, float]:
+    """(wall, CPU) microseconds per request; CPU is this process's user + system time."""
+    get = session.get
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(count):
+        get(url, timeout=timeout)
+    return (
+        (time.perf_counter() - wall) / count * 1e6,
+        (time.process_time() - cpu) / count * 1e6,
+    )
+
+
+Candidate = tuple[Callable[[], contextlib.AbstractContextManager[None]], object]
+
+
+def main() -> None:
+    enforce = Settings.from_env({}, http=Mode.ENFORCE, tls=Mode.ENFORCE)
+    candidates: dict[str, Candidate] = {
+        "requests alone, no timeout": (_plain, None),
+        "requests alone, timeout=(5, 30)": (_plain, (5, 30)),
+        "guard enforce, no timeout given, no deadline": (_guard(enforce, False), None),
+        "guard enforce, in a deadline, propagating": (
+            _guard(enforce.replace(http_propagate_deadline=True), True),
+            None,
+        ),
+        "guard observe, in a deadline": (
+            _guard(Settings.from_env({}, http=Mode.OBSERVE, tls=Mode.OBSERVE), True),
+            None,
+        ),
+    }
+    names = list(candidates)
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    with _server() as url, requests.Session() as session:
+        for name in names:  # warm-up: connection, code paths, instruments
+            context, timeout = candidates[name]
+            with context():
+                _batch(session, url, BATCH, timeout)
+        for round_ in range(ROUNDS):
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                context, timeout = candidates[name]
+                with context():
+                    w, c = _batch(session, url, BATCH, timeout)
+                wall[name].append(w)
+                cpu[name].append(c)
+    base = names[0]
+    print(
+        f"{ROUNDS} rounds x {BATCH} keep-alive GETs per candidate, ABBA order; medians over "
+        "rounds of the per-request time and of the per-round difference to the first row.\n"
+    )
+    print("| candidate | wall µs/request | CPU µs/request | Δ wall µs | Δ CPU µs | Δ CPU ≤ 20 µs |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        row = f"| {name} | {statistics.median(wall[name]):.1f} | {statistics.median(cpu[name]):.1f}"
+        if name == base:
+            print(f"{row} | - | - | - |")
+            continue
+        d_wall = statistics.median(a - b for a, b in zip(wall[name], wall[base], strict=True))
+        d_cpu = statistics.median(a - b for a, b in zip(cpu[name], cpu[base], strict=True))
+        verdict = "yes" if d_cpu <= BUDGET_US else "NO"
+        print(f"{row} | {d_wall:+.1f} | {d_cpu:+.1f} | {verdict} |")
+
+
+if __name__ == "__main__":
+    main()
