@@ -74,7 +74,7 @@ from instrumentation._jsonl import (
 )
 from middleware.settings import FlagError, Settings, SettingsError, get_settings
 
-__all__ = ["HISTOGRAM_BUCKETS", "Telemetry", "configure", "current", "flush"]
+__all__ = ["HISTOGRAM_BUCKETS", "Telemetry", "configure", "current", "flush", "instrument_all"]
 
 log = logging.getLogger("bastion.telemetry")
 
@@ -222,6 +222,42 @@ def configure(
             path or "-",
         )
         return _current
+
+
+def instrument_all(app: Any = None, settings: Settings | None = None) -> list[Any]:
+    """Turn on the instrumentors whose library is installed, with ``settings`` (default: the
+    process settings), and return them: Bastion's BigQuery and ``requests`` guards and, for
+    a Flask ``app``, OpenTelemetry's Flask instrumentation (server spans, so that log
+    records, CSP events and deadline overruns belong to the request's trace). The third of
+    the three lines that wrap a service::
+
+        configure()
+        app = protect(app)
+        instrument_all(app)
+
+    Idempotent, like each ``BaseInstrumentor``.
+    """
+    import importlib.util
+
+    settings = settings if settings is not None else get_settings()
+    found: list[Any] = []
+    if importlib.util.find_spec("google.cloud.bigquery") is not None:
+        from instrumentation.bigquery import BigQueryInstrumentor
+
+        found.append(BigQueryInstrumentor())
+    if importlib.util.find_spec("requests") is not None:
+        from instrumentation.http import HttpInstrumentor
+
+        found.append(HttpInstrumentor())
+    for instrumentor in found:
+        instrumentor.instrument(settings=settings)
+    if app is not None and hasattr(app, "wsgi_app") and hasattr(app, "url_map"):
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        if not getattr(app, "_is_instrumented_by_opentelemetry", False):
+            FlaskInstrumentor().instrument_app(app)  # type: ignore[no-untyped-call]
+        found.append(FlaskInstrumentor())
+    return found
 
 
 # --- exporter choice -------------------------------------------------------------------

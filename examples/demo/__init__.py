@@ -1,0 +1,1 @@
+"""``python -m examples.demo``: Bastion around a prediction-worker-shaped Flask service."""
