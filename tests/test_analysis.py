@@ -284,3 +284,16 @@ def test_unparseable_script_condition_fails_open_and_keeps_its_tables() -> None:
     assert (a.statement_type, a.timeout_class) == ("SCRIPT", "analytics")
     assert a.tables == frozenset({"proj.nba.flags"})
     assert a.parsed is False
+
+
+def test_long_condition_chains_are_judged_without_recursion_limits() -> None:
+    many = 5000  # well past Python's recursion limit if walked recursively
+    ands = "SELECT 1 FROM d.t WHERE d = @d AND " + " AND ".join(["x = 1"] * many)
+    ors = "SELECT 1 FROM d.t WHERE " + " OR ".join(
+        [f"d = '2025-01-{i % 28 + 1:02d}'" for i in range(many)]
+    )
+    ors_void = ors + " OR x = 1"
+    partitions = {"p.d.t": "d"}
+    assert analyze(ands, "p", partitions).unfiltered_tables == frozenset()
+    assert analyze(ors, "p", partitions).unfiltered_tables == frozenset()
+    assert analyze(ors_void, "p", partitions).unfiltered_tables == {"p.d.t"}

@@ -245,10 +245,20 @@ def _pinned(
         if isinstance(inner, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)):
             return _pinned(inner, owns, variables)
         return set()
+    # Long AND/OR chains are left-deep trees: flatten() walks them without recursion.
     if isinstance(node, exp.And):
-        return _pinned(node.this, owns, variables) | _pinned(node.expression, owns, variables)
+        pinned: set[str] = set()
+        for part in node.flatten():
+            pinned |= _pinned(part, owns, variables)
+        return pinned
     if isinstance(node, exp.Or):
-        return _pinned(node.this, owns, variables) & _pinned(node.expression, owns, variables)
+        common: set[str] | None = None
+        for part in node.flatten():
+            got = _pinned(part, owns, variables)
+            common = got if common is None else common & got
+            if not common:
+                return set()
+        return common or set()
     if isinstance(node, _COMPARISONS):
         for side, other in ((node.this, node.expression), (node.expression, node.this)):
             column = _partition_ref(side)
