@@ -82,6 +82,7 @@ DEFAULT_WINNERS: Mapping[str, str] = {
 }
 REMOVED = ("server", "x-powered-by")
 
+_KNOWN_NAMES_MAX = 512
 # Rules of the merge pass (plain ints: compared once per app header).
 APP, DROP, VARY, CTYPE, CACHE = 1, 2, 3, 4, 5
 
@@ -224,6 +225,7 @@ class HeaderEditor(Generic[S]):
         "csp_key",
         "html_types",
         "keyed_tail",
+        "known",
         "origin",
         "origin_suffix",
         "plain_tail",
@@ -238,6 +240,7 @@ class HeaderEditor(Generic[S]):
             return text.encode("latin-1") if encode is bytes else text  # type: ignore[return-value,comparison-overlap]
 
         self.rules: dict[S, int] = {enc(k): v for k, v in plan.rules.items()}
+        self.known: dict[S, int] = {}
 
         def name_of(text: str) -> S:  # ASGI header names are lower-case by convention
             return enc(text.lower()) if encode is bytes else enc(text)  # type: ignore[comparison-overlap]
@@ -271,11 +274,14 @@ class HeaderEditor(Generic[S]):
         extra: list[tuple[S, S]] | None = None,
     ) -> list[tuple[S, S]]:
         """The response's headers: the app's, filtered by the rules, then Bastion's."""
-        rules = self.rules
+        known = self.known
         if not isinstance(headers, list):
             headers = list(headers)
         for item in headers:
-            if item[0].lower() in rules:
+            rule = known.get(item[0])
+            if rule is None:
+                rule = self._learn(item[0])
+            if rule:
                 break
         else:  # the common case: the app set nothing Bastion governs
             out = headers + self.plain_tail
@@ -347,6 +353,15 @@ class HeaderEditor(Generic[S]):
         if extra:
             out.extend(extra)
         return out
+
+    def _learn(self, name: S) -> int:
+        """The rule for a header name as the app spelled it (0: not governed), cached so
+        the per-response pass neither lower-cases nor allocates for names seen before.
+        The cache is bounded: past the bound, names are judged without being kept."""
+        rule = self.rules.get(name.lower(), 0)
+        if len(self.known) < _KNOWN_NAMES_MAX:
+            self.known[name] = rule
+        return rule
 
     def _names_origin(self, value: S) -> bool:
         """The app's Vary already covers Origin (``Origin`` or ``*`` among its tokens)."""

@@ -276,19 +276,31 @@ class SecurityHeadersMiddleware:
                 start_response = _observing_start(start_response, self._core, path, https, nonce)
         if editor is None:
             return self.app(environ, start_response)
-        return self.app(environ, _editing_start(start_response, editor, nonce, extra))
+        return self.app(environ, _EditingStart(start_response, editor, nonce, extra))
 
 
-def _editing_start(
-    start_response: StartResponse,
-    editor: HeaderEditor[str],
-    nonce: str | None,
-    extra: list[tuple[str, str]] | None,
-) -> StartResponse:
-    def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        return start_response(status, editor.apply(headers, nonce, extra), exc_info)
+class _EditingStart:
+    """``start_response`` that merges the headers. One slotted object per request: fewer
+    allocations (and young-generation GC work) than a closure and its cells."""
 
-    return start
+    __slots__ = ("editor", "extra", "nonce", "start_response")
+
+    def __init__(
+        self,
+        start_response: StartResponse,
+        editor: HeaderEditor[str],
+        nonce: str | None,
+        extra: list[tuple[str, str]] | None,
+    ) -> None:
+        self.start_response = start_response
+        self.editor = editor
+        self.nonce = nonce
+        self.extra = extra
+
+    def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return self.start_response(
+            status, self.editor.apply(headers, self.nonce, self.extra), exc_info
+        )
 
 
 def _observing_start(
