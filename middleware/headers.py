@@ -376,23 +376,33 @@ class SecurityHeadersASGIMiddleware:
         if editor is None:
             await self.app(scope, receive, send)
         else:
-            await self.app(scope, receive, _editing_send(send, editor, nonce, extra))
+            await self.app(scope, receive, _EditingSend(send, editor, nonce, extra))
 
 
-# Plain functions returning send's awaitable: one coroutine frame fewer per message
-# than ``async def`` wrappers; built by factories so ``__call__`` keeps no cells.
-def _editing_send(
-    send: Send,
-    editor: HeaderEditor[bytes],
-    nonce: bytes | None,
-    extra: list[tuple[bytes, bytes]] | None,
-) -> Send:
-    def send_with_headers(message: Message) -> Awaitable[None]:
+class _EditingSend:
+    """``send`` that merges the headers of ``http.response.start``. A plain callable
+    returning ``send``'s awaitable: no coroutine frame of its own per message, and one
+    slotted object per request instead of a closure and its cells."""
+
+    __slots__ = ("editor", "extra", "nonce", "send")
+
+    def __init__(
+        self,
+        send: Send,
+        editor: HeaderEditor[bytes],
+        nonce: bytes | None,
+        extra: list[tuple[bytes, bytes]] | None,
+    ) -> None:
+        self.send = send
+        self.editor = editor
+        self.nonce = nonce
+        self.extra = extra
+
+    def __call__(self, message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            message["headers"] = editor.apply(message.get("headers") or (), nonce, extra)
-        return send(message)
-
-    return send_with_headers
+            headers = message.get("headers") or ()
+            message["headers"] = self.editor.apply(headers, self.nonce, self.extra)
+        return self.send(message)
 
 
 def _observing_send(
