@@ -299,3 +299,29 @@ def test_partition_filter_rejection_through_default_dataset(
         "SELECT points FROM games WHERE game_date = '2026-01-03'", job_config=config
     )
     assert [r.points for r in rows] == [3]
+
+
+def test_dry_run_estimates_without_running(
+    games: LocalBigQuery, bq_client: bigquery.Client
+) -> None:
+    games.add_rule(match="UPDATE", running_seconds=30)  # would hang if it ran
+    config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False)
+    job = bq_client.query(
+        "UPDATE nba.games SET points = 0 WHERE game_date = '2026-01-01'", job_config=config
+    )
+    assert job.state == "DONE" and job.error_result is None
+    assert job.total_bytes_processed == 8 + 8  # one row: game_date and points
+    assert sorted(r[2] for r in games.rows("nba.games")) == [1, 2, 3]
+    with pytest.raises(exceptions.BadRequest, match="partition elimination"):
+        bq_client.query("SELECT * FROM nba.games", job_config=config)
+
+
+def test_job_timeout_wins_even_when_nobody_waits_for_the_timer(
+    bq_server: LocalBigQuery, bq_client: bigquery.Client
+) -> None:
+    bq_server.add_rule(match="SLOWISH", running_seconds=0.6)
+    config = bigquery.QueryJobConfig(job_timeout_ms=200)
+    job = bq_client.query("SELECT 1 AS SLOWISH", job_config=config)
+    time.sleep(0.8)
+    job.reload()
+    assert job.error_result["reason"] == "timeout"

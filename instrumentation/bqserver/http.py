@@ -120,14 +120,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, answer: Any, headers: dict[str, str]) -> None:
         payload = b"" if answer is None else json.dumps(answer).encode()
-        self.send_response(status)
-        if answer is not None:
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.send_response(status)
+            if answer is not None:
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (its own timeout)
 
 
 class Request:

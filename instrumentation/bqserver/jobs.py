@@ -72,6 +72,10 @@ class Job:
     load_stats: dict[str, str] = field(default_factory=dict)
     timer: threading.Timer | None = None
     run: Callable[[Job], None] | None = None
+    #: Set when the job is bound to end failed at ``due`` (``jobTimeoutMs``).
+    fate: BigQueryError | None = None
+    #: True once a thread has started completing the job (runs it exactly once).
+    claimed: bool = False
 
     @property
     def sql(self) -> str | None:
@@ -130,16 +134,21 @@ class JobManager:
         except BigQueryError as exc:
             self._finish(job, exc)
             return job
+        if config.get("dryRun"):
+            job.started = job.due = now
+            job.cache_hit = False
+            self._finish(job, None)  # validated and estimated; nothing runs
+            return job
         timeout_ms = int(config.get("jobTimeoutMs") or 0)
         limit = now + timeout_ms / 1000 if timeout_ms > 0 else None
         if limit is not None and limit < job.due:
             job.due = limit
-            seconds = timeout_ms / 1000
-            error = BigQueryError(
-                400, "timeout", f"Job execution was cancelled: Job timed out after {seconds:g} sec"
+            job.fate = BigQueryError(
+                400,
+                "timeout",
+                f"Job execution was cancelled: Job timed out after {timeout_ms / 1000:g} sec",
             )
-            self._schedule(job, limit, lambda: self._finish(job, error))
-        elif job.due > now:
+        if job.due > now:
             self._schedule(job, job.due, lambda: self._complete(job))
         else:
             self._complete(job)
@@ -197,7 +206,12 @@ class JobManager:
 
     # -- completion ---------------------------------------------------------------
     def _complete(self, job: Job) -> None:
-        if job.done:
+        with self._lock:
+            if job.done or job.claimed:
+                return
+            job.claimed = True
+        if job.fate is not None:
+            self._finish(job, job.fate)
             return
         rule = job.rule
         if rule is not None and rule.reason and rule.endpoint is None:
@@ -261,17 +275,17 @@ class JobManager:
     def wait(self, job: Job, seconds: float) -> bool:
         """Block until ``job`` is DONE or ``seconds`` passed; True if DONE."""
         deadline = time.time() + max(0.0, seconds)
-        with self._lock:
-            while not job.done:
+        while True:
+            if not job.done and time.time() >= job.due:
+                self._complete(job)  # a late timer; no-op while another thread runs it
+            with self._lock:
+                if job.done:
+                    return True
                 remaining = deadline - time.time()
                 if remaining <= 0:
-                    break
-                self._lock.wait(min(remaining, max(job.due - time.time(), 0.0) + 0.001))
-                if not job.done and time.time() >= job.due:
-                    break
-        if not job.done and time.time() >= job.due:
-            self._complete(job)
-        return job.done
+                    return False
+                until_due = job.due - time.time()
+                self._lock.wait(min(remaining, until_due + 0.001) if until_due > 0 else remaining)
 
     def cancel(self, project: str, job_id: str) -> Job:
         job = self.get(project, job_id)

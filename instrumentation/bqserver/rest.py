@@ -212,6 +212,8 @@ class RestAPI:
             location=reference.get("location"),
             run=self._runner(config),
         )
+        if config.get("dryRun") and job.error is not None:
+            raise job.error  # a dry run is answered synchronously: errors are HTTP errors
         return 200, resources.job_resource(job)
 
     def list_jobs(self, req: Request) -> Answer:
