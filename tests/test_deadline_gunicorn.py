@@ -124,7 +124,10 @@ def test_span_gets_the_deadline_event_with_the_stack(tmp_path: Path) -> None:
     with gunicorn(APP, tmp_path, env=env, timeout=2, extra=["--config", CONF]) as server:
         assert fetch(server.url, "/fast").status == 200
         assert fetch(server.url, "/cpu?s=2").status == 504
-    (span,) = [s for s in spans(out) if s["name"] == "GET /cpu"]
+    log = server.log()
+    found = [s for s in spans(out) if s["name"] == "GET /cpu"]
+    assert len(found) == 1, (spans(out), log[-3000:])
+    (span,) = found
     (event,) = [e for e in span["events"] if e["name"] == "bastion.deadline.exceeded"]  # type: ignore[index, attr-defined]
     attributes = event["attributes"]
     assert attributes["bastion.mode"] == "enforce"

@@ -41,11 +41,14 @@ from middleware.deadline import problem
 from middleware.deadline._context import Deadline, _current
 from middleware.deadline.inbound import BudgetPolicy
 from middleware.deadline.report import (
+    add_span_event,
     capture_stack,
     capture_task_stack,
     format_stack,
-    record_expiry,
+    log_expiry,
+    quick_stack_text,
     record_outcome,
+    request_span,
 )
 from middleware.routes import Route, RouteTable
 from middleware.settings import Settings, get_settings
@@ -238,19 +241,31 @@ class DeadlineASGIMiddleware:
             stack = capture_task_stack(frames)
             where = f"task {request.task.get_name()}"
         path = str(request.scope.get("path", ""))
-        record_expiry(
+        route = self.policy.route_label(path)
+        deadline = request.deadline
+        add_span_event(
+            request_span(request.context),
+            mode=self.mode,
+            budget=deadline.budget,
+            source=deadline.source,
+            stack_text=quick_stack_text(stack),
+        )
+        if self._enforce:
+            self._enforce_deadline(request, worker, frames, route)
+        log_expiry(
             mode=self.mode,
             method=str(request.scope.get("method", "")),
             path=path,
-            route=self.policy.route_label(path),
-            budget=request.deadline.budget,
-            source=request.deadline.source,
+            route=route,
+            budget=deadline.budget,
+            source=deadline.source,
             stack_text=format_stack(stack),
-            context=request.context,
             where=where,
         )
-        if not self._enforce:
-            return
+
+    def _enforce_deadline(
+        self, request: _Request, worker: Any, frames: list[FrameType], route: str
+    ) -> None:
         if worker is None:
             request.task.cancel()
             return
@@ -258,7 +273,6 @@ class DeadlineASGIMiddleware:
         # the request task (and its thread-pool token) waiting for the thread.
         request.thread = (worker, time.monotonic())
         request.replied = True
-        route = self.policy.route_label(path)
         if not request.started:
             request.reply = asyncio.ensure_future(request.send_504())
             record_outcome(route, self.mode, "504")

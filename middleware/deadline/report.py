@@ -22,11 +22,14 @@ from opentelemetry import metrics, trace
 from middleware._flags import Mode
 
 __all__ = [
+    "add_span_event",
     "capture_stack",
     "capture_task_stack",
     "format_stack",
-    "record_expiry",
+    "log_expiry",
+    "quick_stack_text",
     "record_outcome",
+    "request_span",
 ]
 
 logger = logging.getLogger("bastion.deadline")
@@ -72,7 +75,35 @@ def request_span(
     return span if span is not None and span.is_recording() else None
 
 
-def record_expiry(
+def quick_stack_text(stack: traceback.StackSummary) -> str:
+    """The stack without source lines: no file reads, so cheap enough to take before
+    acting on the request (the span must get its event before the request ends it)."""
+    return "".join(
+        f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n' for frame in stack
+    )
+
+
+def add_span_event(
+    span: trace.Span | None, *, mode: Mode, budget: float, source: str, stack_text: str
+) -> None:
+    if span is None:
+        return
+    try:
+        span.add_event(
+            "bastion.deadline.exceeded",
+            {
+                "bastion.mode": str(mode),
+                "bastion.deadline.budget_s": budget,
+                "bastion.deadline.source": source,
+                "exception.type": "middleware.deadline.DeadlineExceeded",
+                "exception.stacktrace": stack_text,
+            },
+        )
+    except Exception:  # a span from a broken SDK must not break the watchdog
+        logger.debug("could not add the deadline event to the span", exc_info=True)
+
+
+def log_expiry(
     *,
     mode: Mode,
     method: str,
@@ -81,13 +112,10 @@ def record_expiry(
     budget: float,
     source: str,
     stack_text: str,
-    context: contextvars.Context | None,
-    environ: Mapping[str, object] | None = None,
-    where: str = "request",
+    where: str,
 ) -> None:
-    """The moment a deadline passes: log the stack, add a span event, and in observe
-    mode count it (enforce mode counts when it knows whether it answered 504 or
-    aborted a started response)."""
+    """Log the overrun with the request's stack; in observe mode also count it
+    (enforce mode counts when it knows whether it answered 504 or aborted)."""
     action = {
         Mode.ENFORCE: "cancelling it",
         Mode.OBSERVE: "observe mode, left running",
@@ -109,21 +137,6 @@ def record_expiry(
             "bastion.deadline.source": source,
         },
     )
-    span = request_span(context, environ)
-    if span is not None:
-        try:
-            span.add_event(
-                "bastion.deadline.exceeded",
-                {
-                    "bastion.mode": str(mode),
-                    "bastion.deadline.budget_s": budget,
-                    "bastion.deadline.source": source,
-                    "exception.type": "middleware.deadline.DeadlineExceeded",
-                    "exception.stacktrace": stack_text,
-                },
-            )
-        except Exception:  # a span from a broken SDK must not break the watchdog
-            logger.debug("could not add the deadline event to the span", exc_info=True)
     if mode is Mode.OBSERVE:
         record_outcome(route, mode, "observed")
 

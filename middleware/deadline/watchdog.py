@@ -5,14 +5,16 @@ thread, so a WSGI deadline is watched from the side: every request registers a
 :class:`WatchedRequest` in one heap ordered by expiry, and one daemon thread sleeps
 until the earliest one. No thread per request, no timer object per request.
 
-At expiry the watchdog, holding the heap's lock:
+At expiry the watchdog:
 
-* takes the request thread's current Python stack (``sys._current_frames()``);
-* in enforce mode, raises :class:`DeadlineExceeded` in that thread through
-  ``PyThreadState_SetAsyncExc`` (an *asynchronous exception*), but only while the
-  request is still registered and inside the app.
-
-and then, outside the lock, logs the stack and adds a span event (see :mod:`.report`).
+1. under the heap's lock, takes the request thread's Python stack
+   (``sys._current_frames()``, without reading source files);
+2. calls the owner's ``annotate`` (the span event: it must be on the span before the
+   request can end it);
+3. in enforce mode, under the lock again, raises :class:`DeadlineExceeded` in the
+   request's thread through ``PyThreadState_SetAsyncExc`` (an *asynchronous
+   exception*), but only while the request is still registered and inside the app;
+4. calls the owner's ``report`` (the log record with the full stack).
 
 The honest limit: an asynchronous exception lands when the thread next runs Python
 bytecode. A thread blocked in C (``time.sleep``, ``socket.recv``, a C driver) sees it
@@ -37,13 +39,18 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from middleware.deadline._context import DeadlineExceeded
 from middleware.deadline.report import capture_stack
 
-__all__ = ["InjectedDeadlineExceeded", "Watchdog", "WatchedRequest", "get_watchdog"]
+__all__ = [
+    "ExpiryHandler",
+    "InjectedDeadlineExceeded",
+    "Watchdog",
+    "WatchedRequest",
+    "get_watchdog",
+]
 
 logger = logging.getLogger("bastion.deadline")
 
@@ -64,11 +71,18 @@ _clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void
 )
 
 
+class ExpiryHandler(Protocol):
+    def annotate(self, request: WatchedRequest, info: Any) -> None: ...
+
+    def report(self, request: WatchedRequest, info: Any) -> None: ...
+
+
 class WatchedRequest:
     """One in-flight request as the watchdog sees it.
 
-    ``on_expiry(request, stack)`` is called from the watchdog thread, outside its
-    lock, once the deadline has passed (observe and enforce alike).
+    ``owner.annotate(request, info)`` and ``owner.report(request, info)`` are called
+    from the watchdog thread, outside its lock, once the deadline has passed
+    (observe and enforce alike), before and after any exception is raised.
     """
 
     __slots__ = (
@@ -79,7 +93,7 @@ class WatchedRequest:
         "in_app",
         "info",
         "injected",
-        "on_expiry",
+        "owner",
         "stack",
         "thread_id",
     )
@@ -89,14 +103,14 @@ class WatchedRequest:
         expires_at: float,
         thread_id: int,
         enforce: bool,
-        on_expiry: Callable[[WatchedRequest, Any], None],
+        owner: ExpiryHandler,
         info: Any,
     ) -> None:
         self.expires_at = expires_at
         self.thread_id = thread_id
         self.enforce = enforce
-        self.on_expiry = on_expiry
-        self.info = info  # whatever on_expiry needs; dropped at finish
+        self.owner = owner
+        self.info = info  # whatever the owner needs at expiry; dropped at finish
         self.in_app = True  # inside app code, where an injected exception belongs
         self.done = False
         self.fired = False
@@ -173,15 +187,14 @@ class Watchdog:
         while True:
             try:
                 expired = self._wait_for_expiries()
+                for request, info in expired:
+                    _safely(request.owner.annotate, request, info)
+                self._enforce(expired)
+                for request, info in expired:
+                    _safely(request.owner.report, request, info)
             except Exception:  # never let the watchdog die
-                logger.exception("deadline watchdog failed; retrying")
+                logger.exception("deadline watchdog failed; going on")
                 time.sleep(0.1)
-                continue
-            for request, info in expired:
-                try:
-                    request.on_expiry(request, info)
-                except Exception:
-                    logger.exception("recording a deadline overrun failed")
 
     def _wait_for_expiries(self) -> list[tuple[WatchedRequest, Any]]:
         heap = self._heap
@@ -204,21 +217,33 @@ class Watchdog:
                     continue
                 request.fired = True
                 request.stack = capture_stack(frames.get(request.thread_id))
+                expired.append((request, request.info))
+            del frames
+            return expired
+
+    def _enforce(self, expired: list[tuple[WatchedRequest, Any]]) -> None:
+        with self._lock:
+            for request, _ in expired:
                 if (
                     request.enforce
                     and request.in_app
+                    and not request.done
                     and _set_async_exc(request.thread_id, InjectedDeadlineExceeded) == 1
                 ):
                     request.injected = True
                     self.injections += 1
-                expired.append((request, request.info))
-            del frames
-            return expired
 
     def _compact(self) -> None:
         self._heap[:] = [item for item in self._heap if not item[2].done]
         heapq.heapify(self._heap)
         self._finished_in_heap = 0
+
+
+def _safely(step: Any, request: WatchedRequest, info: Any) -> None:
+    try:
+        step(request, info)
+    except Exception:
+        logger.exception("recording a deadline overrun failed")
 
 
 _watchdog = Watchdog()

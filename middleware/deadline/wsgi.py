@@ -39,7 +39,14 @@ from typing import Any
 from middleware.deadline import problem
 from middleware.deadline._context import Deadline, DeadlineExceeded, _current
 from middleware.deadline.inbound import BudgetPolicy
-from middleware.deadline.report import format_stack, record_expiry, record_outcome
+from middleware.deadline.report import (
+    add_span_event,
+    format_stack,
+    log_expiry,
+    quick_stack_text,
+    record_outcome,
+    request_span,
+)
 from middleware.deadline.watchdog import InjectedDeadlineExceeded, WatchedRequest, get_watchdog
 from middleware.routes import Route, RouteTable
 from middleware.settings import Settings, get_settings
@@ -92,10 +99,10 @@ class DeadlineMiddleware:
             deadline.expires_at,
             _get_ident(),
             self._enforce,
-            self._on_expiry,
+            self,
             (environ, _copy_context(), deadline),
         )
-        response = _HeldResponse(start_response)
+        response = _HeldResponse(start_response, request, environ)
         watchdog = self._watchdog
         watchdog.watch(request)
         result: Iterable[bytes] | None = None
@@ -124,6 +131,9 @@ class DeadlineMiddleware:
             # Flask made a 500 of the exception, or the answer is simply late: in
             # enforce mode no response starts after the deadline (as with Go's
             # TimeoutHandler and Envoy), which also settles any race with the watchdog.
+            if response.answered:
+                record_outcome(self.policy.route_label(environ["PATH_INFO"]), self.mode, "504")
+                return result  # type: ignore[return-value]
             _close(result)
             return self._answer_504(response, environ)
         response.commit()
@@ -138,13 +148,27 @@ class DeadlineMiddleware:
         record_outcome(route, self.mode, "504")
         return [problem.BODY]
 
-    def _on_expiry(self, request: WatchedRequest, info: Any) -> None:
-        """From the watchdog thread: log the stack, add the span event."""
-        if info is None:
+    # --- called by the watchdog thread at expiry ------------------------------------
+    def annotate(self, request: WatchedRequest, info: Any) -> None:
+        """The span event, before any exception is raised in the request."""
+        if info is None or request.stack is None:
             return
         environ, context, deadline = info
+        add_span_event(
+            request_span(context, environ),
+            mode=self.mode,
+            budget=deadline.budget,
+            source=deadline.source,
+            stack_text=quick_stack_text(request.stack),
+        )
+
+    def report(self, request: WatchedRequest, info: Any) -> None:
+        """The log record with the full stack."""
+        if info is None:
+            return
+        environ, _, deadline = info
         path = str(environ.get("PATH_INFO", ""))
-        record_expiry(
+        log_expiry(
             mode=self.mode,
             method=str(environ.get("REQUEST_METHOD", "")),
             path=path,
@@ -152,24 +176,27 @@ class DeadlineMiddleware:
             budget=deadline.budget,
             source=deadline.source,
             stack_text=format_stack(request.stack) if request.stack is not None else "",
-            context=context,
-            environ=environ,
             where=f"thread {_thread_name(request.thread_id)}",
         )
 
 
 def _hand_back_from_flask(app: object) -> None:
     """If ``app`` is a Flask app's ``wsgi_app`` (what :func:`~middleware.protect`
-    wraps), give Flask a handler for the watchdog's exception: Flask then skips its
-    500 path (logging the traceback, ``got_request_exception``) and this middleware
-    answers 504 at once. Any other WSGI app is left alone."""
+    wraps), give Flask a handler for the watchdog's exception that answers the 504
+    problem document itself. Flask then skips its 500 path (traceback log,
+    ``got_request_exception``), and instrumentation inside Flask's request context
+    (the OpenTelemetry Flask span) records the 504 the client really gets. Any other
+    WSGI app is left alone: the middleware replaces its answer instead."""
     register = getattr(getattr(app, "__self__", None), "register_error_handler", None)
     if callable(register):
-        register(InjectedDeadlineExceeded, _placeholder_for_flask)
+        register(InjectedDeadlineExceeded, _answer_in_flask)
 
 
-def _placeholder_for_flask(error: BaseException) -> tuple[str, int]:
-    return "", 504  # never sent: the middleware replaces it with the problem document
+def _answer_in_flask(error: BaseException) -> Any:
+    from flask import Response, request
+
+    request.environ[_ANSWERED] = True
+    return Response(problem.BODY, 504, headers=list(problem.WSGI_HEADERS))
 
 
 def _thread_name(ident: int) -> str:
@@ -179,31 +206,61 @@ def _thread_name(ident: int) -> str:
     return str(ident)
 
 
+#: Set in the environ when Flask itself answered the 504 (see _answer_in_flask).
+_ANSWERED = "bastion.deadline.answered"
+
+
 class _HeldResponse:
-    """The ``start_response`` the app gets: status and headers are held back until
-    the first chunk, so that a 504 can still replace them cleanly. (Re-calling the
-    server's ``start_response`` with ``exc_info`` is no substitute: gunicorn keeps
-    the headers of the first call.)"""
+    """The ``start_response`` the app gets.
 
-    __slots__ = ("_held", "_start_response", "_write", "committed")
+    In time, it calls the server's at once: instrumentation around the app (the
+    OpenTelemetry Flask wrapper reads the status while Flask's request context is
+    still up) sees the real status. Once the deadline has passed (enforce mode), it
+    holds the app's status and headers back, since the 504 will replace them.
+    """
 
-    def __init__(self, start_response: StartResponse) -> None:
+    __slots__ = (
+        "_environ",
+        "_held",
+        "_request",
+        "_start_response",
+        "_write",
+        "answered",
+        "committed",
+        "sent",
+    )
+
+    def __init__(
+        self, start_response: StartResponse, request: WatchedRequest, environ: Environ
+    ) -> None:
         self._start_response = start_response
+        self._request = request
+        self._environ = environ
+        self.answered = False
         self._held: tuple[str, list[tuple[str, str]]] | None = None
         self._write: Callable[[bytes], object] | None = None
         self.committed = False
+        self.sent = False  # a body chunk went to the server: the headers are out
 
     def __call__(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], object]:
-        if exc_info is not None and self.committed:
-            raise exc_info[1].with_traceback(exc_info[2])  # PEP 3333: too late to change
-        self._held = (status, headers)
-        return self.write
+        request = self._request
+        if not self.committed and (
+            request.injected or (request.enforce and _monotonic() >= request.expires_at)
+        ):
+            if _ANSWERED not in self._environ:
+                self._held = (status, headers)
+                return self.write
+            self.answered = True  # Flask sends the problem document itself
+        self.committed = True
+        self._write = self._start_response(status, headers, exc_info)
+        return self._write
 
     def write(self, data: bytes) -> object:
         """The legacy ``write()``: the headers go out now."""
         self.commit()
+        self.sent = True
         assert self._write is not None, "write() called before start_response()"
         return self._write(data)
 
@@ -214,10 +271,29 @@ class _HeldResponse:
 
     def replace(self) -> bool:
         """Send the 504's status and headers instead; False if it is too late."""
-        if self.committed:
+        if self.sent:
             return False
-        self.committed = True
-        self._write = self._start_response(problem.STATUS, list(problem.WSGI_HEADERS))
+        headers = list(problem.WSGI_HEADERS)
+        if not self.committed:
+            self.committed = True
+            self._write = self._start_response(problem.STATUS, headers)
+            return True
+        # The server has the app's status but has sent nothing: PEP 3333 lets
+        # start_response replace it when given exc_info. gunicorn appends the new
+        # headers to the old ones instead, so empty its list first.
+        server_response = getattr(self._start_response, "__self__", None)
+        held_headers = getattr(server_response, "headers", None)
+        if getattr(server_response, "headers_sent", True) is False and isinstance(
+            held_headers, list
+        ):
+            held_headers.clear()
+        try:
+            error = DeadlineExceeded("request deadline exceeded")
+            self._write = self._start_response(
+                problem.STATUS, headers, (DeadlineExceeded, error, None)
+            )
+        except Exception:
+            return False
         return True
 
 
@@ -256,10 +332,11 @@ class _Body:
                     chunk = next(iterator)
                 except StopIteration:
                     request.in_app = False
-                    self._start(request, response)
+                    if not response.sent:
+                        self._start(request, response)
                     return
                 request.in_app = False
-                if not response.committed:
+                if not response.sent:
                     self._start(request, response)
                 yield chunk
         except DeadlineExceeded as error:
@@ -267,7 +344,7 @@ class _Body:
             if not request.injected and not isinstance(error, _LateStart):
                 raise
             owner = self._owner
-            if response.committed:
+            if response.sent:
                 route = owner.policy.route_label(str(self._environ.get("PATH_INFO", "")))
                 record_outcome(route, owner.mode, "aborted")
                 raise  # the server closes the connection: no clean end to a cut body
@@ -279,9 +356,11 @@ class _Body:
 
     @staticmethod
     def _start(request: WatchedRequest, response: _HeldResponse) -> None:
+        """Just before the first chunk goes to the server (with the headers)."""
         if request.enforce and _monotonic() >= request.expires_at:
             raise _LateStart  # the headers would go out after the deadline
         response.commit()
+        response.sent = True
 
     def close(self) -> None:
         try:
