@@ -147,8 +147,14 @@ class _Core(Generic[S]):
             return self.editors, self.governed
         return self._by_route[id(route)], self.governed
 
-    def hot(self) -> tuple[bool, bool, bool, bool, bool, Editors, bool, CORSPolicy | None]:
-        """Everything ``__call__`` reads, as one tuple (one attribute load per request)."""
+    def hot(self) -> tuple[Any, ...]:
+        """Everything ``__call__`` reads, as one tuple (one attribute load per request).
+        ``grants``: exact origin → prebuilt CORS headers (empty unless enforcing), so an
+        allowed request is one dict lookup; everything else takes the slower path."""
+        cors = self.cors
+        grants: dict[Any, Any] = {}
+        if cors is not None and cors.enforcing:
+            grants = cors.grants if self._encode is str else cors.grants_bytes
         return (
             self.hsts,
             bool(self.proxies),
@@ -157,7 +163,9 @@ class _Core(Generic[S]):
             self.observing,
             self.editors,
             self.governed,
-            self.cors,
+            cors,
+            grants,
+            cors.path_exempt if cors is not None else None,
         )
 
     def first_sight(self, path: str) -> bool:
@@ -236,7 +244,9 @@ class SecurityHeadersMiddleware:
         self._hot = core.hot()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        hsts, forwarded, html, by_path, observing, editors, governed, cors = self._hot
+        hsts, forwarded, html, by_path, observing, editors, governed, cors, grants, report_path = (
+            self._hot
+        )
         https = hsts and (
             environ.get("wsgi.url_scheme") == "https"
             or (forwarded and self._core.forwarded_https_wsgi(environ))
@@ -248,28 +258,22 @@ class SecurityHeadersMiddleware:
         if governed and html:
             nonce = environ[NONCE_KEY] = _nonce()
         extra = None
-        if cors is not None:
-            origin = environ.get("HTTP_ORIGIN")
-            if origin is not None and (path := environ.get("PATH_INFO", "")) != cors.path_exempt:
-                asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
-                if asked is not None and environ.get("REQUEST_METHOD") == "OPTIONS":
-                    answer = cors.preflight(
-                        origin, asked, environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS"), path
-                    )
-                    if cors.enforcing:
-                        headers = answer.headers
-                        if editor is not None:
-                            headers = editor.apply(headers, nonce, answer.grant)
-                        else:
-                            headers = headers + answer.grant
-                        start_response(answer.status, headers)
-                        return [answer.body]
-                elif cors.enforcing:
-                    extra = cors.grants.get(origin) or cors.actual_pairs(
-                        origin, environ.get("HTTP_HOST"), path
-                    )
-                else:
-                    cors.actual_pairs(origin, environ.get("HTTP_HOST"), path)  # counts only
+        if cors is not None and (origin := environ.get("HTTP_ORIGIN")) is not None:
+            extra = grants.get(origin)
+            if (
+                extra is None  # refused, pattern-matched, or observe mode
+                or environ.get("REQUEST_METHOD") == "OPTIONS"
+                or (report_path is not None and environ.get("PATH_INFO") == report_path)
+            ):
+                extra, answer = _cors_wsgi(cors, environ, origin)
+                if answer is not None:  # a preflight, answered here
+                    headers = answer.headers
+                    if editor is not None:
+                        headers = editor.apply(headers, nonce, answer.grant)
+                    else:
+                        headers = headers + answer.grant
+                    start_response(answer.status, headers)
+                    return [answer.body]
         if governed and observing:
             path = environ.get("PATH_INFO", "")
             if self._core.first_sight(path):
@@ -277,6 +281,37 @@ class SecurityHeadersMiddleware:
         if editor is None:
             return self.app(environ, start_response)
         return self.app(environ, _EditingStart(start_response, editor, nonce, extra))
+
+
+def _cors_wsgi(
+    cors: CORSPolicy, environ: Environ, origin: str
+) -> tuple[list[tuple[str, str]] | None, Preflight | None]:
+    """The CORS paths off the hot one: (headers to add, preflight answer to send)."""
+    path = environ.get("PATH_INFO", "")
+    if path == cors.path_exempt:
+        return None, None
+    asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+    if asked is not None and environ.get("REQUEST_METHOD") == "OPTIONS":
+        asked_headers = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS")
+        answer = cors.preflight(origin, asked, asked_headers, path)
+        return None, (answer if cors.enforcing else None)
+    extra = cors.actual_pairs(origin, environ.get("HTTP_HOST"), path)
+    return (extra if cors.enforcing else None), None
+
+
+def _cors_asgi(
+    cors: CORSPolicy, scope: Scope, origin: bytes
+) -> tuple[list[tuple[bytes, bytes]] | None, Preflight | None]:
+    path = scope.get("path", "")
+    if path == cors.path_exempt:
+        return None, None
+    asked = _header(scope, b"access-control-request-method")
+    if asked is not None and scope.get("method") == "OPTIONS":
+        asked_headers = _header(scope, b"access-control-request-headers")
+        answer = cors.preflight_bytes(origin, asked, asked_headers, path)
+        return None, (answer if cors.enforcing else None)
+    extra = cors.actual_pairs_bytes(origin, _header(scope, b"host"), path)
+    return (extra if cors.enforcing else None), None
 
 
 class _EditingStart:
@@ -337,7 +372,9 @@ class SecurityHeadersASGIMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        hsts, forwarded, html, by_path, observing, editors, governed, cors = self._hot
+        hsts, forwarded, html, by_path, observing, editors, governed, cors, grants, report_path = (
+            self._hot
+        )
         https = hsts and (
             scope.get("scheme") == "https" or (forwarded and self._core.forwarded_https_asgi(scope))
         )
@@ -355,20 +392,17 @@ class SecurityHeadersASGIMiddleware:
                 if name == b"origin":
                     origin = value
                     break
-            if origin is not None and (path := scope.get("path", "")) != cors.path_exempt:
-                asked = _header(scope, b"access-control-request-method")
-                if asked is not None and scope.get("method") == "OPTIONS":
-                    asked_headers = _header(scope, b"access-control-request-headers")
-                    answer = cors.preflight_bytes(origin, asked, asked_headers, path)
-                    if cors.enforcing:
+            if origin is not None:
+                extra = grants.get(origin)
+                if (
+                    extra is None
+                    or scope.get("method") == "OPTIONS"
+                    or (report_path is not None and scope.get("path") == report_path)
+                ):
+                    extra, answer = _cors_asgi(cors, scope, origin)
+                    if answer is not None:
                         await _send_preflight(send, answer, editor, nonce)
                         return
-                elif cors.enforcing:
-                    extra = cors.grants_bytes.get(origin) or cors.actual_pairs_bytes(
-                        origin, _header(scope, b"host"), path
-                    )
-                else:
-                    cors.actual_pairs_bytes(origin, _header(scope, b"host"), path)
         if governed and observing:
             path = scope.get("path", "")
             if self._core.first_sight(path):
