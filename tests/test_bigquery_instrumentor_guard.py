@@ -302,3 +302,22 @@ def test_slow_table_lookup_does_not_hold_the_query(
         time.sleep(0.1)
         with pytest.raises(UnpartitionedQueryError):
             games.client().query_and_wait(UNFILTERED)
+
+
+def test_retries_of_a_failing_call_end_at_the_deadline(
+    bq_server: LocalBigQuery, telemetry: Telemetry
+) -> None:
+    from google.api_core.exceptions import RetryError
+
+    bq_server.add_rule(endpoint="jobs.insert", status=503)  # retryable, forever
+    settings = Settings(bigquery="enforce", bq_deadline_margin_seconds=0.5)
+    started = time.monotonic()
+    with (
+        instrumented(telemetry, settings),
+        deadline.scope(2.5),
+        pytest.raises((RetryError, DeadlineExceeded)),
+    ):
+        bq_server.client().query(SLOW).result()  # alone, retried for 600 s
+    assert time.monotonic() - started < 2.5 + 1.0
+    assert len(bq_server.requests.of("jobs.insert")) >= 2  # it did retry, within the budget
+    assert (telemetry.only_span().attributes or {})["bastion.outcome"] in ("timeout", "refused")

@@ -25,6 +25,7 @@ from instrumentation.bigquery._timeouts import (
     SERVER_HOLD_BUFFER_MS,
 )
 from middleware.deadline import DeadlineExceeded
+from middleware.deadline import remaining as deadline_remaining
 
 if TYPE_CHECKING:
     from instrumentation.bigquery._guard import Description, Guard
@@ -243,6 +244,21 @@ class Operation:
             except (TypeError, ValueError):
                 pass
         return given
+
+    def bounded_retry(self, retry: Any) -> Any:
+        """The client's retry (600 s by default, inside ``_call_api`` for most calls),
+        its total capped by the request deadline minus margin; unchanged outside one."""
+        if retry is None or not hasattr(retry, "with_timeout"):
+            return retry
+        policy = self.guard.policy
+        left = deadline_remaining()
+        if left is None:
+            return retry
+        limit = max(left - policy.margin, MIN_HTTP_SECONDS)
+        current = getattr(retry, "timeout", None)
+        if isinstance(current, (int, float)) and current <= limit:
+            return retry
+        return retry.with_timeout(limit)
 
     def note_cancel(self) -> None:
         if not self.cancelled:

@@ -216,6 +216,8 @@ class Wrappers:
             return wrapped(*args, **kwargs)
         try:
             sent = op.prepare(kwargs)
+            if args and self.guard.enforce:
+                args = (op.bounded_retry(args[0]), *args[1:])
         except DeadlineExceeded:
             raise
         except Exception as error:
