@@ -1,0 +1,306 @@
+"""The machinery of :mod:`middleware.headers`: per-request selection among the
+precompiled editors, the CORS paths off the hot one, and the ``start_response`` /
+``send`` wrappers. Kept apart so the middleware module reads as its two classes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from secrets import token_urlsafe
+from typing import Any, Generic
+
+from middleware._cors_policy import CORSPolicy, Preflight
+from middleware._flags import Mode
+from middleware._header_policy import (
+    HeaderEditor,
+    Plan,
+    S,
+    TrustedProxies,
+    cors_plan,
+    forwarded_https,
+    header_plan,
+    hsts,
+)
+from middleware.routes import Route, RouteTable
+from middleware.settings import Settings
+
+logger = logging.getLogger("bastion.headers")
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Editors = tuple["HeaderEditor[Any] | None", "HeaderEditor[Any] | None"]  # (http, https)
+
+_OBSERVED_PATHS_MAX = 1024
+
+
+class Core(Generic[S]):
+    """What both classes share: every editor compiled in ``__init__``, and the
+    per-request choice among them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        routes: RouteTable | Mapping[str, Route] | None,
+        cors: CORSPolicy | None,
+        encode: type[S],
+    ) -> None:
+        self._settings = settings
+        self._encode: type[S] = encode
+        self.mode = settings.headers
+        self.observing = self.mode is Mode.OBSERVE
+        self.html = settings.headers_preset == "html"
+        self.hsts = hsts(settings) is not None
+        self.proxies = TrustedProxies(settings.trusted_proxies)
+        self.cors = cors if cors is not None and cors.mode.active else None
+        self._cors_part = cors_plan() if self.cors and self.cors.mode.enforcing else None
+        self.routes = RouteTable.of(routes)
+        self._exempt_exact = frozenset(p for p in settings.headers_exempt_paths if p[-1] != "/")
+        self._exempt_prefixes = tuple(p for p in settings.headers_exempt_paths if p[-1] == "/")
+        self.by_path = bool(self.routes or self._exempt_exact or self._exempt_prefixes)
+        self.governed = self.mode.active
+        self.editors = self._editors(None)
+        self.exempt: HeaderEditor[S] | None = self._compile(None)
+        # Per-route variants compiled now, so a bad route value fails at startup.
+        self._by_route: dict[int, Editors] = {
+            id(route): self._editors(route) for route in self.routes.values() if route.headers
+        }
+        self.observed: set[str] = set()
+        self.would: Editors = (None, None)
+        if self.mode is Mode.OBSERVE:
+            self.would = (
+                self._compile(header_plan(settings, https=False)),
+                self._compile(header_plan(settings, https=True)),
+            )
+
+    def _compile(self, plan: Plan | None) -> HeaderEditor[S] | None:
+        if self._cors_part is not None:
+            plan = self._cors_part if plan is None else plan | self._cors_part
+        return None if plan is None else HeaderEditor(plan, self._encode)
+
+    def _editors(self, route: Route | None) -> Editors:
+        if not self.mode.enforcing:
+            return (self.exempt_or_cors(), self.exempt_or_cors())
+        return (
+            self._compile(header_plan(self._settings, https=False, route=route)),
+            self._compile(header_plan(self._settings, https=True, route=route)),
+        )
+
+    def exempt_or_cors(self) -> HeaderEditor[S] | None:
+        return self._compile(None)
+
+    def select(self, path: str) -> tuple[Editors, bool]:
+        """(editors, governed) for a path, with exemptions and per-route overrides."""
+        if path in self._exempt_exact or (
+            self._exempt_prefixes and path.startswith(self._exempt_prefixes)
+        ):
+            return (self.exempt, self.exempt), False
+        route = self.routes.match(path) if self.routes else None
+        if route is None:
+            return self.editors, self.governed
+        if route.exempt_headers:
+            return (self.exempt, self.exempt), False
+        if not route.headers:
+            return self.editors, self.governed
+        return self._by_route[id(route)], self.governed
+
+    def hot(self) -> tuple[Any, ...]:
+        """Everything ``__call__`` reads, as one tuple (one attribute load per request).
+        ``grants``: exact origin → prebuilt CORS headers (empty unless enforcing), so an
+        allowed request is one dict lookup; everything else takes the slower path."""
+        cors = self.cors
+        grants: dict[Any, Any] = {}
+        if cors is not None and cors.enforcing:
+            grants = cors.grants if self._encode is str else cors.grants_bytes
+        return (
+            self.hsts,
+            bool(self.proxies),
+            self.html,
+            self.by_path,
+            self.observing,
+            self.editors,
+            self.governed,
+            cors,
+            grants,
+            cors.path_exempt if cors is not None else None,
+        )
+
+    def first_sight(self, path: str) -> bool:
+        """True the first time a path is seen in observe mode (bounded)."""
+        return path not in self.observed and len(self.observed) < _OBSERVED_PATHS_MAX
+
+    def forwarded_https_wsgi(self, environ: Environ) -> bool:
+        proto = environ.get("HTTP_X_FORWARDED_PROTO")
+        return (
+            proto is not None
+            and self.proxies.trusts(environ.get("REMOTE_ADDR"))
+            and forwarded_https(proto)
+        )
+
+    def forwarded_https_asgi(self, scope: Scope) -> bool:
+        proto = request_header(scope, b"x-forwarded-proto")
+        client = scope.get("client")
+        return (
+            proto is not None
+            and client is not None
+            and self.proxies.trusts(client[0])
+            and forwarded_https(proto.decode("latin-1"))
+        )
+
+    def log_observed(
+        self,
+        path: str,
+        https: bool,
+        headers: list[tuple[S, S]],
+        nonce: S | None,
+    ) -> None:
+        self.observed.add(path)
+        editor = self.would[https]
+        if editor is None:
+            return
+        before = {text(n).lower(): text(v) for n, v in headers}
+        after = {text(n).lower(): text(v) for n, v in editor.apply(headers, nonce)}
+        added = sorted(set(after) - set(before))
+        removed = sorted(set(before) - set(after))
+        replaced = sorted(k for k in set(before) & set(after) if before[k] != after[k])
+        logger.info(
+            "security headers (observe) on %s: would add %s; replace %s; remove %s",
+            path,
+            added,
+            replaced,
+            removed,
+        )
+
+
+def text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def new_nonce() -> str:
+    return token_urlsafe(18)
+
+
+def cors_wsgi(
+    cors: CORSPolicy, environ: Environ, origin: str
+) -> tuple[list[tuple[str, str]] | None, Preflight | None]:
+    """The CORS paths off the hot one: (headers to add, preflight answer to send)."""
+    path = environ.get("PATH_INFO", "")
+    if path == cors.path_exempt:
+        return None, None
+    asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+    if asked is not None and environ.get("REQUEST_METHOD") == "OPTIONS":
+        asked_headers = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS")
+        answer = cors.preflight(origin, asked, asked_headers, path)
+        return None, (answer if cors.enforcing else None)
+    extra = cors.actual_pairs(origin, environ.get("HTTP_HOST"), path)
+    return (extra if cors.enforcing else None), None
+
+
+def cors_asgi(
+    cors: CORSPolicy, scope: Scope, origin: bytes
+) -> tuple[list[tuple[bytes, bytes]] | None, Preflight | None]:
+    path = scope.get("path", "")
+    if path == cors.path_exempt:
+        return None, None
+    asked = request_header(scope, b"access-control-request-method")
+    if asked is not None and scope.get("method") == "OPTIONS":
+        asked_headers = request_header(scope, b"access-control-request-headers")
+        answer = cors.preflight_bytes(origin, asked, asked_headers, path)
+        return None, (answer if cors.enforcing else None)
+    extra = cors.actual_pairs_bytes(origin, request_header(scope, b"host"), path)
+    return (extra if cors.enforcing else None), None
+
+
+class EditingStart:
+    """``start_response`` that merges the headers. One slotted object per request: fewer
+    allocations (and young-generation GC work) than a closure and its cells."""
+
+    __slots__ = ("editor", "extra", "nonce", "start_response")
+
+    def __init__(
+        self,
+        start_response: StartResponse,
+        editor: HeaderEditor[str],
+        nonce: str | None,
+        extra: list[tuple[str, str]] | None,
+    ) -> None:
+        self.start_response = start_response
+        self.editor = editor
+        self.nonce = nonce
+        self.extra = extra
+
+    def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return self.start_response(
+            status, self.editor.apply(headers, self.nonce, self.extra), exc_info
+        )
+
+
+def observing_start(
+    start_response: StartResponse, core: Core[str], path: str, https: bool, nonce: str | None
+) -> StartResponse:
+    def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        core.log_observed(path, https, headers, nonce)
+        return start_response(status, headers, exc_info)
+
+    return start
+
+
+class EditingSend:
+    """``send`` that merges the headers of ``http.response.start``. A plain callable
+    returning ``send``'s awaitable: no coroutine frame of its own per message, and one
+    slotted object per request instead of a closure and its cells."""
+
+    __slots__ = ("editor", "extra", "nonce", "send")
+
+    def __init__(
+        self,
+        send: Send,
+        editor: HeaderEditor[bytes],
+        nonce: bytes | None,
+        extra: list[tuple[bytes, bytes]] | None,
+    ) -> None:
+        self.send = send
+        self.editor = editor
+        self.nonce = nonce
+        self.extra = extra
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers") or ()
+            message["headers"] = self.editor.apply(headers, self.nonce, self.extra)
+        return self.send(message)
+
+
+def observing_send(
+    send: Send, core: Core[bytes], path: str, https: bool, nonce: bytes | None
+) -> Send:
+    def send_observed(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            core.log_observed(path, https, list(message.get("headers") or ()), nonce)
+        return send(message)
+
+    return send_observed
+
+
+def request_header(scope: Scope, wanted: bytes) -> bytes | None:
+    """The first value of a request header (ASGI names are lower-case bytes)."""
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return bytes(value)
+    return None
+
+
+async def send_preflight(
+    send: Send, answer: Preflight, editor: HeaderEditor[bytes] | None, nonce: bytes | None
+) -> None:
+    base = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in answer.headers]
+    grant = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in answer.grant]
+    headers = editor.apply(base, nonce, grant) if editor is not None else base + grant
+    status = int(answer.status[:3])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
