@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from timeouts import gunicorn_timeout
+
+from middleware.deadline.gunicorn import gunicorn_config
+from middleware.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parent
 STAGES = range(5)
@@ -89,8 +91,8 @@ def service_env(
         **service.get("env", {}),
         "CLOUD_RUN_TIMEOUT_SECONDS": str(service["timeout_seconds"]),
     }
-    deadline = float(env.get("BASTION_DEADLINE_SECONDS", "25"))
-    gunicorn_timeout(deadline, float(service["timeout_seconds"]))  # refuse a bad order
+    # What deploy/gunicorn.conf.py will compute: refuse to render a bad order.
+    gunicorn_config(Settings.from_env(env), cloud_run_timeout=float(service["timeout_seconds"]))
     return {key: str(value) for key, value in env.items()}
 
 

@@ -30,10 +30,10 @@ class, bytes from BigQuery's 10 MB minimum bill to 10 TB); the SDK's default buc
 milliseconds-shaped and would put every query in the first two.
 
 Everything is flushed at interpreter exit (the SDK's atexit hooks) and by
-:meth:`Telemetry.shutdown`; gunicorn workers flush through the hooks in
-``middleware.deadline.gunicorn`` (see ``deploy/gunicorn.conf.py``), which call
-:func:`flush` through the global providers. ``configure()`` is idempotent: later calls
-return the first handle.
+:meth:`Telemetry.shutdown`; gunicorn workers also flush on exit and abort through the
+``worker_exit`` / ``worker_abort`` hooks of ``middleware.deadline.gunicorn`` (see
+``deploy/gunicorn.conf.py``), which reach these providers through the global API.
+``configure()`` is idempotent: later calls return the first handle.
 """
 
 from __future__ import annotations

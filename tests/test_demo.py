@@ -74,7 +74,7 @@ def test_the_output_shows_what_a_user_needs_to_see(demo: DemoRun) -> None:
         "configure()" in out and "protect(Flask(__name__)" in out and "instrument_all(app)" in out
     )
     # the timeouts, in order
-    assert re.search(r"timeouts: Bastion deadline 3s < gunicorn 6s < Cloud Run 10s", out)
+    assert re.search(r"timeouts: Bastion deadline 3s < gunicorn 8s < Cloud Run 10s", out)
     # response headers set by Bastion
     for header in ("Content-Security-Policy", "X-Frame-Options", "Cross-Origin-Opener-Policy"):
         assert re.search(rf"{header}\s+│.*│ Bastion", out), header

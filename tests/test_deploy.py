@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from middleware.deadline.gunicorn import gunicorn_config
 from middleware.settings import Mode, Settings, flag_table
 from tests.servers import BIN, ROOT, free_port, wait_for_port
 
@@ -172,15 +173,15 @@ def test_the_analytics_processor_defaults_to_the_analytics_class_in_every_stage(
 
 
 @pytest.mark.parametrize("path", manifest_paths(), ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_timeouts_are_ordered_deadline_gunicorn_cloud_run(path: Path, render: ModuleType) -> None:
-    from timeouts import gunicorn_timeout  # type: ignore[import-not-found]
-
+def test_timeouts_are_ordered_deadline_gunicorn_cloud_run(path: Path) -> None:
     manifest = load(path)
     env = app_env(manifest)
     cloud_run = manifest["spec"]["template"]["spec"]["timeoutSeconds"]
-    deadline = Settings.from_env(env).deadline_seconds
+    settings = Settings.from_env(env)
     assert float(env["CLOUD_RUN_TIMEOUT_SECONDS"]) == cloud_run
-    assert deadline < gunicorn_timeout(deadline, cloud_run) < cloud_run
+    # what deploy/gunicorn.conf.py computes from the same variables
+    timeout = gunicorn_config(settings, cloud_run_timeout=cloud_run)["timeout"]
+    assert settings.deadline_seconds < timeout < cloud_run
 
 
 def _gunicorn_with_deploy_config(
@@ -214,7 +215,7 @@ def test_the_gunicorn_config_applies_the_ordered_timeouts(tmp_path: Path) -> Non
         process.terminate()
         process.wait(timeout=15)
     log = (tmp_path / "gunicorn.log").read_text()
-    assert "timeouts: Bastion deadline 100s < gunicorn 110s < Cloud Run 120s" in log
+    assert "timeouts: Bastion deadline 100s < gunicorn 105s < Cloud Run 120s" in log
     assert "Using worker: gthread" in log
 
 
@@ -222,7 +223,9 @@ def test_the_gunicorn_config_refuses_to_start_with_timeouts_out_of_order(tmp_pat
     env = {"BASTION_DEADLINE_SECONDS": "200", "CLOUD_RUN_TIMEOUT_SECONDS": "120"}
     process, _ = _gunicorn_with_deploy_config(env, tmp_path)
     assert process.wait(timeout=30) != 0
-    assert "timeouts out of order: deadline 200 s" in (tmp_path / "gunicorn.log").read_text()
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert "TimeoutOrderError" in log
+    assert "must be shorter than the Cloud Run request timeout (120s)" in log
 
 
 # --- collector ------------------------------------------------------------------------
@@ -376,3 +379,14 @@ def test_prometheus_names_follow_the_collector_translation(
     render: ModuleType, name: str, unit: str, kind: str, expected: str
 ) -> None:
     assert render.prometheus_name(name, unit, kind) == expected
+
+
+def test_the_runbook_timeout_table_matches_the_manifests() -> None:
+    runbook = (DEPLOY / "README.md").read_text()
+    for service in SERVICES:
+        manifest = load(DEPLOY / f"cloudrun/stage-4/{service}.yaml")
+        settings = Settings.from_env(app_env(manifest))
+        cloud_run = manifest["spec"]["template"]["spec"]["timeoutSeconds"]
+        timeout = gunicorn_config(settings, cloud_run_timeout=cloud_run)["timeout"]
+        row = f"| {service} | {settings.deadline_seconds:g} s | {timeout} s | {cloud_run} s |"
+        assert row in runbook
