@@ -344,3 +344,31 @@ def test_token_bucket_refills_at_the_configured_rate() -> None:
     buckets.take("b", now=1.0)
     buckets.take("c", now=1.0)  # the table holds two: "a" is forgotten
     assert len(buckets) == 2
+
+
+def test_protect_mounts_the_intake_inside_the_security_headers_and_before_cors(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "BASTION_CSP_REPORT_PATH": PATH,
+        "BASTION_CSP_REPORT_URI": PATH,
+        "BASTION_CORS_ORIGINS": "https://app.example.com",
+    }
+    with gunicorn("tests.apps.csp_protected_app:app", tmp_path, env=env) as server:
+        accepted = post(server, json.dumps(LEGACY), "application/csp-report")
+        # a browser on another origin preflights its report: the intake answers, not CORS
+        preflight = requests.options(
+            server.url + PATH,
+            headers={
+                "Origin": "https://props.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+            timeout=10,
+        )
+        page = requests.get(server.url + "/", timeout=10)
+    assert accepted.status_code == 204
+    assert accepted.headers["X-Content-Type-Options"] == "nosniff"  # headers layer outside
+    assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert page.json() == {"ok": "yes"}
+    assert PATH in page.headers["Content-Security-Policy"]  # browsers are told where to report

@@ -384,3 +384,42 @@ def test_gcp_exporters_cloud_run_resource_and_cloud_trace_propagation(tmp_path: 
     assert carrier["x-cloud-trace-context"].startswith(seen["trace_id"] + "/")
     assert seen["trace_id"] in carrier["traceparent"]
     assert seen["inbound_trace_id"] == "105445aa7843bc8bf206b12000100000"
+
+
+def test_instrument_all_turns_on_the_guards_and_flask_server_spans_once(tmp_path: Path) -> None:
+    out = tmp_path / "telemetry.jsonl"
+    result = run_python(
+        """
+        import json
+        import requests
+        from flask import Flask
+        from google.cloud.bigquery.client import Client
+        from instrumentation.telemetry import configure, instrument_all
+        from middleware import protect
+
+        configure()
+        app = protect(Flask(__name__))
+        app.add_url_rule("/", "index", lambda: "ok")
+        first = instrument_all(app)
+        second = instrument_all(app)  # idempotent: nothing wrapped twice
+        client = app.test_client()
+        client.get("/")
+        from opentelemetry import trace
+        trace.get_tracer_provider().force_flush()
+        print(json.dumps({
+            "names": [type(i).__name__ for i in first],
+            "same": [type(i).__name__ for i in second],
+            "send_wrapped": hasattr(requests.adapters.HTTPAdapter.send, "__wrapped__"),
+            "double": hasattr(requests.adapters.HTTPAdapter.send.__wrapped__, "__wrapped__"),
+            "bq_wrapped": hasattr(Client.query, "__wrapped__"),
+        }))
+        """,
+        {"BASTION_TELEMETRY_JSONL": str(out)},
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.splitlines()[-1])
+    server = [r for r in read_jsonl(out) if r.get("kind") == "SpanKind.SERVER"]
+    assert [s["name"] for s in server] == ["GET /"]
+    assert seen["names"] == ["BigQueryInstrumentor", "HttpInstrumentor", "FlaskInstrumentor"]
+    assert seen["same"] == seen["names"]
+    assert seen["send_wrapped"] and seen["bq_wrapped"] and not seen["double"]
