@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from urllib3.exceptions import InsecureRequestWarning
 
-from instrumentation.http import DeadlineTimeout
+from instrumentation.http import DeadlineTimeout, HttpInstrumentor
 from middleware import deadline
 from middleware.settings import Mode, Settings
 from tests.apps.http_harness import guarded
@@ -88,3 +88,22 @@ def test_tls_decision_is_an_attribute_and_event(
     assert (span.attributes or {})["bastion.tls.decision"] == "observed"
     (event,) = [e for e in span.events if e.name == "bastion.tls.insecure"]
     assert str((event.attributes or {})["code.location"]).startswith(f"{__file__}:")
+
+
+def test_the_instrumentor_turns_on_requests_spans_and_off_again() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    assert not RequestsInstrumentor().is_instrumented_by_opentelemetry
+    HttpInstrumentor().instrument(settings=ENFORCE, tracer_provider=provider, skip_dep_check=True)
+    try:
+        assert RequestsInstrumentor().is_instrumented_by_opentelemetry
+        with AppServer() as server:
+            requests.get(f"{server.url}/ok")
+    finally:
+        HttpInstrumentor().uninstrument()
+    assert not RequestsInstrumentor().is_instrumented_by_opentelemetry
+    (span,) = exporter.get_finished_spans()
+    assert span.kind is SpanKind.CLIENT
+    assert (span.attributes or {})["bastion.http.timeout_source"] == "default"
+    provider.shutdown()

@@ -60,8 +60,10 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     * ``settings``: a :class:`~middleware.settings.Settings` (default: the process-wide
       ``get_settings()``, read from ``BASTION_*``);
     * ``meter_provider``: where the ``bastion`` counters go (default: the global one);
-    * ``tracer_provider``: accepted for symmetry with other instrumentors and unused,
-      since the guard adds to the current (requests) span rather than making its own.
+    * ``requests_spans`` (default True): also turn on opentelemetry-instrumentation-
+      requests when it is installed and not on yet, with ``tracer_provider``; the guard
+      makes no spans of its own, it adds attributes and events to that client span.
+      ``uninstrument()`` turns it off again only if it was turned on here.
 
     Instrumenting twice is a no-op (``BaseInstrumentor`` keeps one instance);
     ``uninstrument()`` removes both wrappers.
@@ -69,6 +71,7 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     _guard: OutboundGuard | None = None
     _wrapped_warnings: bool = False
+    _requests_spans: Any = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("requests >= 2.0",)
@@ -78,6 +81,8 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if not (settings.http.active or settings.tls.active):
             return
         meter = get_meter("bastion", meter_provider=kwargs.get("meter_provider"))
+        if kwargs.get("requests_spans", True):
+            self._requests_spans = _turn_on_requests_spans(kwargs.get("tracer_provider"))
         self._guard = OutboundGuard(settings, meter)
         wrapt.wrap_function_wrapper(HTTPAdapter, "send", self._guard)
         if settings.tls.active:
@@ -95,9 +100,28 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 )
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        if self._requests_spans is not None:
+            self._requests_spans.uninstrument()
+            self._requests_spans = None
         if self._guard is not None:
             unwrap(HTTPAdapter, "send")
             self._guard = None
         if self._wrapped_warnings:
             unwrap(urllib3, "disable_warnings")
             self._wrapped_warnings = False
+
+
+def _turn_on_requests_spans(tracer_provider: Any) -> Any:
+    """Instrument opentelemetry-instrumentation-requests if installed and not yet on.
+
+    Returns the instrumentor when this call turned it on, else None.
+    """
+    try:
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    except ImportError:
+        return None
+    spans = RequestsInstrumentor()
+    if spans.is_instrumented_by_opentelemetry:
+        return None
+    spans.instrument(tracer_provider=tracer_provider)
+    return spans

@@ -9,12 +9,14 @@ http.client's buffer: before each ``recv_into`` it lowers the socket timeout to 
 time left (never raising it above the caller's read timeout), and refuses to wait at
 all once the deadline has passed. urllib3 turns that socket timeout into its
 ``ReadTimeoutError`` and throws the connection away (it is mid-body, so it cannot go
-back to the pool). The response's ``read``/``read1``/``read_chunked`` are shadowed on
-the instance to turn that error into :class:`DeadlineTimeout`, before requests'
-``iter_content`` would turn it into a ``ConnectionError``. Bytes already buffered are
-still served after the deadline: only waiting on the network is refused. The shadows
-hold the response weakly: a response referring to itself would be freed only by the
-cyclic garbage collector, which costs more than everything else here together.
+back to the pool). The response's ``read`` and ``read_chunked`` (what ``stream``,
+``iter_content``, ``.content`` and file-like use of ``raw`` go through) are shadowed
+on the instance to turn that error into :class:`DeadlineTimeout` before requests'
+``iter_content`` would make a ``ConnectionError`` of it; ``raw.read1`` is bounded too
+but raises urllib3's ``ReadTimeoutError``. Bytes already buffered are still served
+after the deadline: only waiting on the network is refused. The shadows hold the
+response weakly: a response referring to itself would be freed only by the cyclic
+garbage collector, which costs more than everything else here together.
 
 :func:`watch_body` is the observe-mode twin: it changes nothing and reports once if the
 body was still being read when the deadline passed.
@@ -22,6 +24,7 @@ body was still being read when the deadline passed.
 
 from __future__ import annotations
 
+import socket
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -37,7 +40,6 @@ __all__ = ["bound_body", "watch_body"]
 _monotonic = time.monotonic
 # A socket timeout fires at, not after, the time asked; allow for clock granularity.
 _TOLERANCE = 0.005
-_READERS = ("read", "read1")
 
 
 class _DeadlineSocket:
@@ -68,14 +70,14 @@ def _socket_io(raw: object) -> Any:
     original = getattr(raw, "_fp", None)  # http.client.HTTPResponse
     buffered = getattr(original, "fp", None)  # io.BufferedReader, None once fully read
     socket_io = getattr(buffered, "raw", None)
-    sock = getattr(socket_io, "_sock", None)
-    if sock is None or not hasattr(sock, "recv_into") or not hasattr(sock, "settimeout"):
-        return None
-    return socket_io
+    # A plain (or TLS) socket; not one of ours already, not a test double.
+    if isinstance(getattr(socket_io, "_sock", None), socket.socket):
+        return socket_io
+    return None
 
 
 def bound_body(
-    raw: object,
+    raw: Any,
     deadline: Deadline,
     request: object,
     on_cut: Callable[[], None],
@@ -86,6 +88,8 @@ def bound_body(
         return False
     sock = socket_io._sock
     socket_io._sock = _DeadlineSocket(sock, deadline.expires_at, sock.gettimeout())
+    cls, ref = type(raw), weakref.ref(raw)
+    read, read_chunked = cls.read, cls.read_chunked
 
     def convert(error: ReadTimeoutError) -> DeadlineTimeout | None:
         if _monotonic() < deadline.expires_at - _TOLERANCE:
@@ -99,104 +103,58 @@ def bound_body(
             request=request,
         )
 
-    for name in _READERS:
-        _shadow(raw, name, convert)
-    _shadow_chunked(raw, convert)
+    def bounded_read(*args: Any, **kwargs: Any) -> bytes:
+        try:
+            return read(ref(), *args, **kwargs)  # type: ignore[no-any-return]
+        except ReadTimeoutError as error:
+            cut = convert(error)
+            if cut is None:
+                raise
+            raise cut from error
+
+    def bounded_chunks(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        try:
+            yield from read_chunked(ref(), *args, **kwargs)
+        except ReadTimeoutError as error:
+            cut = convert(error)
+            if cut is None:
+                raise
+            raise cut from error
+
+    raw.read = bounded_read
+    raw.read_chunked = bounded_chunks
     return True
 
 
-def _unbound(raw: object, name: str) -> tuple[Callable[..., Any], weakref.ref[Any]] | None:
-    """The class's own method and a weak reference to ``raw`` (no reference cycle)."""
-    function = getattr(type(raw), name, None)
-    if function is None or name in vars(raw):
-        return None
-    return function, weakref.ref(raw)
-
-
-def _shadow(
-    raw: object, name: str, convert: Callable[[ReadTimeoutError], DeadlineTimeout | None]
-) -> None:
-    found = _unbound(raw, name)
-    if found is None:
-        return
-    original, ref = found
-
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return original(ref(), *args, **kwargs)
-        except ReadTimeoutError as error:
-            cut = convert(error)
-            if cut is None:
-                raise
-            raise cut from error
-
-    setattr(raw, name, bounded)
-
-
-def _shadow_chunked(
-    raw: object, convert: Callable[[ReadTimeoutError], DeadlineTimeout | None]
-) -> None:
-    found = _unbound(raw, "read_chunked")
-    if found is None:
-        return
-    original, ref = found
-
-    def bounded(*args: Any, **kwargs: Any) -> Iterator[bytes]:
-        try:
-            yield from original(ref(), *args, **kwargs)
-        except ReadTimeoutError as error:
-            cut = convert(error)
-            if cut is None:
-                raise
-            raise cut from error
-
-    raw.read_chunked = bounded  # type: ignore[attr-defined]
-
-
-def watch_body(raw: object, deadline: Deadline, on_overrun: Callable[[], None]) -> bool:
+def watch_body(raw: Any, deadline: Deadline, on_overrun: Callable[[], None]) -> bool:
     """Call ``on_overrun`` once if a read of ``raw`` ends after ``deadline``; change nothing."""
     if _socket_io(raw) is None:
         return False
+    cls, ref = type(raw), weakref.ref(raw)
+    read, read_chunked = cls.read, cls.read_chunked
+    expires_at = deadline.expires_at
     reported = False
 
     def check() -> None:
         nonlocal reported
-        if not reported and _monotonic() >= deadline.expires_at:
+        if not reported and _monotonic() >= expires_at:
             reported = True
             on_overrun()
 
-    for name in (*_READERS, "read_chunked"):
-        found = _unbound(raw, name)
-        if found is None:
-            continue
-        if name == "read_chunked":
-            setattr(raw, name, _watched_chunks(*found, check))
-        else:
-            setattr(raw, name, _watched(*found, check))
-    return True
-
-
-def _watched(
-    original: Callable[..., Any], ref: weakref.ref[Any], check: Callable[[], None]
-) -> Callable[..., Any]:
-    def watched(*args: Any, **kwargs: Any) -> Any:
+    def watched_read(*args: Any, **kwargs: Any) -> bytes:
         try:
-            return original(ref(), *args, **kwargs)
+            return read(ref(), *args, **kwargs)  # type: ignore[no-any-return]
         finally:
             check()
 
-    return watched
-
-
-def _watched_chunks(
-    original: Callable[..., Iterator[bytes]], ref: weakref.ref[Any], check: Callable[[], None]
-) -> Callable[..., Iterator[bytes]]:
-    def watched(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+    def watched_chunks(*args: Any, **kwargs: Any) -> Iterator[bytes]:
         try:
-            for chunk in original(ref(), *args, **kwargs):
+            for chunk in read_chunked(ref(), *args, **kwargs):
                 check()
                 yield chunk
         finally:
             check()
 
-    return watched
+    raw.read = watched_read
+    raw.read_chunked = watched_chunks
+    return True

@@ -55,6 +55,7 @@ def guarded(settings: Settings | None = None, **changes: Any) -> Iterator[Counte
         settings=base.replace(**changes) if changes else base,
         meter_provider=provider,
         skip_dep_check=True,
+        requests_spans=False,  # the telemetry tests turn it on themselves
     )
     try:
         yield Counters(reader)
