@@ -32,8 +32,8 @@ from collections.abc import Callable
 from typing import Any
 
 ORIGIN = "https://app.example.com"
-ROUNDS = 31
-BATCH = 400
+ROUNDS = 41
+BATCH = 300
 BARS = {"flask": 1.05, "starlette": 1.20}
 
 
@@ -205,7 +205,7 @@ def measure(runners: dict[str, Callable[[int], float]]) -> dict[str, tuple[float
 
 
 def table(title: str, results: dict[str, tuple[float, float]], bar: float) -> str:
-    lines = [f"**{title}**", "", "| candidate | µs / request | × bare |", "|---|---:|---:|"]
+    lines = [f"**{title}**", "", "| candidate | µs / request | x bare |", "|---|---:|---:|"]
     for name, (micros, ratio) in results.items():
         verdict = ""
         if name.startswith("Bastion"):
