@@ -230,7 +230,7 @@ class CORSPolicy:
         self._observed.add(key)
         verb = "refused" if self.mode is Mode.ENFORCE else "would refuse"
         # %r: the origin is attacker-controlled; repr keeps control characters out of logs.
-        logger.info("CORS %s %s on %s (origin %.100r)", verb, reason, path, origin)
+        logger.info("CORS %s %s on %.200r (origin %.100r)", verb, reason, path, origin)
 
 
 def _header_list(value: str | None) -> list[str] | None:

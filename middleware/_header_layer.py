@@ -85,14 +85,12 @@ class Core(Generic[S]):
 
     def _editors(self, route: Route | None) -> Editors:
         if not self.mode.enforcing:
-            return (self.exempt_or_cors(), self.exempt_or_cors())
+            cors_only = self._compile(None)
+            return (cors_only, cors_only)
         return (
             self._compile(header_plan(self._settings, https=False, route=route)),
             self._compile(header_plan(self._settings, https=True, route=route)),
         )
-
-    def exempt_or_cors(self) -> HeaderEditor[S] | None:
-        return self._compile(None)
 
     def select(self, path: str) -> tuple[Editors, bool]:
         """(editors, governed) for a path, with exemptions and per-route overrides."""
@@ -169,7 +167,7 @@ class Core(Generic[S]):
         removed = sorted(set(before) - set(after))
         replaced = sorted(k for k in set(before) & set(after) if before[k] != after[k])
         logger.info(
-            "security headers (observe) on %s: would add %s; replace %s; remove %s",
+            "security headers (observe) on %.200r: would add %s; replace %s; remove %s",
             path,
             added,
             replaced,

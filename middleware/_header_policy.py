@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from secure import (
@@ -205,10 +205,6 @@ def _token(name: str) -> str:
 def cors_plan() -> Plan:
     """The CORS part (enforce mode): the app's Access-Control-* headers dropped, Vary merged."""
     return Plan({**dict.fromkeys(ACCESS_CONTROL_HEADERS, DROP), "vary": VARY}, vary=True)
-
-
-def observe_plan(plan: Plan) -> Plan:
-    return replace(plan, vary=False)
 
 
 # --- the per-response pass --------------------------------------------------------------

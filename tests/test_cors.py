@@ -235,8 +235,8 @@ def test_observe_changes_nothing_and_counts(kind: str, caplog: pytest.LogCapture
     assert counter.counts() == {"observe": 4}
     messages = [r.getMessage() for r in caplog.records if r.name == "bastion.cors"]
     assert messages == [  # once per (path, reason), not per request
-        "CORS would refuse origin not allowed on /items (origin 'https://evil.com')",
-        "CORS would refuse origin not allowed on / (origin 'https://evil.com')",
+        "CORS would refuse origin not allowed on '/items' (origin 'https://evil.com')",
+        "CORS would refuse origin not allowed on '/' (origin 'https://evil.com')",
     ]
 
 

@@ -320,7 +320,7 @@ def test_observe_changes_nothing_and_logs_once_per_path(caplog: pytest.LogCaptur
         call(mw, PATH_INFO="/other")
     records = [r.getMessage() for r in caplog.records if r.name == "bastion.headers"]
     assert len(records) == 2
-    assert "on /:" in records[0] and "x-frame-options" in records[0] and "'server'" in records[0]
+    assert "on '/':" in records[0] and "x-frame-options" in records[0] and "'server'" in records[0]
 
 
 # --- ASGI -------------------------------------------------------------------------------

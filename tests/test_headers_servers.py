@@ -285,5 +285,5 @@ def test_observe_changes_no_response_and_records(observe: Running, framework: st
     )
     assert preflight.status_code != 403  # the app answered it
     log = observe.log(lambda text: "CORS would refuse" in text and "would add" in text)
-    assert "security headers (observe) on /api/items: would add" in log
-    assert "CORS would refuse origin not allowed on /api/items" in log
+    assert "security headers (observe) on '/api/items': would add" in log
+    assert "CORS would refuse origin not allowed on '/api/items'" in log
