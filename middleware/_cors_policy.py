@@ -125,10 +125,11 @@ class CORSPolicy:
             self.grants_bytes[origin.encode()] = [
                 (n.lower().encode(), v.encode()) for n, v in grant
             ]
+        # An allow-headers '*' is answered with the asked-for names (each validated as a
+        # header token), which browsers honour with or without credentials.
         self.listed_headers = ", ".join(h for h in settings.cors_allow_headers if h != "*")
-        # With '*' and no credentials the literal '*' is the answer; with credentials
-        # browsers do not honour '*', so the (validated) asked-for names are echoed.
-        self.star_origin = self.any_origin and not self.credentials
+        # '*' with credentials is refused by the settings, so '*' is always the literal.
+        self.star_origin = self.any_origin
         self.refused_counter = metrics.get_meter("bastion").create_counter(
             "bastion.cors.refused",
             unit="{request}",
@@ -141,8 +142,8 @@ class CORSPolicy:
     def allows(self, origin: str) -> bool:
         if origin in self.exact:
             return True
-        if self.any_origin:
-            return origin != "null" or "null" in self.exact
+        if self.any_origin:  # answered with the literal '*', never an echo
+            return origin != "null"
         if self.patterns and len(origin) <= _MAX_ORIGIN:
             return any(p.fullmatch(origin) for p in self.patterns)
         return False
