@@ -346,9 +346,8 @@ def cloud_monitoring_dashboard() -> dict[str, Any]:
                             {
                                 "timeSeriesQuery": {"prometheusQuery": expr, "unitOverride": unit},
                                 "plotType": "LINE",
-                                "legendTemplate": legend.replace("{{", "${labels.").replace(
-                                    "}}", "}"
-                                ),
+                                # Cloud Monitoring interpolates ${label}, Grafana {{label}}
+                                "legendTemplate": legend.replace("{{", "${").replace("}}", "}"),
                             }
                             for expr, legend in targets
                         ],
