@@ -431,3 +431,46 @@ def test_asgi_observe_changes_nothing() -> None:
     response = asgi(headers=Mode.OBSERVE).get("/page")
     assert response.headers["server"] == "app"
     assert "content-security-policy" not in response.headers
+
+
+# --- settings and pass-through ----------------------------------------------------------
+@pytest.mark.parametrize("raw", ["x-frame-options=maybe", "x-frame-options", "bad name=app"])
+def test_invalid_merge_setting_fails_at_startup_naming_it(raw: str) -> None:
+    from middleware import SettingsError
+
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"BASTION_HEADERS_MERGE": raw})
+    message = str(caught.value)
+    assert "BASTION_HEADERS_MERGE" in message and repr(raw) in message
+    assert "header=app|bastion" in message
+
+
+def test_exempt_path_issues_no_nonce() -> None:
+    s = settings(headers_preset="html", headers_exempt_paths=("/healthz",))
+    _, _, env = call(SecurityHeadersMiddleware(wsgi_app(JSON), s), PATH_INFO="/healthz")
+    assert NONCE_KEY not in env
+
+
+@pytest.mark.parametrize("kind", ["websocket", "lifespan"])
+def test_asgi_non_http_scopes_pass_through_untouched(kind: str) -> None:
+    import asyncio
+
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await send({"type": f"{kind}.marker", "headers": [(b"server", b"x")]})
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {}
+
+    scope = {"type": kind, "path": "/", "headers": []}
+    mw = SecurityHeadersASGIMiddleware(app, settings(headers_preset="html"))
+    asyncio.run(mw(scope, receive, send))
+    assert seen == [scope] and NONCE_KEY not in scope
+    assert sent == [{"type": f"{kind}.marker", "headers": [(b"server", b"x")]}]
