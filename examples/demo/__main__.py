@@ -243,13 +243,15 @@ def stage_four(url: str, bq: LocalBigQuery) -> None:
     client = Client(url, "Stage 4: BigQuery enforced too")
     client.call("GET", f"/predictions/{DAY}", "the filtered query still runs")
     client.call("GET", "/predictions/leaderboard")
-    cancelled_before = len(bq.requests.cancelled_job_ids())
+    bq.requests.clear()
     client.call("GET", "/players/lebronjames/season")
     console.print(client.table)
-    cancelled = len(bq.requests.cancelled_job_ids()) - cancelled_before
+    sent = [c.get("jobTimeoutMs") for c in bq.requests.jobs_created() if "season report" in str(c)]
+    cancels = len(bq.requests.cancelled_job_ids())
     console.print(
-        f"The 6 s report job got jobTimeoutMs within the 3 s request deadline; "
-        f"the BigQuery server saw {cancelled} jobs.cancel call(s) for it.",
+        f"The report job (held RUNNING 6 s by the local server) was sent with "
+        f"jobTimeoutMs={sent[0] if sent else 'none'}, inside the 3 s request deadline; "
+        f"jobs.cancel calls the BigQuery server saw for it: {cancels}.",
         soft_wrap=True,
     )
 
