@@ -66,6 +66,7 @@ def _wait_for_log(server: Server, pattern: str, timeout: float = 10.0) -> str:
 @pytest.mark.parametrize("peer", [DripServer, SilentServer], ids=["drip", "silent"])
 def test_inbound_deadline_caps_the_outbound_call(tmp_path: Path, peer: type[DripServer]) -> None:
     with peer() as slow, gunicorn(APP, tmp_path, env=ENV) as server:
+        assert _status(server, "/budget") == 200  # the worker has booted and imported
         start = time.monotonic()
         status = _status(server, "/fetch", url=slow.url, timeout=10)
         took = time.monotonic() - start
