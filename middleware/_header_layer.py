@@ -4,6 +4,7 @@ precompiled editors, the CORS paths off the hot one, and the ``start_response`` 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from secrets import token_urlsafe
@@ -15,14 +16,12 @@ from middleware._header_policy import (
     HeaderEditor,
     Plan,
     S,
-    TrustedProxies,
     cors_plan,
-    forwarded_https,
     header_plan,
     hsts,
 )
 from middleware.routes import Route, RouteTable
-from middleware.settings import Settings
+from middleware.settings import IPNetwork, Settings
 
 logger = logging.getLogger("bastion.headers")
 
@@ -302,3 +301,46 @@ async def send_preflight(
     status = int(answer.status[:3])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})
+
+
+# --- is this request HTTPS? ------------------------------------------------------------
+class TrustedProxies:
+    """Decides whether a forwarded scheme is believed: only from a peer inside
+    ``BASTION_TRUSTED_PROXIES``. Peer verdicts are cached (bounded), so the
+    ``ipaddress`` parse runs once per distinct peer address."""
+
+    __slots__ = ("_networks", "_verdicts")
+    _MAX_PEERS = 1024
+
+    def __init__(self, networks: Iterable[IPNetwork]) -> None:
+        self._networks = tuple(networks)
+        self._verdicts: dict[str, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def trusts(self, peer: object) -> bool:
+        if not self._networks or not isinstance(peer, str):
+            return False
+        verdict = self._verdicts.get(peer)
+        if verdict is None:
+            verdict = self._judge(peer)
+            if len(self._verdicts) >= self._MAX_PEERS:
+                self._verdicts.clear()
+            self._verdicts[peer] = verdict
+        return verdict
+
+    def _judge(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        mapped = getattr(address, "ipv4_mapped", None)
+        candidates = (address, mapped) if mapped is not None else (address,)
+        return any(a in net for a in candidates for net in self._networks)
+
+
+def forwarded_https(value: str) -> bool:
+    """X-Forwarded-Proto says https. With several values (a chain of proxies) the last
+    one was written by the nearest proxy, the one that is trusted."""
+    return value.rpartition(",")[2].strip().lower() == "https"

@@ -20,7 +20,6 @@ Merge rules, per header name (case-insensitive):
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from secure.headers import BaseHeader
 
 from middleware._cors_policy import ACCESS_CONTROL_HEADERS
 from middleware.routes import Route
-from middleware.settings import IPNetwork, Settings
+from middleware.settings import Settings
 
 __all__ = [
     "DEFAULT_WINNERS",
@@ -50,7 +49,6 @@ __all__ = [
     "REMOVED",
     "HeaderEditor",
     "Plan",
-    "TrustedProxies",
     "cors_plan",
     "header_plan",
 ]
@@ -366,46 +364,3 @@ class HeaderEditor(Generic[S]):
             if token == self.origin or token == self.star:
                 return True
         return False
-
-
-# --- is this request HTTPS? ------------------------------------------------------------
-class TrustedProxies:
-    """Decides whether a forwarded scheme is believed: only from a peer inside
-    ``BASTION_TRUSTED_PROXIES``. Peer verdicts are cached (bounded), so the
-    ``ipaddress`` parse runs once per distinct peer address."""
-
-    __slots__ = ("_networks", "_verdicts")
-    _MAX_PEERS = 1024
-
-    def __init__(self, networks: Iterable[IPNetwork]) -> None:
-        self._networks = tuple(networks)
-        self._verdicts: dict[str, bool] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._networks)
-
-    def trusts(self, peer: object) -> bool:
-        if not self._networks or not isinstance(peer, str):
-            return False
-        verdict = self._verdicts.get(peer)
-        if verdict is None:
-            verdict = self._judge(peer)
-            if len(self._verdicts) >= self._MAX_PEERS:
-                self._verdicts.clear()
-            self._verdicts[peer] = verdict
-        return verdict
-
-    def _judge(self, peer: str) -> bool:
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        mapped = getattr(address, "ipv4_mapped", None)
-        candidates = (address, mapped) if mapped is not None else (address,)
-        return any(a in net for a in candidates for net in self._networks)
-
-
-def forwarded_https(value: str) -> bool:
-    """X-Forwarded-Proto says https. With several values (a chain of proxies) the last
-    one was written by the nearest proxy, the one that is trusted."""
-    return value.rpartition(",")[2].strip().lower() == "https"

@@ -1,11 +1,12 @@
-"""Security headers, in process: presets, merge policy, HSTS trust, nonce, routes, observe.
-
-The WSGI layer is called directly with an environ (what a server does); the ASGI layer
-through Starlette's TestClient. Real servers are in ``test_headers_servers.py``.
+"""Security headers on the WSGI layer, in process: presets, merge policy, HSTS trust,
+nonce, routes, observe, settings. The layer is called directly with an environ (what a
+server does). The ASGI layer is in ``test_headers_asgi.py``, real servers in
+``test_headers_servers.py``, properties in ``test_headers_properties.py``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -13,15 +14,10 @@ from typing import Any
 import pytest
 from secure import Secure
 from secure.middleware import SecureWSGIMiddleware
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route as StarletteRoute
-from starlette.testclient import TestClient
 
 from middleware import Mode, Route, Settings
 from middleware._header_policy import DEFAULT_WINNERS
-from middleware.headers import NONCE_KEY, SecurityHeadersASGIMiddleware, SecurityHeadersMiddleware
+from middleware.headers import NONCE_KEY, SecurityHeadersMiddleware
 
 Headers = list[tuple[str, str]]
 API = {
@@ -260,8 +256,6 @@ def test_second_start_response_with_exc_info_is_merged_too() -> None:
 def test_forwarded_proto_is_believed_only_from_trusted_proxies(
     remote: str, proto: str, trusted: tuple[str, ...], expected: bool
 ) -> None:
-    import ipaddress
-
     s = settings(trusted_proxies=tuple(ipaddress.ip_network(t) for t in trusted))
     mw = SecurityHeadersMiddleware(wsgi_app(JSON), s)
     _, headers, _ = call(mw, REMOTE_ADDR=remote, HTTP_X_FORWARDED_PROTO=proto)
@@ -323,116 +317,6 @@ def test_observe_changes_nothing_and_logs_once_per_path(caplog: pytest.LogCaptur
     assert "on '/':" in records[0] and "x-frame-options" in records[0] and "'server'" in records[0]
 
 
-# --- ASGI -------------------------------------------------------------------------------
-async def _page(request: Request) -> Response:
-    return PlainTextResponse(
-        request.scope.get(NONCE_KEY, ""),
-        media_type="text/html",
-        headers={"server": "app", "x-powered-by": "starlette", "set-cookie": "a=1"},
-    )
-
-
-async def _json(request: Request) -> Response:
-    response = JSONResponse({"ok": True})
-    response.set_cookie("a", "1")
-    response.set_cookie("b", "2")
-    return response
-
-
-def asgi(**kw: Any) -> TestClient:
-    app = Starlette(routes=[StarletteRoute("/page", _page), StarletteRoute("/json", _json)])
-    routes = kw.pop("routes", None)
-    return TestClient(SecurityHeadersASGIMiddleware(app, settings(**kw), routes=routes))
-
-
-def test_asgi_api_preset_and_set_cookies() -> None:
-    response = asgi().get("/json")
-    for name, value in API.items():
-        assert response.headers[name] == value
-    assert response.headers.get_list("set-cookie")[0].startswith("a=1")
-    assert response.headers.get_list("set-cookie")[1].startswith("b=2")
-    assert "strict-transport-security" not in response.headers  # TestClient is http
-
-
-def test_asgi_html_nonce_in_scope_matches_the_csp() -> None:
-    client = asgi(headers_preset="html")
-    seen = set()
-    for _ in range(5):
-        response = client.get("/page")
-        nonce = response.text
-        assert nonce and f"'nonce-{nonce}'" in response.headers["content-security-policy"]
-        assert response.headers["cache-control"] == "no-store"
-        assert "server" not in response.headers and "x-powered-by" not in response.headers
-        seen.add(nonce)
-    assert len(seen) == 5
-
-
-async def _drive(
-    app: Any,
-    client: tuple[str, int] | None,
-    headers: list[tuple[bytes, bytes]],
-    scheme: str = "http",
-) -> dict[bytes, bytes]:
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "scheme": scheme,
-        "path": "/json",
-        "raw_path": b"/json",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": client,
-        "server": ("svc", 80),
-        "http_version": "1.1",
-        "asgi": {"version": "3.0"},
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return {bytes(n): bytes(v) for n, v in sent[0]["headers"]}
-
-
-@pytest.mark.parametrize(
-    ("client", "proto", "scheme", "expected"),
-    [
-        (("10.0.0.7", 5000), b"https", "http", True),
-        (("203.0.113.9", 5000), b"https", "http", False),
-        (None, b"https", "http", False),
-        (("10.0.0.7", 5000), b"\xff\xfe" * 3000, "http", False),
-        (("203.0.113.9", 5000), None, "https", True),
-    ],
-)
-def test_asgi_hsts_over_https_and_from_trusted_proxy_only(
-    client: tuple[str, int] | None, proto: bytes | None, scheme: str, expected: bool
-) -> None:
-    import asyncio
-    import ipaddress
-
-    s = settings(trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),))
-    app = SecurityHeadersASGIMiddleware(Starlette(routes=[StarletteRoute("/json", _json)]), s)
-    headers = [(b"host", b"svc")] + ([(b"x-forwarded-proto", proto)] if proto else [])
-    got = asyncio.run(_drive(app, client, headers, scheme))
-    assert (b"strict-transport-security" in got) is expected
-
-
-def test_asgi_exempt_route() -> None:
-    response = asgi(routes={"/json": Route(exempt_headers=True)}).get("/json")
-    assert "content-security-policy" not in response.headers
-
-
-def test_asgi_observe_changes_nothing() -> None:
-    response = asgi(headers=Mode.OBSERVE).get("/page")
-    assert response.headers["server"] == "app"
-    assert "content-security-policy" not in response.headers
-
-
 # --- settings and pass-through ----------------------------------------------------------
 @pytest.mark.parametrize("raw", ["x-frame-options=maybe", "x-frame-options", "bad name=app"])
 def test_invalid_merge_setting_fails_at_startup_naming_it(raw: str) -> None:
@@ -449,28 +333,3 @@ def test_exempt_path_issues_no_nonce() -> None:
     s = settings(headers_preset="html", headers_exempt_paths=("/healthz",))
     _, _, env = call(SecurityHeadersMiddleware(wsgi_app(JSON), s), PATH_INFO="/healthz")
     assert NONCE_KEY not in env
-
-
-@pytest.mark.parametrize("kind", ["websocket", "lifespan"])
-def test_asgi_non_http_scopes_pass_through_untouched(kind: str) -> None:
-    import asyncio
-
-    seen: list[Any] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.append(scope)
-        await send({"type": f"{kind}.marker", "headers": [(b"server", b"x")]})
-
-    sent: list[Any] = []
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    async def receive() -> Any:
-        return {}
-
-    scope = {"type": kind, "path": "/", "headers": []}
-    mw = SecurityHeadersASGIMiddleware(app, settings(headers_preset="html"))
-    asyncio.run(mw(scope, receive, send))
-    assert seen == [scope] and NONCE_KEY not in scope
-    assert sent == [{"type": f"{kind}.marker", "headers": [(b"server", b"x")]}]
