@@ -89,7 +89,8 @@ def season(player: str) -> tuple[dict[str, Any], int]:
             ),
         )
     except GoogleAPICallError as failed:  # the job hit its jobTimeoutMs server-side
-        return {"error": f"BigQuery stopped the job: {failed.message}"}, 504
+        reason = failed.errors[0].get("message") if failed.errors else failed.message
+        return {"error": f"BigQuery stopped the job: {reason}"}, 504
     except TimeoutError as late:  # DeadlineExceeded: Bastion cancelled the job at the deadline
         return {"error": str(late)}, 504
     return {"player": player, "season": [dict(row.items()) for row in rows]}, 200
