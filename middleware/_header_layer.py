@@ -72,13 +72,14 @@ class Core(Generic[S]):
         self.observed: set[str] = set()
         self.would: Editors = (None, None)
         if self.mode is Mode.OBSERVE:
+            # Applied to what the app sent after any CORS edits, so without the CORS part.
             self.would = (
-                self._compile(header_plan(settings, https=False)),
-                self._compile(header_plan(settings, https=True)),
+                self._compile(header_plan(settings, https=False), with_cors=False),
+                self._compile(header_plan(settings, https=True), with_cors=False),
             )
 
-    def _compile(self, plan: Plan | None) -> HeaderEditor[S] | None:
-        if self._cors_part is not None:
+    def _compile(self, plan: Plan | None, *, with_cors: bool = True) -> HeaderEditor[S] | None:
+        if with_cors and self._cors_part is not None:
             plan = self._cors_part if plan is None else plan | self._cors_part
         return None if plan is None else HeaderEditor(plan, self._encode)
 

@@ -333,3 +333,20 @@ def test_exempt_path_issues_no_nonce() -> None:
     s = settings(headers_preset="html", headers_exempt_paths=("/healthz",))
     _, _, env = call(SecurityHeadersMiddleware(wsgi_app(JSON), s), PATH_INFO="/healthz")
     assert NONCE_KEY not in env
+
+
+def test_observe_headers_with_cors_enforced_logs_only_header_changes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from middleware.cors import CORSMiddleware
+
+    s = settings(headers=Mode.OBSERVE, cors_origins=("https://app.example.com",))
+    mw = SecurityHeadersMiddleware(CORSMiddleware(wsgi_app(JSON), s), s)
+    with caplog.at_level(logging.INFO, logger="bastion.headers"):
+        _, headers, _ = call(mw, HTTP_ORIGIN="https://app.example.com")
+    found = as_dict(headers)
+    assert found["access-control-allow-origin"] == "https://app.example.com"  # CORS enforces
+    assert "content-security-policy" not in found  # headers only observe
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "bastion.headers"]
+    assert "content-security-policy" in message and "access-control" not in message
+    assert "remove []" in message
