@@ -202,6 +202,24 @@ def test_observe_changes_nothing_and_records_what_would_apply() -> None:
     )
 
 
+def test_observe_records_a_late_response_without_changing_it() -> None:
+    with (
+        DripServer(interval=0.1, length=1, header_delay=0.6) as late,
+        guarded(OBSERVE) as counters,
+        deadline.scope(0.3),
+    ):
+        assert requests.get(late.url, timeout=5).content == b"x"
+    assert (
+        counters.value(
+            "bastion.http.client.deadline_cuts",
+            bastion__mode="observe",
+            bastion__http__phase="response",
+        )
+        == 1
+    )
+    assert counters.value("bastion.http.client.deadline_cuts", bastion__http__phase="body") == 0
+
+
 def test_default_timeout_is_applied_when_none_given(app: AppServer) -> None:
     with (
         guarded(ENFORCE, http_connect_seconds=2.0, http_read_seconds=7.0) as counters,

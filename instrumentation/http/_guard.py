@@ -286,6 +286,9 @@ class OutboundGuard:
         raw = getattr(response, "raw", None)
         if self._enforce_http:
             bound_body(raw, deadline, call.request, on_cut)
+        elif _monotonic() >= deadline.expires_at:
+            # observe: the headers themselves came after the deadline.
+            self._record_cut(call.span, call.recording, "response")
         else:
             watch_body(raw, deadline, on_cut)
 

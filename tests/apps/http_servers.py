@@ -3,8 +3,9 @@
 Each runs in daemon threads of the test process, on a free 127.0.0.1 port, over plain
 TCP or TLS (pass an ``ssl.SSLContext``):
 
-* :class:`DripServer` answers the headers at once, then sends the body one byte every
-  ``interval`` seconds (Content-Length or chunked): the case per-read timeouts miss;
+* :class:`DripServer` answers the headers (after ``header_delay``), then sends the body
+  one byte every ``interval`` seconds (Content-Length or chunked): the case per-read
+  timeouts miss;
 * :class:`SilentServer` accepts, reads the request and never answers;
 * :class:`AppServer` is a small keep-alive HTTP/1.1 server: ``/ok``, ``/headers``
   (echoes the request headers as JSON), ``/redirect?to=PATH`` (302),
@@ -111,8 +112,10 @@ class DripServer(_SocketServer):
         chunked: bool = False,
         tls: ssl.SSLContext | None = None,
         port: int = 0,
+        header_delay: float = 0.0,
     ) -> None:
         super().__init__(tls, port)
+        self.header_delay = header_delay
         self.interval = interval
         self.length = length
         self.chunked = chunked
@@ -120,6 +123,8 @@ class DripServer(_SocketServer):
 
     def handle(self, conn: socket.socket) -> None:
         self._read_request(conn)
+        if self._stopping.wait(self.header_delay):
+            return
         framing = (
             b"Transfer-Encoding: chunked" if self.chunked else b"Content-Length: %d" % self.length
         )
