@@ -150,3 +150,22 @@ def test_asgi_non_http_scopes_pass_through_untouched(kind: str) -> None:
     asyncio.run(mw(scope, receive, send))
     assert seen == [scope] and NONCE_KEY not in scope
     assert sent == [{"type": f"{kind}.marker", "headers": [(b"server", b"x")]}]
+
+
+def test_asgi_mixed_case_app_header_names_are_governed_too() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [
+            (b"Server", b"app"),
+            (b"Set-Cookie", b"a=1"),
+            (b"X-Powered-By", b"py"),
+            (b"Set-Cookie", b"b=2"),
+            (b"X-Frame-Options", b"SAMEORIGIN"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    got = TestClient(SecurityHeadersASGIMiddleware(app, settings())).get("/")
+    assert "server" not in got.headers and "x-powered-by" not in got.headers
+    assert got.headers.get_list("set-cookie") == ["a=1", "b=2"]
+    assert got.headers.get_list("x-frame-options") == ["SAMEORIGIN"]  # the app wins it
+    assert got.headers["x-content-type-options"] == "nosniff"
