@@ -30,8 +30,9 @@ def protect(
 ) -> App:
     """Wrap ``app`` in every guard and return it.
 
-    * A Flask app is changed in place (its ``wsgi_app`` is wrapped) and returned, so
-      ``FlaskInstrumentor`` works whether applied before or after.
+    * A Flask app is changed in place (its ``wsgi_app`` is wrapped, and Jinja gets the
+      ``csp_nonce()`` global) and returned, so ``FlaskInstrumentor`` works whether
+      applied before or after.
     * Any other WSGI callable is returned wrapped.
     * An ASGI app (Starlette, FastAPI, any ``async def app(scope, receive, send)``) is
       returned wrapped.
