@@ -44,19 +44,14 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry._logs import set_logger_provider
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
-    ConsoleLogRecordExporter,
-    LogRecordExporter,
-)
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
     MetricExporter,
     MetricReader,
     PeriodicExportingMetricReader,
@@ -64,21 +59,18 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from instrumentation._jsonl import (
-    JsonLinesFile,
-    JsonLinesLogExporter,
-    JsonLinesMetricExporter,
-    JsonLinesSpanExporter,
-)
-from middleware.settings import FlagError, Settings, SettingsError, get_settings
+from instrumentation import _exporters
+from instrumentation._exporters import exporter_names, optional
+from instrumentation._jsonl import JsonLinesFile
+from middleware.settings import Settings, get_settings
 
 __all__ = ["HISTOGRAM_BUCKETS", "Telemetry", "configure", "current", "flush", "instrument_all"]
 
 log = logging.getLogger("bastion.telemetry")
+_P = TypeVar("_P")
 
-EXPORTERS = ("console", "otlp", "gcp", "none")
 
 #: Bucket boundaries of Bastion's histograms, by instrument name.
 HISTOGRAM_BUCKETS: Mapping[str, tuple[float, ...]] = {
@@ -168,34 +160,57 @@ def configure(
             return _current
         settings = settings if settings is not None else get_settings()
         env = os.environ
-        traces = _exporter_names("OTEL_TRACES_EXPORTER", traces_exporter, env, "TRACES")
-        metric_names = _exporter_names("OTEL_METRICS_EXPORTER", metrics_exporter, env, "METRICS")
-        logs = _exporter_names("OTEL_LOGS_EXPORTER", logs_exporter, env, "LOGS")
+        traces = exporter_names("OTEL_TRACES_EXPORTER", traces_exporter, env, "TRACES")
+        metric_names = exporter_names("OTEL_METRICS_EXPORTER", metrics_exporter, env, "METRICS")
+        logs = exporter_names("OTEL_LOGS_EXPORTER", logs_exporter, env, "LOGS")
         path = settings.telemetry_jsonl_path if jsonl_path is None else jsonl_path
         on_gcp = "gcp" in traces or "gcp" in metric_names
 
         resource = _resource(service_name, settings, resource_attributes, on_gcp)
         sink = JsonLinesFile(path) if path else None
 
-        tracer_provider = TracerProvider(resource=resource)
-        span_exporters = _span_exporters(traces, resource, sink)
+        # Another configurator (opentelemetry-instrument, the app itself) may have been
+        # first: the API accepts one provider per process, so keep its providers and add
+        # our exporters where the SDK allows it (span and log processors; a MeterProvider's
+        # readers are fixed at creation).
+        adopted_tracer = _installed(trace.get_tracer_provider(), TracerProvider)
+        adopted_meter = _installed(metrics.get_meter_provider(), MeterProvider)
+        adopted_logger = _installed(_get_logger_provider(), LoggerProvider)
+        if adopted_tracer is not None:
+            resource = adopted_tracer.resource
+            log.warning(
+                "an OpenTelemetry SDK was configured before configure(): keeping its "
+                "providers and adding Bastion's exporters to them"
+            )
+
+        tracer_provider = adopted_tracer or TracerProvider(resource=resource)
+        span_exporters = _exporters.span_exporters(traces, resource, sink)
         for span_exporter in span_exporters:
             tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
 
-        metric_exporters = _metric_exporters(metric_names, sink)
+        metric_exporters = _exporters.metric_exporters(metric_names, sink)
+        if adopted_meter is not None:
+            if metric_exporters:
+                log.warning("metrics keep the existing MeterProvider's exporters only")
+            metric_exporters = []
         readers: list[MetricReader] = [
             PeriodicExportingMetricReader(exporter) for exporter in metric_exporters
         ]
-        meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=_views())
+        meter_provider = adopted_meter or MeterProvider(
+            resource=resource, metric_readers=readers, views=_views()
+        )
 
-        logger_provider = LoggerProvider(resource=resource)
-        log_exporters = _log_exporters(logs, sink)
+        logger_provider = adopted_logger or LoggerProvider(resource=resource)
+        log_exporters = _exporters.log_exporters(logs, sink)
         for log_exporter in log_exporters:
             logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
 
-        trace.set_tracer_provider(tracer_provider)
-        metrics.set_meter_provider(meter_provider)
-        set_logger_provider(logger_provider)
+        if adopted_tracer is None:
+            trace.set_tracer_provider(tracer_provider)
+        if adopted_meter is None:
+            metrics.set_meter_provider(meter_provider)
+        if adopted_logger is None:
+            set_logger_provider(logger_provider)
         if on_gcp and "OTEL_PROPAGATORS" not in env:
             _install_gcp_propagator()
         _correlate_logs(tracer_provider, export=bool(log_exporters))
@@ -260,78 +275,14 @@ def instrument_all(app: Any = None, settings: Settings | None = None) -> list[An
     return found
 
 
-# --- exporter choice -------------------------------------------------------------------
+def _installed(provider: object, sdk_type: type[_P]) -> _P | None:
+    return provider if isinstance(provider, sdk_type) else None
 
 
-def _exporter_names(
-    variable: str, override: str | None, env: Mapping[str, str], signal: str
-) -> tuple[str, ...]:
-    raw = override if override is not None else env.get(variable)
-    if raw is None:
-        endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
-            f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"
-        )
-        return ("otlp",) if endpoint else ()
-    names = tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
-    unknown = [n for n in names if n not in EXPORTERS]
-    if unknown:
-        raise SettingsError([FlagError(variable, raw, " | ".join(EXPORTERS))])
-    return tuple(n for n in names if n != "none")
+def _get_logger_provider() -> object:
+    from opentelemetry._logs import get_logger_provider
 
-
-def _span_exporters(
-    names: tuple[str, ...], resource: Resource, sink: JsonLinesFile | None
-) -> list[SpanExporter]:
-    found: list[SpanExporter] = [JsonLinesSpanExporter(sink)] if sink else []
-    for name in names:
-        if name == "console":
-            found.append(ConsoleSpanExporter())
-        elif name == "otlp":
-            otlp = _optional("opentelemetry.exporter.otlp.proto.http.trace_exporter", "otlp")
-            found.append(otlp.OTLPSpanExporter())
-        elif name == "gcp":
-            cloud_trace = _optional("opentelemetry.exporter.cloud_trace", "gcp")
-            found.append(cloud_trace.CloudTraceSpanExporter(project_id=_gcp_project(resource)))
-    return found
-
-
-def _metric_exporters(names: tuple[str, ...], sink: JsonLinesFile | None) -> list[MetricExporter]:
-    found: list[MetricExporter] = [JsonLinesMetricExporter(sink)] if sink else []
-    for name in names:
-        if name == "console":
-            found.append(ConsoleMetricExporter())
-        elif name == "otlp":
-            otlp = _optional("opentelemetry.exporter.otlp.proto.http.metric_exporter", "otlp")
-            found.append(otlp.OTLPMetricExporter())
-        elif name == "gcp":
-            monitoring = _optional("opentelemetry.exporter.cloud_monitoring", "gcp")
-            # Several Cloud Run instances write the same series: the unique label keeps
-            # Cloud Monitoring from refusing points written less than 5 s apart.
-            found.append(monitoring.CloudMonitoringMetricsExporter(add_unique_identifier=True))
-    return found
-
-
-def _log_exporters(names: tuple[str, ...], sink: JsonLinesFile | None) -> list[LogRecordExporter]:
-    found: list[LogRecordExporter] = [JsonLinesLogExporter(sink)] if sink else []
-    for name in names:
-        if name == "console":
-            found.append(ConsoleLogRecordExporter())
-        elif name == "otlp":
-            otlp = _optional("opentelemetry.exporter.otlp.proto.http._log_exporter", "otlp")
-            found.append(otlp.OTLPLogExporter())
-        # "gcp": Cloud Run sends stdout/stderr to Cloud Logging; nothing to add.
-    return found
-
-
-def _optional(module: str, extra: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise ImportError(
-            f"{module} is missing: install Bastion's extra (pip install 'bastion[{extra}]')"
-        ) from error
+    return get_logger_provider()
 
 
 # --- resource, views, propagation, logs ------------------------------------------------
@@ -353,15 +304,10 @@ def _resource(
     }
     resource = Resource.create(attributes)
     if on_gcp:
-        detector = _optional("opentelemetry.resourcedetector.gcp_resource_detector", "gcp")
+        detector = optional("opentelemetry.resourcedetector.gcp_resource_detector", "gcp")
         detected = detector.GoogleCloudResourceDetector(raise_on_error=False).detect()
         resource = detected.merge(resource)
     return resource
-
-
-def _gcp_project(resource: Resource) -> str | None:
-    project = resource.attributes.get("cloud.account.id") or os.environ.get("GOOGLE_CLOUD_PROJECT")
-    return str(project) if project else None
 
 
 def _views() -> list[View]:
@@ -380,7 +326,7 @@ def _install_gcp_propagator() -> None:
     from opentelemetry.propagators.composite import CompositePropagator
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    cloud_trace = _optional("opentelemetry.propagators.cloud_trace_propagator", "gcp")
+    cloud_trace = optional("opentelemetry.propagators.cloud_trace_propagator", "gcp")
     set_global_textmap(
         CompositePropagator(
             [

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import requests
 
-from instrumentation.telemetry import HISTOGRAM_BUCKETS, _exporter_names
+from instrumentation._exporters import exporter_names
+from instrumentation.telemetry import HISTOGRAM_BUCKETS
 from middleware.settings import SettingsError
 from tests.servers import ROOT, gunicorn
 
@@ -50,25 +51,25 @@ def run_python(
 
 
 def test_exporters_default_to_none_without_an_otlp_endpoint() -> None:
-    assert _exporter_names("OTEL_TRACES_EXPORTER", None, {}, "TRACES") == ()
+    assert exporter_names("OTEL_TRACES_EXPORTER", None, {}, "TRACES") == ()
 
 
 def test_exporters_default_to_otlp_when_an_endpoint_is_set() -> None:
     env = {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://collector:4318/v1/metrics"}
-    assert _exporter_names("OTEL_METRICS_EXPORTER", None, env, "METRICS") == ("otlp",)
-    assert _exporter_names("OTEL_TRACES_EXPORTER", None, env, "TRACES") == ()
+    assert exporter_names("OTEL_METRICS_EXPORTER", None, env, "METRICS") == ("otlp",)
+    assert exporter_names("OTEL_TRACES_EXPORTER", None, env, "TRACES") == ()
 
 
 def test_exporter_lists_are_parsed_deduplicated_and_none_is_dropped() -> None:
     env = {"OTEL_TRACES_EXPORTER": " Console,gcp , console,none"}
-    assert _exporter_names("OTEL_TRACES_EXPORTER", None, env, "TRACES") == ("console", "gcp")
+    assert exporter_names("OTEL_TRACES_EXPORTER", None, env, "TRACES") == ("console", "gcp")
     # a keyword argument wins over the variable
-    assert _exporter_names("OTEL_TRACES_EXPORTER", "otlp", env, "TRACES") == ("otlp",)
+    assert exporter_names("OTEL_TRACES_EXPORTER", "otlp", env, "TRACES") == ("otlp",)
 
 
 def test_an_unknown_exporter_fails_at_startup_naming_the_variable() -> None:
     with pytest.raises(SettingsError) as caught:
-        _exporter_names("OTEL_TRACES_EXPORTER", None, {"OTEL_TRACES_EXPORTER": "zipkin"}, "T")
+        exporter_names("OTEL_TRACES_EXPORTER", None, {"OTEL_TRACES_EXPORTER": "zipkin"}, "T")
     message = str(caught.value)
     assert "OTEL_TRACES_EXPORTER" in message and "'zipkin'" in message and "gcp" in message
 
@@ -423,3 +424,27 @@ def test_instrument_all_turns_on_the_guards_and_flask_server_spans_once(tmp_path
     assert seen["names"] == ["BigQueryInstrumentor", "HttpInstrumentor", "FlaskInstrumentor"]
     assert seen["same"] == seen["names"]
     assert seen["send_wrapped"] and seen["bq_wrapped"] and not seen["double"]
+
+
+def test_a_provider_installed_before_configure_is_kept_and_gets_the_jsonl_exporter(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "telemetry.jsonl"
+    result = run_python(
+        """
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        first = TracerProvider()  # e.g. opentelemetry-instrument configured the SDK
+        trace.set_tracer_provider(first)
+        from instrumentation.telemetry import configure
+        handle = configure()
+        assert handle.tracer_provider is first is trace.get_tracer_provider()
+        with trace.get_tracer("t").start_as_current_span("kept"):
+            pass
+        handle.shutdown()
+        """,
+        {"BASTION_TELEMETRY_JSONL": str(out)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "keeping its providers" in result.stderr
+    assert [r["name"] for r in read_jsonl(out) if "type" not in r] == ["kept"]
