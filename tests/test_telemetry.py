@@ -116,6 +116,29 @@ def test_spans_metrics_and_correlated_logs_are_flushed_when_the_gunicorn_worker_
     assert counted["data"]["data_points"][0]["value"] == 1
 
 
+def test_several_workers_append_whole_lines_to_one_file(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = tmp_path / "telemetry.jsonl"
+    env = {"BASTION_TELEMETRY_JSONL": str(out), "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    with (
+        gunicorn("tests.apps.telemetry_app:app", tmp_path, env=env, workers=2) as server,
+        ThreadPoolExecutor(8) as pool,  # concurrent clients keep both sync workers busy
+    ):
+        ids = set(
+            pool.map(
+                lambda _: requests.get(f"{server.url}/work?sleep=0.05", timeout=10).json()[
+                    "trace_id"
+                ],
+                range(60),
+            )
+        )
+    records = [json.loads(line) for line in out.read_text().splitlines()]  # whole lines only
+    spans = {r["context"]["trace_id"] for r in records if r.get("name") == "work"}
+    assert len(ids) == 60 and spans == {f"0x{i}" for i in ids}
+    assert len({r["pid"] for r in records if r.get("type") == "metric"}) == 2  # both wrote
+
+
 def test_spans_are_flushed_when_gunicorn_aborts_a_hung_worker(tmp_path: Path) -> None:
     out = tmp_path / "telemetry.jsonl"
     env = {"BASTION_TELEMETRY_JSONL": str(out), "OTEL_BSP_SCHEDULE_DELAY": "600000"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Flask
+from flask import Flask, request
 from opentelemetry import metrics, trace
 
 from instrumentation.telemetry import configure
@@ -21,6 +21,7 @@ tracer = trace.get_tracer("tests.telemetry")
 @app.get("/work")
 def work() -> dict[str, str]:
     with tracer.start_as_current_span("work") as span:
+        time.sleep(float(request.args.get("sleep", "0")))
         logging.getLogger("tests.telemetry").info("working")
         requests_seen.add(1, {"bastion.csp.directive": "script-src-elem"})
         return {"trace_id": format(span.get_span_context().trace_id, "032x")}
