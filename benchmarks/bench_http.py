@@ -108,7 +108,10 @@ def _guard(
     @contextlib.contextmanager
     def candidate() -> Iterator[None]:
         HttpInstrumentor().instrument(
-            settings=settings, meter_provider=provider, skip_dep_check=True
+            settings=settings,
+            meter_provider=provider,
+            skip_dep_check=True,
+            requests_spans=False,  # Bastion's own cost; OTel's client spans are another matter
         )
         try:
             if scoped:

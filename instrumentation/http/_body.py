@@ -28,7 +28,7 @@ import socket
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from urllib3.exceptions import ReadTimeoutError
 
@@ -37,6 +37,7 @@ from middleware.deadline import Deadline
 
 __all__ = ["bound_body", "watch_body"]
 
+T = TypeVar("T")
 _monotonic = time.monotonic
 # A socket timeout fires at, not after, the time asked; allow for clock granularity.
 _TOLERANCE = 0.005
@@ -65,24 +66,29 @@ class _DeadlineSocket:
         return getattr(self._sock, name)
 
 
-def _socket_io(raw: object) -> Any:
+def _socket_io(raw: Any) -> Any:
     """The ``socket.SocketIO`` under a urllib3 response, or None (closed, or not a socket)."""
-    original = getattr(raw, "_fp", None)  # http.client.HTTPResponse
-    buffered = getattr(original, "fp", None)  # io.BufferedReader, None once fully read
-    socket_io = getattr(buffered, "raw", None)
-    # A plain (or TLS) socket; not one of ours already, not a test double.
-    if isinstance(getattr(socket_io, "_sock", None), socket.socket):
-        return socket_io
-    return None
+    try:
+        # urllib3 response -> http.client response -> io.BufferedReader (None once the
+        # body is read) -> socket.SocketIO
+        socket_io = raw._fp.fp.raw
+        # A plain (or TLS) socket; not one of ours already, not a test double.
+        return socket_io if isinstance(socket_io._sock, socket.socket) else None
+    except AttributeError:
+        return None
 
 
 def bound_body(
     raw: Any,
     deadline: Deadline,
     request: object,
-    on_cut: Callable[[], None],
+    on_cut: Callable[[T], None],
+    context: T,
 ) -> bool:
-    """Make every network wait while reading ``raw`` end at ``deadline``; False if not possible."""
+    """Make every network wait while reading ``raw`` end at ``deadline``; False if not possible.
+
+    ``on_cut(context)`` is called when the deadline cuts the body.
+    """
     socket_io = _socket_io(raw)
     if socket_io is None:
         return False
@@ -94,7 +100,7 @@ def bound_body(
     def convert(error: ReadTimeoutError) -> DeadlineTimeout | None:
         if _monotonic() < deadline.expires_at - _TOLERANCE:
             return None  # the caller's own read timeout fired first: requests' error stands
-        on_cut()
+        on_cut(context)
         return DeadlineTimeout(
             f"response body still arriving at the request deadline "
             f"({deadline.budget:.3f}s, {deadline.source}); cut by Bastion",
@@ -126,8 +132,9 @@ def bound_body(
     return True
 
 
-def watch_body(raw: Any, deadline: Deadline, on_overrun: Callable[[], None]) -> bool:
-    """Call ``on_overrun`` once if a read of ``raw`` ends after ``deadline``; change nothing."""
+def watch_body(raw: Any, deadline: Deadline, on_overrun: Callable[[T], None], context: T) -> bool:
+    """Call ``on_overrun(context)`` once if a read of ``raw`` ends after ``deadline``; change
+    nothing."""
     if _socket_io(raw) is None:
         return False
     cls, ref = type(raw), weakref.ref(raw)
@@ -139,7 +146,7 @@ def watch_body(raw: Any, deadline: Deadline, on_overrun: Callable[[], None]) -> 
         nonlocal reported
         if not reported and _monotonic() >= expires_at:
             reported = True
-            on_overrun()
+            on_overrun(context)
 
     def watched_read(*args: Any, **kwargs: Any) -> bytes:
         try:

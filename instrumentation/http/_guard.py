@@ -21,9 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, get_current_span
 
 from instrumentation.http._body import bound_body, watch_body
 from instrumentation.http._errors import DeadlineTimeout, InsecureTLSError
@@ -33,6 +32,9 @@ from middleware.deadline import DEADLINE_HEADER, Deadline, current
 from middleware.settings import Settings
 
 __all__ = ["OutboundGuard"]
+
+# (request, adapter keyword arguments, deadline, span): a plain tuple, the cheapest record.
+_Call = tuple[Any, Mapping[str, Any], Deadline | None, Span]
 
 _log = logging.getLogger("instrumentation.http")
 _monotonic = time.monotonic
@@ -140,14 +142,15 @@ class OutboundGuard:
             return wrapped(*args, **kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
+        request, send_kwargs, deadline, _ = call
         try:
-            response = wrapped(call.request, **call.kwargs)
+            response = wrapped(request, **send_kwargs)
         except requests.exceptions.Timeout as error:
             cut = self._cut_in_flight(call, error)
             if cut is None:
                 raise
             raise cut from error
-        if call.deadline is not None:
+        if deadline is not None:
             try:
                 self._guard_body(call, response)
             except Exception:
@@ -156,6 +159,7 @@ class OutboundGuard:
 
     # --- before sending ----------------------------------------------------------------
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+        """What to send, or None to call the adapter exactly as the caller did."""
         if len(args) == 1:
             request, send_kwargs = args[0], kwargs
         elif args:
@@ -164,7 +168,7 @@ class OutboundGuard:
         else:
             return None  # request passed by keyword: unusual enough to leave alone
         if self._tls_active and not send_kwargs.get("verify", True) and _is_https(request.url):
-            self._judge_tls(request, request.url, trace.get_current_span())
+            self._judge_tls(request, request.url, get_current_span())
         if not self._http_active:
             return None
         deadline = current()
@@ -179,7 +183,7 @@ class OutboundGuard:
         else:
             remaining = deadline.remaining()
             plan = plan_timeout(given, self._connect_default, self._read_default, remaining)
-        span = trace.get_current_span()
+        span = get_current_span()
         recording = span.is_recording()
         if remaining == 0.0:
             assert deadline is not None
@@ -200,7 +204,7 @@ class OutboundGuard:
             headers = request.headers
             if headers is not None:
                 headers[DEADLINE_HEADER] = str(int(remaining * 1000))
-        return _Call(request, send_kwargs, deadline, span, recording)
+        return request, send_kwargs, deadline, span
 
     def _record_plan(self, plan: TimeoutPlan, span: Span, recording: bool) -> None:
         source = "deadline" if plan.capped else "default" if plan.defaulted else "caller"
@@ -258,14 +262,14 @@ class OutboundGuard:
     def _cut_in_flight(
         self, call: _Call, error: requests.exceptions.Timeout
     ) -> DeadlineTimeout | None:
-        deadline = call.deadline
+        request, _, deadline, span = call
         if (
             deadline is None
             or isinstance(error, DeadlineTimeout)
             or _monotonic() < deadline.expires_at - _TOLERANCE
         ):
             return None
-        self._record_cut(call.span, call.recording, "response")
+        self._record_cut(span, span.is_recording(), "response")
         if not self._enforce_http:
             return None
         return DeadlineTimeout(
@@ -273,24 +277,23 @@ class OutboundGuard:
             f"{deadline.source}); cut by Bastion: {error}",
             phase="response",
             deadline=deadline,
-            request=call.request,
+            request=request,
         )
 
     def _guard_body(self, call: _Call, response: Any) -> None:
-        deadline = call.deadline
+        request, _, deadline, span = call
         assert deadline is not None
-
-        def on_cut() -> None:
-            self._record_cut(call.span, call.span.is_recording(), "body")
-
         raw = getattr(response, "raw", None)
         if self._enforce_http:
-            bound_body(raw, deadline, call.request, on_cut)
+            bound_body(raw, deadline, request, self._on_body_cut, span)
         elif _monotonic() >= deadline.expires_at:
             # observe: the headers themselves came after the deadline.
-            self._record_cut(call.span, call.recording, "response")
+            self._record_cut(span, span.is_recording(), "response")
         else:
-            watch_body(raw, deadline, on_cut)
+            watch_body(raw, deadline, self._on_body_cut, span)
+
+    def _on_body_cut(self, span: Span) -> None:
+        self._record_cut(span, span.is_recording(), "body")
 
     def _record_cut(self, span: Span, recording: bool, phase: str) -> None:
         self._deadline_cuts.add(1, self._cut_attrs[phase])
@@ -306,26 +309,6 @@ class OutboundGuard:
             _log.exception(
                 "Bastion outbound HTTP guard failed (%s); the call proceeds unguarded", where
             )
-
-
-class _Call:
-    """What the guard decided for one adapter call."""
-
-    __slots__ = ("deadline", "kwargs", "recording", "request", "span")
-
-    def __init__(
-        self,
-        request: Any,
-        kwargs: Mapping[str, Any],
-        deadline: Deadline | None,
-        span: Span,
-        recording: bool,
-    ) -> None:
-        self.request = request
-        self.kwargs = kwargs
-        self.deadline = deadline
-        self.span = span
-        self.recording = recording
 
 
 def _is_https(url: object) -> bool:
