@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests.exceptions
 from google.api_core.exceptions import RetryError
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from instrumentation.bigquery._spans import SYSTEM, Statistics
 from instrumentation.bigquery._timeouts import (
@@ -78,6 +78,7 @@ class Operation:
     """State of one logical operation; all methods are called under try/except."""
 
     __slots__ = (
+        "_span",
         "applied",
         "cancelled",
         "class_seconds",
@@ -86,9 +87,10 @@ class Operation:
         "explicit",
         "finished",
         "guard",
+        "kind",
         "refused",
-        "span",
         "start",
+        "start_ns",
         "stats",
         "timeout_class",
         "wait_until",
@@ -97,12 +99,12 @@ class Operation:
     def __init__(self, guard: Guard, kind: str, client: Any) -> None:
         self.guard = guard
         self.client = client
+        self.kind = kind
         self.start = _monotonic()
-        self.span = guard.tracer.start_span(
-            "BigQuery",
-            kind=SpanKind.CLIENT,
-            attributes={"db.system.name": SYSTEM, "bastion.bq.kind": kind},
-        )
+        self.start_ns = time.time_ns()
+        # Started once the operation is described (name and attributes in one go, with
+        # this start time), or at the end if it never is: one SDK call, not four.
+        self._span: Span | None = None
         self.timeout_class = FALLBACK_CLASS
         self.class_seconds = guard.policy.seconds[FALLBACK_CLASS]
         self.described = False
@@ -114,22 +116,45 @@ class Operation:
         self.refused: str | None = None
         self.finished = False
 
+    @property
+    def started(self) -> bool:
+        return self._span is not None
+
+    @property
+    def span(self) -> Span:
+        if self._span is None:
+            self._span = self.guard.tracer.start_span(
+                "BigQuery",
+                kind=SpanKind.CLIENT,
+                attributes={"db.system.name": SYSTEM, "bastion.bq.kind": self.kind},
+                start_time=self.start_ns,
+            )
+        return self._span
+
     # --- set up --------------------------------------------------------------------
     def describe(self, description: Description, timeout_class: str, source: str) -> None:
         self.described = True
         self.timeout_class = timeout_class
         self.class_seconds = self.guard.policy.seconds[timeout_class]
-        span = self.span
-        if description.name != "BigQuery":
-            span.update_name(description.name)
-        span.set_attributes(description.attributes)
-        span.set_attributes(
-            {"bastion.bq.timeout_class": timeout_class, "bastion.bq.class_source": source}
-        )
+        attributes = dict(description.attributes)
+        attributes["db.system.name"] = SYSTEM
+        attributes["bastion.bq.kind"] = self.kind
+        attributes["bastion.bq.timeout_class"] = timeout_class
+        attributes["bastion.bq.class_source"] = source
+        if self._span is None:
+            self._span = self.guard.tracer.start_span(
+                description.name,
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+                start_time=self.start_ns,
+            )
+        else:
+            self._span.update_name(description.name)
+            self._span.set_attributes(attributes)
 
     def mark_unfiltered(self, found: list[tuple[str, str]]) -> None:
         guard = self.guard
-        self.span.set_attribute("bastion.bq.unfiltered_tables", [t for t, _ in found])
+        self.applied["bastion.bq.unfiltered_tables"] = [t for t, _ in found]
         for table, column in found:
             self.span.add_event(
                 "bastion.bq.unpartitioned",

@@ -92,7 +92,11 @@ class Wrappers:
         token = ACTIVE.set(op)
         previous_explicit, op.explicit = op.explicit, explicit
         try:
-            context_token = otel_context.attach(set_span_in_context(op.span))
+            # Not yet started (a DB-API cursor before its query is known): the nested
+            # call that describes it makes its span current.
+            context_token = (
+                otel_context.attach(set_span_in_context(op.span)) if op.started else None
+            )
         except Exception as error:
             self.guard.failed("span context", error)
             context_token = None
