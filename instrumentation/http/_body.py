@@ -62,6 +62,11 @@ class _DeadlineSocket:
             self._sock.settimeout(left)
         return int(self._sock.recv_into(*args))
 
+    def _decref_socketios(self) -> None:
+        # What SocketIO.close() calls; spelled out, because reaching it through
+        # __getattr__ costs a failed lookup and an AttributeError on every response.
+        self._sock._decref_socketios()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
 
