@@ -190,6 +190,12 @@ def test_script_runs_statements_in_order(props: LocalBigQuery, bq_client: bigque
     block = bq_client.query("BEGIN SELECT 1; SELECT 2 AS two; END")
     assert [r.two for r in block.result()] == [2]
     assert block.statement_type == "SCRIPT"
+    temp = bq_client.query(
+        "CREATE TEMP TABLE best AS SELECT player, MAX(line) AS top FROM odds.props GROUP BY player;"
+        "SELECT player, top FROM best ORDER BY top DESC;"
+    )
+    assert [(r.player, r.top) for r in temp.result()] == [("a", 21.5), ("q", 1.5)]
+    assert temp.statement_type == "SCRIPT"
     # Control flow is accepted as a script but not executed (documented).
     flow = bq_client.query("IF (SELECT 1) = 1 THEN SELECT 1; END IF; SELECT 3;")
     flow.result()

@@ -161,6 +161,8 @@ def _create(engine: Engine, node: exp.Create, plan: Plan, params: Params) -> Out
 
     catalog = engine.catalog
     full = target_name(node)
+    if "." not in full:  # CREATE TEMP TABLE t in a script: a sqlite temp table
+        return _create_temporary(engine, node, full, params)
     project, dataset, table_id = full.split(".", 2)
     kind = str(node.args.get("kind", "TABLE")).upper()
     existing = catalog.find_table(full)
@@ -202,6 +204,27 @@ def _create(engine: Engine, node: exp.Create, plan: Plan, params: Params) -> Out
         fill_pseudo_columns(catalog, table)
         table.touch()
     return Outcome(ddl_operation="REPLACE" if existing else "CREATE", ddl_target=table)
+
+
+def _create_temporary(engine: Engine, node: exp.Create, name: str, params: Params) -> Outcome:
+    """A script's temporary table lives in sqlite's temp schema until the script ends."""
+    from .engine import Outcome
+
+    db = engine.catalog.db
+    if node.args.get("replace"):
+        db.execute(f"DROP TABLE IF EXISTS temp.{quote(name)}")
+    if node.expression is not None:
+        body = translate.to_sqlite(node.expression.copy())
+        db.execute(f"CREATE TEMP TABLE {quote(name)} AS {body}", params)
+    elif isinstance(node.this, exp.Schema):
+        columns = [
+            f"{quote(c.name)} {_types.sqlite_type(_field(c.name, c.args['kind']))}"
+            for c in node.this.expressions
+            if isinstance(c, exp.ColumnDef)
+        ]
+        db.execute(f"CREATE TEMP TABLE {quote(name)} ({', '.join(columns)})")
+    engine.temporary.add(name)
+    return Outcome(ddl_operation="CREATE")
 
 
 def merge(engine: Engine, node: exp.Merge, params: Params) -> Outcome:

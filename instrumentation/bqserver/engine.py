@@ -83,6 +83,8 @@ class Engine:
         self._cache_lock = threading.Lock()
         self._parsed: OrderedDict[tuple[str, str, str | None], _Parsed] = OrderedDict()
         self._sqlite: dict[int, tuple[exp.Expr, exp.Expr, str]] = {}
+        #: Temp tables of the script being run (under the catalog lock).
+        self.temporary: set[str] = set()
 
     # -- planning -------------------------------------------------------------------
     def _parse(self, sql: str, project: str, dataset: str | None) -> _Parsed | None:
@@ -266,10 +268,15 @@ class Engine:
         if not plan.executable:
             return outcome
         with self.catalog.lock:
-            for statement in plan.statements:
-                result = self._run(statement, plan, params)
-                if result is not None and (result.schema is not None or outcome.schema is None):
-                    outcome = result
+            try:
+                for statement in plan.statements:
+                    result = self._run(statement, plan, params)
+                    if result is not None and (result.schema is not None or outcome.schema is None):
+                        outcome = result
+            finally:
+                for name in self.temporary:
+                    self.catalog.db.execute(f"DROP TABLE IF EXISTS temp.{quote(name)}")
+                self.temporary.clear()
         return outcome
 
     def _run(self, node: exp.Expr, plan: Plan, params: Params) -> Outcome | None:
