@@ -78,7 +78,7 @@ def _fault_sites(instrumentor: BigQueryInstrumentor) -> dict[str, tuple[Any, str
     assert guard is not None
     return {
         "analyze": (guard, "analyze"),
-        "table lookup": (guard.partitions, "columns"),
+        "table lookup": (guard.partitions, "resolve"),
         "span start": (guard.tracer, "start_span"),
         "span naming": (Operation, "describe"),
         "span end": (Operation, "finish"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ class Guard:
         self.describe = lru_cache(maxsize=settings.bq_analysis_cache_size)(self._describe)
         # Jobs created inside an operation → that operation (read by job.result()).
         self.job_ops: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        # (sql, project, dataset) -> (valid until, unfiltered tables): see unfiltered().
+        self._verdicts: dict[tuple[Any, ...], tuple[float, list[tuple[str, str]]]] = {}
+        self._verdicts_size = settings.bq_analysis_cache_size
         self._logged: set[tuple[str, str]] = set()
         self._log_lock = threading.Lock()
 
@@ -146,20 +150,31 @@ class Guard:
     def unfiltered(
         self, sql: str, description: Description, client: Any, project: str | None, dataset: Any
     ) -> list[tuple[str, str]]:
-        """(table, partition column) for each partitioned table read without a filter."""
+        """(table, partition column) for each partitioned table read without a filter.
+
+        The verdict per (SQL, project, dataset) is kept until the earliest of its
+        tables' cache entries expires, so a repeated query costs one dict look-up."""
         if not description.tables:
             return []
-        columns = self.partitions.columns(client, description.tables)
-        if not columns:
-            return []
-        analysis = self.analyze(
-            sql, default_project=project, default_dataset=dataset, partition_columns=columns
-        )
-        found = []
-        for table in analysis.unfiltered_tables:
-            column = columns.get(str(table))
-            if column is not None:
-                found.append((str(table), column))
+        key = (sql, project, dataset)
+        now = time.monotonic()
+        kept = self._verdicts.get(key)
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        columns, holds_until, complete = self.partitions.resolve(client, description.tables)
+        found: list[tuple[str, str]] = []
+        if columns:
+            analysis = self.analyze(
+                sql, default_project=project, default_dataset=dataset, partition_columns=columns
+            )
+            for table in sorted(analysis.unfiltered_tables):
+                column = columns.get(str(table))
+                if column is not None:
+                    found.append((str(table), column))
+        if complete:
+            if len(self._verdicts) >= self._verdicts_size:
+                self._verdicts.pop(next(iter(self._verdicts)), None)
+            self._verdicts[key] = (holds_until, found)
         return found
 
     def report_unfiltered(self, table: str, column: str) -> None:

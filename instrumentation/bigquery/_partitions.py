@@ -80,9 +80,15 @@ class PartitionCache:
         """The partition column of each of ``tables`` that has one and is known
         within the lookup budget. Tables absent from the answer are unpartitioned
         or unknown: either way the query is not judged on them."""
+        return self.resolve(client, tables)[0]
+
+    def resolve(self, client: Any, tables: Iterable[str]) -> tuple[dict[str, str], float, bool]:
+        """(columns as :meth:`columns`, until when that answer holds on the monotonic
+        clock, whether every table was settled rather than left to a pending lookup)."""
         found: dict[str, str] = {}  # keyed by the caller's spelling of the table
         waiting: list[tuple[str, Future[str | None]]] = []
         now = time.monotonic()
+        holds_until = float("inf")
         for table in tables:
             key = table.lower()
             static = self._static.get(key)
@@ -93,6 +99,7 @@ class PartitionCache:
                 entry = self._entries.get(key)
                 if entry is not None and entry[1] > now:
                     self._entries.move_to_end(key)
+                    holds_until = min(holds_until, entry[1])
                     if entry[0] is not None:
                         found[table] = entry[0]
                     continue
@@ -101,6 +108,7 @@ class PartitionCache:
                     future = self._pool().submit(self._lookup, client, key)
                     self._pending[key] = future
             waiting.append((table, future))
+        complete = True
         if waiting:
             done, _ = wait([f for _, f in waiting], timeout=self._budget)
             for table, future in waiting:
@@ -108,7 +116,10 @@ class PartitionCache:
                     column = future.result()  # _lookup never raises
                     if column is not None:
                         found[table] = column
-        return found
+                else:
+                    complete = False
+            holds_until = min(holds_until, time.monotonic() + self._error_ttl)
+        return found, holds_until, complete
 
     def known(self, table: str) -> str | None:
         """The cached or static column of ``table`` without any lookup (tests, doctor)."""
