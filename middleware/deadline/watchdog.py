@@ -30,6 +30,7 @@ NULL)``), so once :meth:`Watchdog.finish` returns no exception of that request e
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import heapq
 import itertools
@@ -93,7 +94,9 @@ class WatchedRequest:
         "in_app",
         "info",
         "injected",
+        "outer",
         "owner",
+        "seq",
         "stack",
         "thread_id",
     )
@@ -116,16 +119,38 @@ class WatchedRequest:
         self.fired = False
         self.injected = False
         self.stack: traceback.StackSummary | None = None
+        self.outer: WatchedRequest | None = None
+        self.seq = 0
 
 
-_Item = tuple[float, int, WatchedRequest]
-_FOREVER: Final = float("inf")
-#: Rebuild the heap without finished requests once they outnumber the live ones.
+#: A heap entry: (expiry, sequence number, thread id). Only numbers, so the garbage
+#: collector does not track it, and it keeps no request alive until its expiry.
+_Item = tuple[float, int, int]
+#: The longest the watchdog sleeps, so it drains new registrations at least this often.
+_TICK: Final = 1.0
+#: Drop entries of finished requests from the heap once it is this big and they
+#: outnumber the live ones.
 _COMPACT_AT: Final = 1024
 
 
 class Watchdog:
-    """The process's in-flight deadlines and the thread that watches them."""
+    """The process's in-flight deadlines and the thread that watches them.
+
+    A WSGI request runs in one thread from start to end, so the live requests are a
+    dict ``thread id -> request`` (a nested registration keeps the outer one in
+    ``outer``), and the heap holds ``(expiry, seq, thread id)``: a request finishing
+    only flips a flag, and its heap entry is dropped when it reaches the top.
+
+    The request path takes no lock. :meth:`watch` appends to a deque (atomic in
+    CPython) that the watchdog drains into its heap, which only it touches; it wakes
+    at the earliest expiry, and at least every second, so a request needs to wake it
+    only when its deadline comes before the watchdog's planned wake-up (a budget of
+    under a second). :meth:`finish` sets a flag and takes the lock only if the
+    watchdog already fired for this request: the watchdog marks a request ``fired``
+    *before* it checks ``done``, and a request sets ``done`` before it checks
+    ``fired``, so under the GIL one of them always sees the other (the injection and
+    the clearing of a pending exception both happen under the lock).
+    """
 
     def __init__(self) -> None:
         self._reset()
@@ -135,43 +160,54 @@ class Watchdog:
         # are forked, with --preload after the app and its middleware exist).
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        self._incoming: collections.deque[_Item] = collections.deque()
+        self._live: dict[int, WatchedRequest] = {}
         self._heap: list[_Item] = []
         self._seq = itertools.count()
-        self._wake_at = _FOREVER
-        self._finished_in_heap = 0
+        self._wake_at = 0.0
         self._thread: threading.Thread | None = None
         self.injections = 0
 
     # --- request threads -----------------------------------------------------------
     def watch(self, request: WatchedRequest) -> None:
+        """Register ``request`` (its ``thread_id`` must be the calling thread's)."""
         if self._thread is None:
             self._start()
-        with self._lock:
-            heapq.heappush(self._heap, (request.expires_at, next(self._seq), request))
-            if request.expires_at < self._wake_at:  # rare under load: budgets are alike
-                self._wake_at = request.expires_at
+        live = self._live
+        thread_id = request.thread_id
+        request.outer = live.get(thread_id)
+        request.seq = seq = next(self._seq)
+        live[thread_id] = request
+        self._incoming.append((request.expires_at, seq, thread_id))
+        if request.expires_at < self._wake_at:  # a budget under a second, at most
+            with self._lock:
                 self._wake.notify()
-            if self._finished_in_heap > _COMPACT_AT and self._finished_in_heap * 2 > len(
-                self._heap
-            ):
-                self._compact()
 
     def finish(self, request: WatchedRequest) -> None:
         """End the registration. Call from the request's own thread; afterwards no
         exception of this request can be raised in it."""
-        with self._lock:
-            if request.done:
-                return
-            request.done = True
-            request.info = None
-            if not request.fired:
-                self._finished_in_heap += 1
-            if request.injected:
-                _clear_async_exc(request.thread_id, None)
+        request.done = True
+        if request.fired:
+            with self._lock:
+                if request.injected:
+                    _clear_async_exc(request.thread_id, None)
+        request.info = None
+        outer = request.outer
+        if outer is None:
+            self._live.pop(request.thread_id, None)
+        else:
+            self._live[request.thread_id] = outer
+            request.outer = None
 
     def in_flight(self) -> int:
-        with self._lock:
-            return sum(1 for _, _, r in self._heap if not r.done)
+        """Registered requests not yet finished (for tests and benchmarks)."""
+        count = 0
+        for request in list(self._live.values()):
+            found: WatchedRequest | None = request
+            while found is not None:
+                count += not found.done
+                found = found.outer
+        return count
 
     # --- the watchdog thread -------------------------------------------------------
     def _start(self) -> None:
@@ -196,27 +232,49 @@ class Watchdog:
                 logger.exception("deadline watchdog failed; going on")
                 time.sleep(0.1)
 
+    def _find(self, seq: int, thread_id: int) -> WatchedRequest | None:
+        request = self._live.get(thread_id)
+        while request is not None and request.seq != seq:
+            request = request.outer
+        return None if request is None or request.done else request
+
+    def _drain(self) -> None:
+        incoming, heap = self._incoming, self._heap
+        while incoming:
+            heapq.heappush(heap, incoming.popleft())
+
     def _wait_for_expiries(self) -> list[tuple[WatchedRequest, Any]]:
         heap = self._heap
         with self._lock:
             while True:
+                self._drain()
                 now = time.monotonic()
-                while heap and heap[0][2].done:
-                    heapq.heappop(heap)
-                    self._finished_in_heap -= 1
+                while heap and self._find(heap[0][1], heap[0][2]) is None:
+                    heapq.heappop(heap)  # finished
                 if heap and heap[0][0] <= now:
                     break
-                self._wake_at = heap[0][0] if heap else _FOREVER
-                self._wake.wait(heap[0][0] - now if heap else None)
+                if len(heap) > _COMPACT_AT:
+                    live = [item for item in heap if self._find(item[1], item[2]) is not None]
+                    if len(live) * 2 < len(heap):
+                        heap[:] = live
+                        heapq.heapify(heap)
+                wake_at = min(heap[0][0], now + _TICK) if heap else now + _TICK
+                self._wake_at = wake_at
+                if self._incoming:
+                    # Registered after the drain, maybe having read the old wake-up
+                    # time: drain again. Whoever registers after this check reads
+                    # the new one, and notifies if it expires sooner.
+                    continue
+                self._wake.wait(wake_at - now)
             frames = sys._current_frames()
             expired = []
             while heap and heap[0][0] <= now:
-                request = heapq.heappop(heap)[2]
-                if request.done:
-                    self._finished_in_heap -= 1
+                _, seq, thread_id = heapq.heappop(heap)
+                request = self._find(seq, thread_id)
+                if request is None:
                     continue
-                request.fired = True
-                request.stack = capture_stack(frames.get(request.thread_id))
+                request.fired = True  # before done is read again (see the class doc)
+                request.stack = capture_stack(frames.get(thread_id))
                 expired.append((request, request.info))
             del frames
             return expired
@@ -232,11 +290,6 @@ class Watchdog:
                 ):
                     request.injected = True
                     self.injections += 1
-
-    def _compact(self) -> None:
-        self._heap[:] = [item for item in self._heap if not item[2].done]
-        heapq.heapify(self._heap)
-        self._finished_in_heap = 0
 
 
 def _safely(step: Any, request: WatchedRequest, info: Any) -> None:

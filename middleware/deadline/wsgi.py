@@ -4,19 +4,20 @@ Per request it works out the budget (:mod:`.inbound`), makes it the current dead
 (so :func:`~middleware.deadline.remaining` works in the handler and the outbound
 instrumentors cap their timeouts by it), and registers the request with the
 process's :mod:`watchdog <.watchdog>`. At expiry, in ``observe`` and ``enforce``
-alike, the watchdog logs the request's stack and adds a span event; in ``enforce``
-it raises :class:`DeadlineExceeded` in the request's thread, and this middleware
-makes sure the client gets a 504 ``application/problem+json``:
+alike, the watchdog logs the request's stack and adds a span event. In ``enforce``
+it raises :class:`DeadlineExceeded` in the request's thread, and no response starts
+after the deadline (as with Go's ``TimeoutHandler`` and Envoy): the client gets a
+504 ``application/problem+json`` instead, whichever way the app reacted:
 
 * the exception propagates out of the app: 504;
-* the app turned it into a response of its own (Flask answers any unhandled
-  exception with a 500): that response has not been sent yet, so it is closed and
-  replaced by the 504 (``start_response`` again with ``exc_info``, as PEP 3333 allows
-  before the headers are out);
-* it lands while a streamed body is being produced: before the first chunk, still a
-  504; after it, the response is aborted (the exception goes on to the server, which
-  closes the connection rather than end a truncated body cleanly) and counted
-  ``aborted``.
+* a Flask app (wrapped through ``app.wsgi_app``, as :func:`~middleware.protect`
+  does) answers it through an error handler registered here, so Flask skips its 500
+  path and its request span records the 504;
+* any other app made a response of its own (a 500), or finished just too late: its
+  status and headers were held back, so the 504 replaces them;
+* a streamed body: before its first chunk, still a 504; after it, the response is
+  aborted (the exception goes on to the server, which closes the connection rather
+  than end a cut body cleanly), counted ``aborted``.
 
 The registration lasts until the server closes the response, so a streamed body is
 under the deadline too. Parameters: ``app``, the WSGI app; ``settings`` (default
@@ -36,6 +37,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
+from werkzeug.wsgi import ClosingIterator
+
 from middleware.deadline import problem
 from middleware.deadline._context import Deadline, DeadlineExceeded, _current
 from middleware.deadline.inbound import BudgetPolicy
@@ -47,7 +50,12 @@ from middleware.deadline.report import (
     record_outcome,
     request_span,
 )
-from middleware.deadline.watchdog import InjectedDeadlineExceeded, WatchedRequest, get_watchdog
+from middleware.deadline.watchdog import (
+    InjectedDeadlineExceeded,
+    Watchdog,
+    WatchedRequest,
+    get_watchdog,
+)
 from middleware.routes import Route, RouteTable
 from middleware.settings import Settings, get_settings
 
@@ -64,6 +72,9 @@ _monotonic = time.monotonic
 _get_ident = threading.get_ident
 _copy_context = contextvars.copy_context
 _new_deadline = tuple.__new__
+#: Set in the environ when Flask itself answered the 504 (see _answer_in_flask).
+_ANSWERED = "bastion.deadline.answered"
+_NO_ENVIRON: Environ = {}
 
 
 class DeadlineMiddleware:
@@ -82,6 +93,8 @@ class DeadlineMiddleware:
         self.policy = BudgetPolicy(settings, routes)
         self._active = self.mode.active
         self._enforce = self.mode.enforcing
+        self._default = self.policy.default_budget
+        self._has_routes = self.policy.has_routes
         self._watchdog = get_watchdog()
         if self._enforce:
             _hand_back_from_flask(app)
@@ -89,64 +102,59 @@ class DeadlineMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not self._active:
             return self.app(environ, start_response)
-        found = self.policy.for_wsgi(environ)
-        if found is None:  # exempt route
-            return self.app(environ, start_response)
-        budget, source = found
+        if (
+            self._has_routes
+            or "HTTP_X_BASTION_TIMEOUT_MS" in environ
+            or "HTTP_GRPC_TIMEOUT" in environ
+            or "HTTP_X_ENVOY_EXPECTED_RQ_TIMEOUT_MS" in environ
+        ):
+            found = self.policy.for_wsgi(environ)
+            if found is None:  # exempt route
+                return self.app(environ, start_response)
+            budget, source = found
+        else:
+            budget, source = self._default, "default"
         deadline: Deadline = _new_deadline(Deadline, (_monotonic() + budget, budget, source))
-        token = _current.set(deadline)
-        request = WatchedRequest(
-            deadline.expires_at,
-            _get_ident(),
-            self._enforce,
-            self,
-            (environ, _copy_context(), deadline),
-        )
-        response = _HeldResponse(start_response, request, environ)
+        exchange = _Exchange(deadline, self, start_response, environ, _current.set(deadline))
         watchdog = self._watchdog
-        watchdog.watch(request)
+        watchdog.watch(exchange)
         result: Iterable[bytes] | None = None
-        body: _Body | None = None
+        streaming = False
         try:
-            result = self.app(environ, response)
-            request.in_app = False
-            if not request.injected and type(result) is not list and type(result) is not tuple:
-                body = _Body(result, request, self, response, token, environ)
-                return body
+            result = self.app(environ, exchange)
+            exchange.in_app = False
+            if not exchange.injected and not _buffered(result):
+                exchange.result = result
+                streaming = True
+                return exchange  # iterated, then closed, by the server under the deadline
         except DeadlineExceeded:
-            request.in_app = False
-            body = None
-            if not request.injected:
+            exchange.in_app = False
+            streaming = False
+            if not exchange.injected:
                 raise  # the app's own check(): its error to handle
         finally:
-            if body is None:
-                # An exception injected a moment ago may still land on any bytecode
-                # until finish() has cleared it: catch it there and finish again.
-                try:
-                    watchdog.finish(request)
-                except DeadlineExceeded:
-                    watchdog.finish(request)
-                _reset(token)
-        if request.injected or (self._enforce and _monotonic() >= request.expires_at):
-            # Flask made a 500 of the exception, or the answer is simply late: in
-            # enforce mode no response starts after the deadline (as with Go's
-            # TimeoutHandler and Envoy), which also settles any race with the watchdog.
-            if response.answered:
-                record_outcome(self.policy.route_label(environ["PATH_INFO"]), self.mode, "504")
+            if not streaming:
+                exchange.end(watchdog)
+        if exchange.injected or (self._enforce and _monotonic() >= exchange.expires_at):
+            if exchange.answered:  # by Flask, through _answer_in_flask
+                record_outcome(self._route(environ), self.mode, "504")
                 return result  # type: ignore[return-value]
             _close(result)
-            return self._answer_504(response, environ)
-        response.commit()
+            return self._answer_504(exchange, environ)
+        exchange.commit()
         return result  # type: ignore[return-value]  # a list or tuple from the app
 
-    def _answer_504(self, response: _HeldResponse, environ: Environ) -> Iterable[bytes]:
-        route = self.policy.route_label(str(environ.get("PATH_INFO", "")))
-        if not response.replace():
+    def _answer_504(self, exchange: _Exchange, environ: Environ) -> list[bytes]:
+        route = self._route(environ)
+        if not exchange.replace():
             # The app wrote through write(): its headers are out. Abort.
             record_outcome(route, self.mode, "aborted")
             raise DeadlineExceeded("request deadline exceeded after the response started")
         record_outcome(route, self.mode, "504")
         return [problem.BODY]
+
+    def _route(self, environ: Environ) -> str:
+        return self.policy.route_label(str(environ.get("PATH_INFO", "")))
 
     # --- called by the watchdog thread at expiry ------------------------------------
     def annotate(self, request: WatchedRequest, info: Any) -> None:
@@ -180,77 +188,71 @@ class DeadlineMiddleware:
         )
 
 
-def _hand_back_from_flask(app: object) -> None:
-    """If ``app`` is a Flask app's ``wsgi_app`` (what :func:`~middleware.protect`
-    wraps), give Flask a handler for the watchdog's exception that answers the 504
-    problem document itself. Flask then skips its 500 path (traceback log,
-    ``got_request_exception``), and instrumentation inside Flask's request context
-    (the OpenTelemetry Flask span) records the 504 the client really gets. Any other
-    WSGI app is left alone: the middleware replaces its answer instead."""
-    register = getattr(getattr(app, "__self__", None), "register_error_handler", None)
-    if callable(register):
-        register(InjectedDeadlineExceeded, _answer_in_flask)
+class _Exchange(WatchedRequest):
+    """One request, as three things at once (one object, so one allocation):
 
-
-def _answer_in_flask(error: BaseException) -> Any:
-    from flask import Response, request
-
-    request.environ[_ANSWERED] = True
-    return Response(problem.BODY, 504, headers=list(problem.WSGI_HEADERS))
-
-
-def _thread_name(ident: int) -> str:
-    for thread in threading.enumerate():
-        if thread.ident == ident:
-            return thread.name
-    return str(ident)
-
-
-#: Set in the environ when Flask itself answered the 504 (see _answer_in_flask).
-_ANSWERED = "bastion.deadline.answered"
-
-
-class _HeldResponse:
-    """The ``start_response`` the app gets.
-
-    In time, it calls the server's at once: instrumentation around the app (the
-    OpenTelemetry Flask wrapper reads the status while Flask's request context is
-    still up) sees the real status. Once the deadline has passed (enforce mode), it
-    holds the app's status and headers back, since the 504 will replace them.
+    * its registration with the watchdog;
+    * the ``start_response`` the app gets. In time, it calls the server's at once:
+      instrumentation around the app (the OpenTelemetry Flask wrapper reads the
+      status while Flask's request context is still up) sees the real status. Once
+      the deadline has passed (enforce mode), it holds the status and headers back,
+      since the 504 will replace them;
+    * the body the server iterates and closes, under the deadline.
     """
 
     __slots__ = (
-        "_environ",
-        "_held",
-        "_request",
         "_start_response",
+        "_token",
         "_write",
         "answered",
         "committed",
+        "environ",
+        "held",
+        "iterator",
+        "result",
         "sent",
     )
+    _write: Callable[[bytes], object]
 
     def __init__(
-        self, start_response: StartResponse, request: WatchedRequest, environ: Environ
+        self,
+        deadline: Deadline,
+        owner: DeadlineMiddleware,
+        start_response: StartResponse,
+        environ: Environ,
+        token: contextvars.Token[Deadline | None],
     ) -> None:
+        # WatchedRequest's fields, set here rather than through super().__init__()
+        # (this runs for every request).
+        self.expires_at = deadline.expires_at
+        self.thread_id = _get_ident()
+        self.enforce = owner._enforce
+        self.owner = owner
+        self.info = (environ, _copy_context(), deadline)
+        self.in_app = True
+        self.done = False
+        self.fired = False
+        self.injected = False
+        self.stack = None
         self._start_response = start_response
-        self._request = request
-        self._environ = environ
-        self.answered = False
-        self._held: tuple[str, list[tuple[str, str]]] | None = None
-        self._write: Callable[[bytes], object] | None = None
+        self.environ = environ
+        self._token = token
         self.committed = False
-        self.sent = False  # a body chunk went to the server: the headers are out
+        self.sent = False  # a chunk went to the server: the headers are out
+        self.answered = False
+        self.held: tuple[str, list[tuple[str, str]]] | None = None
+        self.result: Iterable[bytes] = ()
+        self.iterator: Iterator[bytes] | None = None
 
+    # --- start_response --------------------------------------------------------------
     def __call__(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], object]:
-        request = self._request
         if not self.committed and (
-            request.injected or (request.enforce and _monotonic() >= request.expires_at)
+            self.injected or (self.enforce and _monotonic() >= self.expires_at)
         ):
-            if _ANSWERED not in self._environ:
-                self._held = (status, headers)
+            if _ANSWERED not in self.environ:
+                self.held = (status, headers)
                 return self.write
             self.answered = True  # Flask sends the problem document itself
         self.committed = True
@@ -261,13 +263,12 @@ class _HeldResponse:
         """The legacy ``write()``: the headers go out now."""
         self.commit()
         self.sent = True
-        assert self._write is not None, "write() called before start_response()"
         return self._write(data)
 
     def commit(self) -> None:
-        if not self.committed and self._held is not None:
+        if not self.committed and self.held is not None:
             self.committed = True
-            self._write = self._start_response(*self._held)
+            self._write = self._start_response(*self.held)
 
     def replace(self) -> bool:
         """Send the 504's status and headers instead; False if it is too late."""
@@ -296,100 +297,126 @@ class _HeldResponse:
             return False
         return True
 
-
-class _Body:
-    """The app's response body, iterated under the deadline and closed with it."""
-
-    __slots__ = ("_environ", "_iterable", "_owner", "_request", "_response", "_token")
-
-    def __init__(
-        self,
-        iterable: Iterable[bytes],
-        request: WatchedRequest,
-        owner: DeadlineMiddleware,
-        response: _HeldResponse,
-        token: contextvars.Token[Deadline | None],
-        environ: Environ,
-    ) -> None:
-        self._iterable = iterable
-        self._request = request
-        self._owner = owner
-        self._response = response
-        self._token = token
-        self._environ = environ
-
+    # --- the body ----------------------------------------------------------------------
     def __iter__(self) -> Iterator[bytes]:
-        return self._chunks()
+        return self
 
-    def _chunks(self) -> Iterator[bytes]:
-        request = self._request
-        response = self._response
+    def __next__(self) -> bytes:
         try:
-            iterator = iter(self._iterable)
-            while True:
-                request.in_app = True
+            self.in_app = True
+            if self.iterator is None:
+                self.iterator = iter(self.result)
+            chunk = next(self.iterator)
+            self.in_app = False
+            if not self.sent:
+                self._first_chunk()
+            return chunk
+        except StopIteration:
+            self.in_app = False
+            if not self.sent:
                 try:
-                    chunk = next(iterator)
-                except StopIteration:
-                    request.in_app = False
-                    if not response.sent:
-                        self._start(request, response)
-                    return
-                request.in_app = False
-                if not response.sent:
-                    self._start(request, response)
-                yield chunk
+                    self._first_chunk()
+                except _LateStart as late:
+                    return self._expired(late)
+            raise
         except DeadlineExceeded as error:
-            request.in_app = False
-            if not request.injected and not isinstance(error, _LateStart):
-                raise
-            owner = self._owner
-            if response.sent:
-                route = owner.policy.route_label(str(self._environ.get("PATH_INFO", "")))
-                record_outcome(route, owner.mode, "aborted")
-                raise  # the server closes the connection: no clean end to a cut body
-            # Nothing sent yet, so the headers are not out: still a clean 504.
-            self._finish()
-            _close(self._iterable)
-            self._iterable = ()
-            yield from owner._answer_504(response, self._environ)
+            self.in_app = False
+            return self._expired(error)
 
-    @staticmethod
-    def _start(request: WatchedRequest, response: _HeldResponse) -> None:
-        """Just before the first chunk goes to the server (with the headers)."""
-        if request.enforce and _monotonic() >= request.expires_at:
-            raise _LateStart  # the headers would go out after the deadline
-        response.commit()
-        response.sent = True
+    def _first_chunk(self) -> None:
+        """Just before the first chunk (and with it the headers) goes to the server."""
+        if self.enforce and _monotonic() >= self.expires_at:
+            raise _LateStart
+        self.commit()
+        self.sent = True
+
+    def _expired(self, error: DeadlineExceeded) -> bytes:
+        if not self.injected and not isinstance(error, _LateStart):
+            raise error  # the app's own check(): its error
+        owner: DeadlineMiddleware = self.owner  # type: ignore[assignment]
+        if self.sent:
+            record_outcome(owner._route(self.environ), owner.mode, "aborted")
+            raise error  # the server closes the connection: no clean end to a cut body
+        # Nothing sent yet, so the headers are not out: still a clean 504.
+        self.end(owner._watchdog)
+        _close(self.result)
+        self.iterator = iter(())
+        (body,) = owner._answer_504(self, self.environ)
+        self.sent = True
+        return body
 
     def close(self) -> None:
         try:
-            _close(self._iterable)
+            _close(self.result)
         except DeadlineExceeded:
-            if not self._request.injected:
+            if not self.injected:
                 raise  # landed in the app's own close code, after the body was sent
         finally:
-            if not self._request.done:
-                self._finish()
+            if not self.done:
+                self.end(self.owner._watchdog)  # type: ignore[attr-defined]
 
-    def _finish(self) -> None:
-        watchdog = self._owner._watchdog
+    def end(self, watchdog: Watchdog) -> None:
+        """Finish the registration and restore the context. An exception injected a
+        moment ago may still land on any bytecode until finish() has cleared it:
+        catch it there and finish again."""
         try:
-            watchdog.finish(self._request)
+            watchdog.finish(self)
         except DeadlineExceeded:
-            watchdog.finish(self._request)
-        _reset(self._token)
+            watchdog.finish(self)
+        try:
+            _current.reset(self._token)
+        except ValueError:  # closed from another thread or context than it started in
+            _current.set(None)
+        # The watchdog's heap keeps this object until its expiry time: let go of
+        # the request's objects now, or every request would live as long as its budget.
+        self.environ = _NO_ENVIRON
+        self.result = ()
+        self.iterator = None
 
 
 class _LateStart(DeadlineExceeded):
     """A streamed body's first chunk came after the deadline."""
 
 
-def _reset(token: contextvars.Token[Deadline | None]) -> None:
-    try:
-        _current.reset(token)
-    except ValueError:  # closed from another thread or context than it started in
-        _current.set(None)
+def _buffered(result: object) -> bool:
+    """True if iterating ``result`` runs no app code: a list or tuple, or what a
+    Werkzeug (Flask) response with a buffered body returns. Those need no wrapper
+    (which would cost a Flask request about 2%); a stream does."""
+    kind = type(result)
+    if kind is list or kind is tuple:
+        return True
+    if kind is ClosingIterator:
+        for callback in result._callbacks:  # type: ignore[attr-defined]
+            body = getattr(getattr(callback, "__self__", None), "response", None)
+            if type(body) is list or type(body) is tuple:
+                return True
+    return False
+
+
+def _hand_back_from_flask(app: object) -> None:
+    """If ``app`` is a Flask app's ``wsgi_app`` (what :func:`~middleware.protect`
+    wraps), give Flask a handler for the watchdog's exception that answers the 504
+    problem document itself. Flask then skips its 500 path (traceback log,
+    ``got_request_exception``), and instrumentation inside Flask's request context
+    (the OpenTelemetry Flask span) records the 504 the client really gets. Any other
+    WSGI app is left alone: the middleware replaces its answer instead."""
+    register = getattr(getattr(app, "__self__", None), "register_error_handler", None)
+    if callable(register):
+        register(InjectedDeadlineExceeded, _answer_in_flask)
+
+
+def _answer_in_flask(error: BaseException) -> Any:
+    from flask import Response, request
+
+    request.environ[_ANSWERED] = True
+    return Response(problem.BODY, 504, headers=list(problem.WSGI_HEADERS))
+
+
+def _thread_name(ident: int) -> str:
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            return thread.name
+    return str(ident)
 
 
 def _close(result: object) -> None:
