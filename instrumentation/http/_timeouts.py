@@ -57,11 +57,13 @@ def plan_timeout(
     remaining: float | None,
 ) -> TimeoutPlan | None:
     """The bounded form of ``given``, or None when it is a form to leave to requests."""
-    if given is None:
-        connect = _cap(connect_default, remaining)
-        read = _cap(read_default, remaining)
-        capped = connect != connect_default or read != read_default
-        return TimeoutPlan((connect, read), connect, read, True, capped)
+    if given is None:  # the most common case: spelled out, no helper calls
+        first, then = connect_default, read_default
+        if remaining is not None:
+            first = remaining if remaining < first else first
+            then = remaining if remaining < then else then
+        capped = first != connect_default or then != read_default
+        return TimeoutPlan((first, then), first, then, True, capped)
     if isinstance(given, Timeout):
         return _plan_urllib3(given, remaining)
     if isinstance(given, tuple):
