@@ -24,7 +24,7 @@ from middleware import deadline
 from middleware.deadline import DEADLINE_HEADER, DeadlineExceeded
 from middleware.settings import Mode, Settings
 from tests.apps.http_harness import RecordingAdapter, guarded, urlopen_timeouts
-from tests.apps.http_servers import AppServer, DripServer, SilentServer
+from tests.apps.http_servers import AppServer, DripServer, FullBacklogServer, SilentServer
 
 ENFORCE = Settings.from_env({}, http=Mode.ENFORCE, tls=Mode.OFF)
 OBSERVE = Settings.from_env({}, http=Mode.OBSERVE, tls=Mode.OFF)
@@ -159,6 +159,15 @@ def test_silent_server_is_cut_at_the_deadline_when_that_comes_first() -> None:
     assert isinstance(error, DeadlineTimeout), error
     assert error.phase == "response"
     assert 0.6 - SLACK <= took <= 0.6 + SLACK
+
+
+def test_a_hanging_connect_is_cut_at_the_deadline() -> None:
+    with FullBacklogServer() as unreachable, guarded(ENFORCE), deadline.scope(0.5):
+        took, error = _elapsed(lambda: requests.get(unreachable.url, timeout=(10, 10)))
+    assert isinstance(error, DeadlineTimeout), error
+    assert isinstance(error.__cause__, requests.exceptions.ConnectTimeout)
+    assert error.phase == "response"
+    assert 0.5 - SLACK <= took <= 0.5 + SLACK
 
 
 def test_nothing_is_sent_once_the_deadline_has_passed(app: AppServer) -> None:

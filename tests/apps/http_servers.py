@@ -7,6 +7,7 @@ TCP or TLS (pass an ``ssl.SSLContext``):
   one byte every ``interval`` seconds (Content-Length or chunked): the case per-read
   timeouts miss;
 * :class:`SilentServer` accepts, reads the request and never answers;
+* :class:`FullBacklogServer` never completes a connection (its backlog is full);
 * :class:`AppServer` is a small keep-alive HTTP/1.1 server: ``/ok``, ``/headers``
   (echoes the request headers as JSON), ``/redirect?to=PATH`` (302),
   ``/drip-redirect`` (302 to a drip body on the same server) and ``/drip?n=COUNT&every=SECONDS``
@@ -144,6 +145,36 @@ class SilentServer(_SocketServer):
     def handle(self, conn: socket.socket) -> None:
         self._read_request(conn)
         self._stopping.wait()
+
+
+class FullBacklogServer:
+    """A listener whose accept queue is full and never drained: a new connection's SYN
+    is dropped, so connecting hangs (Linux), as with a host that has gone away."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+        self.port = self._listener.getsockname()[1]
+        self._fillers: list[socket.socket] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FullBacklogServer:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", self.port))
+            self._fillers.append(filler)
+        time.sleep(0.05)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for sock in [*self._fillers, self._listener]:
+            sock.close()
 
 
 class _AppHandler(BaseHTTPRequestHandler):
