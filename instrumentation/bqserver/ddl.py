@@ -18,9 +18,10 @@ from sqlglot import exp
 from . import _types, translate
 from .catalog import PSEUDO_COLUMNS, Catalog, Table, quote
 from .errors import BigQueryError, invalid_query
+from .outcome import Outcome
 
 if TYPE_CHECKING:
-    from .engine import Engine, Outcome, Params, Plan
+    from .engine import Engine, Params, Plan
 
 
 def target_name(node: exp.Expr) -> str:
@@ -123,8 +124,6 @@ def _apply_partitioning(table: Table, spec: exp.Expr) -> None:
 
 # -- statements ------------------------------------------------------------------------
 def run(engine: Engine, node: exp.Expr, plan: Plan, params: Params) -> Outcome:
-    from .engine import Outcome
-
     catalog = engine.catalog
     if isinstance(node, exp.Drop):
         kind = str(node.args.get("kind", "TABLE")).upper()
@@ -157,8 +156,6 @@ def run(engine: Engine, node: exp.Expr, plan: Plan, params: Params) -> Outcome:
 
 
 def _create(engine: Engine, node: exp.Create, plan: Plan, params: Params) -> Outcome:
-    from .engine import Outcome
-
     catalog = engine.catalog
     full = target_name(node)
     if "." not in full:  # CREATE TEMP TABLE t in a script: a sqlite temp table
@@ -208,8 +205,6 @@ def _create(engine: Engine, node: exp.Create, plan: Plan, params: Params) -> Out
 
 def _create_temporary(engine: Engine, node: exp.Create, name: str, params: Params) -> Outcome:
     """A script's temporary table lives in sqlite's temp schema until the script ends."""
-    from .engine import Outcome
-
     db = engine.catalog.db
     if node.args.get("replace"):
         db.execute(f"DROP TABLE IF EXISTS temp.{quote(name)}")
@@ -228,8 +223,6 @@ def _create_temporary(engine: Engine, node: exp.Create, name: str, params: Param
 
 
 def merge(engine: Engine, node: exp.Merge, params: Params) -> Outcome:
-    from .engine import Outcome
-
     db = engine.catalog.db
     target_node: exp.Table = node.this
     table = engine.catalog.get_table(target_node.name)

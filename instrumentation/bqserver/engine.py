@@ -8,7 +8,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlglot
@@ -18,24 +18,10 @@ from . import _types, ddl, translate
 from ._analysis import Analysis, analyze
 from .catalog import PSEUDO_COLUMNS, Catalog, Table, quote
 from .errors import BigQueryError, invalid_query
+from .outcome import Outcome
 
 Params = dict[str, Any] | list[Any]
 PLAN_CACHE_SIZE = 512
-
-
-@dataclass
-class Outcome:
-    """What one statement (or the last one of a script) produced."""
-
-    schema: list[dict[str, Any]] | None = None
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    dml: dict[str, int] | None = None
-    ddl_operation: str | None = None
-    ddl_target: Table | None = None
-
-    @property
-    def affected_rows(self) -> int | None:
-        return None if self.dml is None else sum(self.dml.values())
 
 
 @dataclass

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import Catalog
-from .engine import Engine, Outcome, Plan, Scan, bind_parameters
+from .engine import Engine, Plan, Scan, bind_parameters
 from .errors import BigQueryError
+from .loads import write_rows
+from .outcome import Outcome
 from .rules import Rule, RuleBook
 
 MB = 1024 * 1024
@@ -239,8 +241,6 @@ class JobManager:
         destination = query.get("destinationTable")
         if not destination or job.outcome.schema is None:
             return
-        from .loads import write_rows
-
         write_rows(
             self.catalog,
             f"{destination['projectId']}.{destination['datasetId']}.{destination['tableId']}",

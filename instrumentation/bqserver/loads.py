@@ -15,11 +15,13 @@ import re
 from collections.abc import Mapping, Sequence
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, Table, quote
 from .errors import BigQueryError
-from .jobs import Job
+
+if TYPE_CHECKING:
+    from .jobs import Job
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}| UTC)$")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from . import loads, resources
+from . import loads, resources, translate
+from ._types import to_cell
 from .catalog import table_from_resource, table_resource
 from .errors import BigQueryError
 from .http import BASE, DATASET, JOB, QUERY, TABLE, UPLOAD, Answer, Request, Routes
@@ -108,8 +110,6 @@ class RestAPI:
         if table.kind == "VIEW":
             view_sql = req.body["view"]["query"]
             plan = self.jobs.engine.plan(view_sql, table.project, table.dataset)
-            from . import translate
-
             sql = translate.to_sqlite(plan.statements[0].copy())
             self.catalog.db.execute(f'CREATE VIEW "{table.full_name}" AS {sql}')
         return 200, self._resource(table.full_name)
@@ -175,8 +175,6 @@ class RestAPI:
             table = self.catalog.get_table(name)
             count = resources.DEFAULT_PAGE_ROWS if limit is None else limit
             stored = self.catalog.read_rows(table, start, count)
-            from ._types import to_cell
-
             rows = [
                 {"f": [{"v": to_cell(v, f, int64)} for v, f in zip(r, table.schema, strict=False)]}
                 for r in stored
@@ -297,8 +295,6 @@ class RestAPI:
                 self._start_upload(req["project"], resource, payload)
             )
         if kind == "resumable":
-            import json
-
             upload_id = uuid.uuid4().hex
             self._uploads[upload_id] = {"resource": json.loads(req.raw or b"{}"), "data": b""}
             req.response_headers["Location"] = (
