@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from google.api_core import exceptions
 from google.cloud import bigquery
 
 from instrumentation.bqserver import LocalBigQuery
+from tests.conftest import ROOT
 
 P = "test-project"
 GAMES = [
@@ -270,3 +276,56 @@ def test_request_log_over_http_and_keep_alive_nodelay(
             while not data.endswith(b'{"ok": true}'):
                 data += sock.recv(4096)
             assert data.startswith(b"HTTP/1.1 200")
+
+
+def test_concurrent_clients_each_get_their_own_answers(
+    bq_server: LocalBigQuery, bq_client: bigquery.Client
+) -> None:
+    bq_server.create_table("raw.events", [("worker", "INT64"), ("n", "INT64")])
+
+    def work(worker: int) -> list[int]:
+        client = bq_server.client()  # its own connection pool, as separate services have
+        seen = []
+        for n in range(5):
+            client.query_and_wait(f"INSERT INTO raw.events (worker, n) VALUES ({worker}, {n})")
+            rows = client.query_and_wait(
+                f"SELECT COUNT(*) AS c FROM raw.events WHERE worker = {worker}"
+            )
+            seen.append(next(iter(rows)).c)
+        return seen
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(work, range(6)))
+    assert results == [[1, 2, 3, 4, 5]] * 6
+    assert bq_client.get_table("raw.events").num_rows == 30
+    assert len(bq_server.requests.of("jobs.query")) == 60
+
+
+def test_request_log_is_bounded() -> None:
+    with LocalBigQuery(project=P, max_logged_requests=3) as bq:
+        client = bq.client()
+        for i in range(5):
+            list(client.query_and_wait(f"SELECT {i}"))
+        assert [r.sql for r in bq.requests] == ["SELECT 2", "SELECT 3", "SELECT 4"]
+
+
+def test_bqemulator_fixture_fails_loudly_without_its_virtualenv(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(
+        "from pathlib import Path\n"
+        "from tests import conftest as shared\n"
+        "shared.BQEMU_VENV = Path('/nonexistent/.bqemu-venv')\n"
+        "bqemulator = shared.bqemulator\n"
+    )
+    (tmp_path / "test_needs_emulator.py").write_text("def test_it(bqemulator):\n    pass\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert run.returncode != 0
+    assert "1 error" in run.stdout and "skipped" not in run.stdout
+    assert "run `make bqemu`" in run.stdout
