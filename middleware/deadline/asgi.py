@@ -125,28 +125,33 @@ class _Request:
 
 
 class _LoopTimers:
-    """The deadlines of one event loop: a heap and one ``call_at`` for its head."""
+    """The deadlines of one event loop: a heap of ``(expiry, seq)`` and one
+    ``call_at`` for its head. Live requests are in a dict by ``seq``; a finished one
+    is just removed from it, and its heap entry (two numbers, untracked by the
+    garbage collector) is dropped when it reaches the top."""
 
-    __slots__ = ("_context", "_handle", "_heap", "_next_at", "_seq", "finished", "loop")
+    __slots__ = ("_context", "_handle", "_heap", "_next_at", "_seq", "live", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._heap: list[tuple[float, int, _Request]] = []
+        self._heap: list[tuple[float, int]] = []
         self._seq = itertools.count()
+        self.live: dict[int, _Request] = {}
         self._handle: asyncio.TimerHandle | None = None
         self._next_at = float("inf")
         self._context = contextvars.Context()  # the timer must not keep a request's
-        self.finished = 0
 
-    def push(self, at: float, request: _Request) -> None:
+    def push(self, at: float, request: _Request) -> int:
+        seq = next(self._seq)
+        self.live[seq] = request
         heap = self._heap
-        heapq.heappush(heap, (at, next(self._seq), request))
+        heapq.heappush(heap, (at, seq))
         if at < self._next_at:
             self._schedule(at)
-        elif self.finished > 1024 and self.finished * 2 > len(heap):
-            heap[:] = [item for item in heap if not item[2].done]
+        elif len(heap) > 1024 and len(self.live) * 2 < len(heap):
+            heap[:] = [item for item in heap if item[1] in self.live]
             heapq.heapify(heap)
-            self.finished = 0
+        return seq
 
     def _schedule(self, at: float) -> None:
         if self._handle is not None:
@@ -157,13 +162,12 @@ class _LoopTimers:
     def _fire(self) -> None:
         self._handle = None
         self._next_at = float("inf")
-        heap = self._heap
+        heap, live = self._heap, self.live
         now = self.loop.time()
-        while heap and (heap[0][0] <= now or heap[0][2].done):
-            request = heapq.heappop(heap)[2]
-            if request.done:
-                self.finished -= 1
-                continue
+        while heap and (heap[0][0] <= now or heap[0][1] not in live):
+            request = live.pop(heapq.heappop(heap)[1], None)
+            if request is None:
+                continue  # finished
             try:
                 request.owner._expire(request)
             except Exception:
@@ -206,7 +210,7 @@ class DeadlineASGIMiddleware:
         task = _current_task(loop)
         token = _current.set(deadline)
         request = _Request(send, task, self, scope, deadline)  # type: ignore[arg-type]
-        timers.push(deadline.expires_at, request)  # type: ignore[union-attr]
+        seq = timers.push(deadline.expires_at, request)  # type: ignore[union-attr]
         try:
             await self.app(scope, receive, request)
         except asyncio.CancelledError:
@@ -218,7 +222,7 @@ class DeadlineASGIMiddleware:
                 await request.reply
         finally:
             request.done = True
-            timers.finished += 1  # type: ignore[union-attr]
+            timers.live.pop(seq, None)  # type: ignore[union-attr]
             _current.reset(token)
             if request.thread is not None:
                 self._thread_ended(request)

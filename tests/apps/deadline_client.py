@@ -19,6 +19,7 @@ class Result:
     content_type: str
     aborted: bool  # the connection closed before the body ended
     error: str = ""
+    headers_elapsed: str = ""  # X-Test-Elapsed, set by the load test's app
 
 
 def fetch(
@@ -43,6 +44,7 @@ def fetch(
             time.monotonic() - start,
             response.getheader("content-type", ""),
             aborted,
+            headers_elapsed=response.getheader("x-test-elapsed", ""),
         )
     except (OSError, http.client.HTTPException) as error:
         return Result(path, 0, b"", time.monotonic() - start, "", True, repr(error))

@@ -117,3 +117,18 @@ def _stamp(environ, start_response):  # type: ignore[no-untyped-def]
 
 
 app.wsgi_app = _stamp  # type: ignore[method-assign]
+
+
+def _timed(environ, start_response):  # type: ignore[no-untyped-def]
+    """For the load test: outside Bastion, stamp how long the server took to start the
+    response (queueing in gunicorn excluded), so "in time" is judged server-side."""
+    started = time.monotonic()
+
+    def timed_start_response(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
+        elapsed = time.monotonic() - started
+        return start_response(status, [*headers, ("X-Test-Elapsed", f"{elapsed:.4f}")], exc_info)
+
+    return app(environ, timed_start_response)
+
+
+timed_app = _timed

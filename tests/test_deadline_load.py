@@ -1,0 +1,97 @@
+"""A bounded load test on loopback: gunicorn gthread, 200 concurrent clients, 2,000
+requests, 20% of them to an endpoint that overruns its 0.5 s budget.
+
+It stops by itself (a fixed number of requests, each with a client timeout) and takes
+about 15 s. Figures are printed (``pytest -s``) for the README.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+
+from tests.apps.deadline_client import Result, fetch
+from tests.servers import gunicorn
+
+BUDGET = 0.5
+CLIENTS = 200
+REQUESTS = 2000
+SLOW_SHARE = 0.2
+THREADS = 64
+ENV = {"BASTION_DEADLINE": "enforce", "BASTION_DEADLINE_SECONDS": str(BUDGET)}
+
+
+def test_load_slow_requests_end_in_504_and_fast_ones_never_fail(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    paths = ["/sleep?s=3" if rng.random() < SLOW_SHARE else "/fast" for _ in range(REQUESTS)]
+    with gunicorn(
+        "tests.apps.deadline_flask:timed_app",
+        tmp_path,
+        env=ENV,
+        worker_class="gthread",
+        threads=THREADS,
+        extra=["--backlog", "512"],
+    ) as server:
+        (worker,) = psutil.Process(server.process.pid).children()
+        # Warm-up: the pool grows to its size, the watchdog starts, allocators settle.
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            list(pool.map(lambda p: fetch(server.url, p, timeout=30), paths[:600]))
+        time.sleep(0.5)
+        records_before = server.log().count("deadline exceeded: GET /sleep")
+        rss_before = worker.memory_info().rss
+        threads_before = worker.num_threads()
+
+        peak_threads = threads_before
+        sampling = True
+
+        def sample() -> None:
+            nonlocal peak_threads
+            while sampling:
+                peak_threads = max(peak_threads, worker.num_threads())
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        started = time.monotonic()
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            results: list[Result] = list(
+                pool.map(lambda p: fetch(server.url, p, timeout=30), paths)
+            )
+        wall = time.monotonic() - started
+        sampling = False
+        sampler.join()
+        time.sleep(0.5)
+        rss_after = worker.memory_info().rss
+        threads_after = worker.num_threads()
+        log = server.log()
+
+    slow = [r for r in results if r.path.startswith("/sleep")]
+    fast = [r for r in results if r.path == "/fast"]
+    fast_failures = [r for r in fast if (r.status, r.body) != (200, b"ok")]
+    slow_statuses = {r.status for r in slow}
+    server_side = [float(r.headers_elapsed) for r in slow if r.headers_elapsed]
+    print(
+        f"\nload: {len(results)} requests ({len(slow)} slow, {len(fast)} fast) from {CLIENTS} "
+        f"clients in {wall:.1f}s; slow statuses {sorted(slow_statuses)}; server-side time "
+        f"to the 504: median {statistics.median(server_side):.3f}s, max "
+        f"{max(server_side):.3f}s (budget {BUDGET}s); client latency of slow: median "
+        f"{statistics.median(r.elapsed for r in slow):.3f}s, fast: median "
+        f"{statistics.median(r.elapsed for r in fast) * 1000:.1f}ms; fast failures "
+        f"{len(fast_failures)}; worker threads {threads_before} -> peak {peak_threads} -> "
+        f"{threads_after}; worker RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB"
+    )
+    assert slow_statuses == {504}
+    assert len(server_side) == len(slow)
+    assert max(server_side) < BUDGET + 0.1
+    assert fast_failures == []
+    assert peak_threads <= THREADS + 4  # the pool, the main thread, the watchdog
+    assert threads_after == threads_before
+    assert rss_after - rss_before < 4 * 2**20
+    # A stack was logged for every overrun.
+    assert log.count("deadline exceeded: GET /sleep") - records_before == len(slow)
