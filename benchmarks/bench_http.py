@@ -192,8 +192,8 @@ def main() -> None:
     print(
         "\nThe guard's own code in a hot loop (enforce, stub adapter, best of 5 x 20000): "
         + ", ".join(f"{label} {us:.1f} µs" for label, us in alone.items())
-        + ". End to end the same code costs 2-3x more, presumably because between two requests"
-        " it has left the CPU caches."
+        + ". End to end the same code costs several times more: between two requests it has"
+        " presumably left the CPU caches, and the figures grow with the machine's load."
     )
 
 
