@@ -311,3 +311,24 @@ def test_query_destination_table(props: LocalBigQuery, bq_client: bigquery.Clien
     )
     job.result()
     assert sorted(r.values() for r in bq_client.list_rows("odds.summary")) == [("dk", 2), ("fd", 1)]
+
+
+def test_functions_sqlite_lacks(props: LocalBigQuery, bq_client: bigquery.Client) -> None:
+    rows = bq_client.query_and_wait(
+        "SELECT player, ARRAY_AGG(book) AS books, ARRAY_LENGTH(ARRAY_AGG(book)) AS n, "
+        "MAX(DATE_ADD(game_date, INTERVAL 1 MONTH)) AS next_month, "
+        "MAX(TIMESTAMP_TRUNC(TIMESTAMP_SUB(TIMESTAMP(game_date), INTERVAL 90 MINUTE), HOUR)) AS t "
+        "FROM odds.props WHERE REGEXP_CONTAINS(player, r'^[ab]$') GROUP BY player ORDER BY player"
+    )
+    got = [tuple(r.values()) for r in rows]
+    assert got == [
+        ("a", ["dk", "fd"], 2, dt.date(2026, 2, 2), dt.datetime(2026, 1, 1, 22, tzinfo=dt.UTC)),
+        ("b", ["dk"], 1, dt.date(2026, 2, 1), dt.datetime(2025, 12, 31, 22, tzinfo=dt.UTC)),
+    ]
+    assert [f.mode for f in rows.schema] == [
+        "NULLABLE",
+        "REPEATED",
+        "NULLABLE",
+        "NULLABLE",
+        "NULLABLE",
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import json
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
@@ -214,7 +215,30 @@ def _regexp(pattern: Any, value: Any) -> int | None:
     return 1 if re.search(str(pattern), str(value)) else 0
 
 
+class _ArrayAgg:
+    """``ARRAY_AGG(x)`` as a JSON array (how REPEATED values are stored)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def step(self, value: Any) -> None:
+        if value is not None:  # BigQuery refuses NULL elements; IGNORE NULLS is the safe read
+            self.items.append(value)
+
+    def finalize(self) -> str:
+        return json.dumps(self.items)
+
+
+def _array_length(value: Any) -> int | None:
+    if value is None:
+        return None
+    items = json.loads(value) if isinstance(value, str) else value
+    return len(items) if isinstance(items, list) else None
+
+
 def register_functions(db: sqlite3.Connection) -> None:
+    db.create_aggregate("ARRAY_AGG", 1, _ArrayAgg)
+    db.create_function("ARRAY_LENGTH", 1, _array_length, deterministic=True)
     db.create_function("REGEXP", 2, _regexp, deterministic=True)
     db.create_function("BQ_ADD", 4, bq_add, deterministic=True)
     db.create_function("BQ_TRUNC", 2, bq_trunc, deterministic=True)
@@ -259,7 +283,10 @@ class SchemaResolver:
             return self.column(node.name, node.table)
         if isinstance(node, exp.Cast):
             return {"type": _type_of_datatype(node.to), "mode": "NULLABLE"}
-        if isinstance(node, exp.Count):
+        if isinstance(node, exp.ArrayAgg):
+            inner = self.expression_type(node.this) or {"type": "STRING"}
+            return {**inner, "mode": "REPEATED"}
+        if isinstance(node, exp.Count | exp.ArraySize):
             return {"type": "INTEGER", "mode": "NULLABLE"}
         if isinstance(node, exp.Avg):
             return {"type": "FLOAT", "mode": "NULLABLE"}
