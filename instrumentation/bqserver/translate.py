@@ -237,7 +237,8 @@ def _array_length(value: Any) -> int | None:
 
 
 def register_functions(db: sqlite3.Connection) -> None:
-    db.create_aggregate("ARRAY_AGG", 1, _ArrayAgg)
+    # typeshed types aggregates as int -> int; sqlite passes any value through.
+    db.create_aggregate("ARRAY_AGG", 1, _ArrayAgg)  # type: ignore[arg-type]
     db.create_function("ARRAY_LENGTH", 1, _array_length, deterministic=True)
     db.create_function("REGEXP", 2, _regexp, deterministic=True)
     db.create_function("BQ_ADD", 4, bq_add, deterministic=True)
