@@ -325,3 +325,20 @@ def test_job_timeout_wins_even_when_nobody_waits_for_the_timer(
     time.sleep(0.8)
     job.reload()
     assert job.error_result["reason"] == "timeout"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"running_seconds": "soon"},
+        {"running_seconds": -1},
+        {"regex": "("},
+        {"status": 42},
+        {"endpoint": "tables.get", "nonsense": True},
+    ],
+)
+def test_bad_rules_are_refused_with_400(bq_server: LocalBigQuery, body: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _post(bq_server, "/_bqserver/rules", body)
+    assert info.value.code == 400
+    assert bq_server.rules.list() == []

@@ -49,8 +49,21 @@ class Rule:
     hits: int = 0
 
     def __post_init__(self) -> None:
-        self._compiled = re.compile(self.regex) if self.regex else None
-        self._path = re.compile(self.path) if self.path else None
+        for name in ("pending_seconds", "running_seconds", "delay_seconds"):
+            value = float(getattr(self, name))
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+            setattr(self, name, value)
+        for name in ("status", "bytes_processed", "slot_ms", "times"):
+            if getattr(self, name) is not None:
+                setattr(self, name, int(getattr(self, name)))
+        if self.status is not None and not 100 <= self.status <= 599:
+            raise ValueError(f"status must be an HTTP status, got {self.status}")
+        try:
+            self._compiled = re.compile(self.regex) if self.regex else None
+            self._path = re.compile(self.path) if self.path else None
+        except re.error as exc:
+            raise ValueError(f"bad regular expression: {exc}") from None
 
     def matches_sql(self, sql: str | None) -> bool:
         if self.match is None and self._compiled is None:
