@@ -220,6 +220,7 @@ def _guard_code_alone() -> dict[str, float]:
         raw = HTTPResponse.__new__(HTTPResponse)
         buffered = io.BufferedReader(socket.SocketIO(left, "rb"))  # type: ignore[arg-type]
         raw._fp = types.SimpleNamespace(fp=buffered)  # type: ignore[assignment]
+        raw.chunked = False
         response.raw = raw
         return response
 

@@ -133,7 +133,8 @@ def bound_body(
             raise cut from error
 
     raw.read = bounded_read
-    raw.read_chunked = bounded_chunks
+    if raw.chunked:  # read_chunked refuses other bodies: nothing to bound there
+        raw.read_chunked = bounded_chunks
     return True
 
 
@@ -168,5 +169,6 @@ def watch_body(raw: Any, deadline: Deadline, on_overrun: Callable[[T], None], co
             check()
 
     raw.read = watched_read
-    raw.read_chunked = watched_chunks
+    if raw.chunked:
+        raw.read_chunked = watched_chunks
     return True
