@@ -230,6 +230,9 @@ def _guard_code_alone() -> dict[str, float]:
     def bare() -> None:
         adapter(prepared, **kwargs)
 
+    with deadline.scope(60):  # the full path really runs (an internal error would skip it)
+        response = guard(adapter, None, (prepared,), kwargs)
+        assert "read" in vars(response.raw), "the body was not bounded"
     number = 20000
     found: dict[str, float] = {}
     for label, scoped in (("no deadline", False), ("in a deadline", True)):
