@@ -342,3 +342,21 @@ def test_bad_rules_are_refused_with_400(bq_server: LocalBigQuery, body: dict) ->
         _post(bq_server, "/_bqserver/rules", body)
     assert info.value.code == 400
     assert bq_server.rules.list() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": "SELECT 1", "jobTimeoutMs": "soon"},
+        {"query": "SELECT 1", "maximumBytesBilled": "lots"},
+        {"query": "SELECT 1", "timeoutMs": -5},
+        {"query": "SELECT 1", "maxResults": "all"},
+        {"query": 42},
+        {"nothing": True},
+    ],
+)
+def test_malformed_query_requests_answer_400(bq_server: LocalBigQuery, body: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _post(bq_server, "/bigquery/v2/projects/test-project/queries", body)
+    assert info.value.code == 400
+    assert json.loads(info.value.read())["error"]["errors"][0]["reason"] == "invalid"

@@ -65,6 +65,19 @@ REASON_FOR_STATUS = {
 }
 
 
+def integer(value: Any, name: str, default: int | None = None) -> int | None:
+    """An int64 field of a request (JSON number or decimal string), or a 400 answer."""
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BigQueryError(400, "invalid", f"Invalid value for {name}: {value!r}") from None
+    if number < 0:
+        raise BigQueryError(400, "invalid", f"Invalid value for {name}: {value!r}")
+    return number
+
+
 def not_found(kind: str, name: str) -> BigQueryError:
     return BigQueryError(404, "notFound", f"Not found: {kind} {name}")
 

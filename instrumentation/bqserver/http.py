@@ -92,6 +92,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise BigQueryError(404, "notFound", f"Not found: {method} {url.path}")
             if body is None and raw and not url.path.startswith("/upload/"):
                 raise BigQueryError(400, "parseError", "Parse Error")
+            if body is not None and not isinstance(body, dict):
+                raise BigQueryError(400, "invalid", "The request body must be a JSON object")
             sql = _sql_of(body)
             rule = app.rules.for_request(endpoint, url.path, sql) if endpoint else None
             if rule is not None:

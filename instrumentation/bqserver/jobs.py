@@ -23,7 +23,7 @@ from typing import Any
 
 from .catalog import Catalog
 from .engine import Engine, Plan, Scan, bind_parameters
-from .errors import BigQueryError
+from .errors import BigQueryError, integer
 from .loads import write_rows
 from .outcome import Outcome
 from .rules import Rule, RuleBook
@@ -121,6 +121,7 @@ class JobManager:
                 raise BigQueryError(409, "duplicate", f"Already Exists: Job {project}:US.{job_id}")
         config = copy.deepcopy(dict(configuration))
         kind = next((k for k in ("query", "load", "copy", "extract") if k in config), "query")
+        timeout_ms = integer(config.get("jobTimeoutMs"), "jobTimeoutMs", 0) or 0
         now = time.time()
         job = Job(project, job_id, location or self.catalog.location, config, kind, now, now, now)
         job.run = run
@@ -141,7 +142,6 @@ class JobManager:
             job.cache_hit = False
             self._finish(job, None)  # validated and estimated; nothing runs
             return job
-        timeout_ms = int(config.get("jobTimeoutMs") or 0)
         limit = now + timeout_ms / 1000 if timeout_ms > 0 else None
         if limit is not None and limit < job.due:
             job.due = limit
@@ -176,14 +176,13 @@ class JobManager:
             job.cache_hit = hit_time is not None and time.time() - hit_time < self.cache_seconds
         if job.cache_hit:
             return
-        limit = query.get("maximumBytesBilled")
+        limit = integer(query.get("maximumBytesBilled"), "maximumBytesBilled")
         billed = billed_bytes(job.scan.bytes_processed, job.scan.tables)
-        if limit not in (None, "") and billed > int(limit):
+        if limit is not None and billed > limit:
             raise BigQueryError(
                 400,
                 "bytesBilledLimitExceeded",
-                f"Query exceeded limit for bytes billed: {int(limit)}. "
-                f"{billed} or higher required.",
+                f"Query exceeded limit for bytes billed: {limit}. {billed} or higher required.",
             )
 
     def _cache_key(self, job: Job) -> str | None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _types
+from .errors import integer
 from .jobs import Job, billed_bytes
 
 DEFAULT_PAGE_ROWS = 100_000
@@ -187,5 +188,5 @@ def query_response(
 def page_start(params: Mapping[str, str]) -> int:
     token = params.get("pageToken")
     if token:
-        return int(token)
-    return int(params.get("startIndex", 0) or 0)
+        return integer(token, "pageToken", 0) or 0
+    return integer(params.get("startIndex"), "startIndex", 0) or 0

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from . import loads, resources, translate
 from ._types import to_cell
 from .catalog import table_from_resource, table_resource
-from .errors import BigQueryError
+from .errors import BigQueryError, integer
 from .http import BASE, DATASET, JOB, QUERY, TABLE, UPLOAD, Answer, Request, Routes
 from .jobs import Job
 from .rules import Rule
@@ -166,7 +166,7 @@ class RestAPI:
         anonymous = req["dataset"] == "_bqserver_anon"
         int64 = req.params.get("formatOptions.useInt64Timestamp", "false").lower() == "true"
         start = resources.page_start(req.params)
-        limit = int(req.params["maxResults"]) if "maxResults" in req.params else None
+        limit = integer(req.params.get("maxResults"), "maxResults")
         if anonymous:
             job = self.jobs.get(req["project"], req["table"].removeprefix("anon_"))
             rows, token = resources.rows_page(job, start, limit, int64)
@@ -201,8 +201,10 @@ class RestAPI:
         return None
 
     def insert_job(self, req: Request) -> Answer:
-        reference = req.body.get("jobReference", {})
-        config = req.body.get("configuration", {})
+        reference = req.body.get("jobReference") or {}
+        config = req.body.get("configuration") or {}
+        if not isinstance(config, dict) or not isinstance(reference, dict):
+            raise BigQueryError(400, "invalid", "configuration and jobReference must be objects")
         job = self.jobs.create(
             req["project"],
             config,
@@ -233,7 +235,7 @@ class RestAPI:
         return 204, None
 
     def _wait_ms(self, value: Any) -> float:
-        wait = self.app.default_wait_ms if value in (None, "") else int(value)
+        wait = integer(value, "timeoutMs", self.app.default_wait_ms) or 0
         return min(max(wait, 0), MAX_WAIT_MS) / 1000
 
     def query(self, req: Request) -> Answer:
@@ -257,7 +259,7 @@ class RestAPI:
         return 200, resources.query_response(
             job,
             kind="bigquery#queryResponse",
-            max_results=None if max_results is None else int(max_results),
+            max_results=integer(max_results, "maxResults"),
             int64_micros=bool(format_options.get("useInt64Timestamp", False)),
         )
 
@@ -271,7 +273,7 @@ class RestAPI:
             job,
             kind="bigquery#getQueryResultsResponse",
             start=resources.page_start(req.params),
-            max_results=None if limit is None else int(limit),
+            max_results=integer(limit, "maxResults"),
             int64_micros=req.params.get("formatOptions.useInt64Timestamp", "").lower() == "true",
         )
 
