@@ -30,6 +30,7 @@ import socket
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import requests
 from opentelemetry.sdk.metrics import MeterProvider
@@ -125,7 +126,7 @@ def _guard(
     return candidate
 
 
-def _batch(session: requests.Session, url: str, count: int, timeout: object) -> tuple[float, float]:
+def _batch(session: requests.Session, url: str, count: int, timeout: Any) -> tuple[float, float]:
     """(wall, CPU) microseconds per request; CPU is this process's user + system time."""
     get = session.get
     wall, cpu = time.perf_counter(), time.process_time()
@@ -190,7 +191,7 @@ def main() -> None:
         print(f"{row} | {d_wall:+.1f} | {d_cpu:+.1f} | {verdict} |")
     alone = _guard_code_alone()
     print(
-        "\nThe guard's own code in a hot loop (enforce, stub adapter, best of 5 x 20000): "
+        "\nThe guard's own code in a hot loop (enforce, stub adapter, best of 7 x 10000): "
         + ", ".join(f"{label} {us:.1f} µs" for label, us in alone.items())
         + ". End to end the same code costs several times more: between two requests it has"
         " presumably left the CPU caches, and the figures grow with the machine's load."
@@ -213,7 +214,13 @@ def _guard_code_alone() -> dict[str, float]:
     enforce = Settings.from_env({}, http=Mode.ENFORCE, tls=Mode.ENFORCE)
     guard = OutboundGuard(enforce, provider.get_meter("bastion"))
     prepared = requests.Request("GET", "http://127.0.0.1:1/").prepare()
-    kwargs = {"stream": False, "verify": True, "cert": None, "proxies": {}, "timeout": None}
+    kwargs: dict[str, Any] = {
+        "stream": False,
+        "verify": True,
+        "cert": None,
+        "proxies": {},
+        "timeout": None,
+    }
 
     def adapter(request: object, **_: object) -> requests.Response:
         response = requests.Response()
@@ -233,13 +240,17 @@ def _guard_code_alone() -> dict[str, float]:
     with deadline.scope(60):  # the full path really runs (an internal error would skip it)
         response = guard(adapter, None, (prepared,), kwargs)
         assert "read" in vars(response.raw), "the body was not bounded"
-    number = 20000
+    number = 10000
     found: dict[str, float] = {}
     for label, scoped in (("no deadline", False), ("in a deadline", True)):
+        guarded, plain = [], []
         with deadline.scope(60) if scoped else contextlib.nullcontext():
-            guarded = min(timeit.repeat(call, number=number, repeat=5))
-            plain = min(timeit.repeat(bare, number=number, repeat=5))
-        found[label] = (guarded - plain) / number * 1e6
+            timeit.timeit(call, number=number)  # warm-up
+            timeit.timeit(bare, number=number)
+            for _ in range(7):  # interleaved; the minimum is the least disturbed run
+                guarded.append(timeit.timeit(call, number=number))
+                plain.append(timeit.timeit(bare, number=number))
+        found[label] = (min(guarded) - min(plain)) / number * 1e6
     left.close()
     right.close()
     provider.shutdown()
