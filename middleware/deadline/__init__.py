@@ -1,8 +1,16 @@
 """Per-request deadlines: a budget for every request, visible to everything it calls.
 
 ``remaining()``, ``current()``, ``check()`` and ``scope(seconds)`` work anywhere;
-the WSGI and ASGI middlewares set a deadline for each request.
+``DeadlineMiddleware`` (WSGI) and ``DeadlineASGIMiddleware`` (ASGI) set a deadline
+for each request (``middleware.protect`` adds the right one);
+``middleware.deadline.gunicorn`` keeps gunicorn's timeouts in order around it.
+The middlewares are imported on first use, so ``import middleware.deadline`` stays
+cheap for code that only reads the budget (the outbound instrumentors).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from middleware.deadline._context import (
     DEADLINE_HEADER,
@@ -18,11 +26,17 @@ from middleware.deadline._context import (
     scope,
 )
 
+if TYPE_CHECKING:
+    from middleware.deadline.asgi import DeadlineASGIMiddleware
+    from middleware.deadline.wsgi import DeadlineMiddleware
+
 __all__ = [
     "DEADLINE_HEADER",
     "Deadline",
+    "DeadlineASGIMiddleware",
     "DeadlineExceeded",
     "DeadlineExecutor",
+    "DeadlineMiddleware",
     "activate",
     "check",
     "current",
@@ -31,3 +45,15 @@ __all__ = [
     "reset",
     "scope",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DeadlineMiddleware":
+        from middleware.deadline.wsgi import DeadlineMiddleware
+
+        return DeadlineMiddleware
+    if name == "DeadlineASGIMiddleware":
+        from middleware.deadline.asgi import DeadlineASGIMiddleware
+
+        return DeadlineASGIMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -90,7 +90,7 @@ def _why_not_digits(value: str) -> str:
         return "negative"
     if "," in text:
         return "repeated"
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return "overflow"
     return "malformed"
 
@@ -109,8 +109,11 @@ def parse_grpc_timeout(value: str) -> float:
     """``grpc-timeout``: ``TimeoutValue TimeoutUnit`` (at most 8 digits) → seconds."""
     match = _GRPC.fullmatch(value)
     if match is None:
-        digits = value[:-1] if value[-1:] in _GRPC_UNIT_SECONDS else value
-        raise Rejected("malformed" if not digits else _why_not_digits(digits))
+        if value[-1:] not in _GRPC_UNIT_SECONDS:  # no unit: malformed, unless plainly worse
+            reason = _why_not_digits(value)
+            raise Rejected(reason if reason in ("negative", "repeated") else "malformed")
+        reason = _why_not_digits(value[:-1])
+        raise Rejected("malformed" if reason == "empty" else reason)
     amount = int(match.group(1))
     if amount == 0:
         raise Rejected("zero")
@@ -251,11 +254,12 @@ class BudgetPolicy:
             if route is not None:
                 return self._keys[id(route)]
         segment = "/" + path.lstrip("/").split("/", 1)[0]
-        label = self._labels.get(segment)
-        if label is None:
-            label = segment if len(self._labels) < _MAX_ROUTE_LABELS else "other"
-            self._labels.setdefault(segment, label)
-        return label
+        if segment in self._labels:
+            return segment
+        if len(self._labels) < _MAX_ROUTE_LABELS:
+            self._labels[segment] = segment
+            return segment
+        return "other"
 
     # --- internals -----------------------------------------------------------------
     def _shorten(self, budget: float, source: str, header: str, value: str) -> tuple[float, str]:

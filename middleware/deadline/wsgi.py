@@ -257,7 +257,7 @@ class _Exchange(WatchedRequest):
             self.answered = True  # Flask sends the problem document itself
         self.committed = True
         self._write = self._start_response(status, headers, exc_info)
-        return self._write
+        return self.write  # to know when the headers went out
 
     def write(self, data: bytes) -> object:
         """The legacy ``write()``: the headers go out now."""
