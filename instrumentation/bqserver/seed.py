@@ -100,8 +100,10 @@ def seed_demo(bq: LocalBigQuery, *, days: int = 14, end: dt.date | None = None) 
         stamp = dt.datetime.combine(day, dt.time(17, 0), tzinfo=dt.UTC)
         games = [(teams[i], teams[i + 1]) for i in range(0, len(teams) - 1, 2)]
         summaries, props, predictions, lines = [], [], [], []
+        game_of: dict[str, str] = {}
         for home, away in games:
             game_id = f"{day:%Y%m%d}_{away}_{home}"
+            game_of[home] = game_of[away] = game_id
             for bookmaker in BOOKMAKERS:
                 lines.append(
                     {
@@ -116,9 +118,7 @@ def seed_demo(bq: LocalBigQuery, *, days: int = 14, end: dt.date | None = None) 
                     }
                 )
         for player, team in PLAYERS:
-            game_id = next(
-                f"{day:%Y%m%d}_{a}_{h}" for h, a in [(t, t) for t in teams] if team in (h, a)
-            )
+            game_id = game_of[team]
             points = max(0, int(rng.gauss(24, 7)))
             summaries.append(
                 {
