@@ -95,7 +95,7 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 _log.warning(
                     "InsecureRequestWarning was already silenced before Bastion was "
                     "instrumented (urllib3.disable_warnings or a warnings filter); "
-                    "unverified HTTPS calls are still recorded by BASTION_TLS=%s",
+                    "calls with verify=False are still judged (BASTION_TLS=%s)",
                     settings.tls.value,
                 )
 

@@ -53,8 +53,9 @@ class _Tally:
 
     An SDK ``Counter.add`` costs several microseconds (a measurement object, attribute
     validation, hashing); a locked dict increment costs a fraction of one. The tally is
-    process-wide so that re-instrumenting (which cannot replace an observable
-    instrument's callback in the same meter) keeps reporting the live numbers.
+    process-wide because an observable instrument registered again in the same meter
+    keeps its first callback; re-instrumenting restarts it from zero (a cumulative
+    counter reset, which metric backends handle).
     """
 
     def __init__(self) -> None:
