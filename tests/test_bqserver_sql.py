@@ -332,3 +332,35 @@ def test_functions_sqlite_lacks(props: LocalBigQuery, bq_client: bigquery.Client
         "NULLABLE",
         "NULLABLE",
     ]
+
+
+def test_without_the_project_analysis_a_fallback_classifies(
+    props: LocalBigQuery, bq_client: bigquery.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server also runs where ``instrumentation.bigquery`` cannot be imported."""
+    from instrumentation.bqserver import _analysis
+
+    monkeypatch.setattr(_analysis, "_project_analyze", lambda: None)
+    props.table("odds.props").require_partition_filter = True
+    with pytest.raises(exceptions.BadRequest, match="partition elimination"):
+        bq_client.query_and_wait("SELECT * FROM odds.props WHERE book = 'dk'")
+    kinds = []
+    for sql in (
+        "SELECT line FROM odds.props WHERE game_date = '2026-01-01'",
+        "UPDATE odds.props SET line = 1 WHERE game_date = '2026-01-01'",
+        "CREATE TABLE odds.x (a INT64)",
+        "CREATE TABLE odds.y AS SELECT 1 AS a",
+        "DROP TABLE odds.x",
+        "SELECT 1; SELECT 2",
+    ):
+        job = bq_client.query(sql)
+        job.result()
+        kinds.append(job.statement_type)
+    assert kinds == [
+        "SELECT",
+        "UPDATE",
+        "CREATE_TABLE",
+        "CREATE_TABLE_AS_SELECT",
+        "DROP_TABLE",
+        "SCRIPT",
+    ]
