@@ -183,3 +183,34 @@ def test_disabling_other_warning_categories_is_left_alone(caplog: pytest.LogCapt
             urllib3.disable_warnings(urllib3.exceptions.SystemTimeWarning)
         assert _insecure_warning_shown()
     assert not [r for r in caplog.records if "InsecureRequestWarning" in r.getMessage()]
+
+
+def test_instrumenting_after_the_warning_was_silenced_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        with caplog.at_level(logging.WARNING, logger="instrumentation.http"), guarded(OBSERVE):
+            pass
+    assert any("already silenced" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("legacy.internal", True),
+        ("LEGACY.internal.", True),
+        ("api.partner.example", True),
+        ("a.b.partner.example", True),
+        ("partner.example", False),  # *.x covers subdomains only
+        ("evilpartner.example", False),
+        ("10.0.0.7", True),
+        ("::1", True),
+        ("other.internal", False),
+    ],
+)
+def test_allow_list_matching(host: str, allowed: bool) -> None:
+    from instrumentation.http._tls import HostAllowList
+
+    hosts = HostAllowList(["legacy.internal", "*.partner.example", "10.0.0.7", "[::1]"])
+    assert hosts.allows(host) is allowed
