@@ -329,3 +329,15 @@ def test_bqemulator_fixture_fails_loudly_without_its_virtualenv(tmp_path: Path) 
     assert run.returncode != 0
     assert "1 error" in run.stdout and "skipped" not in run.stdout
     assert "run `make bqemu`" in run.stdout
+
+
+def test_view_created_through_tables_insert(
+    bq_server: LocalBigQuery, bq_client: bigquery.Client
+) -> None:
+    _games(bq_server)
+    view = bigquery.Table(f"{P}.nba.top")
+    view.view_query = "SELECT player, MAX(points) AS best FROM nba.games GROUP BY player"
+    bq_client.create_table(view)
+    assert bq_client.get_table("nba.top").table_type == "VIEW"
+    rows = bq_client.query_and_wait("SELECT player, best FROM nba.top ORDER BY best DESC")
+    assert [(r.player, r.best) for r in rows] == [("b", 23), ("a", 13), ("c", 8)]
