@@ -114,7 +114,7 @@ class Handler(BaseHTTPRequestHandler):
             app.logger.exception("bqserver: error answering %s %s", method, url.path)
             error = BigQueryError(500, "internalError", f"bqserver: {exc!r}")
             status, answer = 500, error.body()
-        if endpoint != "control.requests":
+        if not endpoint.startswith("control."):  # the log is for BigQuery API calls
             app.requests.add(
                 RecordedRequest(time.time(), method, url.path, endpoint, params, body, status)
             )
