@@ -163,7 +163,7 @@ async def asgi_rounds() -> tuple[list[float], list[float], int]:
     ]
     await asyncio.sleep(0.05)
     timers = wrapped._timers
-    live = sum(1 for _, _, r in timers._heap if not r.done) if timers else 0
+    live = len(timers.live) if timers else 0
     n = 2000
     await run_asgi(bare, n)
     await run_asgi(wrapped, n)

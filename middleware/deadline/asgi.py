@@ -39,6 +39,7 @@ from typing import Any, Final
 
 from middleware.deadline import problem
 from middleware.deadline._context import Deadline, _current
+from middleware.deadline.inbound import ASGI_HEADER_NAMES as _INBOUND
 from middleware.deadline.inbound import BudgetPolicy
 from middleware.deadline.report import (
     add_span_event,
@@ -112,16 +113,22 @@ class _Request:
         self.reply: asyncio.Task[None] | None = None
         self.thread: Any = None
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
+        # A plain function handing back the server's awaitable: no coroutine of our
+        # own per message.
         if self.replied:
-            return  # the 504 went out; what the late app sends goes nowhere
+            return _dropped()  # the 504 went out; what the late app sends goes nowhere
         if not self.started and message["type"] == "http.response.start":
             self.started = True
-        await self.send(message)
+        return self.send(message)
 
     async def send_504(self) -> None:
         await self.send(_START)
         await self.send(_BODY)
+
+
+async def _dropped() -> None:
+    return None
 
 
 class _LoopTimers:
@@ -192,6 +199,8 @@ class DeadlineASGIMiddleware:
         self.policy = BudgetPolicy(settings, routes)
         self._active = self.mode.active
         self._enforce = self.mode.enforcing
+        self._default = self.policy.default_budget
+        self._has_routes = self.policy.has_routes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timers: _LoopTimers | None = None
 
@@ -199,7 +208,16 @@ class DeadlineASGIMiddleware:
         if scope["type"] != "http" or not self._active:
             await self.app(scope, receive, send)
             return
-        found = self.policy.for_asgi(scope)
+        budget, source = self._default, "default"
+        if self._has_routes:
+            found = self.policy.for_asgi(scope)
+        else:
+            for name, _ in scope["headers"]:
+                if name in _INBOUND:
+                    found = self.policy.for_asgi(scope)
+                    break
+            else:
+                found = budget, source
         if found is None:  # exempt route
             await self.app(scope, receive, send)
             return

@@ -69,7 +69,10 @@ _GRPC_UNIT_SECONDS: Final = {
 BASTION_HEADER: Final = "x-bastion-timeout-ms"
 GRPC_HEADER: Final = "grpc-timeout"
 ENVOY_HEADER: Final = "x-envoy-expected-rq-timeout-ms"
-_ASGI_NAMES: Final = frozenset(n.encode() for n in (BASTION_HEADER, GRPC_HEADER, ENVOY_HEADER))
+#: The inbound deadline headers as ASGI spells them (lower-case bytes).
+ASGI_HEADER_NAMES: Final = frozenset(
+    n.encode() for n in (BASTION_HEADER, GRPC_HEADER, ENVOY_HEADER)
+)
 #: Labels for ``http.route`` on unmatched paths: first path segments, up to this many.
 _MAX_ROUTE_LABELS: Final = 64
 
@@ -224,7 +227,7 @@ class BudgetPolicy:
         budget, source = local
         found: dict[str, str] | None = None
         for name, raw in scope.get("headers") or ():  # type: ignore[attr-defined]
-            if name in _ASGI_NAMES:
+            if name in ASGI_HEADER_NAMES:
                 key = name.decode("latin-1")
                 value = raw.decode("latin-1")
                 if found is None:

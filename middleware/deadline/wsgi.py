@@ -125,6 +125,7 @@ class DeadlineMiddleware:
             exchange.in_app = False
             if not exchange.injected and not _buffered(result):
                 exchange.result = result
+                exchange.iterator = None
                 streaming = True
                 return exchange  # iterated, then closed, by the server under the deadline
         except DeadlineExceeded:
@@ -213,6 +214,8 @@ class _Exchange(WatchedRequest):
         "sent",
     )
     _write: Callable[[bytes], object]
+    result: Iterable[bytes]
+    iterator: Iterator[bytes] | None
 
     def __init__(
         self,
@@ -233,7 +236,6 @@ class _Exchange(WatchedRequest):
         self.done = False
         self.fired = False
         self.injected = False
-        self.stack = None
         self._start_response = start_response
         self.environ = environ
         self._token = token
@@ -241,8 +243,8 @@ class _Exchange(WatchedRequest):
         self.sent = False  # a chunk went to the server: the headers are out
         self.answered = False
         self.held: tuple[str, list[tuple[str, str]]] | None = None
-        self.result: Iterable[bytes] = ()
-        self.iterator: Iterator[bytes] | None = None
+        # stack (set by the watchdog), result and iterator (set for a streamed body)
+        # are left unset: every field costs, on every request.
 
     # --- start_response --------------------------------------------------------------
     def __call__(
