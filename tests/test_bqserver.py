@@ -341,3 +341,20 @@ def test_view_created_through_tables_insert(
     assert bq_client.get_table("nba.top").table_type == "VIEW"
     rows = bq_client.query_and_wait("SELECT player, best FROM nba.top ORDER BY best DESC")
     assert [(r.player, r.best) for r in rows] == [("b", 23), ("a", 13), ("c", 8)]
+
+
+def test_bytes_processed_counts_only_the_columns_read(
+    bq_server: LocalBigQuery, bq_client: bigquery.Client
+) -> None:
+    _games(bq_server)  # 9 rows over 3 daily partitions
+    row = 8 + 3 + 8 + 8 + 1 + 8  # every column of one row ('a'/'b'/'c': 2 + 1 bytes)
+
+    def processed(sql: str) -> int:
+        job = bq_client.query(sql, job_config=bigquery.QueryJobConfig(use_query_cache=False))
+        job.result()
+        return int(job.total_bytes_processed)
+
+    assert processed("SELECT * FROM nba.games") == 9 * row
+    assert processed("SELECT COUNT(*) FROM nba.games") == 0
+    assert processed("SELECT COUNT(*) FROM nba.games WHERE game_date = '2026-01-01'") == 3 * 8
+    assert processed("SELECT points FROM nba.games WHERE game_date > '2026-01-01'") == 6 * 16

@@ -153,7 +153,12 @@ class Engine:
         """Bytes of the referenced columns in the partitions the statement reads."""
         result = Scan()
         mentioned = {c.name.lower() for s in plan.statements for c in s.find_all(exp.Column)}
-        star = any(next(s.find_all(exp.Star), None) is not None for s in plan.statements)
+        # SELECT * reads every column; COUNT(*) reads none.
+        star = any(
+            not isinstance(node.parent, exp.Count)
+            for s in plan.statements
+            for node in s.find_all(exp.Star)
+        )
         for name in plan.tables:
             table = self.catalog.find_table(name)
             if table is None or table.kind != "TABLE" or name in plan.created:
