@@ -87,6 +87,7 @@ class Operation:
         "explicit",
         "finished",
         "guard",
+        "job_ref",
         "kind",
         "refused",
         "start",
@@ -115,10 +116,13 @@ class Operation:
         self.cancelled = False
         self.refused: str | None = None
         self.finished = False
+        self.job_ref: Any = None  # weakref to a job this operation waits on (see attach)
 
     @property
     def started(self) -> bool:
-        return self._span is not None
+        """The span exists and can parent others (an invalid no-op span would detach
+        the client's own spans from the request's trace if made current)."""
+        return self._span is not None and self._span.get_span_context().is_valid
 
     @property
     def span(self) -> Span:
@@ -177,17 +181,18 @@ class Operation:
                 return {**kwargs, "timeout": self.guard.policy.cancel_timeout()}
             return kwargs
         policy = self.guard.policy
+        if not self.guard.enforce:
+            # Observe: what would apply to the operation's first request, nothing sent.
+            if "bastion.bq.would_timeout_seconds" not in self.applied:
+                budget = policy.budget(self.class_seconds, self.wait_until)
+                self.applied["bastion.bq.would_timeout_seconds"] = round(budget.seconds, 3)
+                self.applied["bastion.bq.would_bound_by"] = budget.bound_by
+                self.applied["bastion.bq.would_job_timeout_ms"] = max(1, int(budget.seconds * 1000))
+            return kwargs
         budget = policy.budget(self.class_seconds, self.wait_until)
         method = kwargs.get("method")
         job_insert = method == "POST" and path.endswith("/jobs")
         jobs_query = method == "POST" and path.endswith("/queries")
-        if not self.guard.enforce:
-            if "bastion.bq.would_timeout_seconds" not in self.applied:
-                self.applied["bastion.bq.would_timeout_seconds"] = round(budget.seconds, 3)
-                self.applied["bastion.bq.would_bound_by"] = budget.bound_by
-            if (job_insert or jobs_query) and "bastion.bq.would_job_timeout_ms" not in self.applied:
-                self.applied["bastion.bq.would_job_timeout_ms"] = max(1, int(budget.seconds * 1000))
-            return kwargs
         if budget.exhausted and budget.bound_by == "deadline":
             if self.stats.job_id is None:  # nothing started yet: a refusal, not a give-up
                 self.refused = "deadline"
