@@ -107,3 +107,22 @@ def test_the_instrumentor_turns_on_requests_spans_and_off_again() -> None:
     assert span.kind is SpanKind.CLIENT
     assert (span.attributes or {})["bastion.http.timeout_source"] == "default"
     provider.shutdown()
+
+
+def test_timeouts_applied_tally_counts_exactly_across_threads_and_reads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from opentelemetry.metrics import CallbackOptions
+
+    from instrumentation.http._guard import _Tally
+
+    tally = _Tally()
+    bump = tally.bumper("enforce", "default")
+    with ThreadPoolExecutor(4) as pool:
+        for _ in pool.map(lambda _: [bump() for _ in range(5000)], range(4)):
+            pass
+    first = [o.value for o in tally.observe(CallbackOptions())]
+    bump()
+    second = [o.value for o in tally.observe(CallbackOptions())]
+    assert first == [20000]
+    assert second == [20001]  # reads are not counted

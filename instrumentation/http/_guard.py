@@ -13,6 +13,7 @@ their own (file://, mocks) and are left alone.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ from opentelemetry.trace import Span, get_current_span
 
 from instrumentation.http._body import bound_body, watch_body
 from instrumentation.http._errors import DeadlineTimeout, InsecureTLSError
-from instrumentation.http._timeouts import TimeoutPlan, plan_timeout
+from instrumentation.http._timeouts import plan_timeout
 from instrumentation.http._tls import CallSites, HostAllowList, call_site
 from middleware.deadline import DEADLINE_HEADER, Deadline, current
 from middleware.settings import Settings
@@ -52,32 +53,37 @@ class _Tally:
     """Counts for a counter bumped on nearly every call, reported at collection time.
 
     An SDK ``Counter.add`` costs several microseconds (a measurement object, attribute
-    validation, hashing); a locked dict increment costs a fraction of one. The tally is
-    process-wide because an observable instrument registered again in the same meter
-    keeps its first callback; re-instrumenting restarts it from zero (a cumulative
-    counter reset, which metric backends handle).
+    validation, hashing). Here a bump is ``next()`` on an :func:`itertools.count`: one C
+    call, atomic under the GIL, no lock. The collection callback reads each count with
+    one more ``next()`` and subtracts its own earlier reads. The tally is process-wide
+    because an observable instrument registered again in the same meter keeps its first
+    callback; re-instrumenting restarts it from zero (a cumulative counter reset, which
+    metric backends handle).
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()  # for the readers and for adding keys, never bumps
+        self._counts: dict[tuple[str, str], tuple[itertools.count[int], list[int]]] = {}
 
-    def add(self, mode: str, source: str) -> None:
-        key = (mode, source)
+    def bumper(self, mode: str, source: str) -> Callable[[], int]:
+        """The zero-argument function that adds one for ``(mode, source)``."""
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
+            count, _ = self._counts.setdefault((mode, source), (itertools.count(), [0]))
+        return count.__next__
 
     def reset(self) -> None:
         with self._lock:
-            self._counts.clear()
+            self._counts = {}
 
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        found = []
         with self._lock:
-            counts = list(self._counts.items())
-        return [
-            Observation(count, {"bastion.mode": mode, "bastion.http.timeout_source": source})
-            for (mode, source), count in counts
-        ]
+            for (mode, source), (count, reads) in self._counts.items():
+                value = next(count) - reads[0]
+                reads[0] += 1
+                attributes = {"bastion.mode": mode, "bastion.http.timeout_source": source}
+                found.append(Observation(value, attributes))
+        return found
 
 
 _timeouts_applied = _Tally()
@@ -97,12 +103,17 @@ class OutboundGuard:
         self._enforce_tls = settings.tls.enforcing
         self._connect_default = settings.http_connect_seconds
         self._read_default = settings.http_read_seconds
-        self._default_plan = plan_timeout(None, self._connect_default, self._read_default, None)
+        self._default_timeout = (self._connect_default, self._read_default)
+        self._longest_default = max(self._default_timeout)
         self._propagate = settings.http_propagate_deadline and settings.http.active
         self._allow = HostAllowList(settings.tls_allow_insecure_hosts)
         self._sites = CallSites()
         mode = settings.http.value
         _timeouts_applied.reset()
+        self._bump = {
+            "default": _timeouts_applied.bumper(mode, "default"),
+            "deadline": _timeouts_applied.bumper(mode, "deadline"),
+        }
         meter.create_observable_counter(
             "bastion.http.client.timeouts_applied",
             callbacks=[_timeouts_applied.observe],
@@ -174,21 +185,32 @@ class OutboundGuard:
             return None
         deadline = current()
         given = send_kwargs.get("timeout")
+        connect = read = None
         if deadline is None:
             # The common cases, kept short: the caller's own timeout stands; none gets
-            # the default (a constant plan, computed in __init__).
+            # the default, computed in __init__.
             if given is not None:
                 return None
-            plan: TimeoutPlan | None = self._default_plan
             remaining = None
+            timeout: object = self._default_timeout
+            connect, read = self._connect_default, self._read_default
+            source: str | None = "default"
         else:
             remaining = deadline.remaining()
-            plan = plan_timeout(given, self._connect_default, self._read_default, remaining)
+            if given is None and remaining >= self._longest_default:
+                timeout, source = self._default_timeout, "default"
+                connect, read = self._connect_default, self._read_default
+            else:
+                plan = plan_timeout(given, self._connect_default, self._read_default, remaining)
+                if plan is None:  # a form requests will reject: leave it to requests
+                    timeout, source = given, None
+                else:
+                    timeout, connect, read = plan.timeout, plan.connect, plan.read
+                    source = "deadline" if plan.capped else "default" if plan.defaulted else None
         span = get_current_span()
-        recording = span.is_recording()
         if remaining == 0.0:
             assert deadline is not None
-            self._record_cut(span, recording, "before-send")
+            self._record_cut(span, span.is_recording(), "before-send")
             if self._enforce_http:
                 raise DeadlineTimeout(
                     f"request deadline ({deadline.budget:.3f}s, {deadline.source}) "
@@ -197,30 +219,25 @@ class OutboundGuard:
                     deadline=deadline,
                     request=request,
                 )
-        if plan is not None:
-            self._record_plan(plan, span, recording)
-            if self._enforce_http and (plan.defaulted or plan.capped):
-                send_kwargs = {**send_kwargs, "timeout": plan.timeout}
+        if source is not None:
+            self._bump[source]()
+            if self._enforce_http:
+                send_kwargs = {**send_kwargs, "timeout": timeout}
+        if span.is_recording():
+            attributes: dict[str, Any] = {
+                "bastion.mode": self._mode,
+                "bastion.http.timeout_source": source or "caller",
+            }
+            if connect is not None:
+                attributes["bastion.http.timeout_connect"] = connect
+            if read is not None:
+                attributes["bastion.http.timeout_read"] = read
+            span.set_attributes(attributes)
         if self._propagate and remaining is not None:
             headers = request.headers
             if headers is not None:
                 headers[DEADLINE_HEADER] = str(int(remaining * 1000))
         return request, send_kwargs, deadline, span
-
-    def _record_plan(self, plan: TimeoutPlan, span: Span, recording: bool) -> None:
-        source = "deadline" if plan.capped else "default" if plan.defaulted else "caller"
-        if source != "caller":
-            _timeouts_applied.add(self._mode, source)
-        if recording:
-            attributes: dict[str, Any] = {
-                "bastion.mode": self._http.value,
-                "bastion.http.timeout_source": source,
-            }
-            if plan.connect is not None:
-                attributes["bastion.http.timeout_connect"] = plan.connect
-            if plan.read is not None:
-                attributes["bastion.http.timeout_read"] = plan.read
-            span.set_attributes(attributes)
 
     def _judge_tls(self, request: Any, url: str, span: Span) -> None:
         host = urlsplit(url).hostname or ""
