@@ -186,7 +186,8 @@ class Settings:
         "BASTION_BQ_DEFAULT_CLASS",
         p.choice("", *TIMEOUT_CLASSES),
         "",
-        "Force one timeout class for every query of this service; empty: from the SQL.",
+        "Timeout class of every query of this service (a per-call override still wins); "
+        "empty: from the SQL.",
     )
     bq_slow_seconds_read: float | None = _flag(
         "BASTION_BQ_SLOW_SECONDS_READ",

@@ -107,12 +107,16 @@ class Statistics:
             error = status.get("errorResult")
             if type(error) is dict:
                 self.error_reason = error.get("reason")
-        self.slot_ms = _int(stats.get("totalSlotMs")) or self.slot_ms
+        slot_ms = _int(stats.get("totalSlotMs"))
+        if slot_ms is not None:
+            self.slot_ms = slot_ms
         query = stats.get("query")
         if type(query) is dict:
             self.statement_type = query.get("statementType") or self.statement_type
             self._read_query_numbers(query)
-            self.partitions = _int(query.get("totalPartitionsProcessed")) or self.partitions
+            partitions = _int(query.get("totalPartitionsProcessed"))
+            if partitions is not None:
+                self.partitions = partitions
             rows = _dml_rows(query.get("dmlStats"), query.get("numDmlAffectedRows"))
             self.dml_rows = rows if rows is not None else self.dml_rows
         load = stats.get("load")
