@@ -32,6 +32,27 @@ STATEMENTS = [
     ),
     ("SELECT COUNT(*) AS n, MAX(minutes) AS m FROM {t} WHERE game_date = '2026-01-01'", True),
     ("SELECT player FROM {t} WHERE points BETWEEN 11 AND 30 ORDER BY points DESC", True),
+    (
+        "WITH best AS (SELECT player, MAX(points) AS m FROM {t} GROUP BY player) "
+        "SELECT player, m FROM best ORDER BY player",
+        True,
+    ),
+    (
+        "SELECT player, points, ROW_NUMBER() OVER (PARTITION BY player ORDER BY points DESC)"
+        " AS rn FROM {t} ORDER BY player, rn",
+        True,
+    ),
+    (
+        "SELECT DATE_ADD(game_date, INTERVAL 1 DAY) AS d, COUNT(*) AS n FROM {t} "
+        "GROUP BY d ORDER BY d",
+        True,
+    ),
+    (
+        "SELECT player, IF(points > 12, 'hi', 'lo') AS band, COALESCE(minutes, 0) AS m "
+        "FROM {t} ORDER BY player, band",
+        True,
+    ),
+    ("SELECT COUNT(*) AS n FROM {t} WHERE player IN ('a', 'b') AND minutes >= 31", True),
     ("UPDATE {t} SET points = points + 1 WHERE player = 'a'", False),
     (
         "INSERT INTO {t} (game_date, player, points, minutes) VALUES ('2026-01-03', 'c', 7, 12.0)",
