@@ -9,14 +9,14 @@ http.client's buffer: before each ``recv_into`` it lowers the socket timeout to 
 time left (never raising it above the caller's read timeout), and refuses to wait at
 all once the deadline has passed. urllib3 turns that socket timeout into its
 ``ReadTimeoutError`` and throws the connection away (it is mid-body, so it cannot go
-back to the pool). The response's ``read`` and ``read_chunked`` (what ``stream``,
-``iter_content``, ``.content`` and file-like use of ``raw`` go through) are shadowed
-on the instance to turn that error into :class:`DeadlineTimeout` before requests'
-``iter_content`` would make a ``ConnectionError`` of it; ``raw.read1`` is bounded too
-but raises urllib3's ``ReadTimeoutError``. Bytes already buffered are still served
-after the deadline: only waiting on the network is refused. The shadows hold the
-response weakly: a response referring to itself would be freed only by the cyclic
-garbage collector, which costs more than everything else here together.
+back to the pool). To turn that error into :class:`DeadlineTimeout` before requests'
+``iter_content`` makes a ``ConnectionError`` of it, the response's class is swapped for
+a subclass (made once per class) whose ``read`` and ``read_chunked`` (what ``stream``,
+``iter_content``, ``.content`` and file-like use of ``raw`` go through) convert it; the
+deadline rides on the instance. A class swap costs a fraction of per-response closures
+and creates no reference cycle. ``raw.read1`` is bounded too but raises urllib3's
+``ReadTimeoutError``. Bytes already buffered are still served after the deadline: only
+waiting on the network is refused.
 
 :func:`watch_body` is the observe-mode twin: it changes nothing and reports once if the
 body was still being read when the deadline passed.
@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import socket
 import time
-import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from urllib3.exceptions import ReadTimeoutError
 
@@ -83,6 +82,95 @@ def _socket_io(raw: Any) -> Any:
         return None
 
 
+class _CutInfo(NamedTuple):
+    deadline: Deadline
+    request: object
+    on_cut: Callable[[Any], None]
+    context: object
+
+
+class _BoundedBody:
+    """Put in front of a urllib3 response's class by :func:`bound_body`."""
+
+    __slots__ = ()
+    _bastion_cut: _CutInfo
+
+    def read(self, *args: Any, **kwargs: Any) -> bytes:
+        try:
+            return super().read(*args, **kwargs)  # type: ignore[misc,no-any-return]
+        except ReadTimeoutError as error:
+            cut = _convert(self._bastion_cut, error)
+            if cut is None:
+                raise
+            raise cut from error
+
+    def read_chunked(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        try:
+            yield from super().read_chunked(*args, **kwargs)  # type: ignore[misc]
+        except ReadTimeoutError as error:
+            cut = _convert(self._bastion_cut, error)
+            if cut is None:
+                raise
+            raise cut from error
+
+
+def _convert(info: _CutInfo, error: ReadTimeoutError) -> DeadlineTimeout | None:
+    deadline = info.deadline
+    if _monotonic() < deadline.expires_at - _TOLERANCE:
+        return None  # the caller's own read timeout fired first: requests' error stands
+    info.on_cut(info.context)
+    return DeadlineTimeout(
+        f"response body still arriving at the request deadline "
+        f"({deadline.budget:.3f}s, {deadline.source}); cut by Bastion",
+        phase="body",
+        deadline=deadline,
+        request=info.request,
+    )
+
+
+class _WatchedBody:
+    """Put in front of a urllib3 response's class by :func:`watch_body` (observe)."""
+
+    __slots__ = ()
+    _bastion_watch: list[Any]  # [expires_at, on_overrun, context, reported]
+
+    def _bastion_check(self) -> None:
+        watch = self._bastion_watch
+        if not watch[3] and _monotonic() >= watch[0]:
+            watch[3] = True
+            watch[1](watch[2])
+
+    def read(self, *args: Any, **kwargs: Any) -> bytes:
+        try:
+            return super().read(*args, **kwargs)  # type: ignore[misc,no-any-return]
+        finally:
+            self._bastion_check()
+
+    def read_chunked(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        try:
+            for chunk in super().read_chunked(*args, **kwargs):  # type: ignore[misc]
+                self._bastion_check()
+                yield chunk
+        finally:
+            self._bastion_check()
+
+
+_subclasses: dict[tuple[type, type], type] = {}
+
+
+def _swap_class(raw: Any, mixin: type) -> None:
+    """Make ``raw`` an instance of ``mixin`` + its own class (the subclass made once)."""
+    cls = type(raw)
+    key = (mixin, cls)
+    subclass = _subclasses.get(key)
+    if subclass is None:
+        subclass = type(
+            f"{mixin.__name__.strip('_')}{cls.__name__}", (mixin, cls), {"__slots__": ()}
+        )
+        _subclasses[key] = subclass
+    raw.__class__ = subclass
+
+
 def bound_body(
     raw: Any,
     deadline: Deadline,
@@ -95,80 +183,20 @@ def bound_body(
     ``on_cut(context)`` is called when the deadline cuts the body.
     """
     socket_io = _socket_io(raw)
-    if socket_io is None:
+    if socket_io is None or isinstance(raw, (_BoundedBody, _WatchedBody)):
         return False
     sock = socket_io._sock
     socket_io._sock = _DeadlineSocket(sock, deadline.expires_at, sock.gettimeout())
-    cls, ref = type(raw), weakref.ref(raw)
-    read, read_chunked = cls.read, cls.read_chunked
-
-    def convert(error: ReadTimeoutError) -> DeadlineTimeout | None:
-        if _monotonic() < deadline.expires_at - _TOLERANCE:
-            return None  # the caller's own read timeout fired first: requests' error stands
-        on_cut(context)
-        return DeadlineTimeout(
-            f"response body still arriving at the request deadline "
-            f"({deadline.budget:.3f}s, {deadline.source}); cut by Bastion",
-            phase="body",
-            deadline=deadline,
-            request=request,
-        )
-
-    def bounded_read(*args: Any, **kwargs: Any) -> bytes:
-        try:
-            return read(ref(), *args, **kwargs)  # type: ignore[no-any-return]
-        except ReadTimeoutError as error:
-            cut = convert(error)
-            if cut is None:
-                raise
-            raise cut from error
-
-    def bounded_chunks(*args: Any, **kwargs: Any) -> Iterator[bytes]:
-        try:
-            yield from read_chunked(ref(), *args, **kwargs)
-        except ReadTimeoutError as error:
-            cut = convert(error)
-            if cut is None:
-                raise
-            raise cut from error
-
-    raw.read = bounded_read
-    if raw.chunked:  # read_chunked refuses other bodies: nothing to bound there
-        raw.read_chunked = bounded_chunks
+    raw._bastion_cut = _CutInfo(deadline, request, on_cut, context)
+    _swap_class(raw, _BoundedBody)
     return True
 
 
 def watch_body(raw: Any, deadline: Deadline, on_overrun: Callable[[T], None], context: T) -> bool:
     """Call ``on_overrun(context)`` once if a read of ``raw`` ends after ``deadline``; change
     nothing."""
-    if _socket_io(raw) is None:
+    if _socket_io(raw) is None or isinstance(raw, (_BoundedBody, _WatchedBody)):
         return False
-    cls, ref = type(raw), weakref.ref(raw)
-    read, read_chunked = cls.read, cls.read_chunked
-    expires_at = deadline.expires_at
-    reported = False
-
-    def check() -> None:
-        nonlocal reported
-        if not reported and _monotonic() >= expires_at:
-            reported = True
-            on_overrun(context)
-
-    def watched_read(*args: Any, **kwargs: Any) -> bytes:
-        try:
-            return read(ref(), *args, **kwargs)  # type: ignore[no-any-return]
-        finally:
-            check()
-
-    def watched_chunks(*args: Any, **kwargs: Any) -> Iterator[bytes]:
-        try:
-            for chunk in read_chunked(ref(), *args, **kwargs):
-                check()
-                yield chunk
-        finally:
-            check()
-
-    raw.read = watched_read
-    if raw.chunked:
-        raw.read_chunked = watched_chunks
+    raw._bastion_watch = [deadline.expires_at, on_overrun, context, False]
+    _swap_class(raw, _WatchedBody)
     return True
