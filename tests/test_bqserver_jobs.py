@@ -360,3 +360,9 @@ def test_malformed_query_requests_answer_400(bq_server: LocalBigQuery, body: dic
         _post(bq_server, "/bigquery/v2/projects/test-project/queries", body)
     assert info.value.code == 400
     assert json.loads(info.value.read())["error"]["errors"][0]["reason"] == "invalid"
+
+
+def test_legacy_sql_is_refused_not_misread(bq_client: bigquery.Client) -> None:
+    config = bigquery.QueryJobConfig(use_legacy_sql=True)
+    with pytest.raises(exceptions.BadRequest, match="useLegacySql"):
+        bq_client.query("SELECT 1", job_config=config).result()

@@ -161,8 +161,10 @@ class JobManager:
         sql = job.sql
         if sql is None:
             raise BigQueryError(400, "invalid", "Required parameter is missing: query")
-        if query.get("useLegacySql") not in (False, None, "false"):
-            query["useLegacySql"] = query.get("useLegacySql")
+        if str(query.get("useLegacySql", "false")).lower() == "true":
+            raise BigQueryError(
+                400, "invalid", "bqserver runs GoogleSQL only: useLegacySql=true is not supported"
+            )
         default = query.get("defaultDataset") or {}
         job.plan = self.engine.plan(sql, job.project, default.get("datasetId"))
         self.engine.check(job.plan)
