@@ -358,3 +358,13 @@ def test_bytes_processed_counts_only_the_columns_read(
     assert processed("SELECT COUNT(*) FROM nba.games") == 0
     assert processed("SELECT COUNT(*) FROM nba.games WHERE game_date = '2026-01-01'") == 3 * 8
     assert processed("SELECT points FROM nba.games WHERE game_date > '2026-01-01'") == 6 * 16
+
+
+def test_jobs_list_and_delete(bq_client: bigquery.Client) -> None:
+    job = bq_client.query("SELECT 1")
+    job.result()
+    assert [j.job_id for j in bq_client.list_jobs()] == [job.job_id]
+    bq_client.delete_job_metadata(job.job_id)
+    assert list(bq_client.list_jobs()) == []
+    with pytest.raises(exceptions.NotFound):
+        bq_client.get_job(job.job_id)

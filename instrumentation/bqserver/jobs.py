@@ -298,6 +298,15 @@ class JobManager:
         )
         return job
 
+    def in_project(self, project: str) -> list[Job]:
+        with self._lock:
+            return [job for (owner, _), job in self.jobs.items() if owner == project]
+
+    def delete(self, project: str, job_id: str) -> None:
+        job = self.get(project, job_id)
+        with self._lock:
+            self.jobs.pop((job.project, job.job_id), None)
+
     def reset(self) -> None:
         with self._lock:
             for job in self.jobs.values():

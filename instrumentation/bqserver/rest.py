@@ -217,7 +217,7 @@ class RestAPI:
         return 200, resources.job_resource(job)
 
     def list_jobs(self, req: Request) -> Answer:
-        jobs = [j for (p, _), j in list(self.jobs.jobs.items()) if p == req["project"]]
+        jobs = self.jobs.in_project(req["project"])
         items = [resources.job_resource(j) for j in jobs]
         return 200, {"kind": "bigquery#jobList", "jobs": items}
 
@@ -229,9 +229,7 @@ class RestAPI:
         return 200, {"kind": "bigquery#jobCancelResponse", "job": resources.job_resource(job)}
 
     def delete_job(self, req: Request) -> Answer:
-        job = self.jobs.get(req["project"], req["job"])
-        with self.jobs._lock:
-            self.jobs.jobs.pop((job.project, job.job_id), None)
+        self.jobs.delete(req["project"], req["job"])
         return 204, None
 
     def _wait_ms(self, value: Any) -> float:
