@@ -214,3 +214,25 @@ def test_allow_list_matching(host: str, allowed: bool) -> None:
 
     hosts = HostAllowList(["legacy.internal", "*.partner.example", "10.0.0.7", "[::1]"])
     assert hosts.allows(host) is allowed
+
+
+def test_a_slow_drip_over_tls_is_cut_at_the_deadline(ca: trustme.CA, ca_path: Path) -> None:
+    import time
+
+    from instrumentation.http import DeadlineTimeout
+    from middleware import deadline
+    from tests.apps.http_servers import DripServer
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    enforce_both = ENFORCE.replace(http=Mode.ENFORCE)
+    with (
+        DripServer(interval=0.5, tls=context) as drip,
+        guarded(enforce_both),
+        deadline.scope(1.0),
+    ):
+        start = time.monotonic()
+        with pytest.raises(DeadlineTimeout):
+            requests.get(drip.url, verify=str(ca_path), timeout=5)
+        took = time.monotonic() - start
+    assert 0.9 <= took <= 1.1

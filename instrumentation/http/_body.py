@@ -4,17 +4,18 @@ Their read timeout applies to each socket read: a server sending one byte every 
 second never trips ``timeout=1.0``, nor urllib3's ``Timeout(total=1.0)`` (its total is
 spent by the time the body is read). So the limit has to be in the reads themselves.
 
-:func:`bound_body` puts a thin proxy in front of the response's socket, below
-http.client's buffer: before each ``recv_into`` it lowers the socket timeout to the
-time left (never raising it above the caller's read timeout), and refuses to wait at
-all once the deadline has passed. urllib3 turns that socket timeout into its
-``ReadTimeoutError`` and throws the connection away (it is mid-body, so it cannot go
-back to the pool). To turn that error into :class:`DeadlineTimeout` before requests'
-``iter_content`` makes a ``ConnectionError`` of it, the response's class is swapped for
-a subclass (made once per class) whose ``read`` and ``read_chunked`` (what ``stream``,
-``iter_content``, ``.content`` and file-like use of ``raw`` go through) convert it; the
-deadline rides on the instance. A class swap costs a fraction of per-response closures
-and creates no reference cycle. ``raw.read1`` is bounded too but raises urllib3's
+:func:`bound_body` switches the ``socket.SocketIO`` below http.client's buffer to a
+subclass that, before each socket read, lowers the socket timeout to the time left
+(never above the caller's read timeout) and refuses to wait at all once the deadline
+has passed. urllib3 turns that socket timeout into its ``ReadTimeoutError`` and throws
+the connection away (it is mid-body, so it cannot go back to the pool). To turn that
+error into :class:`DeadlineTimeout` before requests' ``iter_content`` makes a
+``ConnectionError`` of it, the response's class is switched too, to a subclass (made once
+per class) whose ``read`` and ``read_chunked`` (what ``stream``, ``iter_content``,
+``.content`` and file-like use of ``raw`` go through) convert it. The deadline rides on
+the instances. Switching classes costs a fraction of a proxy object or per-response
+closures and creates no reference cycle; nothing else about the objects changes
+(``isinstance`` holds). ``raw.read1`` is bounded too but raises urllib3's
 ``ReadTimeoutError``. Bytes already buffered are still served after the deadline: only
 waiting on the network is refused.
 
@@ -42,32 +43,26 @@ _monotonic = time.monotonic
 _TOLERANCE = 0.005
 
 
-class _DeadlineSocket:
-    """Forwards everything to the real socket; ``recv_into`` waits no later than the deadline."""
+class _DeadlineSocketIO(socket.SocketIO):
+    """``socket.SocketIO`` whose every wait on the socket ends by the deadline.
 
-    __slots__ = ("_expires_at", "_per_read", "_sock")
+    An existing SocketIO is switched to this class (no new object, nothing to forward);
+    ``_bastion_expires_at`` and ``_bastion_per_read`` ride on the instance.
+    """
 
-    def __init__(self, sock: Any, expires_at: float, per_read: float | None) -> None:
-        self._sock = sock
-        self._expires_at = expires_at
-        self._per_read = per_read
+    _bastion_expires_at: float
+    _bastion_per_read: float | None
+    _sock: socket.socket
 
-    def recv_into(self, *args: Any) -> int:
-        left = self._expires_at - _monotonic()
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._bastion_expires_at - _monotonic()
         if left <= 0.0:
             raise TimeoutError("Bastion: request deadline reached while reading the body")
         # Time left only shrinks, so once below the read timeout it stays below.
-        if self._per_read is None or left < self._per_read:
+        per_read = self._bastion_per_read
+        if per_read is None or left < per_read:
             self._sock.settimeout(left)
-        return int(self._sock.recv_into(*args))
-
-    def _decref_socketios(self) -> None:
-        # What SocketIO.close() calls; spelled out, because reaching it through
-        # __getattr__ costs a failed lookup and an AttributeError on every response.
-        self._sock._decref_socketios()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+        return super().readinto(buffer)
 
 
 def _socket_io(raw: Any) -> Any:
@@ -76,8 +71,12 @@ def _socket_io(raw: Any) -> Any:
         # urllib3 response -> http.client response -> io.BufferedReader (None once the
         # body is read) -> socket.SocketIO
         socket_io = raw._fp.fp.raw
-        # A plain (or TLS) socket; not one of ours already, not a test double.
-        return socket_io if isinstance(socket_io._sock, socket.socket) else None
+        # Exactly a SocketIO (not one of ours already) over a plain or TLS socket.
+        if type(socket_io) is socket.SocketIO and isinstance(
+            getattr(socket_io, "_sock", None), socket.socket
+        ):
+            return socket_io
+        return None
     except AttributeError:
         return None
 
@@ -185,8 +184,9 @@ def bound_body(
     socket_io = _socket_io(raw)
     if socket_io is None or isinstance(raw, (_BoundedBody, _WatchedBody)):
         return False
-    sock = socket_io._sock
-    socket_io._sock = _DeadlineSocket(sock, deadline.expires_at, sock.gettimeout())
+    socket_io._bastion_expires_at = deadline.expires_at
+    socket_io._bastion_per_read = socket_io._sock.gettimeout()
+    socket_io.__class__ = _DeadlineSocketIO
     raw._bastion_cut = _CutInfo(deadline, request, on_cut, context)
     _swap_class(raw, _BoundedBody)
     return True
