@@ -2,8 +2,9 @@
 
 Python cannot stop a running thread, and ``signal.setitimer`` works only in the main
 thread, so a WSGI deadline is watched from the side: every request registers a
-:class:`WatchedRequest` in one heap ordered by expiry, and one daemon thread sleeps
-until the earliest one. No thread per request, no timer object per request.
+:class:`WatchedRequest` (a dict store, no lock), and one daemon thread keeps the
+in-flight deadlines in a heap and sleeps until the earliest. No thread per request,
+no timer object per request.
 
 At expiry the watchdog:
 
@@ -30,10 +31,8 @@ NULL)``), so once :meth:`Watchdog.finish` returns no exception of that request e
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import heapq
-import itertools
 import logging
 import os
 import sys
@@ -96,7 +95,6 @@ class WatchedRequest:
         "injected",
         "outer",
         "owner",
-        "seq",
         "stack",
         "thread_id",
     )
@@ -120,36 +118,28 @@ class WatchedRequest:
         self.injected = False
         self.stack: traceback.StackSummary | None = None
         self.outer: WatchedRequest | None = None
-        self.seq = 0
 
 
-#: A heap entry: (expiry, sequence number, thread id). Only numbers, so the garbage
-#: collector does not track it, and it keeps no request alive until its expiry.
-_Item = tuple[float, int, int]
-#: The longest the watchdog sleeps, so it drains new registrations at least this often.
+#: The longest the watchdog sleeps: it looks at the in-flight requests at least this often.
 _TICK: Final = 1.0
-#: Drop entries of finished requests from the heap once it is this big and they
-#: outnumber the live ones.
-_COMPACT_AT: Final = 1024
 
 
 class Watchdog:
     """The process's in-flight deadlines and the thread that watches them.
 
-    A WSGI request runs in one thread from start to end, so the live requests are a
-    dict ``thread id -> request`` (a nested registration keeps the outer one in
-    ``outer``), and the heap holds ``(expiry, seq, thread id)``: a request finishing
-    only flips a flag, and its heap entry is dropped when it reaches the top.
+    A WSGI request runs in one thread from start to end, so the in-flight requests are
+    a dict ``thread id -> request`` (a nested registration keeps the outer one in
+    ``outer``). Registering is a dict store; finishing flips a flag (the entry is
+    overwritten by the thread's next request). The watchdog heaps the live deadlines
+    each time it wakes (at most one per thread, so this is cheap), handles the expired
+    ones and sleeps until the earliest of the rest, or a second at most; a request
+    wakes it only if its deadline comes before that (a budget under a second).
 
-    The request path takes no lock. :meth:`watch` appends to a deque (atomic in
-    CPython) that the watchdog drains into its heap, which only it touches; it wakes
-    at the earliest expiry, and at least every second, so a request needs to wake it
-    only when its deadline comes before the watchdog's planned wake-up (a budget of
-    under a second). :meth:`finish` sets a flag and takes the lock only if the
-    watchdog already fired for this request: the watchdog marks a request ``fired``
-    *before* it checks ``done``, and a request sets ``done`` before it checks
-    ``fired``, so under the GIL one of them always sees the other (the injection and
-    the clearing of a pending exception both happen under the lock).
+    The request path takes no lock. :meth:`finish` takes it only if the watchdog
+    already fired for the request: the watchdog marks a request ``fired`` *before*
+    it checks ``done``, and a request sets ``done`` before it checks ``fired``, so
+    under the GIL one of them always sees the other (the injection and the clearing
+    of a pending exception both happen under the lock).
     """
 
     def __init__(self) -> None:
@@ -160,10 +150,7 @@ class Watchdog:
         # are forked, with --preload after the app and its middleware exist).
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._incoming: collections.deque[_Item] = collections.deque()
         self._live: dict[int, WatchedRequest] = {}
-        self._heap: list[_Item] = []
-        self._seq = itertools.count()
         self._wake_at = 0.0
         self._thread: threading.Thread | None = None
         self.injections = 0
@@ -174,11 +161,9 @@ class Watchdog:
         if self._thread is None:
             self._start()
         live = self._live
-        thread_id = request.thread_id
-        request.outer = live.get(thread_id)
-        request.seq = seq = next(self._seq)
-        live[thread_id] = request
-        self._incoming.append((request.expires_at, seq, thread_id))
+        outer = live.get(request.thread_id)
+        request.outer = None if outer is None or outer.done else outer
+        live[request.thread_id] = request
         if request.expires_at < self._wake_at:  # a budget under a second, at most
             with self._lock:
                 self._wake.notify()
@@ -192,22 +177,13 @@ class Watchdog:
                 if request.injected:
                     _clear_async_exc(request.thread_id, None)
         request.info = None
-        outer = request.outer
-        if outer is None:
-            self._live.pop(request.thread_id, None)
-        else:
-            self._live[request.thread_id] = outer
+        if request.outer is not None:
+            self._live[request.thread_id] = request.outer
             request.outer = None
 
     def in_flight(self) -> int:
         """Registered requests not yet finished (for tests and benchmarks)."""
-        count = 0
-        for request in list(self._live.values()):
-            found: WatchedRequest | None = request
-            while found is not None:
-                count += not found.done
-                found = found.outer
-        return count
+        return len(self._heap_of_live())
 
     # --- the watchdog thread -------------------------------------------------------
     def _start(self) -> None:
@@ -232,49 +208,41 @@ class Watchdog:
                 logger.exception("deadline watchdog failed; going on")
                 time.sleep(0.1)
 
-    def _find(self, seq: int, thread_id: int) -> WatchedRequest | None:
-        request = self._live.get(thread_id)
-        while request is not None and request.seq != seq:
-            request = request.outer
-        return None if request is None or request.done else request
-
-    def _drain(self) -> None:
-        incoming, heap = self._incoming, self._heap
-        while incoming:
-            heapq.heappush(heap, incoming.popleft())
+    def _heap_of_live(self) -> list[tuple[float, int, WatchedRequest]]:
+        """The live, not yet fired deadlines as a heap (earliest first)."""
+        heap = []
+        for first in list(self._live.values()):  # a copy: request threads write to it
+            request: WatchedRequest | None = first
+            while request is not None:
+                if not request.done and not request.fired:
+                    heap.append((request.expires_at, id(request), request))
+                request = request.outer
+        heapq.heapify(heap)
+        return heap
 
     def _wait_for_expiries(self) -> list[tuple[WatchedRequest, Any]]:
-        heap = self._heap
         with self._lock:
             while True:
-                self._drain()
                 now = time.monotonic()
-                while heap and self._find(heap[0][1], heap[0][2]) is None:
-                    heapq.heappop(heap)  # finished
+                heap = self._heap_of_live()
                 if heap and heap[0][0] <= now:
                     break
-                if len(heap) > _COMPACT_AT:
-                    live = [item for item in heap if self._find(item[1], item[2]) is not None]
-                    if len(live) * 2 < len(heap):
-                        heap[:] = live
-                        heapq.heapify(heap)
                 wake_at = min(heap[0][0], now + _TICK) if heap else now + _TICK
                 self._wake_at = wake_at
-                if self._incoming:
-                    # Registered after the drain, maybe having read the old wake-up
-                    # time: drain again. Whoever registers after this check reads
-                    # the new one, and notifies if it expires sooner.
+                # Whoever registered before this second look is seen by it; whoever
+                # registers after it reads the new wake-up time and notifies if sooner.
+                again = self._heap_of_live()
+                if again and again[0][0] < wake_at:
                     continue
                 self._wake.wait(wake_at - now)
             frames = sys._current_frames()
             expired = []
             while heap and heap[0][0] <= now:
-                _, seq, thread_id = heapq.heappop(heap)
-                request = self._find(seq, thread_id)
-                if request is None:
+                request = heapq.heappop(heap)[2]
+                if request.done:
                     continue
                 request.fired = True  # before done is read again (see the class doc)
-                request.stack = capture_stack(frames.get(thread_id))
+                request.stack = capture_stack(frames.get(request.thread_id))
                 expired.append((request, request.info))
             del frames
             return expired

@@ -121,7 +121,7 @@ class DeadlineMiddleware:
         result: Iterable[bytes] | None = None
         streaming = False
         try:
-            result = self.app(environ, exchange)
+            result = self.app(environ, exchange.__call__)  # a bound method calls fastest
             exchange.in_app = False
             if not exchange.injected and not _buffered(result):
                 exchange.result = result
@@ -142,7 +142,8 @@ class DeadlineMiddleware:
                 return result  # type: ignore[return-value]
             _close(result)
             return self._answer_504(exchange, environ)
-        exchange.commit()
+        if not exchange.committed:
+            exchange.commit()
         return result  # type: ignore[return-value]  # a list or tuple from the app
 
     def _answer_504(self, exchange: _Exchange, environ: Environ) -> list[bytes]:
