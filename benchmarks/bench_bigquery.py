@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-ROUNDS = 3
+ROUNDS = 12
 BATCH = 150
 BAR_US = 50.0
 SQL = "SELECT player, points FROM `bench.nba.games` WHERE game_date = '2026-01-02'"
