@@ -375,7 +375,7 @@ def test_internal_error_is_logged_once_and_the_call_proceeds_as_written(
         deadline.scope(2.0),
         caplog.at_level(logging.ERROR, logger="instrumentation.http"),
     ):
-        patch.setattr("instrumentation.http._guard.plan_timeout", broken)
+        patch.setattr("instrumentation.http._guard.current", broken)
         for _ in range(3):
             assert requests.get(f"{app.url}/ok").text == "ok"
     assert [t.read_timeout for t in seen] == [None, None, None]  # exactly as the caller wrote

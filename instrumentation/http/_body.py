@@ -28,7 +28,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from urllib3.exceptions import ReadTimeoutError
 
@@ -81,11 +81,8 @@ def _socket_io(raw: Any) -> Any:
         return None
 
 
-class _CutInfo(NamedTuple):
-    deadline: Deadline
-    request: object
-    on_cut: Callable[[Any], None]
-    context: object
+# (deadline, request, on_cut, context): a plain tuple, as cheap as a record gets.
+_CutInfo = tuple[Deadline, object, Callable[[Any], None], object]
 
 
 class _BoundedBody:
@@ -114,16 +111,16 @@ class _BoundedBody:
 
 
 def _convert(info: _CutInfo, error: ReadTimeoutError) -> DeadlineTimeout | None:
-    deadline = info.deadline
+    deadline, request, on_cut, context = info
     if _monotonic() < deadline.expires_at - _TOLERANCE:
         return None  # the caller's own read timeout fired first: requests' error stands
-    info.on_cut(info.context)
+    on_cut(context)
     return DeadlineTimeout(
         f"response body still arriving at the request deadline "
         f"({deadline.budget:.3f}s, {deadline.source}); cut by Bastion",
         phase="body",
         deadline=deadline,
-        request=info.request,
+        request=request,
     )
 
 
@@ -157,17 +154,14 @@ class _WatchedBody:
 _subclasses: dict[tuple[type, type], type] = {}
 
 
-def _swap_class(raw: Any, mixin: type) -> None:
-    """Make ``raw`` an instance of ``mixin`` + its own class (the subclass made once)."""
-    cls = type(raw)
+def _subclass(mixin: type, cls: type) -> type:
+    """``mixin`` in front of ``cls``, made once per pair."""
     key = (mixin, cls)
     subclass = _subclasses.get(key)
     if subclass is None:
-        subclass = type(
-            f"{mixin.__name__.strip('_')}{cls.__name__}", (mixin, cls), {"__slots__": ()}
-        )
-        _subclasses[key] = subclass
-    raw.__class__ = subclass
+        name = f"{mixin.__name__.strip('_')}{cls.__name__}"
+        subclass = _subclasses[key] = type(name, (mixin, cls), {"__slots__": ()})
+    return subclass
 
 
 def bound_body(
@@ -181,22 +175,23 @@ def bound_body(
 
     ``on_cut(context)`` is called when the deadline cuts the body.
     """
-    socket_io = _socket_io(raw)
-    if socket_io is None or isinstance(raw, (_BoundedBody, _WatchedBody)):
+    socket_io = _socket_io(raw)  # None as well if this body is bounded already
+    if socket_io is None:
         return False
     socket_io._bastion_expires_at = deadline.expires_at
     socket_io._bastion_per_read = socket_io._sock.gettimeout()
     socket_io.__class__ = _DeadlineSocketIO
-    raw._bastion_cut = _CutInfo(deadline, request, on_cut, context)
-    _swap_class(raw, _BoundedBody)
+    raw._bastion_cut = (deadline, request, on_cut, context)
+    cls = type(raw)
+    raw.__class__ = _subclasses.get((_BoundedBody, cls)) or _subclass(_BoundedBody, cls)
     return True
 
 
 def watch_body(raw: Any, deadline: Deadline, on_overrun: Callable[[T], None], context: T) -> bool:
     """Call ``on_overrun(context)`` once if a read of ``raw`` ends after ``deadline``; change
     nothing."""
-    if _socket_io(raw) is None or isinstance(raw, (_BoundedBody, _WatchedBody)):
+    if _socket_io(raw) is None or isinstance(raw, _WatchedBody):
         return False
     raw._bastion_watch = [deadline.expires_at, on_overrun, context, False]
-    _swap_class(raw, _WatchedBody)
+    raw.__class__ = _subclass(_WatchedBody, type(raw))
     return True

@@ -104,7 +104,6 @@ class OutboundGuard:
         self._connect_default = settings.http_connect_seconds
         self._read_default = settings.http_read_seconds
         self._default_timeout = (self._connect_default, self._read_default)
-        self._longest_default = max(self._default_timeout)
         self._propagate = settings.http_propagate_deadline and settings.http.active
         self._allow = HostAllowList(settings.tls_allow_insecure_hosts)
         self._sites = CallSites()
@@ -164,7 +163,10 @@ class OutboundGuard:
             raise cut from error
         if deadline is not None:
             try:
-                self._guard_body(call, response)
+                if self._enforce_http:
+                    bound_body(response.raw, deadline, request, self._on_body_cut, call[3])
+                else:
+                    self._watch_body(call, response)
             except Exception:
                 self._internal_error("body")
         return response
@@ -197,9 +199,15 @@ class OutboundGuard:
             source: str | None = "default"
         else:
             remaining = deadline.remaining()
-            if given is None and remaining >= self._longest_default:
-                timeout, source = self._default_timeout, "default"
-                connect, read = self._connect_default, self._read_default
+            if given is None:  # the common case, spelled out
+                connect = self._connect_default
+                read = self._read_default
+                source = "default"
+                if remaining < connect:
+                    connect, source = remaining, "deadline"
+                if remaining < read:
+                    read, source = remaining, "deadline"
+                timeout = (connect, read) if source == "deadline" else self._default_timeout
             else:
                 plan = plan_timeout(given, self._connect_default, self._read_default, remaining)
                 if plan is None:  # a form requests will reject: leave it to requests
@@ -298,17 +306,14 @@ class OutboundGuard:
             request=request,
         )
 
-    def _guard_body(self, call: _Call, response: Any) -> None:
-        request, _, deadline, span = call
+    def _watch_body(self, call: _Call, response: Any) -> None:
+        _, _, deadline, span = call
         assert deadline is not None
-        raw = getattr(response, "raw", None)
-        if self._enforce_http:
-            bound_body(raw, deadline, request, self._on_body_cut, span)
-        elif _monotonic() >= deadline.expires_at:
+        if _monotonic() >= deadline.expires_at:
             # observe: the headers themselves came after the deadline.
             self._record_cut(span, span.is_recording(), "response")
         else:
-            watch_body(raw, deadline, self._on_body_cut, span)
+            watch_body(response.raw, deadline, self._on_body_cut, span)
 
     def _on_body_cut(self, span: Span) -> None:
         self._record_cut(span, span.is_recording(), "body")
