@@ -7,6 +7,7 @@ cache of statement descriptions, so a query costs dictionary look-ups, not parsi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -173,7 +174,9 @@ class Guard:
                     found.append((str(table), column))
         if complete:
             if len(self._verdicts) >= self._verdicts_size:
-                self._verdicts.pop(next(iter(self._verdicts)), None)
+                # Oldest first; another thread may be evicting too, so best effort.
+                with contextlib.suppress(StopIteration, RuntimeError):
+                    self._verdicts.pop(next(iter(self._verdicts)), None)
             self._verdicts[key] = (holds_until, found)
         return found
 

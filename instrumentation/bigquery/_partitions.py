@@ -149,6 +149,8 @@ class PartitionCache:
         except Exception as error:  # any failure: unknown, fail open
             ttl = self._error_ttl
             if key not in self._failed_once:
+                if len(self._failed_once) > 10_000:  # bounded, like the cache
+                    self._failed_once.clear()
                 self._failed_once.add(key)
                 logger.warning(
                     "bastion: tables.get %s failed (%s: %s); its queries go unjudged for %gs",

@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 from middleware.deadline import remaining as deadline_remaining
@@ -59,12 +58,14 @@ def timeout_class(name: str) -> Iterator[str]:
         _override.reset(token)
 
 
-@dataclass(frozen=True, slots=True)
 class Budget:
-    """How long one wait may last, and what bound it."""
+    """How long one wait may last, and what bound it (made per request: kept cheap)."""
 
-    seconds: float
-    bound_by: str  # "class" | "deadline" | "wait"
+    __slots__ = ("bound_by", "seconds")
+
+    def __init__(self, seconds: float, bound_by: str) -> None:
+        self.seconds = seconds
+        self.bound_by = bound_by  # "class" | "deadline" | "wait"
 
     @property
     def exhausted(self) -> bool:
