@@ -74,7 +74,6 @@ _copy_context = contextvars.copy_context
 _new_deadline = tuple.__new__
 #: Set in the environ when Flask itself answered the 504 (see _answer_in_flask).
 _ANSWERED = "bastion.deadline.answered"
-_NO_ENVIRON: Environ = {}
 
 
 class DeadlineMiddleware:
@@ -135,7 +134,10 @@ class DeadlineMiddleware:
                 raise  # the app's own check(): its error to handle
         finally:
             if not streaming:
-                exchange.end(watchdog)
+                try:
+                    exchange.end(watchdog)
+                except DeadlineExceeded:  # landed on end()'s first bytecode
+                    exchange.end(watchdog)
         if exchange.injected or (self._enforce and _monotonic() >= exchange.expires_at):
             if exchange.answered:  # by Flask, through _answer_in_flask
                 record_outcome(self._route(environ), self.mode, "504")
@@ -355,8 +357,13 @@ class _Exchange(WatchedRequest):
             if not self.injected:
                 raise  # landed in the app's own close code, after the body was sent
         finally:
+            self.result = ()  # the thread's next request replaces this object: until
+            self.iterator = None  # then, hold on to nothing of this one
             if not self.done:
-                self.end(self.owner._watchdog)  # type: ignore[attr-defined]
+                try:
+                    self.end(self.owner._watchdog)  # type: ignore[attr-defined]
+                except DeadlineExceeded:
+                    self.end(self.owner._watchdog)  # type: ignore[attr-defined]
 
     def end(self, watchdog: Watchdog) -> None:
         """Finish the registration and restore the context. An exception injected a
@@ -370,11 +377,6 @@ class _Exchange(WatchedRequest):
             _current.reset(self._token)
         except ValueError:  # closed from another thread or context than it started in
             _current.set(None)
-        # The watchdog's heap keeps this object until its expiry time: let go of
-        # the request's objects now, or every request would live as long as its budget.
-        self.environ = _NO_ENVIRON
-        self.result = ()
-        self.iterator = None
 
 
 class _LateStart(DeadlineExceeded):
@@ -383,16 +385,17 @@ class _LateStart(DeadlineExceeded):
 
 def _buffered(result: object) -> bool:
     """True if iterating ``result`` runs no app code: a list or tuple, or what a
-    Werkzeug (Flask) response with a buffered body returns. Those need no wrapper
-    (which would cost a Flask request about 2%); a stream does."""
+    Werkzeug (Flask) response with a buffered body returns (a ``ClosingIterator``
+    whose last callback is ``Response.close``). Those need no wrapper (which would
+    cost a Flask request about 2%); a stream does."""
     kind = type(result)
     if kind is list or kind is tuple:
         return True
     if kind is ClosingIterator:
-        for callback in result._callbacks:  # type: ignore[attr-defined]
-            body = getattr(getattr(callback, "__self__", None), "response", None)
-            if type(body) is list or type(body) is tuple:
-                return True
+        callbacks = result._callbacks  # type: ignore[attr-defined]
+        response = getattr(callbacks[-1], "__self__", None) if callbacks else None
+        body = getattr(response, "response", None)
+        return type(body) is list or type(body) is tuple
     return False
 
 
