@@ -310,3 +310,31 @@ def test_static_map_preloads() -> None:
     cache = _cache(fetch, bq_partition_columns={"p.d.big": "_PARTITIONTIME"})
     assert cache.columns(None, ["P.D.BIG"]) == {"P.D.BIG": "_PARTITIONTIME"}
     assert fetch.calls == []
+
+
+@pytest.mark.parametrize("mode", ["observe", "enforce"])
+def test_odd_tables_and_jobs_behave_as_without_the_guard(
+    games: LocalBigQuery, telemetry: Telemetry, mode: str
+) -> None:
+    client = games.client()
+    broken_table = bigquery.Table(f"{P}.nba.games")
+    broken_table._properties.pop("tableReference")  # its identity properties are None
+
+    class Raising:
+        @property
+        def project(self) -> str:
+            raise RuntimeError("a property that raises")
+
+    calls: list[Callable[[], Any]] = [
+        lambda: client.insert_rows_json(object(), [{"x": 1}], retry=None),
+        lambda: client.insert_rows_json(broken_table, [{"x": 1}], retry=None),
+        lambda: client.insert_rows_json(Raising(), [{"x": 1}], retry=None),
+        lambda: client.load_table_from_uri("gs://b/x.csv", Raising(), retry=None),
+        lambda: client.load_table_from_uri("gs://b/x.csv", 123, retry=None),
+        lambda: client.load_table_from_json([{"x": 1}], object()),
+        lambda: client.get_job("no-such-job", retry=None).result(),
+    ]
+    plain = [_outcome(c) for c in calls]
+    with instrumented(telemetry, Settings(bigquery=mode)):
+        guarded = [_outcome(c) for c in calls]
+    assert guarded == plain

@@ -52,8 +52,10 @@ def _with_arg(
 def _table_id(table: Any) -> str:
     if isinstance(table, str):
         return table
-    parts = [getattr(table, a, None) for a in ("project", "dataset_id", "table_id")]
-    return ".".join(str(p) for p in parts) if all(parts) else type(table).__name__
+    parts = [_safe_getattr(table, a) for a in ("project", "dataset_id", "table_id")]
+    if all(isinstance(p, str) for p in parts):
+        return ".".join(parts)
+    return type(table).__name__
 
 
 class Wrappers:
@@ -297,7 +299,10 @@ class Wrappers:
         op = ACTIVE.get()
         owned = False
         if op is None:
-            op = guard.job_ops.get(job)
+            try:
+                op = guard.job_ops.get(job)
+            except Exception as error:  # an object that cannot be weakly referenced
+                guard.failed("job lookup", error)
             if op is not None and op.finished:
                 return wrapped(*args, **kwargs)  # a second result(): cached, no new span
             if op is None:
@@ -308,7 +313,13 @@ class Wrappers:
                 if isinstance(sql, str):
                     # The job already exists: there is nothing left to refuse.
                     with contextlib.suppress(UnpartitionedQueryError):
-                        self._describe_query(op, job._client, sql, None, job.project)
+                        self._describe_query(
+                            op,
+                            getattr(job, "_client", None),
+                            sql,
+                            None,
+                            _safe_getattr(job, "project"),
+                        )
             owned = True
         timeout = _arg(args, kwargs, "timeout", timeout_index)
         explicit = not no_timeout(timeout)
@@ -480,6 +491,15 @@ class _Other:
         }
         if project:
             self.attributes["db.namespace"] = project
+
+
+def _safe_getattr(obj: Any, name: str) -> Any:
+    """A property that may raise on an odd object (``QueryJob.project`` reads nested
+    keys of its resource) must not reach the caller."""
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
 
 
 def _is_sentinel(timeout: Any) -> bool:
