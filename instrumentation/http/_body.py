@@ -155,7 +155,8 @@ _subclasses: dict[tuple[type, type], type] = {}
 
 
 def _subclass(mixin: type, cls: type) -> type:
-    """``mixin`` in front of ``cls``, made once per pair."""
+    """``mixin`` in front of ``cls``, made once per pair (two threads racing on a new pair
+    may each make one: both work, one is kept)."""
     key = (mixin, cls)
     subclass = _subclasses.get(key)
     if subclass is None:
@@ -178,12 +179,13 @@ def bound_body(
     socket_io = _socket_io(raw)  # None as well if this body is bounded already
     if socket_io is None:
         return False
+    cls = type(raw)
+    # The response first: if its class cannot be switched (TypeError), nothing has changed.
+    raw.__class__ = _subclasses.get((_BoundedBody, cls)) or _subclass(_BoundedBody, cls)
+    raw._bastion_cut = (deadline, request, on_cut, context)
     socket_io._bastion_expires_at = deadline.expires_at
     socket_io._bastion_per_read = socket_io._sock.gettimeout()
     socket_io.__class__ = _DeadlineSocketIO
-    raw._bastion_cut = (deadline, request, on_cut, context)
-    cls = type(raw)
-    raw.__class__ = _subclasses.get((_BoundedBody, cls)) or _subclass(_BoundedBody, cls)
     return True
 
 
