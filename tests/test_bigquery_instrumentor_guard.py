@@ -21,6 +21,10 @@ from middleware.deadline import DeadlineExceeded
 from middleware.settings import Settings
 from tests.apps.bigquery_harness import Telemetry, instrumented
 
+# The DB-API asks for the BigQuery Storage client, which is not installed: a warning
+# of the library, not of the guard.
+pytestmark = pytest.mark.filterwarnings("ignore:Cannot create BigQuery Storage client")
+
 P = "test-project"
 SLOW = "SELECT 1 AS slow_marker"
 UNFILTERED = f"SELECT COUNT(*) AS n FROM `{P}.nba.games`"
