@@ -37,10 +37,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from werkzeug.wsgi import ClosingIterator
-
 from middleware.deadline import problem
 from middleware.deadline._context import Deadline, DeadlineExceeded, _current
+from middleware.deadline._werkzeug import ANSWERED as _ANSWERED
+from middleware.deadline._werkzeug import buffered as _buffered
+from middleware.deadline._werkzeug import hand_back_from_flask as _hand_back_from_flask
 from middleware.deadline.inbound import BudgetPolicy
 from middleware.deadline.report import (
     add_span_event,
@@ -50,12 +51,7 @@ from middleware.deadline.report import (
     record_outcome,
     request_span,
 )
-from middleware.deadline.watchdog import (
-    InjectedDeadlineExceeded,
-    Watchdog,
-    WatchedRequest,
-    get_watchdog,
-)
+from middleware.deadline.watchdog import Watchdog, WatchedRequest, get_watchdog
 from middleware.routes import Route, RouteTable
 from middleware.settings import Settings, get_settings
 
@@ -72,8 +68,6 @@ _monotonic = time.monotonic
 _get_ident = threading.get_ident
 _copy_context = contextvars.copy_context
 _new_deadline = tuple.__new__
-#: Set in the environ when Flask itself answered the 504 (see _answer_in_flask).
-_ANSWERED = "bastion.deadline.answered"
 
 
 class DeadlineMiddleware:
@@ -381,41 +375,6 @@ class _Exchange(WatchedRequest):
 
 class _LateStart(DeadlineExceeded):
     """A streamed body's first chunk came after the deadline."""
-
-
-def _buffered(result: object) -> bool:
-    """True if iterating ``result`` runs no app code: a list or tuple, or what a
-    Werkzeug (Flask) response with a buffered body returns (a ``ClosingIterator``
-    whose last callback is ``Response.close``). Those need no wrapper (which would
-    cost a Flask request about 2%); a stream does."""
-    kind = type(result)
-    if kind is list or kind is tuple:
-        return True
-    if kind is ClosingIterator:
-        callbacks = result._callbacks  # type: ignore[attr-defined]
-        response = getattr(callbacks[-1], "__self__", None) if callbacks else None
-        body = getattr(response, "response", None)
-        return type(body) is list or type(body) is tuple
-    return False
-
-
-def _hand_back_from_flask(app: object) -> None:
-    """If ``app`` is a Flask app's ``wsgi_app`` (what :func:`~middleware.protect`
-    wraps), give Flask a handler for the watchdog's exception that answers the 504
-    problem document itself. Flask then skips its 500 path (traceback log,
-    ``got_request_exception``), and instrumentation inside Flask's request context
-    (the OpenTelemetry Flask span) records the 504 the client really gets. Any other
-    WSGI app is left alone: the middleware replaces its answer instead."""
-    register = getattr(getattr(app, "__self__", None), "register_error_handler", None)
-    if callable(register):
-        register(InjectedDeadlineExceeded, _answer_in_flask)
-
-
-def _answer_in_flask(error: BaseException) -> Any:
-    from flask import Response, request
-
-    request.environ[_ANSWERED] = True
-    return Response(problem.BODY, 504, headers=list(problem.WSGI_HEADERS))
 
 
 def _thread_name(ident: int) -> str:
