@@ -345,3 +345,60 @@ def test_asgi_outside_cancellation_is_not_swallowed() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(main())
+
+
+# --- span events ------------------------------------------------------------------------
+@pytest.fixture
+def spans() -> Any:
+    """A real SDK tracer of this test's own; its spans are made current around the
+    middleware the way an outer OpenTelemetry middleware does."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider.get_tracer("test"), exporter
+
+
+def deadline_events(exporter: Any) -> list[Any]:
+    (span,) = exporter.get_finished_spans()
+    return [e for e in span.events if e.name == "bastion.deadline.exceeded"]
+
+
+def test_wsgi_overrun_adds_an_event_to_the_current_span(spans: Any) -> None:
+    from opentelemetry import trace
+
+    tracer, exporter = spans
+
+    def cpu(environ: Any, start_response: Any) -> Iterable[bytes]:
+        busy(0.3)
+        start_response("200 OK", [])
+        return [b"x"]
+
+    middleware = DeadlineMiddleware(cpu, OBSERVE)
+
+    def traced(environ: Any, start_response: Any) -> Iterable[bytes]:
+        with tracer.start_as_current_span("GET /cpu"):
+            return middleware(environ, start_response)
+
+    call(traced)
+    (event,) = deadline_events(exporter)
+    assert event.attributes["bastion.mode"] == "observe"
+    assert "in cpu" in event.attributes["exception.stacktrace"]
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_asgi_overrun_adds_an_event_to_the_current_span(spans: Any) -> None:
+    tracer, exporter = spans
+    middleware = DeadlineASGIMiddleware(asgi_app(sleeper), ENFORCE)
+
+    async def traced(scope: Any, receive: Any, send: Any) -> None:
+        with tracer.start_as_current_span("GET /slow"):
+            await middleware(scope, receive, send)
+
+    asyncio.run(asgi_call(traced))
+    (event,) = deadline_events(exporter)
+    assert event.attributes["bastion.mode"] == "enforce"
+    assert "in sleeper" in event.attributes["exception.stacktrace"]
