@@ -145,6 +145,27 @@ def test_raw_reads_of_a_streamed_drip_are_cut_too() -> None:
     assert 1.0 - SLACK <= took <= 1.0 + SLACK
 
 
+def test_dripped_status_line_and_headers_are_cut_at_the_deadline() -> None:
+    with (
+        DripServer(interval=0.2, drip_head=True) as drip,
+        guarded(ENFORCE),
+        deadline.scope(1.0),
+    ):
+        took, error = _elapsed(lambda: requests.get(drip.url, timeout=5))
+    assert isinstance(error, DeadlineTimeout), error
+    assert error.phase == "response"
+    assert 1.0 - SLACK <= took <= 1.0 + SLACK
+
+
+def test_the_header_bound_is_off_again_after_uninstrument() -> None:
+    from urllib3.connection import HTTPConnection
+
+    original = HTTPConnection.response_class
+    with guarded(ENFORCE):
+        assert HTTPConnection.response_class is not original
+    assert HTTPConnection.response_class is original
+
+
 def test_silent_server_is_cut_at_the_default_read_timeout() -> None:
     with SilentServer() as silent, guarded(ENFORCE, http_read_seconds=0.5):
         took, error = _elapsed(lambda: requests.get(silent.url))

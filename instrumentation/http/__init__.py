@@ -41,7 +41,9 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.metrics import get_meter
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
 
+from instrumentation.http._body import DeadlineHTTPResponse
 from instrumentation.http._errors import DeadlineTimeout, InsecureTLSError
 from instrumentation.http._guard import OutboundGuard
 from instrumentation.http._tls import CallSites, DisableWarningsGuard, insecure_warning_silenced
@@ -72,6 +74,7 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _guard: OutboundGuard | None = None
     _wrapped_warnings: bool = False
     _requests_spans: Any = None
+    _response_class: Any = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("requests >= 2.0",)
@@ -85,6 +88,10 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             self._requests_spans = _turn_on_requests_spans(kwargs.get("tracer_provider"))
         self._guard = OutboundGuard(settings, meter)
         wrapt.wrap_function_wrapper(HTTPAdapter, "send", self._guard)
+        if settings.http.enforcing:
+            # Socket waits end by the deadline from the status line on, not only in the body.
+            self._response_class = HTTPConnection.response_class
+            HTTPConnection.response_class = DeadlineHTTPResponse
         if settings.tls.active:
             sites = CallSites()
             wrapt.wrap_function_wrapper(
@@ -106,6 +113,9 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if self._guard is not None:
             unwrap(HTTPAdapter, "send")
             self._guard = None
+        if self._response_class is not None:
+            HTTPConnection.response_class = self._response_class
+            self._response_class = None
         if self._wrapped_warnings:
             unwrap(urllib3, "disable_warnings")
             self._wrapped_warnings = False

@@ -25,6 +25,7 @@ body was still being read when the deadline passed.
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -33,9 +34,9 @@ from typing import Any, TypeVar
 from urllib3.exceptions import ReadTimeoutError
 
 from instrumentation.http._errors import DeadlineTimeout
-from middleware.deadline import Deadline
+from middleware.deadline import Deadline, current
 
-__all__ = ["bound_body", "watch_body"]
+__all__ = ["DeadlineHTTPResponse", "bound_body", "watch_body"]
 
 T = TypeVar("T")
 _monotonic = time.monotonic
@@ -65,14 +66,45 @@ class _DeadlineSocketIO(socket.SocketIO):
         return super().readinto(buffer)
 
 
+_SOCKET_IOS = (socket.SocketIO, _DeadlineSocketIO)
+
+
+def _bound_socket_io(socket_io: Any, expires_at: float) -> None:
+    """Switch a plain ``SocketIO`` to :class:`_DeadlineSocketIO` (its read timeout kept as
+    the longest single wait)."""
+    socket_io._bastion_expires_at = expires_at
+    socket_io._bastion_per_read = socket_io._sock.gettimeout()
+    socket_io.__class__ = _DeadlineSocketIO
+
+
+class DeadlineHTTPResponse(http.client.HTTPResponse):
+    """http.client's response whose socket waits end by the current deadline, from the
+    status line on.
+
+    Installed as urllib3's ``HTTPConnection.response_class`` under ``BASTION_HTTP=enforce``,
+    so a server dripping its status line and headers is cut at the deadline as well as
+    one dripping the body. Without a deadline it is http.client's response, plus one
+    context-variable read.
+    """
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        deadline = current()
+        if deadline is not None:
+            socket_io = getattr(self.fp, "raw", None)
+            if type(socket_io) is socket.SocketIO:
+                _bound_socket_io(socket_io, deadline.expires_at)
+
+
 def _socket_io(raw: Any) -> Any:
     """The ``socket.SocketIO`` under a urllib3 response, or None (closed, or not a socket)."""
     try:
         # urllib3 response -> http.client response -> io.BufferedReader (None once the
         # body is read) -> socket.SocketIO
         socket_io = raw._fp.fp.raw
-        # Exactly a SocketIO (not one of ours already) over a plain or TLS socket.
-        if type(socket_io) is socket.SocketIO and isinstance(
+        # A SocketIO (switched already by DeadlineHTTPResponse, or not) over a plain or
+        # TLS socket.
+        if type(socket_io) in _SOCKET_IOS and isinstance(
             getattr(socket_io, "_sock", None), socket.socket
         ):
             return socket_io
@@ -176,16 +208,15 @@ def bound_body(
 
     ``on_cut(context)`` is called when the deadline cuts the body.
     """
-    socket_io = _socket_io(raw)  # None as well if this body is bounded already
-    if socket_io is None:
-        return False
+    socket_io = _socket_io(raw)
     cls = type(raw)
+    if socket_io is None or issubclass(cls, _BoundedBody):
+        return False
     # The response first: if its class cannot be switched (TypeError), nothing has changed.
     raw.__class__ = _subclasses.get((_BoundedBody, cls)) or _subclass(_BoundedBody, cls)
     raw._bastion_cut = (deadline, request, on_cut, context)
-    socket_io._bastion_expires_at = deadline.expires_at
-    socket_io._bastion_per_read = socket_io._sock.gettimeout()
-    socket_io.__class__ = _DeadlineSocketIO
+    if type(socket_io) is socket.SocketIO:  # not switched from the status line on already
+        _bound_socket_io(socket_io, deadline.expires_at)
     return True
 
 

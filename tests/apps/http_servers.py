@@ -3,9 +3,9 @@
 Each runs in daemon threads of the test process, on a free 127.0.0.1 port, over plain
 TCP or TLS (pass an ``ssl.SSLContext``):
 
-* :class:`DripServer` answers the headers (after ``header_delay``), then sends the body
-  one byte every ``interval`` seconds (Content-Length or chunked): the case per-read
-  timeouts miss;
+* :class:`DripServer` answers the headers (after ``header_delay``; or dripped too, with
+  ``drip_head``), then sends the body one byte every ``interval`` seconds
+  (Content-Length or chunked): the case per-read timeouts miss;
 * :class:`SilentServer` accepts, reads the request and never answers;
 * :class:`FullBacklogServer` never completes a connection (its backlog is full);
 * :class:`AppServer` is a small keep-alive HTTP/1.1 server: ``/ok``, ``/headers``
@@ -114,9 +114,11 @@ class DripServer(_SocketServer):
         tls: ssl.SSLContext | None = None,
         port: int = 0,
         header_delay: float = 0.0,
+        drip_head: bool = False,
     ) -> None:
         super().__init__(tls, port)
         self.header_delay = header_delay
+        self.drip_head = drip_head
         self.interval = interval
         self.length = length
         self.chunked = chunked
@@ -129,7 +131,14 @@ class DripServer(_SocketServer):
         framing = (
             b"Transfer-Encoding: chunked" if self.chunked else b"Content-Length: %d" % self.length
         )
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + framing + b"\r\n\r\n")
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + framing + b"\r\n\r\n"
+        if self.drip_head:  # the status line and headers one byte at a time, too
+            for byte in head:
+                if self._stopping.wait(self.interval):
+                    return
+                conn.sendall(bytes([byte]))
+        else:
+            conn.sendall(head)
         for _ in range(self.length):
             if self._stopping.wait(self.interval):
                 return
