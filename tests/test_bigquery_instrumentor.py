@@ -145,6 +145,23 @@ def test_query_paths_one_client_span_with_final_statistics(
     assert [(p.attributes["bastion.outcome"], p.count) for p in durations] == [("ok", 1)]
 
 
+def test_dbapi_with_parameters_one_span_judged_filtered(
+    games: LocalBigQuery, telemetry: Telemetry
+) -> None:
+    client = games.client()
+    with instrumented(telemetry, Settings(bigquery="enforce")):
+        cursor = dbapi.connect(client).cursor()
+        cursor.execute(
+            f"SELECT player FROM `{P}.nba.games` WHERE game_date = %(day)s", {"day": "2026-01-03"}
+        )
+        rows = sorted(r[0] for r in cursor.fetchall())
+    assert rows == ["a", "b", "c"]
+    attributes = dict(telemetry.only_span().attributes or {})
+    assert attributes["bastion.bq.kind"] == "dbapi"
+    assert attributes["bastion.outcome"] == "ok"  # @day on the partition column: filtered
+    assert "bastion.bq.unfiltered_tables" not in attributes
+
+
 def test_dml_statistics_and_statement_type(games: LocalBigQuery, telemetry: Telemetry) -> None:
     client = games.client()
     with instrumented(telemetry, Settings(bigquery="enforce")):

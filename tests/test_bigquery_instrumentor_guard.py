@@ -327,3 +327,24 @@ def test_retries_of_a_failing_call_end_at_the_deadline(
     assert time.monotonic() - started < 10
     assert len(bq_server.requests.of("jobs.insert")) >= 2  # it did retry, within the budget
     assert (telemetry.only_span().attributes or {})["bastion.outcome"] in ("timeout", "refused")
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_slow_job_stopped_at_its_class_timeout_without_caller_values(
+    bq_server: LocalBigQuery, telemetry: Telemetry, path: str
+) -> None:
+    # No explicit job timeout: jobTimeoutMs (server) and the wait (client) are both the
+    # class's 1 s, so whichever acts first stops the job; either way it ends at ~1 s.
+    bq_server.add_rule(match="slow_marker", running_seconds=30)
+    settings = Settings(bigquery="enforce", bq_timeout_read=1.0)
+    with instrumented(telemetry, settings), pytest.raises(Exception) as raised:
+        PATHS[path](bq_server.client(), SLOW)
+    (created,) = bq_server.requests.jobs_created()
+    assert int(created["jobTimeoutMs"]) == 1000
+    job_id = str((telemetry.only_span().attributes or {})["bastion.bq.job_id"])
+    job = bq_server.jobs.get(P, job_id)
+    assert job.error is not None and job.error.reason in ("timeout", "stopped")
+    assert job.ended - job.created < 10
+    attributes = dict(telemetry.only_span().attributes or {})
+    assert attributes["bastion.outcome"] in ("timeout", "cancelled"), raised.value
+    assert telemetry.counter("bastion.bigquery.timeouts") == 1
