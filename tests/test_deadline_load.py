@@ -1,8 +1,9 @@
-"""A bounded load test on loopback: gunicorn gthread, 200 concurrent clients, 2,000
-requests, 20% of them to an endpoint that overruns its 0.5 s budget.
+"""A bounded load test on loopback: gunicorn gthread (Flask) and uvicorn (Starlette),
+200 concurrent clients, 2,000 requests, 20% of them to an endpoint that overruns its
+0.5 s budget.
 
 It stops by itself (a fixed number of requests, each with a client timeout) and takes
-about 15 s. Figures are printed (``pytest -s``) for the README.
+about 10 s per server. Figures are printed (``pytest -s``) for the README.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import random
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psutil
+import pytest
 
 from tests.apps.deadline_client import Result, fetch
-from tests.servers import gunicorn
+from tests.servers import gunicorn, uvicorn
 
 BUDGET = 0.5
 CLIENTS = 200
@@ -27,18 +31,30 @@ THREADS = 64
 ENV = {"BASTION_DEADLINE": "enforce", "BASTION_DEADLINE_SECONDS": str(BUDGET)}
 
 
-def test_load_slow_requests_end_in_504_and_fast_ones_never_fail(tmp_path: Path) -> None:
-    rng = random.Random(3)
-    paths = ["/sleep?s=3" if rng.random() < SLOW_SHARE else "/fast" for _ in range(REQUESTS)]
-    with gunicorn(
+def gthread(tmp_path: Path) -> Any:
+    return gunicorn(
         "tests.apps.deadline_flask:timed_app",
         tmp_path,
         env=ENV,
         worker_class="gthread",
         threads=THREADS,
         extra=["--backlog", "512"],
-    ) as server:
-        (worker,) = psutil.Process(server.process.pid).children()
+    )
+
+
+def asgi(tmp_path: Path) -> Any:
+    return uvicorn("tests.apps.deadline_starlette:timed_app", tmp_path, env=ENV)
+
+
+@pytest.mark.parametrize("start", [gthread, asgi], ids=["gunicorn-gthread", "uvicorn"])
+def test_load_slow_requests_end_in_504_and_fast_ones_never_fail(
+    start: Callable[[Path], Any], tmp_path: Path
+) -> None:
+    rng = random.Random(3)
+    paths = ["/sleep?s=3" if rng.random() < SLOW_SHARE else "/fast" for _ in range(REQUESTS)]
+    with start(tmp_path) as server:
+        process = psutil.Process(server.process.pid)
+        (worker,) = process.children() or [process]
         # Warm-up: the pool grows to its size, the watchdog starts, allocators settle.
         with ThreadPoolExecutor(CLIENTS) as pool:
             list(pool.map(lambda p: fetch(server.url, p, timeout=30), paths[:600]))
@@ -77,8 +93,9 @@ def test_load_slow_requests_end_in_504_and_fast_ones_never_fail(tmp_path: Path) 
     slow_statuses = {r.status for r in slow}
     server_side = [float(r.headers_elapsed) for r in slow if r.headers_elapsed]
     print(
-        f"\nload: {len(results)} requests ({len(slow)} slow, {len(fast)} fast) from {CLIENTS} "
-        f"clients in {wall:.1f}s; slow statuses {sorted(slow_statuses)}; server-side time "
+        f"\nload ({start.__name__}): {len(results)} requests ({len(slow)} slow, "
+        f"{len(fast)} fast) from {CLIENTS} clients in {wall:.1f}s; "
+        f"slow statuses {sorted(slow_statuses)}; server-side time "
         f"to the 504: median {statistics.median(server_side):.3f}s, max "
         f"{max(server_side):.3f}s (budget {BUDGET}s); client latency of slow: median "
         f"{statistics.median(r.elapsed for r in slow):.3f}s, fast: median "
