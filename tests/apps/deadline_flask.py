@@ -44,7 +44,7 @@ def cpu_loop() -> str:
 def python_sleeps() -> str:
     end = time.monotonic() + _seconds()
     while time.monotonic() < end:
-        time.sleep(0.02)
+        time.sleep(0.01)
     return "slept"
 
 
