@@ -114,7 +114,8 @@ class DeadlineMiddleware:
         result: Iterable[bytes] | None = None
         streaming = False
         try:
-            result = self.app(environ, exchange.__call__)  # a bound method calls fastest
+            # Only enforce mode may hold the status back; a bound method calls fastest.
+            result = self.app(environ, exchange.__call__ if self._enforce else start_response)
             exchange.in_app = False
             if not exchange.injected and not _buffered(result):
                 exchange.result = result
@@ -138,7 +139,7 @@ class DeadlineMiddleware:
                 return result  # type: ignore[return-value]
             _close(result)
             return self._answer_504(exchange, environ)
-        if not exchange.committed:
+        if self._enforce and not exchange.committed:
             exchange.commit()
         return result  # type: ignore[return-value]  # a list or tuple from the app
 
