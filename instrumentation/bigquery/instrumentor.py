@@ -49,8 +49,8 @@ from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
 from instrumentation.bigquery._guard import Guard, UnpartitionedQueryError
+from instrumentation.bigquery._jobs import JobWrappers
 from instrumentation.bigquery._timeouts import CLASS_LABEL, timeout_class
-from instrumentation.bigquery._wrappers import Wrappers
 from middleware.settings import Settings, get_settings
 
 __all__ = ["CLASS_LABEL", "BigQueryInstrumentor", "UnpartitionedQueryError", "timeout_class"]
@@ -107,7 +107,7 @@ class BigQueryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             tracer_provider=kwargs.get("tracer_provider"),
             meter_provider=kwargs.get("meter_provider"),
         )
-        wrappers = Wrappers(guard)
+        wrappers = JobWrappers(guard)
         for module, name, attribute in TARGETS:
             importlib.import_module(module)
             wrap_function_wrapper(module, name, getattr(wrappers, attribute))

@@ -1,0 +1,244 @@
+"""The wrappers for waiting on jobs (``QueryJob.result``, ``_AsyncJob.result``), loads
+and streaming inserts, on top of the query wrappers of :mod:`._wrappers`.
+
+Waiting is where the client gives up: here the guard sets the wait where the caller
+gave none (enforce), and cancels the job server-side when the wait ends without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+
+from instrumentation.bigquery._guard import UnpartitionedQueryError
+from instrumentation.bigquery._operation import ACTIVE, Operation, gave_up
+from instrumentation.bigquery._timeouts import MIN_HTTP_SECONDS
+from instrumentation.bigquery._wrappers import (
+    _UNSET,
+    Wrapped,
+    Wrappers,
+    _arg,
+    _safe_getattr,
+    _table_id,
+    _with_arg,
+)
+from middleware.deadline import DeadlineExceeded
+
+__all__ = ["JobWrappers"]
+
+
+class JobWrappers(Wrappers):
+    """Every wrapper the instrumentor installs."""
+
+    # --- waiting for a job -----------------------------------------------------------
+    def query_result(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        return self._result(wrapped, instance, args, kwargs, 3, no_timeout=_is_sentinel)
+
+    def job_result(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        return self._result(wrapped, instance, args, kwargs, 1, no_timeout=_is_none)
+
+    def _result(
+        self,
+        wrapped: Wrapped,
+        job: Any,
+        args: Any,
+        kwargs: Any,
+        timeout_index: int,
+        no_timeout: Callable[[Any], bool],
+    ) -> Any:
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        guard = self.guard
+        op = ACTIVE.get()
+        owned = False
+        if op is None:
+            try:
+                op = guard.job_ops.get(job)
+            except Exception as error:  # an object that cannot be weakly referenced
+                guard.failed("job lookup", error)
+            if op is not None and op.finished:
+                return wrapped(*args, **kwargs)  # a second result(): cached, no new span
+            if op is None:
+                op = self._begin("result", getattr(job, "_client", None))
+                if op is None:
+                    return wrapped(*args, **kwargs)
+                sql = getattr(job, "query", None)
+                if isinstance(sql, str):
+                    # The job already exists: there is nothing left to refuse.
+                    with contextlib.suppress(UnpartitionedQueryError):
+                        self._describe_query(
+                            op,
+                            getattr(job, "_client", None),
+                            sql,
+                            None,
+                            _safe_getattr(job, "project"),
+                        )
+            owned = True
+        timeout = _arg(args, kwargs, "timeout", timeout_index)
+        explicit = not no_timeout(timeout)
+        previous_wait = op.wait_until
+        try:
+            if not explicit:
+                budget = guard.policy.budget(op.class_seconds)
+                if guard.enforce:
+                    wait = max(budget.seconds, 0.001)
+                    args, kwargs = _with_arg(args, kwargs, "timeout", timeout_index, wait)
+                    op.wait_until = time.monotonic() + wait
+                    op.applied["bastion.bq.timeout_seconds"] = round(wait, 3)
+                    op.applied["bastion.bq.wait_bound_by"] = budget.bound_by
+                else:
+                    op.applied["bastion.bq.would_wait_seconds"] = round(budget.seconds, 3)
+            elif guard.enforce and isinstance(timeout, (int, float)):
+                op.wait_until = time.monotonic() + timeout  # honoured, not changed
+        except Exception as error:
+            guard.failed("result timeout", error)
+        try:
+            return self._run_result(op, owned, explicit, wrapped, job, args, kwargs)
+        finally:
+            op.wait_until = previous_wait
+
+    def _run_result(
+        self,
+        op: Operation,
+        owned: bool,
+        explicit: bool,
+        wrapped: Wrapped,
+        job: Any,
+        args: Any,
+        kwargs: Any,
+    ) -> Any:
+        try:
+            return self._run(op, False, explicit, wrapped, args, kwargs)
+        except BaseException as error:
+            if not (gave_up(error) or isinstance(error, DeadlineExceeded)):
+                if owned:
+                    self._finish(op, error)
+                raise
+            self._give_up(op, job)
+            cut = self._deadline_cut(op, error)
+            if owned:
+                self._finish(op, cut or error)
+            if cut is not None:
+                raise cut from error
+            raise
+        finally:
+            if owned and not op.finished:
+                self._finish(op)
+
+    def _deadline_cut(self, op: Operation, error: BaseException) -> DeadlineExceeded | None:
+        """In enforce, a wait the guard cut at the request deadline ends in
+        DeadlineExceeded (a TimeoutError, so ``except TimeoutError`` still holds),
+        which the deadline middleware answers with a 504."""
+        if (
+            not self.guard.enforce
+            or isinstance(error, DeadlineExceeded)
+            or op.applied.get("bastion.bq.wait_bound_by") != "deadline"
+        ):
+            return None
+        job_id = op.stats.job_id or "?"
+        return DeadlineExceeded(
+            f"BigQuery job {job_id} stopped at the request deadline "
+            f"({'cancelled' if op.cancelled else 'not cancelled'})"
+        )
+
+    def _give_up(self, op: Operation, job: Any) -> None:
+        """The client stopped waiting: cancel the job server-side (enforce)."""
+        guard = self.guard
+        try:
+            if getattr(job, "state", None) == "DONE":
+                return
+            if not guard.enforce:
+                op.applied["bastion.bq.would_cancel"] = True
+                op.span.add_event("bastion.bq.would_cancel")
+                return
+            token = ACTIVE.set(op)
+            try:
+                job.cancel(retry=None, timeout=guard.policy.cancel_timeout())
+            finally:
+                ACTIVE.reset(token)
+        except Exception as error:
+            guard.failed("cancel", error)
+
+    # --- loads and streaming inserts -------------------------------------------------
+    def insert_rows_json(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not is_instrumentation_enabled() or ACTIVE.get() is not None:
+            return wrapped(*args, **kwargs)
+        op = self._begin("insertAll", instance)
+        if op is None:
+            return wrapped(*args, **kwargs)
+        self._describe_other(op, "insertAll", _table_id(_arg(args, kwargs, "table", 0)), instance)
+        explicit = _arg(args, kwargs, "timeout", 7) not in (_UNSET, None)
+        try:
+            rows = _arg(args, kwargs, "json_rows", 1)
+            if isinstance(rows, (list, tuple)):
+                op.applied["db.operation.batch.size"] = len(rows)
+        except Exception as error:
+            self.guard.failed("describe", error)
+        errors = self._run(op, False, explicit, wrapped, args, kwargs)
+        try:
+            if isinstance(errors, list):
+                op.applied["bastion.bq.insert_errors"] = len(errors)
+        except Exception as error:
+            self.guard.failed("statistics", error)
+        self._finish(op)
+        return errors
+
+    def load_table_from_uri(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        return self._load(wrapped, instance, args, kwargs, destination_index=1, timeout_index=8)
+
+    def load_table_from_file(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        return self._load(
+            wrapped, instance, args, kwargs, destination_index=1, timeout_index=10, upload=True
+        )
+
+    def load_table_from_json(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        return self._load(
+            wrapped, instance, args, kwargs, destination_index=1, timeout_index=8, upload=True
+        )
+
+    def _load(
+        self,
+        wrapped: Wrapped,
+        client: Any,
+        args: Any,
+        kwargs: Any,
+        *,
+        destination_index: int,
+        timeout_index: int,
+        upload: bool = False,
+    ) -> Any:
+        if not is_instrumentation_enabled() or ACTIVE.get() is not None:
+            return wrapped(*args, **kwargs)
+        op = self._begin("load", client)
+        if op is None:
+            return wrapped(*args, **kwargs)
+        destination = _table_id(_arg(args, kwargs, "destination", destination_index))
+        self._describe_other(op, "LOAD", destination, client)
+        timeout = _arg(args, kwargs, "timeout", timeout_index)
+        explicit = timeout not in (_UNSET, None)
+        if upload and not explicit:
+            # Resumable uploads bypass _call_api: their HTTP timeout is set here.
+            try:
+                budget = self.guard.policy.budget(op.class_seconds)
+                seconds = round(max(budget.seconds, MIN_HTTP_SECONDS), 3)
+                if self.guard.enforce:
+                    args, kwargs = _with_arg(args, kwargs, "timeout", timeout_index, seconds)
+                    op.applied["bastion.bq.http_timeout_seconds"] = seconds
+                else:
+                    op.applied["bastion.bq.would_timeout_seconds"] = seconds
+            except Exception as error:
+                self.guard.failed("upload timeout", error)
+        return self._run(op, True, explicit, wrapped, args, kwargs, keep_open=True)
+
+
+def _is_sentinel(timeout: Any) -> bool:
+    # The client's POLLING_DEFAULT_VALUE is a bare object(); it checks the same way.
+    return timeout is _UNSET or type(timeout) is object
+
+
+def _is_none(timeout: Any) -> bool:
+    return timeout is _UNSET or timeout is None
