@@ -169,3 +169,39 @@ def test_injected_faults_break_no_query(
     with instrumented(telemetry, Settings(bigquery="enforce")):
         for run in PATHS.values():
             assert run(bqemulator_client, sql) == [(10,)]
+
+
+def _outcome(call: Callable[[], Any]) -> Any:
+    try:
+        call()
+        return "ok"
+    except Exception as error:
+        return type(error)
+
+
+def test_loads_one_span_each_and_same_outcome(
+    bqemulator_client: Client, dataset: str, telemetry: Telemetry
+) -> None:
+    # bqemulator cannot read gs:// and answers uploads with 400: the guard must still
+    # make one span per operation and leave the caller's outcome as it is.
+    destination = f"{P}.{dataset}.loaded"
+    config = bigquery.LoadJobConfig(
+        schema=[bigquery.SchemaField("x", "STRING")], source_format="CSV"
+    )
+    calls: list[Callable[[], Any]] = [
+        lambda: bqemulator_client.load_table_from_uri(
+            "gs://bucket/x.csv", destination, job_config=config, retry=None
+        ).result(retry=None),
+        lambda: bqemulator_client.load_table_from_json([{"x": "a"}], destination).result(
+            retry=None
+        ),
+    ]
+    plain = [_outcome(c) for c in calls]
+    with instrumented(telemetry, Settings(bigquery="enforce")):
+        guarded = [_outcome(c) for c in calls]
+    assert guarded == plain
+    spans = telemetry.client_spans()
+    assert [s.name for s in spans] == [f"LOAD {destination}"] * 2
+    for span, outcome in zip(spans, plain, strict=True):
+        expected = "ok" if outcome == "ok" else "error"
+        assert (span.attributes or {})["bastion.outcome"] == expected
