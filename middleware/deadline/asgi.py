@@ -17,9 +17,12 @@ A pure ASGI middleware. At the deadline:
 
 Cost. ``asyncio.timeout`` (and ``loop.call_at``) build a ``TimerHandle`` per request
 and leave a cancelled one in the loop's heap; here each event loop has one heap of
-``(expiry, seq, request)`` tuples and at most one ``call_at`` for its earliest entry,
-so a request costs a tuple push and a flag. Finished entries are dropped when they
-reach the top or when they outnumber the live ones.
+``(expiry, seq)`` and at most one ``call_at`` for its earliest entry, so a request
+costs a heap push and a dict entry. Finished entries are dropped when they reach the
+top or when they outnumber the live ones. The sync endpoint's thread is found at
+expiry only, in the task's await chain (anyio's ``run_sync_in_worker_thread`` frame);
+threads started otherwise (``asyncio.to_thread``) are not recognised, and their
+task is cancelled like any other.
 
 Parameters: see :class:`middleware.deadline.wsgi.DeadlineMiddleware`.
 """

@@ -191,7 +191,8 @@ class _Exchange(WatchedRequest):
     """One request, as three things at once (one object, so one allocation):
 
     * its registration with the watchdog;
-    * the ``start_response`` the app gets. In time, it calls the server's at once:
+    * in enforce mode, the ``start_response`` the app gets (observe mode passes the
+      server's straight through). In time, it calls the server's at once:
       instrumentation around the app (the OpenTelemetry Flask wrapper reads the
       status while Flask's request context is still up) sees the real status. Once
       the deadline has passed (enforce mode), it holds the status and headers back,
