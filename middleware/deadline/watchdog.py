@@ -62,13 +62,24 @@ class InjectedDeadlineExceeded(DeadlineExceeded):
         super().__init__(message)
 
 
-_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
-_set_async_exc.restype = ctypes.c_int
-# The same function typed to pass NULL, which clears a pending asynchronous exception.
-_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
-    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
-)
+def _async_exc_functions() -> tuple[Any, Any]:
+    """``PyThreadState_SetAsyncExc`` typed to raise, and typed to pass NULL (which
+    clears a pending asynchronous exception); ``(None, None)`` off CPython, where
+    enforce mode then records like observe and only replaces late answers."""
+    try:
+        raise_in = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    except (AttributeError, ValueError):
+        logger.warning("no PyThreadState_SetAsyncExc here: deadlines cannot interrupt threads")
+        return None, None
+    raise_in.argtypes = (ctypes.c_ulong, ctypes.py_object)
+    raise_in.restype = ctypes.c_int
+    clear = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+        ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+    )
+    return raise_in, clear
+
+
+_set_async_exc, _clear_async_exc = _async_exc_functions()
 
 
 class ExpiryHandler(Protocol):
@@ -254,6 +265,7 @@ class Watchdog:
                     request.enforce
                     and request.in_app
                     and not request.done
+                    and _set_async_exc is not None
                     and _set_async_exc(request.thread_id, InjectedDeadlineExceeded) == 1
                 ):
                     request.injected = True
