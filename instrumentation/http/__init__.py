@@ -4,7 +4,9 @@
 so a server dripping one byte every half second holds ``timeout=1.0`` open forever.
 ``HttpInstrumentor`` (an OpenTelemetry ``BaseInstrumentor``, entry point
 ``bastion_http``) wraps ``requests.adapters.HTTPAdapter.send`` and
-``urllib3.disable_warnings``:
+``urllib3.disable_warnings``, and in enforce mode sets urllib3's
+``HTTPConnection.response_class`` to :class:`~instrumentation.http._body.DeadlineHTTPResponse`
+(so socket waits end by the deadline from the status line on):
 
 * ``BASTION_HTTP`` (off | observe | enforce, default observe): a call without a
   timeout gets ``(BASTION_HTTP_CONNECT_SECONDS, BASTION_HTTP_READ_SECONDS)``; every
@@ -68,7 +70,7 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
       ``uninstrument()`` turns it off again only if it was turned on here.
 
     Instrumenting twice is a no-op (``BaseInstrumentor`` keeps one instance);
-    ``uninstrument()`` removes both wrappers.
+    ``uninstrument()`` removes the wrappers and restores ``response_class``.
     """
 
     _guard: OutboundGuard | None = None
