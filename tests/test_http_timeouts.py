@@ -157,13 +157,15 @@ def test_dripped_status_line_and_headers_are_cut_at_the_deadline() -> None:
     assert 1.0 - SLACK <= took <= 1.0 + SLACK
 
 
-def test_the_header_bound_is_off_again_after_uninstrument() -> None:
+def test_the_header_bound_is_enforce_only_and_off_after_uninstrument() -> None:
     from urllib3.connection import HTTPConnection
 
     original = HTTPConnection.response_class
     with guarded(ENFORCE):
         assert HTTPConnection.response_class is not original
     assert HTTPConnection.response_class is original
+    with guarded(OBSERVE):  # observe changes nothing, here either
+        assert HTTPConnection.response_class is original
 
 
 def test_silent_server_is_cut_at_the_default_read_timeout() -> None:
