@@ -34,14 +34,12 @@ from typing import Any, TypeVar
 from urllib3.exceptions import ReadTimeoutError
 
 from instrumentation.http._errors import DeadlineTimeout
-from middleware.deadline import Deadline
-from middleware.deadline._context import _current
+from middleware.deadline import Deadline, current
 
 __all__ = ["DeadlineHTTPResponse", "bound_body", "watch_body"]
 
 T = TypeVar("T")
 _monotonic = time.monotonic
-_current_deadline = _current.get
 # A socket timeout fires at, not after, the time asked; allow for clock granularity.
 _TOLERANCE = 0.005
 # The most a socket wait may outlast the deadline before its timeout is lowered.
@@ -96,7 +94,7 @@ class DeadlineHTTPResponse(http.client.HTTPResponse):
 
     def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
         super().__init__(sock, *args, **kwargs)
-        deadline = _current_deadline()  # the ContextVar's own get: no Python frame
+        deadline = current()
         if deadline is not None:
             socket_io = getattr(self.fp, "raw", None)
             if type(socket_io) is socket.SocketIO:
