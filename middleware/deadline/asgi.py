@@ -174,16 +174,27 @@ class _LoopTimers:
         self._next_at = float("inf")
         heap, live = self._heap, self.live
         now = self.loop.time()
+        reports = []
         while heap and (heap[0][0] <= now or heap[0][1] not in live):
             request = live.pop(heapq.heappop(heap)[1], None)
             if request is None:
                 continue  # finished
             try:
-                request.owner._expire(request)
+                reports.append(request.owner._expire(request))
             except Exception:
                 logger.exception("handling an expired ASGI deadline failed")
+        if reports:  # queued behind the cancelled tasks' next steps (their 504s)
+            self.loop.call_soon(_run_all, reports, context=self._context)
         if heap:
             self._schedule(heap[0][0])
+
+
+def _run_all(reports: list[Callable[[], None]]) -> None:
+    for report in reports:
+        try:
+            report()
+        except Exception:
+            logger.exception("logging an ASGI deadline overrun failed")
 
 
 class DeadlineASGIMiddleware:
@@ -254,8 +265,10 @@ class DeadlineASGIMiddleware:
         return timers
 
     # --- at the deadline -----------------------------------------------------------
-    def _expire(self, request: _Request) -> None:
-        """In the event loop, at the deadline: record, and in enforce mode act."""
+    def _expire(self, request: _Request) -> Callable[[], None]:
+        """In the event loop, at the deadline: add the span event, act (enforce mode),
+        and return the logging step, which reads source files: the timer runs it after
+        the cancelled handlers have had their turn to answer."""
         request.expired = True
         frames = _await_chain(request.task)
         worker = _worker_thread(frames)
@@ -277,9 +290,10 @@ class DeadlineASGIMiddleware:
         )
         if self._enforce:
             self._enforce_deadline(request, worker, frames, route)
-        log_expiry(
+        method = str(request.scope.get("method", ""))
+        return lambda: log_expiry(
             mode=self.mode,
-            method=str(request.scope.get("method", "")),
+            method=method,
             path=path,
             route=route,
             budget=deadline.budget,
