@@ -46,12 +46,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 
 from instrumentation.http._body import DeadlineHTTPResponse
-from instrumentation.http._errors import DeadlineTimeout, InsecureTLSError
+from instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
 from instrumentation.http._guard import OutboundGuard
 from instrumentation.http._tls import CallSites, DisableWarningsGuard, insecure_warning_silenced
 from middleware.settings import Settings, get_settings
 
-__all__ = ["DeadlineTimeout", "HttpInstrumentor", "InsecureTLSError"]
+__all__ = ["DeadlinePassed", "DeadlineTimeout", "HttpInstrumentor", "InsecureTLSError"]
 
 _log = logging.getLogger("instrumentation.http")
 

@@ -8,7 +8,7 @@ import requests
 
 from middleware.deadline import Deadline, DeadlineExceeded
 
-__all__ = ["DeadlineTimeout", "InsecureTLSError"]
+__all__ = ["DeadlinePassed", "DeadlineTimeout", "InsecureTLSError"]
 
 
 class InsecureTLSError(requests.exceptions.SSLError):
@@ -30,12 +30,11 @@ class InsecureTLSError(requests.exceptions.SSLError):
 class DeadlineTimeout(requests.exceptions.ReadTimeout, DeadlineExceeded):
     """An outbound call cut because the request's deadline ran out (``BASTION_HTTP=enforce``).
 
-    Raised when the deadline has already passed before sending, when a timeout that the
-    deadline had shortened fires, and when a response body is still arriving at the
-    deadline (a slow drip, ``stream=True`` included). It is a
+    Raised when a timeout that the deadline had shortened fires, and when a response
+    body is still arriving at the deadline (a slow drip, ``stream=True`` included). It is a
     :class:`requests.exceptions.ReadTimeout` (so ``except requests.Timeout`` handles it) and
     a :class:`middleware.deadline.DeadlineExceeded` (so the deadline middleware answers 504).
-    ``phase`` is ``before-send``, ``response`` (connect, send or headers) or ``body``.
+    ``phase`` is ``response`` (connect, send or headers) or ``body``.
     """
 
     def __init__(
@@ -49,3 +48,22 @@ class DeadlineTimeout(requests.exceptions.ReadTimeout, DeadlineExceeded):
         super().__init__(message, **kwargs)
         self.deadline = deadline
         self.phase = phase
+
+
+class DeadlinePassed(DeadlineExceeded):
+    """An outbound call not sent because the request's deadline had already passed
+    (``BASTION_HTTP=enforce``).
+
+    Deliberately *not* a ``requests`` exception: retry loops keyed on
+    ``requests.Timeout`` (google-api-core's default retry for BigQuery, urllib3's,
+    a caller's own) would otherwise spin on it until their own budget ran out, long
+    after the request they serve has been answered. As a
+    :class:`~middleware.deadline.DeadlineExceeded` it reaches the deadline middleware,
+    which answers 504. ``phase`` is always ``before-send``.
+    """
+
+    phase = "before-send"
+
+    def __init__(self, message: str, *, deadline: Deadline | None = None, request: Any = None):
+        super().__init__(message, deadline)
+        self.request = request

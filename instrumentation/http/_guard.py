@@ -26,7 +26,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import Span, get_current_span
 
 from instrumentation.http._body import bound_body, watch_body
-from instrumentation.http._errors import DeadlineTimeout, InsecureTLSError
+from instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
 from instrumentation.http._timeouts import plan_timeout
 from instrumentation.http._tls import CallSites, HostAllowList, call_site
 from middleware.deadline import DEADLINE_HEADER, Deadline, current
@@ -146,7 +146,7 @@ class OutboundGuard:
     ) -> Any:
         try:
             call = self._prepare(args, kwargs)
-        except (InsecureTLSError, DeadlineTimeout):
+        except (InsecureTLSError, DeadlineTimeout, DeadlinePassed):
             raise
         except Exception:
             self._internal_error("prepare")
@@ -220,10 +220,9 @@ class OutboundGuard:
             assert deadline is not None
             self._record_cut(span, span.is_recording(), "before-send")
             if self._enforce_http:
-                raise DeadlineTimeout(
+                raise DeadlinePassed(
                     f"request deadline ({deadline.budget:.3f}s, {deadline.source}) "
                     "already passed; not sent by Bastion",
-                    phase="before-send",
                     deadline=deadline,
                     request=request,
                 )
