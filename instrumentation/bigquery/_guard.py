@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -59,6 +59,10 @@ class Description:
     tables: tuple[str, ...]
     name: str  # db.query.summary
     attributes: Mapping[str, Any]
+    #: Span start attributes per (kind, class, class source), filled by Operation.
+    variants: dict[tuple[str, str, str], Mapping[str, Any]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 def _callsite() -> str:

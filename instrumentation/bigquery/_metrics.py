@@ -18,6 +18,7 @@ class Instruments:
     """Every instrument the guard records to; one instance per instrumentation."""
 
     __slots__ = (
+        "_bound",
         "bytes_billed",
         "cancellations",
         "duration",
@@ -55,7 +56,28 @@ class Instruments:
             "bastion.bigquery.unpartitioned_queries",
             description="Queries reading a partitioned table without a partition filter.",
         )
+        # Metric attribute sets are few (classes x outcomes): one dict each, reused.
+        self._bound: dict[tuple[str, str | None], dict[str, str]] = {}
         self.refusals = meter.create_counter(
             "bastion.bigquery.refusals",
             description="BigQuery calls refused by the guard in enforce mode, by reason.",
         )
+
+    def class_attributes(self, timeout_class: str) -> dict[str, str]:
+        """``{bastion.bq.timeout_class}``, the same dict for every call (not mutated)."""
+        return self._attributes(timeout_class, None)
+
+    def outcome_attributes(self, timeout_class: str, outcome: str) -> dict[str, str]:
+        """``{bastion.bq.timeout_class, bastion.outcome}``, shared likewise."""
+        return self._attributes(timeout_class, outcome)
+
+    def _attributes(self, timeout_class: str, outcome: str | None) -> dict[str, str]:
+        key = (timeout_class, outcome)
+        found = self._bound.get(key)
+        if found is None:
+            found = {CLASS: timeout_class}
+            if outcome is not None:
+                found[OUTCOME] = outcome
+            if len(self._bound) < 256:  # finite in practice; bounded all the same
+                self._bound[key] = found
+        return found

@@ -11,6 +11,7 @@ its operation until ``job.result()`` finishes it, so insert + polling are one sp
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,7 @@ class Operation:
 
     __slots__ = (
         "_span",
+        "_started",
         "applied",
         "cancelled",
         "class_seconds",
@@ -106,8 +108,9 @@ class Operation:
         # Started once the operation is described (name and attributes in one go, with
         # this start time), or at the end if it never is: one SDK call, not four.
         self._span: Span | None = None
+        self._started = False
         self.timeout_class = FALLBACK_CLASS
-        self.class_seconds = guard.policy.seconds[FALLBACK_CLASS]
+        self.class_seconds = guard.policy.fallback_seconds
         self.described = False
         self.stats = Statistics()
         self.explicit = False  # the current phase's HTTP timeout came from the caller
@@ -121,37 +124,43 @@ class Operation:
     @property
     def started(self) -> bool:
         """The span exists and can parent others (an invalid no-op span would detach
-        the client's own spans from the request's trace if made current)."""
-        return self._span is not None and self._span.get_span_context().is_valid
+        the client's own spans from the request's trace if made current). Read on
+        every wrapped call of the operation, so decided once, when the span starts."""
+        return self._started
 
     @property
     def span(self) -> Span:
         if self._span is None:
-            self._span = self.guard.tracer.start_span(
-                "BigQuery",
-                kind=SpanKind.CLIENT,
-                attributes={"db.system.name": SYSTEM, "bastion.bq.kind": self.kind},
-                start_time=self.start_ns,
-            )
-        return self._span
+            self._start("BigQuery", {"db.system.name": SYSTEM, "bastion.bq.kind": self.kind})
+        return self._span  # type: ignore[return-value]
+
+    def _start(self, name: str, attributes: Mapping[str, Any]) -> None:
+        span = self.guard.tracer.start_span(
+            name, kind=SpanKind.CLIENT, attributes=attributes, start_time=self.start_ns
+        )
+        self._span = span
+        self._started = span.get_span_context().is_valid
 
     # --- set up --------------------------------------------------------------------
     def describe(self, description: Description, timeout_class: str, source: str) -> None:
         self.described = True
         self.timeout_class = timeout_class
         self.class_seconds = self.guard.policy.seconds[timeout_class]
-        attributes = dict(description.attributes)
-        attributes["db.system.name"] = SYSTEM
-        attributes["bastion.bq.kind"] = self.kind
-        attributes["bastion.bq.timeout_class"] = timeout_class
-        attributes["bastion.bq.class_source"] = source
+        # The span's starting attributes depend only on these three and the statement:
+        # built once per combination, kept with the (cached) description. The SDK
+        # copies what it is given, so the shared dict is never changed under it.
+        key = (self.kind, timeout_class, source)
+        attributes = description.variants.get(key)
+        if attributes is None:
+            attributes = dict(description.attributes)
+            attributes["db.system.name"] = SYSTEM
+            attributes["bastion.bq.kind"] = self.kind
+            attributes["bastion.bq.timeout_class"] = timeout_class
+            attributes["bastion.bq.class_source"] = source
+            if len(description.variants) < 64:
+                description.variants[key] = attributes
         if self._span is None:
-            self._span = self.guard.tracer.start_span(
-                description.name,
-                kind=SpanKind.CLIENT,
-                attributes=attributes,
-                start_time=self.start_ns,
-            )
+            self._start(description.name, attributes)
         else:
             self._span.update_name(description.name)
             self._span.set_attributes(attributes)
@@ -184,21 +193,19 @@ class Operation:
         if not self.guard.enforce:
             # Observe: what would apply to the operation's first request, nothing sent.
             if "bastion.bq.would_timeout_seconds" not in self.applied:
-                budget = policy.budget(self.class_seconds, self.wait_until)
-                self.applied["bastion.bq.would_timeout_seconds"] = round(budget.seconds, 3)
-                self.applied["bastion.bq.would_bound_by"] = budget.bound_by
-                self.applied["bastion.bq.would_job_timeout_ms"] = max(1, int(budget.seconds * 1000))
+                seconds, bound_by = policy.limit(self.class_seconds, self.wait_until)
+                self.applied["bastion.bq.would_timeout_seconds"] = round(seconds, 3)
+                self.applied["bastion.bq.would_bound_by"] = bound_by
+                self.applied["bastion.bq.would_job_timeout_ms"] = max(1, int(seconds * 1000))
             return kwargs
-        budget = policy.budget(self.class_seconds, self.wait_until)
+        seconds, bound_by = policy.limit(self.class_seconds, self.wait_until)
         method = kwargs.get("method")
-        job_insert = method == "POST" and path.endswith("/jobs")
-        jobs_query = method == "POST" and path.endswith("/queries")
-        if budget.exhausted and budget.bound_by == "deadline":
+        if seconds <= 0.0 and bound_by == "deadline":
             if self.stats.job_id is None:  # nothing started yet: a refusal, not a give-up
                 self.refused = "deadline"
                 self.guard.instruments.refusals.add(1, {"bastion.reason": "deadline"})
             raise DeadlineExceeded("BigQuery request not sent: the request deadline is spent")
-        http = budget.seconds if budget.seconds > MIN_HTTP_SECONDS else MIN_HTTP_SECONDS
+        http = seconds if seconds > MIN_HTTP_SECONDS else MIN_HTTP_SECONDS
         sent = dict(kwargs)
         timeout = kwargs.get("timeout")
         if self.explicit:
@@ -209,11 +216,12 @@ class Operation:
             sent["timeout"] = http
         if "bastion.bq.http_timeout_seconds" not in self.applied and sent.get("timeout"):
             self.applied["bastion.bq.http_timeout_seconds"] = round(float(sent["timeout"]), 3)
-            self.applied["bastion.bq.bound_by"] = budget.bound_by
-        if job_insert:
-            self._job_insert(sent, budget.seconds)
-        elif jobs_query:
-            self._jobs_query(sent, budget.seconds)
+            self.applied["bastion.bq.bound_by"] = bound_by
+        if method == "POST":
+            if path.endswith("/jobs"):
+                self._job_insert(sent, seconds)
+            elif path.endswith("/queries"):
+                self._jobs_query(sent, seconds)
         elif method == "GET" and "/queries/" in path:
             if not self.explicit:
                 self._get_query_results(sent, sent.get("timeout"))
@@ -305,7 +313,7 @@ class Operation:
         guard = self.guard
         duration = _monotonic() - self.start
         stats = self.stats
-        span = self.span
+        span = self._span or self.span
         timed_out = False
         if self.refused is not None:
             outcome = "refused"
@@ -322,26 +330,27 @@ class Operation:
             outcome = "cancelled"
         else:
             outcome = "error"
-        attributes = stats.attributes()
-        attributes.update(self.applied)
-        attributes["bastion.outcome"] = outcome
         long = duration >= guard.policy.slow[self.timeout_class]
-        if long:
-            attributes["bastion.bq.long"] = True
-            span.add_event(
-                "bastion.bq.long_query",
-                {"bastion.bq.duration_seconds": round(duration, 3)},
-            )
-        if error is not None:
-            attributes["error.type"] = _error_type(error)
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, str(error)[:300]))
-        span.set_attributes(attributes)
+        if span.is_recording():  # sampled out or no SDK: nothing reads the attributes
+            attributes = stats.attributes()
+            attributes.update(self.applied)
+            attributes["bastion.outcome"] = outcome
+            if long:
+                attributes["bastion.bq.long"] = True
+                span.add_event(
+                    "bastion.bq.long_query",
+                    {"bastion.bq.duration_seconds": round(duration, 3)},
+                )
+            if error is not None:
+                attributes["error.type"] = _error_type(error)
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, str(error)[:300]))
+            span.set_attributes(attributes)
         span.end()
-        metric_attributes = {"bastion.bq.timeout_class": self.timeout_class}
         instruments = guard.instruments
+        metric_attributes = instruments.class_attributes(self.timeout_class)
         instruments.duration.record(
-            duration, {"bastion.bq.timeout_class": self.timeout_class, "bastion.outcome": outcome}
+            duration, instruments.outcome_attributes(self.timeout_class, outcome)
         )
         if stats.bytes_billed is not None:
             instruments.bytes_billed.record(stats.bytes_billed, metric_attributes)

@@ -31,8 +31,8 @@ def summary(operation: str, targets: tuple[str, ...] | list[str]) -> str:
 
 
 def _int(value: Any) -> int | None:
-    # REST int64 fields arrive as strings.
-    if value is None or isinstance(value, bool):
+    # REST int64 fields arrive as strings; absent (None) is the common case.
+    if value is None or value is True or value is False:
         return None
     try:
         return int(value)
@@ -140,24 +140,28 @@ class Statistics:
         if billed is not None:
             self.bytes_billed = billed
         cache_hit = source.get("cacheHit")
-        if isinstance(cache_hit, bool):
+        if cache_hit is True or cache_hit is False:
             self.cache_hit = cache_hit
 
     def attributes(self) -> dict[str, Any]:
         """The ``bastion.bq.*`` attributes known so far (None values left out)."""
         found: dict[str, Any] = {}
-        for key, value in (
-            ("bastion.bq.job_id", self.job_id),
-            ("bastion.bq.location", self.location),
-            ("bastion.bq.bytes_processed", self.bytes_processed),
-            ("bastion.bq.bytes_billed", self.bytes_billed),
-            ("bastion.bq.slot_ms", self.slot_ms),
-            ("bastion.bq.cache_hit", self.cache_hit),
-            ("bastion.bq.partitions_processed", self.partitions),
-            ("bastion.bq.dml_rows", self.dml_rows),
-        ):
-            if value is not None:
-                found[key] = value
+        if self.job_id is not None:
+            found["bastion.bq.job_id"] = self.job_id
+        if self.location is not None:
+            found["bastion.bq.location"] = self.location
+        if self.bytes_processed is not None:
+            found["bastion.bq.bytes_processed"] = self.bytes_processed
+        if self.bytes_billed is not None:
+            found["bastion.bq.bytes_billed"] = self.bytes_billed
+        if self.slot_ms is not None:
+            found["bastion.bq.slot_ms"] = self.slot_ms
+        if self.cache_hit is not None:
+            found["bastion.bq.cache_hit"] = self.cache_hit
+        if self.partitions is not None:
+            found["bastion.bq.partitions_processed"] = self.partitions
+        if self.dml_rows is not None:
+            found["bastion.bq.dml_rows"] = self.dml_rows
         if self.statement_type:
             found["bastion.bq.statement_type"] = self.statement_type
         return found

@@ -75,13 +75,22 @@ class Budget:
 class Policy:
     """The timeout rules of one instrumentation, derived once from the settings."""
 
-    __slots__ = ("cap_explicit", "default_class", "margin", "max_bytes", "seconds", "slow")
+    __slots__ = (
+        "cap_explicit",
+        "default_class",
+        "fallback_seconds",
+        "margin",
+        "max_bytes",
+        "seconds",
+        "slow",
+    )
 
     def __init__(self, settings: Settings) -> None:
         self.default_class = settings.bq_default_class
         self.margin = settings.bq_deadline_margin_seconds
         self.cap_explicit = settings.bq_cap_explicit_timeouts
         self.seconds = {c: settings.timeout_for(c) for c in TIMEOUT_CLASSES}
+        self.fallback_seconds = self.seconds[FALLBACK_CLASS]
         self.slow = {c: settings.slow_seconds_for(c) for c in TIMEOUT_CLASSES}
         self.max_bytes = {c: settings.max_bytes_billed_for(c) for c in TIMEOUT_CLASSES}
 
@@ -104,6 +113,10 @@ class Policy:
 
     def budget(self, class_seconds: float, wait_until: float | None = None) -> Budget:
         """The time one wait may take now: class seconds, deadline minus margin, wait left."""
+        return Budget(*self.limit(class_seconds, wait_until))
+
+    def limit(self, class_seconds: float, wait_until: float | None = None) -> tuple[float, str]:
+        """:meth:`budget` as ``(seconds, bound_by)``, for the per-request path."""
         seconds, bound_by = class_seconds, "class"
         left = deadline_remaining()
         if left is not None and left - self.margin < seconds:
@@ -112,7 +125,7 @@ class Policy:
             wait_left = wait_until - _monotonic()
             if wait_left < seconds:
                 seconds, bound_by = wait_left, "wait"
-        return Budget(seconds, bound_by)
+        return seconds, bound_by
 
     def deadline_cap(self) -> float | None:
         """What an explicit caller timeout is capped to when the setting asks: the

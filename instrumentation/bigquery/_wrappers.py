@@ -140,7 +140,7 @@ class Wrappers:
             if not isinstance(project, str):
                 project = getattr(client, "project", None)
             default = getattr(client, "default_query_job_config", None)
-            labels: dict[str, Any] = {}
+            labels: dict[str, Any] | None = None
             dataset = None
             for config in (default, job_config):
                 if config is None or config is _UNSET:
@@ -149,8 +149,8 @@ class Wrappers:
                 # config (setdefault), which would then be sent as "labels": {}.
                 properties = getattr(config, "_properties", None)
                 found = properties.get("labels") if isinstance(properties, dict) else None
-                if isinstance(found, dict):
-                    labels.update(found)
+                if isinstance(found, dict) and found:
+                    labels = {**labels, **found} if labels else found
                 ref = getattr(config, "default_dataset", None)
                 if ref is not None:
                     dataset = f"{ref.project}.{ref.dataset_id}"
@@ -282,6 +282,7 @@ class _Other:
         self.name = name
         self.timeout_class = "write"
         self.tables = ()
+        self.variants: dict[tuple[str, str, str], Any] = {}
         self.attributes: dict[str, Any] = {
             "db.operation.name": operation,
             "db.query.summary": name,
