@@ -201,6 +201,32 @@ def test_a_stream_late_to_start_gets_the_504() -> None:
     assert (status, headers, body) == (problem.STATUS, list(problem.WSGI_HEADERS), problem.BODY)
 
 
+def test_a_late_stream_504_is_clean_even_behind_a_start_response_that_appends() -> None:
+    """gunicorn appends the headers of a second start_response (exc_info) to the first
+    ones, and a wrapper in between hides that it is gunicorn: the stream's headers
+    must never reach it before its first chunk."""
+    calls: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def appending(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        if calls and exc_info is None:
+            raise AssertionError("Response headers already set!")
+        calls.append((status, [*(calls[-1][1] if calls else []), *headers]))
+        return lambda data: None
+
+    def late(environ: Any, start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        busy(0.3)
+        yield b"too late"
+
+    app = DeadlineMiddleware(late, ENFORCE)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
+    result = app(environ, lambda s, h, e=None: appending(s, h, e))
+    body = b"".join(result)
+    result.close()  # type: ignore[attr-defined]
+    assert calls == [(problem.STATUS, list(problem.WSGI_HEADERS))]
+    assert body == problem.BODY
+
+
 def test_write_callable_apps_that_started_are_aborted() -> None:
     def legacy(environ: Any, start_response: Any) -> Iterable[bytes]:
         write = start_response("200 OK", [("Content-Type", "text/plain")])

@@ -192,11 +192,12 @@ class _Exchange(WatchedRequest):
 
     * its registration with the watchdog;
     * in enforce mode, the ``start_response`` the app gets (observe mode passes the
-      server's straight through). In time, it calls the server's at once:
-      instrumentation around the app (the OpenTelemetry Flask wrapper reads the
-      status while Flask's request context is still up) sees the real status. Once
-      the deadline has passed (enforce mode), it holds the status and headers back,
-      since the 504 will replace them;
+      server's straight through). For a response with a Content-Length, in time, it
+      calls the server's at once: instrumentation around the app (the OpenTelemetry
+      Flask wrapper reads the status while Flask's request context is still up) sees
+      the real status. Once the deadline has passed, or for a stream (no length),
+      it holds status and headers back until the first chunk, since a 504 may
+      still have to replace them;
     * the body the server iterates and closes, under the deadline.
     """
 
@@ -249,13 +250,22 @@ class _Exchange(WatchedRequest):
     def __call__(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], object]:
-        if not self.committed and (
-            self.injected or (self.enforce and _monotonic() >= self.expires_at)
-        ):
-            if _ANSWERED not in self.environ:
-                self.held = (status, headers)
-                return self.write
-            self.answered = True  # Flask sends the problem document itself
+        if not self.committed:
+            if self.injected or _monotonic() >= self.expires_at:
+                if _ANSWERED not in self.environ:
+                    self.held = (status, headers)
+                    return self.write
+                self.answered = True  # Flask sends the problem document itself
+            else:
+                for name, _ in headers:
+                    if len(name) == 14 and name.lower() == "content-length":
+                        break
+                else:
+                    # No length: a stream, whose first chunk may still come late.
+                    # Hold its headers until then, since a second start_response
+                    # cannot be trusted to replace them (gunicorn appends).
+                    self.held = (status, headers)
+                    return self.write
         self.committed = True
         self._write = self._start_response(status, headers, exc_info)
         return self.write  # to know when the headers went out
