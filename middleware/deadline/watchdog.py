@@ -194,7 +194,13 @@ class Watchdog:
 
     def in_flight(self) -> int:
         """Registered requests not yet finished (for tests and benchmarks)."""
-        return len(self._heap_of_live())
+        count = 0
+        for first in list(self._live.values()):
+            request: WatchedRequest | None = first
+            while request is not None:
+                count += not request.done
+                request = request.outer
+        return count
 
     # --- the watchdog thread -------------------------------------------------------
     def _start(self) -> None:
