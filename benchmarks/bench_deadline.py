@@ -243,7 +243,8 @@ def main() -> None:
     parked = park_wsgi_deadlines()
     in_flight = get_watchdog().in_flight()
     n = 3000
-    wsgi_apps = {"bare": bare_wsgi, "floor": floor, "Bastion": wrapped_wsgi}
+    observing = DeadlineMiddleware(bare_wsgi, SETTINGS.replace(deadline="observe"))
+    wsgi_apps = {"bare": bare_wsgi, "floor": floor, "observe": observing, "Bastion": wrapped_wsgi}
     for candidate in wsgi_apps.values():
         run_wsgi(candidate, n)
     wsgi = interleave(
@@ -273,6 +274,7 @@ def main() -> None:
             True,
         )
     )
+    print(row("Flask + `DeadlineMiddleware`, observe", wsgi["observe"], wsgi["bare"], "", True))
     print(row("Flask + `DeadlineMiddleware`", wsgi["Bastion"], wsgi["bare"], "≤ 1.03x", True))
     print(row("Starlette, bare", asgi["bare"], asgi["bare"], "", False))
     print(row("Starlette + `asyncio.timeout`", asgi["asyncio.timeout"], asgi["bare"], "", False))
