@@ -461,4 +461,5 @@ def get_settings() -> Settings:
 if __name__ == "__main__":  # python -m middleware.settings: the README table
     print("| Variable | Default | Meaning |\n|---|---|---|")
     for env_name, default, doc in flag_table():
-        print(f"| `{env_name}` | `{default}` | {doc} |")
+        shown = f"`{default}`" if default else "*(empty)*"
+        print(f"| `{env_name}` | {shown} | {doc} |")
