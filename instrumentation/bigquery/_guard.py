@@ -109,8 +109,10 @@ class Guard:
         self.fingerprint = fingerprint
         self.mode_attributes = {"bastion.mode": self.mode.value}
         self.describe = lru_cache(maxsize=settings.bq_analysis_cache_size)(self._describe)
-        # Jobs created inside an operation → that operation (read by job.result()).
-        self.job_ops: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        # Jobs created inside an operation → that operation (read by job.result()):
+        # id(job) → (weak reference to the job, operation). One weakref per job, whose
+        # callback both forgets the entry and ends the operation of a dropped job.
+        self._jobs: dict[int, tuple[weakref.ref[Any], Any]] = {}
         # (sql, project, dataset) -> (valid until, unfiltered tables): see unfiltered().
         self._verdicts: dict[tuple[Any, ...], tuple[float, list[tuple[str, str]]]] = {}
         self._verdicts_size = settings.bq_analysis_cache_size
@@ -119,6 +121,29 @@ class Guard:
 
     def close(self) -> None:
         self.partitions.close()
+
+    # --- jobs and their operations ---------------------------------------------------
+    def track(self, job: Any, op: Any, gone: Callable[[Any], None]) -> None:
+        """Remember ``job`` → ``op`` while ``job`` lives; ``gone(op)`` once it is freed.
+        Raises TypeError for an object that cannot be weakly referenced."""
+        key = id(job)
+        jobs = self._jobs
+
+        def forget(ref: weakref.ref[Any]) -> None:
+            # Called while the job is freed, before its id can be reused.
+            entry = jobs.get(key)
+            if entry is not None and entry[0] is ref:
+                jobs.pop(key, None)
+            gone(op)
+
+        jobs[key] = (weakref.ref(job, forget), op)
+
+    def operation_of(self, job: Any) -> Any:
+        """The operation ``job`` was created in, or None."""
+        entry = self._jobs.get(id(job))
+        if entry is not None and entry[0]() is job:
+            return entry[1]
+        return None
 
     # --- statement descriptions ----------------------------------------------------
     def _describe(self, sql: str, project: str | None, dataset: str | None) -> Description:

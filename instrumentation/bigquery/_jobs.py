@@ -57,8 +57,8 @@ class JobWrappers(Wrappers):
         owned = False
         if op is None:
             try:
-                op = guard.job_ops.get(job)
-            except Exception as error:  # an object that cannot be weakly referenced
+                op = guard.operation_of(job)
+            except Exception as error:  # an odd job object
                 guard.failed("job lookup", error)
             if op is not None and op.finished:
                 return wrapped(*args, **kwargs)  # a second result(): cached, no new span
@@ -83,15 +83,15 @@ class JobWrappers(Wrappers):
         previous_wait = op.wait_until
         try:
             if not explicit:
-                budget = guard.policy.budget(op.class_seconds)
+                seconds, bound_by = guard.policy.limit(op.class_seconds)
                 if guard.enforce:
-                    wait = max(budget.seconds, 0.001)
+                    wait = max(seconds, 0.001)
                     args, kwargs = _with_arg(args, kwargs, "timeout", timeout_index, wait)
                     op.wait_until = time.monotonic() + wait
                     op.applied["bastion.bq.timeout_seconds"] = round(wait, 3)
-                    op.applied["bastion.bq.wait_bound_by"] = budget.bound_by
+                    op.applied["bastion.bq.wait_bound_by"] = bound_by
                 else:
-                    op.applied["bastion.bq.would_wait_seconds"] = round(budget.seconds, 3)
+                    op.applied["bastion.bq.would_wait_seconds"] = round(seconds, 3)
             elif guard.enforce and isinstance(timeout, (int, float)):
                 op.wait_until = time.monotonic() + timeout  # honoured, not changed
         except Exception as error:

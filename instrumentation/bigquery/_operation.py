@@ -89,7 +89,6 @@ class Operation:
         "explicit",
         "finished",
         "guard",
-        "job_ref",
         "kind",
         "refused",
         "start",
@@ -119,7 +118,6 @@ class Operation:
         self.cancelled = False
         self.refused: str | None = None
         self.finished = False
-        self.job_ref: Any = None  # weakref to a job this operation waits on (see attach)
 
     @property
     def started(self) -> bool:

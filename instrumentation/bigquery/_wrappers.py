@@ -14,7 +14,6 @@ Rules every wrapper follows:
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -123,8 +122,7 @@ class Wrappers:
     def _attach(self, op: Operation, job: Any) -> None:
         """Keep ``op`` open until ``job.result()`` ends (or the job is garbage)."""
         try:
-            self.guard.job_ops[job] = op
-            _finalize(job, op)
+            self.guard.track(job, op, _abandoned)
         except Exception as error:
             self.guard.failed("job attach", error)
             self._finish(op)
@@ -300,15 +298,8 @@ def _safe_getattr(obj: Any, name: str) -> Any:
         return None
 
 
-def _finalize(job: Any, op: Operation) -> None:
-    # A plain weakref with a callback (kept by the operation) is ~10x cheaper than
-    # weakref.finalize, which registers with atexit.
-    op.job_ref = weakref.ref(job, lambda _ref, op=op: _abandoned(op))  # type: ignore[misc]
-
-
 def _abandoned(op: Operation) -> None:
     """The job was dropped without ``result()``: end its span where we lost sight of it."""
-    op.job_ref = None
     if not op.finished:
         try:
             op.applied["bastion.bq.detached"] = True
