@@ -101,7 +101,7 @@ class Policy:
         override = _override.get()
         if override is not None:
             return override, "override"
-        if isinstance(labels, Mapping):
+        if labels and isinstance(labels, Mapping):  # usually None: skip the ABC check
             label = labels.get(CLASS_LABEL)
             if label in self.seconds:
                 return str(label), "label"
