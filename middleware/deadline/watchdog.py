@@ -241,9 +241,12 @@ class Watchdog:
         for first in list(self._live.values()):  # a copy: request threads write to it
             request: WatchedRequest | None = first
             while request is not None:
+                # info before expires_at, which a request sets first: if info is
+                # still the same after both reads, the pair belongs to one request.
                 info = request.info
-                if not request.done and not request.fired and info is not None:
-                    heap.append((request.expires_at, id(request), request, info))
+                expires_at = request.expires_at
+                if not request.done and not request.fired and request.info is info:
+                    heap.append((expires_at, id(request), request, info))
                 request = request.outer
         heapq.heapify(heap)
         return heap
