@@ -126,9 +126,12 @@ class DeadlineMiddleware:
         exchange._start_response = start_response
         exchange._token = token
         exchange.in_app = True
-        exchange.fired = exchange.injected = exchange.committed = False
-        exchange.sent = exchange.answered = False
-        exchange.held = None
+        exchange.committed = False
+        # What only an overrun, a late answer or a stream sets: reading is cheaper
+        # than resetting, on every request.
+        if exchange.fired or exchange.sent or exchange.answered or exchange.held is not None:
+            exchange.fired = exchange.injected = exchange.sent = exchange.answered = False
+            exchange.held = None
         exchange.done = False
         watchdog = self._watchdog
         if watchdog._live.get(exchange.thread_id) is not exchange:
@@ -246,6 +249,7 @@ class _Exchange(WatchedRequest):
         "respond",
         "result",
         "sent",
+        "writer",
     )
     _write: Callable[[bytes], object]
     _start_response: StartResponse
@@ -265,6 +269,7 @@ class _Exchange(WatchedRequest):
         self.result = ()
         self.iterator = None
         self.respond = self.__call__  # the start_response for the app, bound once
+        self.writer = self.write  # the write() it returns, bound once
 
     # --- start_response --------------------------------------------------------------
     def __call__(
@@ -274,7 +279,7 @@ class _Exchange(WatchedRequest):
             if self.injected or _monotonic() >= self.expires_at:
                 if _ANSWERED not in self.environ:
                     self.held = (status, headers)
-                    return self.write
+                    return self.writer
                 self.answered = True  # Flask sends the problem document itself
             else:
                 for name, _ in headers:
@@ -285,10 +290,10 @@ class _Exchange(WatchedRequest):
                     # Hold its headers until then, since a second start_response
                     # cannot be trusted to replace them (gunicorn appends).
                     self.held = (status, headers)
-                    return self.write
+                    return self.writer
         self.committed = True
         self._write = self._start_response(status, headers, exc_info)
-        return self.write  # to know when the headers went out
+        return self.writer  # to know when the headers went out
 
     def write(self, data: bytes) -> object:
         """The legacy ``write()``: the headers go out now."""
