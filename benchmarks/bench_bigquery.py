@@ -33,6 +33,7 @@ How it measures:
 
 from __future__ import annotations
 
+import gc
 import statistics
 import subprocess
 import sys
@@ -71,6 +72,9 @@ def _paths(client: Any) -> dict[str, Callable[[], Any]]:
 
 def _time_batch(run: Callable[[], Any]) -> tuple[float, float]:
     """(CPU seconds, wall seconds) per query."""
+    # The previous candidate's garbage (an uninstrumented guard, its caches) is not
+    # this one's cost: without this, the arm after an uninstrument() paid for it.
+    gc.collect()
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(BATCH):
         run()
@@ -138,8 +142,25 @@ def _measure(url: str) -> None:
     instrumentor = BigQueryInstrumentor()
     modes: dict[str, Any] = {"uninstrumented": None, "observe": "observe", "enforce": "enforce"}
 
+    # With the SDK set: which part of the added cost is OpenTelemetry's own recording
+    # (the guard's span alone, its two histogram points alone).
+    split: dict[str, Any] = {
+        "observe, span only (no-op meter)": ("observe", "span"),
+        "observe, metrics only (no-op tracer)": ("observe", "metrics"),
+    }
+
     def run_round(mode: Any, run: Callable[[], Any]) -> tuple[float, float]:
-        if mode is not None:
+        if isinstance(mode, tuple):
+            from opentelemetry.metrics import NoOpMeterProvider
+            from opentelemetry.trace import NoOpTracerProvider
+
+            noop: dict[str, Any] = (
+                {"meter_provider": NoOpMeterProvider()}
+                if mode[1] == "span"
+                else {"tracer_provider": NoOpTracerProvider()}
+            )
+            instrumentor.instrument(settings=Settings(bigquery=mode[0]), **noop)
+        elif mode is not None:
             # The global providers, as opentelemetry-instrument / configure() leave them.
             instrumentor.instrument(settings=Settings(bigquery=mode))
         try:
@@ -162,8 +183,9 @@ def _measure(url: str) -> None:
             _set_global_sdk()
         for transport, api_request in (("over HTTP", http), ("replayed", replayed)):
             setattr(client._connection, "api_request", api_request)  # noqa: B010
+            candidates = modes if telemetry == "no telemetry configured" else {**modes, **split}
             results[(transport, telemetry)] = _rows(
-                _paths(client), modes, run_round, telemetry, ROUNDS[transport]
+                _paths(client), candidates, run_round, telemetry, ROUNDS[transport]
             )
     for transport, intro in (
         ("over HTTP", "**Over HTTP to the local server** (its own process):"),
