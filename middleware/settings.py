@@ -260,6 +260,13 @@ class Settings:
     bq_capture_query_text: bool = _flag(
         "BASTION_BQ_CAPTURE_QUERY_TEXT", p.parse_bool, False, "Record db.query.text (opt-in)."
     )
+    bq_library_spans: str = _flag(
+        "BASTION_BQ_LIBRARY_SPANS",
+        p.choice("keep", "replace"),
+        "replace",
+        "google-cloud-bigquery's own per-REST-call spans inside a Bastion operation: "
+        "`replace` (only Bastion's one CLIENT span) or `keep` (as its children).",
+    )
 
     # --- outbound HTTP and TLS (instrumentation.http) ------------------------------
     http: Mode = _flag("BASTION_HTTP", p.parse_mode, Mode.OBSERVE, "Outbound HTTP timeout guard.")

@@ -278,24 +278,71 @@ def test_query_text_is_opt_in(games: LocalBigQuery, telemetry: Telemetry) -> Non
     assert (telemetry.only_span().attributes or {})["db.query.text"] == FILTERED
 
 
-def test_client_internal_spans_are_children_of_the_client_span(
-    games: LocalBigQuery, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
-) -> None:
+LIBRARY_SPAN_PATHS = {
+    "query_and_wait": lambda client: client.query_and_wait(FILTERED),
+    "query.result": lambda client: client.query(FILTERED).result(),
+}
+
+
+def _library_spans(telemetry: Telemetry, ours: Any) -> list[Any]:
+    """The client library's own spans (``BigQuery.*``, INTERNAL), ours excluded."""
+    return [
+        s
+        for s in telemetry.spans.get_finished_spans()
+        if s is not ours and s.name.startswith("BigQuery.")
+    ]
+
+
+@pytest.fixture
+def library_tracer(telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
     from opentelemetry import trace
 
     # The client's own spans use the global provider; point it at ours for this test.
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: telemetry.tracer_provider)
+
+
+@pytest.mark.parametrize("path", list(LIBRARY_SPAN_PATHS))
+def test_library_spans_replaced_by_the_one_client_span(
+    games: LocalBigQuery, telemetry: Telemetry, library_tracer: None, path: str
+) -> None:
     client = games.client()
-    with instrumented(telemetry, Settings(bigquery="observe")):
-        client.query(FILTERED).result()
+    with instrumented(telemetry, Settings(bigquery="observe", bq_library_spans="replace")):
+        LIBRARY_SPAN_PATHS[path](client)
     ours = telemetry.only_span()
-    internal = [
-        s
-        for s in telemetry.spans.get_finished_spans()
-        if s is not ours and s.name != "BigQuery.getTable"  # the guard's own lookup thread
-    ]
+    assert (ours.attributes or {})["bastion.bq.bytes_processed"] > 0
+    # Nothing else at all: no BigQuery.query / jobs.insert / getJob / getQueryResults,
+    # and no BigQuery.getTable of the guard's own partition lookup thread.
+    assert [s.name for s in telemetry.spans.get_finished_spans() if s is not ours] == []
+
+
+@pytest.mark.parametrize("path", list(LIBRARY_SPAN_PATHS))
+def test_library_spans_kept_as_children_of_the_client_span(
+    games: LocalBigQuery, telemetry: Telemetry, library_tracer: None, path: str
+) -> None:
+    client = games.client()
+    with instrumented(telemetry, Settings(bigquery="observe", bq_library_spans="keep")):
+        LIBRARY_SPAN_PATHS[path](client)
+    ours = telemetry.only_span()
+    internal = _library_spans(telemetry, ours)
     assert internal, "the client library made no spans of its own"
+    # Only the operation's REST calls: the guard's tables.get is never traced.
+    assert "BigQuery.getTable" not in {s.name for s in internal}
     assert all(s.parent is not None and s.parent.span_id == ours.context.span_id for s in internal)
+
+
+@pytest.mark.parametrize("library_spans", ["keep", "replace"])
+def test_library_spans_outside_an_operation_are_the_librarys(
+    games: LocalBigQuery, telemetry: Telemetry, library_tracer: None, library_spans: str
+) -> None:
+    from instrumentation.bigquery._partitions import fetch_partition_column
+
+    client = games.client()
+    settings = Settings(bigquery="observe", bq_library_spans=library_spans)
+    with instrumented(telemetry, settings):
+        client.get_table(f"{P}.nba.games")  # the caller's own call: the library's span
+        # What the guard's lookup thread runs: suppressed, so no orphan root span.
+        assert fetch_partition_column(client, f"{P}.nba.games") == "game_date"
+    assert [s.name for s in telemetry.spans.get_finished_spans()] == ["BigQuery.getTable"]
 
 
 # --- enforce: timeouts as computed; explicit values kept; observe changes nothing --------

@@ -108,6 +108,10 @@ class Guard:
         self.analyze = analyze
         self.fingerprint = fingerprint
         self.mode_attributes = {"bastion.mode": self.mode.value}
+        # BASTION_BQ_LIBRARY_SPANS: the client's own per-REST-call INTERNAL spans
+        # (``BigQuery.query``, ``BigQuery.getJob``...) repeat, with start-time attributes
+        # only, what the operation's one CLIENT span says with final statistics.
+        self.replace_library_spans = settings.bq_library_spans == "replace"
         self.describe = lru_cache(maxsize=settings.bq_analysis_cache_size)(self._describe)
         # Jobs created inside an operation → that operation (read by job.result()):
         # id(job) → (weak reference to the job, operation). One weakref per job, whose

@@ -212,9 +212,20 @@ class Wrappers:
 
     # --- Client._call_api: every REST request --------------------------------------
     def call_api(self, wrapped: Wrapped, instance: Any, args: Any, kwargs: Any) -> Any:
+        # ``span_name=None`` makes ``Client._call_api`` skip its own span
+        # (``create_span``): wrapt hands us a fresh kwargs dict, so this changes
+        # nothing the caller holds. A positional span_name (no caller of the client
+        # passes one) is left alone.
         op = ACTIVE.get()
         if op is None or op.finished:
+            # Outside an operation the client keeps its spans, except under OTel's
+            # suppress_instrumentation() (which create_span ignores): the guard's own
+            # background tables.get runs there and would be an orphan root span.
+            if "span_name" in kwargs and not is_instrumentation_enabled():
+                kwargs["span_name"] = None
             return wrapped(*args, **kwargs)
+        if self.guard.replace_library_spans and "span_name" in kwargs:
+            kwargs["span_name"] = None
         try:
             sent = op.prepare(kwargs)
             if args and self.guard.enforce:
