@@ -61,6 +61,8 @@ class _DeadlineSocketIO(socket.SocketIO):
     _sock: socket.socket
 
     def readinto(self, buffer: Any) -> int | None:
+        # The usual case (well within the deadline): one clock read, two comparisons, no
+        # system call; SocketIO.readinto called directly rather than through super().
         left = self._bastion_expires_at - _monotonic()
         if left <= 0.0:
             raise TimeoutError("Bastion: request deadline reached while reading")
@@ -68,7 +70,10 @@ class _DeadlineSocketIO(socket.SocketIO):
         if timeout is None or left < timeout - _SLACK:
             self._sock.settimeout(left)
             self._bastion_timeout = left
-        return super().readinto(buffer)
+        return _socket_io_readinto(self, buffer)
+
+
+_socket_io_readinto = socket.SocketIO.readinto
 
 
 _SOCKET_IOS = (socket.SocketIO, _DeadlineSocketIO)
@@ -92,13 +97,18 @@ class DeadlineHTTPResponse(http.client.HTTPResponse):
     context-variable read.
     """
 
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
+    def __init__(
+        self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: None = None
+    ) -> None:
+        _http_response_init(self, sock, debuglevel, method, url)
         deadline = current()
         if deadline is not None:
             socket_io = getattr(self.fp, "raw", None)
             if type(socket_io) is socket.SocketIO:
                 _bound_socket_io(socket_io, deadline.expires_at)
+
+
+_http_response_init = http.client.HTTPResponse.__init__
 
 
 def _socket_io(raw: Any) -> Any:
@@ -213,16 +223,36 @@ def bound_body(
 
     ``on_cut(context)`` is called when the deadline cuts the body.
     """
-    socket_io = _socket_io(raw)
-    cls = type(raw)
-    if socket_io is None or issubclass(cls, _BoundedBody):
+    bounded = _bounded_classes.get(type(raw))
+    if bounded is None:  # a class not seen yet, or one already bounded
+        cls = type(raw)
+        if issubclass(cls, _BoundedBody):
+            return False
+        bounded = _bounded_classes[cls] = _subclass(_BoundedBody, cls)
+    try:
+        # urllib3 response -> http.client response -> io.BufferedReader (None once the
+        # body is read) -> socket.SocketIO
+        socket_io = raw._fp.fp.raw
+    except AttributeError:
+        return False
+    if type(socket_io) is socket.SocketIO:
+        if not isinstance(getattr(socket_io, "_sock", None), socket.socket):
+            return False
+        switch_socket_io = True
+    elif type(socket_io) is _DeadlineSocketIO:  # switched by DeadlineHTTPResponse already
+        switch_socket_io = False
+    else:
         return False
     # The response first: if its class cannot be switched (TypeError), nothing has changed.
-    raw.__class__ = _subclasses.get((_BoundedBody, cls)) or _subclass(_BoundedBody, cls)
+    raw.__class__ = bounded
     raw._bastion_cut = (deadline, request, on_cut, context)
-    if type(socket_io) is socket.SocketIO:  # not switched from the status line on already
+    if switch_socket_io:
         _bound_socket_io(socket_io, deadline.expires_at)
     return True
+
+
+# urllib3 response class -> its bounded subclass (read once per response, no tuple key).
+_bounded_classes: dict[type, type] = {}
 
 
 def watch_body(raw: Any, deadline: Deadline, on_overrun: Callable[[T], None], context: T) -> bool:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import requests
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import Span, get_current_span
+from requests.structures import CaseInsensitiveDict
 
 from instrumentation.http._body import bound_body, watch_body
 from instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
@@ -40,6 +41,7 @@ _Call = tuple[Any, Mapping[str, Any], Deadline | None, Span]
 _log = logging.getLogger("instrumentation.http")
 _monotonic = time.monotonic
 _TOLERANCE = 0.005
+_DEADLINE_KEY = DEADLINE_HEADER.lower()
 # HTTPAdapter.send(request, stream=False, timeout=None, verify=True, cert=None, proxies=None)
 _SEND_PARAMETERS = ("stream", "timeout", "verify", "cert", "proxies")
 _FIXES = (
@@ -109,10 +111,8 @@ class OutboundGuard:
         self._sites = CallSites()
         mode = settings.http.value
         _timeouts_applied.reset()
-        self._bump = {
-            "default": _timeouts_applied.bumper(mode, "default"),
-            "deadline": _timeouts_applied.bumper(mode, "deadline"),
-        }
+        self._bump_default = _timeouts_applied.bumper(mode, "default")
+        self._bump_deadline = _timeouts_applied.bumper(mode, "deadline")
         meter.create_observable_counter(
             "bastion.http.client.timeouts_applied",
             callbacks=[_timeouts_applied.observe],
@@ -198,7 +198,9 @@ class OutboundGuard:
             connect, read = self._connect_default, self._read_default
             source: str | None = "default"
         else:
-            remaining = deadline.remaining()
+            remaining = deadline.expires_at - _monotonic()  # deadline.remaining(), inlined
+            if remaining < 0.0:
+                remaining = 0.0
             if given is None:  # the common case, spelled out
                 connect = self._connect_default
                 read = self._read_default
@@ -227,9 +229,10 @@ class OutboundGuard:
                     request=request,
                 )
         if source is not None:
-            self._bump[source]()
-            if self._enforce_http:
-                send_kwargs = {**send_kwargs, "timeout": timeout}
+            if source == "default":
+                self._bump_default()
+            else:
+                self._bump_deadline()
         if span.is_recording():
             attributes: dict[str, Any] = {
                 "bastion.mode": self._mode,
@@ -242,8 +245,15 @@ class OutboundGuard:
             span.set_attributes(attributes)
         if self._propagate and remaining is not None:
             headers = request.headers
-            if headers is not None:
+            if type(headers) is CaseInsensitiveDict:
+                # What CaseInsensitiveDict.__setitem__ stores, without its call and lower().
+                headers._store[_DEADLINE_KEY] = (DEADLINE_HEADER, str(int(remaining * 1000)))  # type: ignore[attr-defined]
+            elif headers is not None:
                 headers[DEADLINE_HEADER] = str(int(remaining * 1000))
+        if source is not None and self._enforce_http:
+            # Last, so a failure above falls back to the call as written. The dict is this
+            # call's own (wrapt's kwargs, or the one built above from positionals).
+            send_kwargs["timeout"] = timeout
         return request, send_kwargs, deadline, span
 
     def _judge_tls(self, request: Any, url: str, span: Span) -> None:
