@@ -20,8 +20,11 @@ How it measures:
   discards, so span creation, ending and the export call are measured but not export
   I/O, and a ``MeterProvider`` with an in-memory reader). With the SDK set globally the
   uninstrumented client records google-cloud-bigquery's own INTERNAL spans too, as it
-  would in production, so the baseline carries them and the difference is only what
-  the instrumentor adds: one CLIENT span of ~20 attributes and two histogram points.
+  would in production (one per REST call: 1 for ``query_and_wait``, 2 or more for
+  ``query().result()``), so the baseline carries them. The instrumented arms record
+  the guard's one CLIENT span of ~20 attributes and two histogram points, plus the
+  library's spans as its children (``BASTION_BQ_LIBRARY_SPANS=keep``) or in place of
+  them (``replace``, the default): both rows are measured side by side.
   The global providers can be set once per process, so the measurement runs in a
   child process of its own (other benchmarks of ``python -m benchmarks`` are unaffected).
 * Candidates run interleaved: each round instruments (or not) and times a batch of
@@ -140,29 +143,32 @@ def _measure(url: str) -> None:
         [{"game_date": f"2026-01-0{d}", "player": p, "points": d} for d in (1, 2, 3) for p in "ab"],
     )
     instrumentor = BigQueryInstrumentor()
-    modes: dict[str, Any] = {"uninstrumented": None, "observe": "observe", "enforce": "enforce"}
+    # name -> None (uninstrumented) or (mode, BASTION_BQ_LIBRARY_SPANS, no-op provider).
+    modes: dict[str, Any] = {"uninstrumented": None}
+    for mode in ("observe", "enforce"):
+        for library_spans in ("keep", "replace"):
+            modes[f"{mode}, library spans {library_spans}"] = (mode, library_spans, None)
 
     # With the SDK set: which part of the added cost is OpenTelemetry's own recording
-    # (the guard's span alone, its two histogram points alone).
+    # (the guard's span alone, its two histogram points alone; default `replace`).
     split: dict[str, Any] = {
-        "observe, span only (no-op meter)": ("observe", "span"),
-        "observe, metrics only (no-op tracer)": ("observe", "metrics"),
+        "observe replace, span only (no-op meter)": ("observe", "replace", "meter"),
+        "observe replace, metrics only (no-op tracer)": ("observe", "replace", "tracer"),
     }
 
     def run_round(mode: Any, run: Callable[[], Any]) -> tuple[float, float]:
-        if isinstance(mode, tuple):
+        if mode is not None:
             from opentelemetry.metrics import NoOpMeterProvider
             from opentelemetry.trace import NoOpTracerProvider
 
-            noop: dict[str, Any] = (
-                {"meter_provider": NoOpMeterProvider()}
-                if mode[1] == "span"
-                else {"tracer_provider": NoOpTracerProvider()}
-            )
-            instrumentor.instrument(settings=Settings(bigquery=mode[0]), **noop)
-        elif mode is not None:
-            # The global providers, as opentelemetry-instrument / configure() leave them.
-            instrumentor.instrument(settings=Settings(bigquery=mode))
+            bigquery_mode, library_spans, noop = mode
+            providers: dict[str, Any] = {}  # default: the global providers
+            if noop == "meter":
+                providers["meter_provider"] = NoOpMeterProvider()
+            elif noop == "tracer":
+                providers["tracer_provider"] = NoOpTracerProvider()
+            settings = Settings(bigquery=bigquery_mode, bq_library_spans=library_spans)
+            instrumentor.instrument(settings=settings, **providers)
         try:
             run()  # warm: the analysis and the partition lookup are cached
             return _time_batch(run)

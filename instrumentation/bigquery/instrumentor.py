@@ -13,7 +13,9 @@ What it does, by mode (``BASTION_BIGQUERY``):
 ``off``
     Nothing is wrapped.
 ``observe`` (default)
-    One CLIENT span per logical operation with the final job statistics; metrics; for
+    One CLIENT span per logical operation with the final job statistics, in place of
+    the client's own per-REST-call spans (``BASTION_BQ_LIBRARY_SPANS=replace``, the
+    default; ``keep`` leaves them as its children); metrics; for
     each partitioned table read without a filter, a span event, a counter and one log
     line per (table, call site). The timeouts and cancellations that *would* apply are
     recorded (``bastion.bq.would_*``); no request is changed.
