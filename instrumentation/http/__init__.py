@@ -44,8 +44,9 @@ from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.metrics import get_meter
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
+from urllib3.response import HTTPResponse
 
-from instrumentation.http._body import DeadlineHTTPResponse
+from instrumentation.http._body import DeadlineHTTPResponse, convert_read, convert_read_chunked
 from instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
 from instrumentation.http._guard import OutboundGuard
 from instrumentation.http._tls import CallSites, DisableWarningsGuard, insecure_warning_silenced
@@ -77,6 +78,7 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _wrapped_warnings: bool = False
     _requests_spans: Any = None
     _response_class: Any = None
+    _wrapped_reads: bool = False
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("requests >= 2.0",)
@@ -94,6 +96,10 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             # Socket waits end by the deadline from the status line on, not only in the body.
             self._response_class = HTTPConnection.response_class
             HTTPConnection.response_class = DeadlineHTTPResponse
+            # A body cut at the deadline comes out as DeadlineTimeout, not ReadTimeoutError.
+            wrapt.wrap_function_wrapper(HTTPResponse, "read", convert_read)
+            wrapt.wrap_function_wrapper(HTTPResponse, "read_chunked", convert_read_chunked)
+            self._wrapped_reads = True
         if settings.tls.active:
             sites = CallSites()
             wrapt.wrap_function_wrapper(
@@ -118,6 +124,10 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if self._response_class is not None:
             HTTPConnection.response_class = self._response_class
             self._response_class = None
+        if self._wrapped_reads:
+            unwrap(HTTPResponse, "read")
+            unwrap(HTTPResponse, "read_chunked")
+            self._wrapped_reads = False
         if self._wrapped_warnings:
             unwrap(urllib3, "disable_warnings")
             self._wrapped_warnings = False

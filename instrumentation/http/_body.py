@@ -10,14 +10,15 @@ subclass that, before each socket read, lowers the socket timeout to the time le
 has passed. urllib3 turns that socket timeout into its ``ReadTimeoutError`` and throws
 the connection away (it is mid-body, so it cannot go back to the pool). To turn that
 error into :class:`DeadlineTimeout` before requests' ``iter_content`` makes a
-``ConnectionError`` of it, the response's class is switched too, to a subclass (made once
-per class) whose ``read`` and ``read_chunked`` (what ``stream``, ``iter_content``,
-``.content`` and file-like use of ``raw`` go through) convert it. The deadline rides on
-the instances. Switching classes costs a fraction of a proxy object or per-response
-closures and creates no reference cycle; nothing else about the objects changes
-(``isinstance`` holds). ``raw.read1`` is bounded too but raises urllib3's
-``ReadTimeoutError``. Bytes already buffered are still served after the deadline: only
-waiting on the network is refused.
+``ConnectionError`` of it, :func:`convert_read` and :func:`convert_read_chunked` wrap
+urllib3's ``HTTPResponse.read`` and ``read_chunked`` (what ``stream``, ``iter_content``,
+``.content`` and file-like use of ``raw`` go through), once, at instrument time; the
+deadline rides on the response as one attribute, which they read only when a read
+timed out. Not switching the response's class per request matters: a class switch is
+cheap in itself, but the objects of two classes through urllib3's read path cost the
+interpreter's specialised attribute caches several microseconds per request.
+``raw.read1`` is bounded too but raises urllib3's ``ReadTimeoutError``. Bytes already
+buffered are still served after the deadline: only waiting on the network is refused.
 
 :func:`watch_body` is the observe-mode twin: it changes nothing and reports once if the
 body was still being read when the deadline passed.
@@ -36,7 +37,13 @@ from urllib3.exceptions import ReadTimeoutError
 from instrumentation.http._errors import DeadlineTimeout
 from middleware.deadline import Deadline, current
 
-__all__ = ["DeadlineHTTPResponse", "bound_body", "watch_body"]
+__all__ = [
+    "DeadlineHTTPResponse",
+    "bound_body",
+    "convert_read",
+    "convert_read_chunked",
+    "watch_body",
+]
 
 T = TypeVar("T")
 _monotonic = time.monotonic
@@ -132,29 +139,39 @@ def _socket_io(raw: Any) -> Any:
 _CutInfo = tuple[Deadline, object, Callable[[Any], None], object]
 
 
-class _BoundedBody:
-    """Put in front of a urllib3 response's class by :func:`bound_body`."""
+def convert_read(
+    wrapped: Callable[..., bytes], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> bytes:
+    """wrapt wrapper for urllib3's ``HTTPResponse.read``: a deadline cut of a bounded body
+    comes out as :class:`DeadlineTimeout`."""
+    try:
+        return wrapped(*args, **kwargs)
+    except ReadTimeoutError as error:
+        cut = _cut_for(instance, error)
+        if cut is None:
+            raise
+        raise cut from error
 
-    __slots__ = ()
-    _bastion_cut: _CutInfo
 
-    def read(self, *args: Any, **kwargs: Any) -> bytes:
-        try:
-            return super().read(*args, **kwargs)  # type: ignore[misc,no-any-return]
-        except ReadTimeoutError as error:
-            cut = _convert(self._bastion_cut, error)
-            if cut is None:
-                raise
-            raise cut from error
+def convert_read_chunked(
+    wrapped: Callable[..., Iterator[bytes]],
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Iterator[bytes]:
+    """wrapt wrapper for urllib3's ``HTTPResponse.read_chunked``, as :func:`convert_read`."""
+    try:
+        yield from wrapped(*args, **kwargs)
+    except ReadTimeoutError as error:
+        cut = _cut_for(instance, error)
+        if cut is None:
+            raise
+        raise cut from error
 
-    def read_chunked(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
-        try:
-            yield from super().read_chunked(*args, **kwargs)  # type: ignore[misc]
-        except ReadTimeoutError as error:
-            cut = _convert(self._bastion_cut, error)
-            if cut is None:
-                raise
-            raise cut from error
+
+def _cut_for(raw: Any, error: ReadTimeoutError) -> DeadlineTimeout | None:
+    info = getattr(raw, "_bastion_cut", None)
+    return None if info is None else _convert(info, error)
 
 
 def _convert(info: _CutInfo, error: ReadTimeoutError) -> DeadlineTimeout | None:
@@ -221,38 +238,31 @@ def bound_body(
 ) -> bool:
     """Make every network wait while reading ``raw`` end at ``deadline``; False if not possible.
 
-    ``on_cut(context)`` is called when the deadline cuts the body.
+    ``on_cut(context)`` is called when the deadline cuts the body. The response itself is
+    not changed beyond one attribute: :func:`convert_read` and
+    :func:`convert_read_chunked`, installed once on urllib3's ``HTTPResponse`` under
+    enforce, find it there.
     """
-    bounded = _bounded_classes.get(type(raw))
-    if bounded is None:  # a class not seen yet, or one already bounded
-        cls = type(raw)
-        if issubclass(cls, _BoundedBody):
-            return False
-        bounded = _bounded_classes[cls] = _subclass(_BoundedBody, cls)
     try:
         # urllib3 response -> http.client response -> io.BufferedReader (None once the
         # body is read) -> socket.SocketIO
         socket_io = raw._fp.fp.raw
     except AttributeError:
         return False
-    if type(socket_io) is socket.SocketIO:
+    if type(socket_io) is _DeadlineSocketIO:  # switched by DeadlineHTTPResponse already
+        switch_socket_io = False
+    elif type(socket_io) is socket.SocketIO:
         if not isinstance(getattr(socket_io, "_sock", None), socket.socket):
             return False
         switch_socket_io = True
-    elif type(socket_io) is _DeadlineSocketIO:  # switched by DeadlineHTTPResponse already
-        switch_socket_io = False
     else:
         return False
-    # The response first: if its class cannot be switched (TypeError), nothing has changed.
-    raw.__class__ = bounded
+    if "_bastion_cut" in raw.__dict__:  # bounded already
+        return False
     raw._bastion_cut = (deadline, request, on_cut, context)
     if switch_socket_io:
         _bound_socket_io(socket_io, deadline.expires_at)
     return True
-
-
-# urllib3 response class -> its bounded subclass (read once per response, no tuple key).
-_bounded_classes: dict[type, type] = {}
 
 
 def watch_body(raw: Any, deadline: Deadline, on_overrun: Callable[[T], None], context: T) -> bool:
