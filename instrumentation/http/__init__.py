@@ -46,7 +46,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.response import HTTPResponse
 
-from instrumentation.http._body import DeadlineHTTPResponse, convert_read, convert_read_chunked
+from instrumentation.http._body import (
+    DeadlineHTTPResponse,
+    convert_read,
+    convert_read_chunked,
+    watch_read,
+    watch_read_chunked,
+)
 from instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
 from instrumentation.http._guard import OutboundGuard
 from instrumentation.http._tls import CallSites, DisableWarningsGuard, insecure_warning_silenced
@@ -99,6 +105,11 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             # A body cut at the deadline comes out as DeadlineTimeout, not ReadTimeoutError.
             wrapt.wrap_function_wrapper(HTTPResponse, "read", convert_read)
             wrapt.wrap_function_wrapper(HTTPResponse, "read_chunked", convert_read_chunked)
+            self._wrapped_reads = True
+        elif settings.http.active:
+            # observe: a body still arriving at the deadline is reported.
+            wrapt.wrap_function_wrapper(HTTPResponse, "read", watch_read)
+            wrapt.wrap_function_wrapper(HTTPResponse, "read_chunked", watch_read_chunked)
             self._wrapped_reads = True
         if settings.tls.active:
             sites = CallSites()

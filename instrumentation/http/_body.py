@@ -43,6 +43,8 @@ __all__ = [
     "convert_read",
     "convert_read_chunked",
     "watch_body",
+    "watch_read",
+    "watch_read_chunked",
 ]
 
 T = TypeVar("T")
@@ -188,45 +190,37 @@ def _convert(info: _CutInfo, error: ReadTimeoutError) -> DeadlineTimeout | None:
     )
 
 
-class _WatchedBody:
-    """Put in front of a urllib3 response's class by :func:`watch_body` (observe)."""
-
-    __slots__ = ()
-    _bastion_watch: list[Any]  # [expires_at, on_overrun, context, reported]
-
-    def _bastion_check(self) -> None:
-        watch = self._bastion_watch
-        if not watch[3] and _monotonic() >= watch[0]:
-            watch[3] = True
-            watch[1](watch[2])
-
-    def read(self, *args: Any, **kwargs: Any) -> bytes:
-        try:
-            return super().read(*args, **kwargs)  # type: ignore[misc,no-any-return]
-        finally:
-            self._bastion_check()
-
-    def read_chunked(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
-        try:
-            for chunk in super().read_chunked(*args, **kwargs):  # type: ignore[misc]
-                self._bastion_check()
-                yield chunk
-        finally:
-            self._bastion_check()
+def _check_watch(raw: Any) -> None:
+    watch = raw.__dict__.get("_bastion_watch")  # [expires_at, on_overrun, context, reported]
+    if watch is not None and not watch[3] and _monotonic() >= watch[0]:
+        watch[3] = True
+        watch[1](watch[2])
 
 
-_subclasses: dict[tuple[type, type], type] = {}
+def watch_read(
+    wrapped: Callable[..., bytes], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> bytes:
+    """wrapt wrapper for urllib3's ``HTTPResponse.read`` (observe): reports a read of a
+    watched body that ended after the deadline."""
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _check_watch(instance)
 
 
-def _subclass(mixin: type, cls: type) -> type:
-    """``mixin`` in front of ``cls``, made once per pair (two threads racing on a new pair
-    may each make one: both work, one is kept)."""
-    key = (mixin, cls)
-    subclass = _subclasses.get(key)
-    if subclass is None:
-        name = f"{mixin.__name__.strip('_')}{cls.__name__}"
-        subclass = _subclasses[key] = type(name, (mixin, cls), {"__slots__": ()})
-    return subclass
+def watch_read_chunked(
+    wrapped: Callable[..., Iterator[bytes]],
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Iterator[bytes]:
+    """wrapt wrapper for urllib3's ``HTTPResponse.read_chunked``, as :func:`watch_read`."""
+    try:
+        for chunk in wrapped(*args, **kwargs):
+            _check_watch(instance)
+            yield chunk
+    finally:
+        _check_watch(instance)
 
 
 def bound_body(
@@ -267,9 +261,9 @@ def bound_body(
 
 def watch_body(raw: Any, deadline: Deadline, on_overrun: Callable[[T], None], context: T) -> bool:
     """Call ``on_overrun(context)`` once if a read of ``raw`` ends after ``deadline``; change
-    nothing."""
-    if _socket_io(raw) is None or isinstance(raw, _WatchedBody):
+    nothing but one attribute, which :func:`watch_read` and :func:`watch_read_chunked`
+    (installed once on urllib3's ``HTTPResponse`` under observe) read."""
+    if _socket_io(raw) is None or "_bastion_watch" in raw.__dict__:
         return False
     raw._bastion_watch = [deadline.expires_at, on_overrun, context, False]
-    raw.__class__ = _subclass(_WatchedBody, type(raw))
     return True
