@@ -6,7 +6,9 @@ so a server dripping one byte every half second holds ``timeout=1.0`` open forev
 ``bastion_http``) wraps ``requests.adapters.HTTPAdapter.send`` and
 ``urllib3.disable_warnings``, and in enforce mode sets urllib3's
 ``HTTPConnection.response_class`` to :class:`~instrumentation.http._body.DeadlineHTTPResponse`
-(so socket waits end by the deadline from the status line on):
+(so socket waits end by the deadline from the status line on); when ``BASTION_HTTP`` is
+active it also replaces urllib3's ``HTTPResponse.read`` and ``read_chunked`` with thin
+functions that report or convert a deadline cut (restored by ``uninstrument()``):
 
 * ``BASTION_HTTP`` (off | observe | enforce, default observe): a call without a
   timeout gets ``(BASTION_HTTP_CONNECT_SECONDS, BASTION_HTTP_READ_SECONDS)``; every
@@ -48,10 +50,8 @@ from urllib3.response import HTTPResponse
 
 from instrumentation.http._body import (
     DeadlineHTTPResponse,
-    convert_read,
-    convert_read_chunked,
-    watch_read,
-    watch_read_chunked,
+    converting_reads,
+    watching_reads,
 )
 from instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
 from instrumentation.http._guard import OutboundGuard
@@ -84,7 +84,7 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _wrapped_warnings: bool = False
     _requests_spans: Any = None
     _response_class: Any = None
-    _wrapped_reads: bool = False
+    _original_reads: Any = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("requests >= 2.0",)
@@ -102,15 +102,12 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             # Socket waits end by the deadline from the status line on, not only in the body.
             self._response_class = HTTPConnection.response_class
             HTTPConnection.response_class = DeadlineHTTPResponse
-            # A body cut at the deadline comes out as DeadlineTimeout, not ReadTimeoutError.
-            wrapt.wrap_function_wrapper(HTTPResponse, "read", convert_read)
-            wrapt.wrap_function_wrapper(HTTPResponse, "read_chunked", convert_read_chunked)
-            self._wrapped_reads = True
-        elif settings.http.active:
-            # observe: a body still arriving at the deadline is reported.
-            wrapt.wrap_function_wrapper(HTTPResponse, "read", watch_read)
-            wrapt.wrap_function_wrapper(HTTPResponse, "read_chunked", watch_read_chunked)
-            self._wrapped_reads = True
+        if settings.http.active:
+            # enforce: a body cut at the deadline comes out as DeadlineTimeout, not
+            # urllib3's ReadTimeoutError; observe: one still arriving then is reported.
+            make = converting_reads if settings.http.enforcing else watching_reads
+            self._original_reads = (HTTPResponse.read, HTTPResponse.read_chunked)
+            HTTPResponse.read, HTTPResponse.read_chunked = make(*self._original_reads)  # type: ignore[method-assign,assignment]
         if settings.tls.active:
             sites = CallSites()
             wrapt.wrap_function_wrapper(
@@ -135,10 +132,9 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if self._response_class is not None:
             HTTPConnection.response_class = self._response_class
             self._response_class = None
-        if self._wrapped_reads:
-            unwrap(HTTPResponse, "read")
-            unwrap(HTTPResponse, "read_chunked")
-            self._wrapped_reads = False
+        if self._original_reads is not None:
+            HTTPResponse.read, HTTPResponse.read_chunked = self._original_reads  # type: ignore[method-assign,assignment]
+            self._original_reads = None
         if self._wrapped_warnings:
             unwrap(urllib3, "disable_warnings")
             self._wrapped_warnings = False

@@ -10,7 +10,7 @@ subclass that, before each socket read, lowers the socket timeout to the time le
 has passed. urllib3 turns that socket timeout into its ``ReadTimeoutError`` and throws
 the connection away (it is mid-body, so it cannot go back to the pool). To turn that
 error into :class:`DeadlineTimeout` before requests' ``iter_content`` makes a
-``ConnectionError`` of it, :func:`convert_read` and :func:`convert_read_chunked` wrap
+``ConnectionError`` of it, :func:`converting_reads` replaces
 urllib3's ``HTTPResponse.read`` and ``read_chunked`` (what ``stream``, ``iter_content``,
 ``.content`` and file-like use of ``raw`` go through), once, at instrument time; the
 deadline rides on the response as one attribute, which they read only when a read
@@ -26,6 +26,7 @@ body was still being read when the deadline passed.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import socket
 import time
@@ -40,11 +41,9 @@ from middleware.deadline import Deadline, current
 __all__ = [
     "DeadlineHTTPResponse",
     "bound_body",
-    "convert_read",
-    "convert_read_chunked",
+    "converting_reads",
     "watch_body",
-    "watch_read",
-    "watch_read_chunked",
+    "watching_reads",
 ]
 
 T = TypeVar("T")
@@ -141,34 +140,39 @@ def _socket_io(raw: Any) -> Any:
 _CutInfo = tuple[Deadline, object, Callable[[Any], None], object]
 
 
-def convert_read(
-    wrapped: Callable[..., bytes], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> bytes:
-    """wrapt wrapper for urllib3's ``HTTPResponse.read``: a deadline cut of a bounded body
-    comes out as :class:`DeadlineTimeout`."""
-    try:
-        return wrapped(*args, **kwargs)
-    except ReadTimeoutError as error:
-        cut = _cut_for(instance, error)
-        if cut is None:
-            raise
-        raise cut from error
+_Read = Callable[..., bytes]
+_ReadChunked = Callable[..., Iterator[bytes]]
 
 
-def convert_read_chunked(
-    wrapped: Callable[..., Iterator[bytes]],
-    instance: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Iterator[bytes]:
-    """wrapt wrapper for urllib3's ``HTTPResponse.read_chunked``, as :func:`convert_read`."""
-    try:
-        yield from wrapped(*args, **kwargs)
-    except ReadTimeoutError as error:
-        cut = _cut_for(instance, error)
-        if cut is None:
-            raise
-        raise cut from error
+def converting_reads(read: _Read, read_chunked: _ReadChunked) -> tuple[_Read, _ReadChunked]:
+    """urllib3's ``HTTPResponse.read`` and ``read_chunked``, a deadline cut of a bounded
+    body coming out of them as :class:`DeadlineTimeout` (enforce).
+
+    Plain functions set on the class at instrument time, not wrapt wrappers: a wrapt
+    method wrapper costs about twice as much per read (bound wrapper, argument repacking).
+    """
+
+    @functools.wraps(read)
+    def read_converting(self: Any, *args: Any, **kwargs: Any) -> bytes:
+        try:
+            return read(self, *args, **kwargs)
+        except ReadTimeoutError as error:
+            cut = _cut_for(self, error)
+            if cut is None:
+                raise
+            raise cut from error
+
+    @functools.wraps(read_chunked)
+    def read_chunked_converting(self: Any, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        try:
+            yield from read_chunked(self, *args, **kwargs)
+        except ReadTimeoutError as error:
+            cut = _cut_for(self, error)
+            if cut is None:
+                raise
+            raise cut from error
+
+    return read_converting, read_chunked_converting
 
 
 def _cut_for(raw: Any, error: ReadTimeoutError) -> DeadlineTimeout | None:
@@ -197,30 +201,27 @@ def _check_watch(raw: Any) -> None:
         watch[1](watch[2])
 
 
-def watch_read(
-    wrapped: Callable[..., bytes], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> bytes:
-    """wrapt wrapper for urllib3's ``HTTPResponse.read`` (observe): reports a read of a
-    watched body that ended after the deadline."""
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        _check_watch(instance)
+def watching_reads(read: _Read, read_chunked: _ReadChunked) -> tuple[_Read, _ReadChunked]:
+    """urllib3's ``HTTPResponse.read`` and ``read_chunked``, reporting a read of a watched
+    body that ended after the deadline (observe); as :func:`converting_reads`."""
 
+    @functools.wraps(read)
+    def read_watching(self: Any, *args: Any, **kwargs: Any) -> bytes:
+        try:
+            return read(self, *args, **kwargs)
+        finally:
+            _check_watch(self)
 
-def watch_read_chunked(
-    wrapped: Callable[..., Iterator[bytes]],
-    instance: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Iterator[bytes]:
-    """wrapt wrapper for urllib3's ``HTTPResponse.read_chunked``, as :func:`watch_read`."""
-    try:
-        for chunk in wrapped(*args, **kwargs):
-            _check_watch(instance)
-            yield chunk
-    finally:
-        _check_watch(instance)
+    @functools.wraps(read_chunked)
+    def read_chunked_watching(self: Any, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        try:
+            for chunk in read_chunked(self, *args, **kwargs):
+                _check_watch(self)
+                yield chunk
+        finally:
+            _check_watch(self)
+
+    return read_watching, read_chunked_watching
 
 
 def bound_body(
@@ -233,9 +234,8 @@ def bound_body(
     """Make every network wait while reading ``raw`` end at ``deadline``; False if not possible.
 
     ``on_cut(context)`` is called when the deadline cuts the body. The response itself is
-    not changed beyond one attribute: :func:`convert_read` and
-    :func:`convert_read_chunked`, installed once on urllib3's ``HTTPResponse`` under
-    enforce, find it there.
+    not changed beyond one attribute: the reads from :func:`converting_reads`,
+    installed once on urllib3's ``HTTPResponse`` under enforce, find it there.
     """
     try:
         # urllib3 response -> http.client response -> io.BufferedReader (None once the
@@ -261,8 +261,8 @@ def bound_body(
 
 def watch_body(raw: Any, deadline: Deadline, on_overrun: Callable[[T], None], context: T) -> bool:
     """Call ``on_overrun(context)`` once if a read of ``raw`` ends after ``deadline``; change
-    nothing but one attribute, which :func:`watch_read` and :func:`watch_read_chunked`
-    (installed once on urllib3's ``HTTPResponse`` under observe) read."""
+    nothing but one attribute, which the reads from :func:`watching_reads` (installed
+    once on urllib3's ``HTTPResponse`` under observe) look at."""
     if _socket_io(raw) is None or "_bastion_watch" in raw.__dict__:
         return False
     raw._bastion_watch = [deadline.expires_at, on_overrun, context, False]
