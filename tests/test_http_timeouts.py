@@ -168,6 +168,18 @@ def test_the_header_bound_is_enforce_only_and_off_after_uninstrument() -> None:
         assert HTTPConnection.response_class is original
 
 
+def test_urllib3_reads_are_replaced_while_instrumented_and_restored_after() -> None:
+    from urllib3.response import HTTPResponse
+
+    original = (HTTPResponse.read, HTTPResponse.read_chunked)
+    for mode in (ENFORCE, OBSERVE):
+        with guarded(mode):
+            assert HTTPResponse.read is not original[0]
+            assert HTTPResponse.read_chunked is not original[1]
+            assert getattr(HTTPResponse.read, "__wrapped__", None) is original[0]
+        assert (HTTPResponse.read, HTTPResponse.read_chunked) == original
+
+
 def test_silent_server_is_cut_at_the_default_read_timeout() -> None:
     with SilentServer() as silent, guarded(ENFORCE, http_read_seconds=0.5):
         took, error = _elapsed(lambda: requests.get(silent.url))
