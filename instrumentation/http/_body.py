@@ -153,9 +153,15 @@ def converting_reads(read: _Read, read_chunked: _ReadChunked) -> tuple[_Read, _R
     """
 
     @functools.wraps(read)
-    def read_converting(self: Any, *args: Any, **kwargs: Any) -> bytes:
+    def read_converting(
+        self: Any,
+        amt: int | None = None,
+        decode_content: bool | None = None,
+        cache_content: bool = False,
+    ) -> bytes:
+        # urllib3's parameters spelled out (1.26 and 2.x alike): no argument repacking.
         try:
-            return read(self, *args, **kwargs)
+            return read(self, amt, decode_content, cache_content)
         except ReadTimeoutError as error:
             cut = _cut_for(self, error)
             if cut is None:
@@ -206,9 +212,14 @@ def watching_reads(read: _Read, read_chunked: _ReadChunked) -> tuple[_Read, _Rea
     body that ended after the deadline (observe); as :func:`converting_reads`."""
 
     @functools.wraps(read)
-    def read_watching(self: Any, *args: Any, **kwargs: Any) -> bytes:
+    def read_watching(
+        self: Any,
+        amt: int | None = None,
+        decode_content: bool | None = None,
+        cache_content: bool = False,
+    ) -> bytes:
         try:
-            return read(self, *args, **kwargs)
+            return read(self, amt, decode_content, cache_content)
         finally:
             _check_watch(self)
 
