@@ -12,10 +12,10 @@ The loop runs one iteration per request (``asyncio.sleep(0)``), as under a serve
 
 All candidates run in interleaved rounds (A B C C B A ...) in one process, timed by
 the serving thread's CPU time (this machine's 2 cores are shared, and wall time
-counts the neighbours' work too); the table reports medians. References run
-alongside: for Flask a *pass-through* function (one more frame, nothing else) and the
-*floor*, the least any deadline can do (a ``Deadline`` in the ``ContextVar`` and a
-dict entry for a watchdog); for Starlette a plain ``asyncio.timeout``.
+counts the neighbours' work too); the table reports medians. Two references run
+alongside: for Flask the *floor*, the least any deadline can do (a ``Deadline`` in
+the ``ContextVar`` and a dict entry for a watchdog); for Starlette a plain
+``asyncio.timeout``.
 
 ``python -m benchmarks deadline`` (or ``make bench``).
 """
@@ -107,7 +107,7 @@ class _Idle:
 def park_wsgi_deadlines() -> list[WatchedRequest]:
     watchdog = get_watchdog()
     parked = [
-        WatchedRequest(time.monotonic() + 3600, -i, False, _Idle(), object())  # other "threads"
+        WatchedRequest(time.monotonic() + 3600, -i, False, _Idle(), None)  # other "threads"
         for i in range(1, IN_FLIGHT + 1)
     ]
     for request in parked:
@@ -163,10 +163,9 @@ def floor_wsgi(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[by
     """Reference: the least any deadline can do (a Deadline in the ContextVar and a
     dict entry per thread for a watchdog), with nothing to enforce it."""
     live: dict[int, Deadline] = {}
-    new_deadline = tuple.__new__  # as the middleware builds it: no Python-level __new__
 
     def floor(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        deadline = new_deadline(Deadline, (time.monotonic() + 25.0, 25.0, "default"))
+        deadline = Deadline(time.monotonic() + 25.0, 25.0, "default")
         token = _current.set(deadline)
         thread = threading.get_ident()
         live[thread] = deadline
@@ -177,16 +176,6 @@ def floor_wsgi(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[by
             _current.reset(token)
 
     return floor
-
-
-def pass_through_wsgi(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """Reference: a Python function that only calls the app. What one more frame
-    costs inside a Flask request (several times its cost in a tight loop)."""
-
-    def pass_through(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        return app(environ, start_response)
-
-    return pass_through
 
 
 def timeout_asgi(app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
@@ -255,13 +244,7 @@ def main() -> None:
     in_flight = get_watchdog().in_flight()
     n = 3000
     observing = DeadlineMiddleware(bare_wsgi, SETTINGS.replace(deadline="observe"))
-    wsgi_apps = {
-        "bare": bare_wsgi,
-        "pass-through": pass_through_wsgi(bare_wsgi),
-        "floor": floor,
-        "observe": observing,
-        "Bastion": wrapped_wsgi,
-    }
+    wsgi_apps = {"bare": bare_wsgi, "floor": floor, "observe": observing, "Bastion": wrapped_wsgi}
     for candidate in wsgi_apps.values():
         run_wsgi(candidate, n)
     wsgi = interleave(
@@ -282,15 +265,6 @@ def main() -> None:
     print("| candidate | µs/request (median) | cost vs bare (median per round) | bar |")
     print("|---|---|---|---|")
     print(row("Flask, bare", wsgi["bare"], wsgi["bare"], "", True))
-    print(
-        row(
-            "Flask, pass-through function only",
-            wsgi["pass-through"],
-            wsgi["bare"],
-            "",
-            True,
-        )
-    )
     print(
         row(
             "Flask, floor: Deadline + ContextVar + dict entry only",

@@ -140,9 +140,8 @@ class Watchdog:
 
     A WSGI request runs in one thread from start to end, so the in-flight requests are
     a dict ``thread id -> request`` (a nested registration keeps the outer one in
-    ``outer``). Registering is a dict store (the WSGI middleware re-arms the object
-    its thread already has registered, and skips even that); finishing flips a flag
-    (the entry is overwritten by the thread's next request). The watchdog heaps the live deadlines
+    ``outer``). Registering is a dict store; finishing flips a flag (the entry is
+    overwritten by the thread's next request). The watchdog heaps the live deadlines
     each time it wakes (at most one per thread, so this is cheap), handles the expired
     ones and sleeps until the earliest of the rest, or a second at most; a request
     wakes it only if its deadline comes before that (a budget under a second).
@@ -179,12 +178,6 @@ class Watchdog:
         if request.expires_at < self._wake_at:  # a budget under a second, at most
             with self._lock:
                 self._wake.notify()
-
-    def wake(self) -> None:
-        """Make the watchdog look again now (a deadline earlier than its wake-up time
-        was armed without :meth:`watch`)."""
-        with self._lock:
-            self._wake.notify()
 
     def finish(self, request: WatchedRequest) -> None:
         """End the registration. Call from the request's own thread; afterwards no
@@ -232,21 +225,14 @@ class Watchdog:
                 logger.exception("deadline watchdog failed; going on")
                 time.sleep(0.1)
 
-    def _heap_of_live(self) -> list[tuple[float, int, WatchedRequest, Any]]:
-        """The live, not yet fired deadlines as a heap (earliest first), each with the
-        request's ``info`` as it was then: a request object may be reused for the
-        thread's next request (the WSGI middleware keeps one per thread), and a new
-        ``info`` is how the watchdog tells the next request from the one it saw."""
+    def _heap_of_live(self) -> list[tuple[float, int, WatchedRequest]]:
+        """The live, not yet fired deadlines as a heap (earliest first)."""
         heap = []
         for first in list(self._live.values()):  # a copy: request threads write to it
             request: WatchedRequest | None = first
             while request is not None:
-                # info before expires_at, which a request sets first: if info is
-                # still the same after both reads, the pair belongs to one request.
-                info = request.info
-                expires_at = request.expires_at
-                if not request.done and not request.fired and request.info is info:
-                    heap.append((expires_at, id(request), request, info))
+                if not request.done and not request.fired:
+                    heap.append((request.expires_at, id(request), request))
                 request = request.outer
         heapq.heapify(heap)
         return heap
@@ -269,28 +255,22 @@ class Watchdog:
             frames = sys._current_frames()
             expired = []
             while heap and heap[0][0] <= now:
-                _, _, request, info = heapq.heappop(heap)
-                if request.done or request.info is not info:
+                request = heapq.heappop(heap)[2]
+                if request.done:
                     continue
                 request.fired = True  # before done is read again (see the class doc)
-                if request.done or request.info is not info:
-                    # Ended (and maybe was reused) meanwhile: not this request. Only this
-                    # thread sets fired, so undo it for whatever the object serves next.
-                    request.fired = False
-                    continue
                 request.stack = capture_stack(frames.get(request.thread_id))
-                expired.append((request, info))
+                expired.append((request, request.info))
             del frames
             return expired
 
     def _enforce(self, expired: list[tuple[WatchedRequest, Any]]) -> None:
         with self._lock:
-            for request, info in expired:
+            for request, _ in expired:
                 if (
                     request.enforce
                     and request.in_app
                     and not request.done
-                    and request.info is info  # still the request that expired
                     and _set_async_exc is not None
                     and _set_async_exc(request.thread_id, InjectedDeadlineExceeded) == 1
                 ):

@@ -89,9 +89,6 @@ class DeadlineMiddleware:
         self._default = self.policy.default_budget
         self._has_routes = self.policy.has_routes
         self._watchdog = get_watchdog()
-        # One _Exchange per thread, re-armed for each request: a WSGI server thread
-        # serves one request at a time, and an allocation per request costs.
-        self._threads = threading.local()
         if self._enforce:
             _hand_back_from_flask(app)
 
@@ -111,38 +108,14 @@ class DeadlineMiddleware:
         else:
             budget, source = self._default, "default"
         deadline: Deadline = _new_deadline(Deadline, (_monotonic() + budget, budget, source))
-        token = _current.set(deadline)
-        try:
-            exchange: _Exchange = self._threads.exchange
-        except AttributeError:  # the thread's first request
-            exchange = self._threads.exchange = _Exchange(self)
-        if not exchange.done:  # busy: a request inside a request on this thread
-            exchange = _Exchange(self)
-        # Re-arm the thread's exchange for this request; done goes last, so the
-        # watchdog sees the whole request or none of it.
-        exchange.expires_at = deadline[0]
-        exchange.info = (environ, _copy_context(), deadline)  # new: tells requests apart
-        exchange.environ = environ
-        exchange._start_response = start_response
-        exchange._token = token
-        exchange.in_app = True
-        exchange.committed = False
-        # What only an overrun, a late answer or a stream sets: reading is cheaper
-        # than resetting, on every request.
-        if exchange.fired or exchange.sent or exchange.answered or exchange.held is not None:
-            exchange.fired = exchange.injected = exchange.sent = exchange.answered = False
-            exchange.held = None
-        exchange.done = False
+        exchange = _Exchange(deadline, self, start_response, environ, _current.set(deadline))
         watchdog = self._watchdog
-        if watchdog._live.get(exchange.thread_id) is not exchange:
-            watchdog.watch(exchange)  # the first time, after a fork, or nested
-        elif deadline[0] < watchdog._wake_at:  # a budget under a second, at most
-            watchdog.wake()
+        watchdog.watch(exchange)
         result: Iterable[bytes] | None = None
         streaming = False
         try:
-            # Only enforce mode may hold the status back.
-            result = self.app(environ, exchange.respond if self._enforce else start_response)
+            # Only enforce mode may hold the status back; a bound method calls fastest.
+            result = self.app(environ, exchange.__call__ if self._enforce else start_response)
             exchange.in_app = False
             if not exchange.injected and not _buffered(result):
                 exchange.result = result
@@ -157,15 +130,9 @@ class DeadlineMiddleware:
         finally:
             if not streaming:
                 try:
-                    # Watchdog.finish, inlined for the usual request: the watchdog
-                    # neither fired for it nor holds an outer request of this thread.
-                    exchange.done = True
-                    if exchange.fired or exchange.outer is not None:
-                        watchdog.finish(exchange)
-                    exchange.info = None
-                except DeadlineExceeded:  # injected a moment ago: finish() clears it
-                    watchdog.finish(exchange)
-                _current.reset(token)
+                    exchange.end(watchdog)
+                except DeadlineExceeded:  # landed on end()'s first bytecode
+                    exchange.end(watchdog)
         if exchange.injected or (self._enforce and _monotonic() >= exchange.expires_at):
             if exchange.answered:  # by Flask, through _answer_in_flask
                 record_outcome(self._route(environ), self.mode, "504")
@@ -221,10 +188,7 @@ class DeadlineMiddleware:
 
 
 class _Exchange(WatchedRequest):
-    """One request, as three things at once. One object per server thread, re-armed
-    for each request the thread serves (a new one only for a request nested in
-    another on the same thread); its ``info`` is new for every request, which is how
-    the watchdog tells a request from the thread's next one:
+    """One request, as three things at once (one object, so one allocation):
 
     * its registration with the watchdog;
     * in enforce mode, the ``start_response`` the app gets (observe mode passes the
@@ -246,30 +210,41 @@ class _Exchange(WatchedRequest):
         "environ",
         "held",
         "iterator",
-        "respond",
         "result",
         "sent",
-        "writer",
     )
     _write: Callable[[bytes], object]
-    _start_response: StartResponse
-    _token: contextvars.Token[Deadline | None]
-    environ: Environ
     result: Iterable[bytes]
     iterator: Iterator[bytes] | None
 
-    def __init__(self, owner: DeadlineMiddleware) -> None:
-        # Idle (done) until the middleware arms it for a request.
-        super().__init__(0.0, _get_ident(), owner._enforce, owner, None)
-        self.done = True
+    def __init__(
+        self,
+        deadline: Deadline,
+        owner: DeadlineMiddleware,
+        start_response: StartResponse,
+        environ: Environ,
+        token: contextvars.Token[Deadline | None],
+    ) -> None:
+        # WatchedRequest's fields, set here rather than through super().__init__()
+        # (this runs for every request).
+        self.expires_at = deadline.expires_at
+        self.thread_id = _get_ident()
+        self.enforce = owner._enforce
+        self.owner = owner
+        self.info = (environ, _copy_context(), deadline)
+        self.in_app = True
+        self.done = False
+        self.fired = False
+        self.injected = False
+        self._start_response = start_response
+        self.environ = environ
+        self._token = token
         self.committed = False
         self.sent = False  # a chunk went to the server: the headers are out
         self.answered = False
         self.held: tuple[str, list[tuple[str, str]]] | None = None
-        self.result = ()
-        self.iterator = None
-        self.respond = self.__call__  # the start_response for the app, bound once
-        self.writer = self.write  # the write() it returns, bound once
+        # stack (set by the watchdog), result and iterator (set for a streamed body)
+        # are left unset: every field costs, on every request.
 
     # --- start_response --------------------------------------------------------------
     def __call__(
@@ -279,7 +254,7 @@ class _Exchange(WatchedRequest):
             if self.injected or _monotonic() >= self.expires_at:
                 if _ANSWERED not in self.environ:
                     self.held = (status, headers)
-                    return self.writer
+                    return self.write
                 self.answered = True  # Flask sends the problem document itself
             else:
                 for name, _ in headers:
@@ -290,10 +265,10 @@ class _Exchange(WatchedRequest):
                     # Hold its headers until then, since a second start_response
                     # cannot be trusted to replace them (gunicorn appends).
                     self.held = (status, headers)
-                    return self.writer
+                    return self.write
         self.committed = True
         self._write = self._start_response(status, headers, exc_info)
-        return self.writer  # to know when the headers went out
+        return self.write  # to know when the headers went out
 
     def write(self, data: bytes) -> object:
         """The legacy ``write()``: the headers go out now."""
