@@ -41,7 +41,7 @@ from starlette.routing import Route
 from middleware.deadline import Deadline
 from middleware.deadline._context import _current
 from middleware.deadline.asgi import DeadlineASGIMiddleware
-from middleware.deadline.watchdog import WatchedRequest, get_watchdog
+from middleware.deadline.watchdog import Expiry, RequestInfo, WatchedRequest, get_watchdog
 from middleware.deadline.wsgi import DeadlineMiddleware
 from middleware.settings import Settings
 
@@ -99,19 +99,25 @@ def run_wsgi(app: Callable[..., Iterable[bytes]], n: int) -> float:
 
 
 class _Idle:
-    def annotate(self, request: WatchedRequest, info: Any) -> None: ...
+    enforce = False
 
-    def report(self, request: WatchedRequest, info: Any) -> None: ...
+    def inspect(self, request: WatchedRequest, frame: Any) -> Any: ...
+
+    def annotate(self, expiry: Expiry) -> None: ...
+
+    def report(self, expiry: Expiry) -> None: ...
 
 
 def park_wsgi_deadlines() -> list[WatchedRequest]:
+    """1,000 requests running in other "threads" (negative ids: no such thread)."""
     watchdog = get_watchdog()
-    parked = [
-        WatchedRequest(time.monotonic() + 3600, -i, False, _Idle(), None)  # other "threads"
-        for i in range(1, IN_FLIGHT + 1)
-    ]
-    for request in parked:
+    parked = []
+    for i in range(1, IN_FLIGHT + 1):
+        request = WatchedRequest(thread_id=-i)
         watchdog.watch(request)
+        request.info = RequestInfo(_Idle(), 3600.0, "bench")
+        request.expires_at = time.monotonic() + 3600
+        parked.append(request)
     return parked
 
 
@@ -252,7 +258,7 @@ def main() -> None:
         ROUNDS,
     )
     for request in parked:
-        get_watchdog().finish(request)
+        request.expires_at = None
 
     # Starlette
     asgi, live = asyncio.run(asgi_rounds())

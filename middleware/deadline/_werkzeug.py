@@ -33,16 +33,19 @@ def buffered(result: object) -> bool:
     return False
 
 
-def hand_back_from_flask(app: object) -> None:
+def hand_back_from_flask(app: object) -> bool:
     """If ``app`` is a Flask app's ``wsgi_app`` (what :func:`~middleware.protect`
     wraps), give Flask a handler for the watchdog's exception that answers the 504
     problem document itself. Flask then skips its 500 path (traceback log,
     ``got_request_exception``), and instrumentation inside Flask's request context
     (the OpenTelemetry Flask span) records the 504 the client really gets. Any other
-    WSGI app is left alone: the middleware replaces its answer instead."""
+    WSGI app is left alone: the middleware replaces its answer instead. True if
+    ``app`` was Flask's."""
     register = getattr(getattr(app, "__self__", None), "register_error_handler", None)
-    if callable(register):
-        register(InjectedDeadlineExceeded, answer_in_flask)
+    if not callable(register):
+        return False
+    register(InjectedDeadlineExceeded, answer_in_flask)
+    return True
 
 
 def answer_in_flask(error: BaseException) -> Any:

@@ -2,10 +2,10 @@
 the ``bastion.deadline.exceeded`` counter.
 
 Everything here runs only when a deadline has passed, never on the per-request path.
-The request span is found through the context copied when the request started
-(``contextvars.copy_context()`` costs ~70 ns, far less than asking OpenTelemetry for
-the span on every request), or, when the Flask instrumentation is inside Bastion's
-middleware, through the span it keeps in the WSGI environ.
+The request span is found through a context copied when the request started (ASGI),
+through the span the Flask instrumentation keeps in the WSGI environ (from the
+watchdog's thread, at once), or as the span current in the request's own thread once
+the request ends (an outer OpenTelemetry WSGI middleware's).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from middleware._flags import Mode
 
 __all__ = [
     "add_span_event",
+    "annotate_current_span",
     "capture_stack",
     "capture_task_stack",
     "format_stack",
@@ -101,6 +102,16 @@ def add_span_event(
         )
     except Exception:  # a span from a broken SDK must not break the watchdog
         logger.debug("could not add the deadline event to the span", exc_info=True)
+
+
+def annotate_current_span(
+    environ: Mapping[str, object], *, mode: Mode, budget: float, source: str, stack_text: str
+) -> None:
+    """The event on the span current in this thread, unless it is the Flask span the
+    watchdog has already annotated (or nothing is recording)."""
+    span = trace.get_current_span()
+    if span.is_recording() and span is not environ.get(_FLASK_SPAN_KEY):
+        add_span_event(span, mode=mode, budget=budget, source=source, stack_text=stack_text)
 
 
 def log_expiry(

@@ -1,20 +1,21 @@
 """One watchdog thread per process for the WSGI deadlines.
 
 Python cannot stop a running thread, and ``signal.setitimer`` works only in the main
-thread, so a WSGI deadline is watched from the side: every request registers a
-:class:`WatchedRequest` (a dict store, no lock), and one daemon thread keeps the
-in-flight deadlines in a heap and sleeps until the earliest. No thread per request,
-no timer object per request.
+thread, so a WSGI deadline is watched from the side. Each server thread owns one
+:class:`WatchedRequest`, registered here once and reused by every request the thread
+runs: a request writes its expiry into it when it starts and ``None`` when it ends,
+and takes no lock. One daemon thread looks at the registrations, heaps the running
+deadlines and sleeps until the earliest (a second at most).
 
 At expiry the watchdog:
 
-1. under the heap's lock, takes the request thread's Python stack
-   (``sys._current_frames()``, without reading source files);
-2. calls the owner's ``annotate`` (the span event: it must be on the span before the
-   request can end it);
+1. under its lock, marks the request *fired*, takes the request thread's Python stack
+   (``sys._current_frames()``, without reading source files) and asks the owner
+   (the middleware) what it needs to know about the request, from that stack;
+2. calls the owner's ``annotate`` (the span event it can add at once);
 3. in enforce mode, under the lock again, raises :class:`DeadlineExceeded` in the
    request's thread through ``PyThreadState_SetAsyncExc`` (an *asynchronous
-   exception*), but only while the request is still registered and inside the app;
+   exception*), but only while that same request is still running inside the app;
 4. calls the owner's ``report`` (the log record with the full stack).
 
 The honest limit: an asynchronous exception lands when the thread next runs Python
@@ -23,10 +24,13 @@ only when that call returns, which is why every outbound call must carry a timeo
 taken from :func:`middleware.deadline.remaining`.
 
 The race that matters is an exception landing after its request has finished (in the
-server, or in the next request on the same thread). It cannot: the request thread
-ends its registration under the same lock the watchdog injects under, and clears any
-exception still pending on its thread state while holding it (``SetAsyncExc(tid,
-NULL)``), so once :meth:`Watchdog.finish` returns no exception of that request exists.
+server, or in the thread's next request). It cannot: a request is identified by its
+registration *and* its expiry, the watchdog marks ``fired_at`` before it looks at the
+expiry again, and the request clears its expiry before it looks at ``fired_at``; so
+under the GIL one of them always sees the other. A request that sees it was fired
+ends under the lock the watchdog injects under and clears any exception still
+pending on its thread (``SetAsyncExc(tid, NULL)``): once :meth:`Watchdog.settle`
+returns, no exception of that request exists.
 """
 
 from __future__ import annotations
@@ -39,14 +43,17 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Final, Protocol
+from types import FrameType
+from typing import Any, Final, NamedTuple, Protocol
 
 from middleware.deadline._context import DeadlineExceeded
 from middleware.deadline.report import capture_stack
 
 __all__ = [
+    "Expiry",
     "ExpiryHandler",
     "InjectedDeadlineExceeded",
+    "RequestInfo",
     "Watchdog",
     "WatchedRequest",
     "get_watchdog",
@@ -83,122 +90,164 @@ _set_async_exc, _clear_async_exc = _async_exc_functions()
 
 
 class ExpiryHandler(Protocol):
-    def annotate(self, request: WatchedRequest, info: Any) -> None: ...
+    """The owner of a request: the middleware that registered it."""
 
-    def report(self, request: WatchedRequest, info: Any) -> None: ...
+    #: Raise the exception in the request's thread (enforce mode), or only record.
+    enforce: bool
+
+    def inspect(self, request: WatchedRequest, frame: FrameType | None) -> Any:
+        """Under the watchdog's lock, with the request thread's innermost frame:
+        whatever :meth:`annotate` and :meth:`report` will need (kept in
+        :attr:`Expiry.details`). Must be quick and must not block."""
+
+    def annotate(self, expiry: Expiry) -> None:
+        """Before any exception is raised: the span event, where it can be added now."""
+
+    def report(self, expiry: Expiry) -> None:
+        """After: the log record with the full stack."""
+
+
+class RequestInfo(NamedTuple):
+    """Who registered the running request, and its budget. A middleware builds the
+    one for its default budget once, so a request stores one reference."""
+
+    owner: ExpiryHandler
+    budget: float
+    source: str
+
+
+class Expiry(NamedTuple):
+    """What the watchdog saw when a request's deadline passed."""
+
+    request: WatchedRequest
+    expires_at: float
+    info: RequestInfo
+    stack: traceback.StackSummary
+    details: Any
 
 
 class WatchedRequest:
-    """One in-flight request as the watchdog sees it.
+    """A thread's registration: the request it is running, reused from one request
+    to the next (see the module doc).
 
-    ``owner.annotate(request, info)`` and ``owner.report(request, info)`` are called
-    from the watchdog thread, outside its lock, once the deadline has passed
-    (observe and enforce alike), before and after any exception is raised.
+    ``expires_at`` is the running request's expiry, None between requests; ``info``
+    says who runs it and with which budget. The request writes both; the watchdog
+    writes ``fired_at`` (the expiry it fired for), ``injected`` and ``expiry``.
+    ``in_app`` is False while the request runs server code (between the chunks of a
+    streamed body), where no exception may be raised.
     """
 
     __slots__ = (
-        "done",
-        "enforce",
+        "__weakref__",
         "expires_at",
-        "fired",
+        "expiry",
+        "fired_at",
         "in_app",
         "info",
         "injected",
         "outer",
-        "owner",
-        "stack",
         "thread_id",
     )
 
-    def __init__(
-        self,
-        expires_at: float,
-        thread_id: int,
-        enforce: bool,
-        owner: ExpiryHandler,
-        info: Any,
-    ) -> None:
-        self.expires_at = expires_at
-        self.thread_id = thread_id
-        self.enforce = enforce
-        self.owner = owner
-        self.info = info  # whatever the owner needs at expiry; dropped at finish
-        self.in_app = True  # inside app code, where an injected exception belongs
-        self.done = False
-        self.fired = False
+    def __init__(self, thread_id: int | None = None) -> None:
+        self.thread_id = threading.get_ident() if thread_id is None else thread_id
+        self.expires_at: float | None = None
+        self.fired_at: float | None = None
+        self.info: RequestInfo | None = None
         self.injected = False
-        self.stack: traceback.StackSummary | None = None
-        self.outer: WatchedRequest | None = None
+        self.in_app = True
+        self.expiry: Expiry | None = None
+        self.outer: WatchedRequest | None = None  # the registration a nested one hides
+
+    # What the deadline context reads (middleware.deadline.current()).
+    @property
+    def budget(self) -> float:
+        return self.info.budget if self.info is not None else 0.0
+
+    @property
+    def source(self) -> str:
+        return self.info.source if self.info is not None else "request"
 
 
-#: The longest the watchdog sleeps: it looks at the in-flight requests at least this often.
-_TICK: Final = 1.0
+#: The longest the watchdog sleeps: it looks at the registrations at least this often.
+TICK: Final = 1.0
 
 
 class Watchdog:
-    """The process's in-flight deadlines and the thread that watches them.
+    """The process's registrations and the thread that watches them.
 
-    A WSGI request runs in one thread from start to end, so the in-flight requests are
-    a dict ``thread id -> request`` (a nested registration keeps the outer one in
-    ``outer``). Registering is a dict store; finishing flips a flag (the entry is
-    overwritten by the thread's next request). The watchdog heaps the live deadlines
-    each time it wakes (at most one per thread, so this is cheap), handles the expired
-    ones and sleeps until the earliest of the rest, or a second at most; a request
-    wakes it only if its deadline comes before that (a budget under a second).
-
-    The request path takes no lock. :meth:`finish` takes it only if the watchdog
-    already fired for the request: the watchdog marks a request ``fired`` *before*
-    it checks ``done``, and a request sets ``done`` before it checks ``fired``, so
-    under the GIL one of them always sees the other (the injection and the clearing
-    of a pending exception both happen under the lock).
+    ``thread id -> registration``; a nested registration (a WSGI app calling another
+    one in the same thread) keeps the one it hides in ``outer``. The watchdog heaps
+    the running deadlines each time it wakes (at most a few per thread, so this is
+    cheap), handles the expired ones and sleeps until the earliest of the rest, or
+    :data:`TICK` at most; a request whose budget is under :data:`TICK` wakes it
+    through :meth:`notice`.
     """
 
     def __init__(self) -> None:
         self._reset()
 
-    def _reset(self) -> None:
+    def _reset(self, keep: WatchedRequest | None = None) -> None:
         # Also run in a forked child: threads do not survive fork (gunicorn's workers
         # are forked, with --preload after the app and its middleware exist).
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._live: dict[int, WatchedRequest] = {}
+        if keep is not None:
+            self._live[keep.thread_id] = keep
         self._wake_at = 0.0
         self._thread: threading.Thread | None = None
         self.injections = 0
 
     # --- request threads -----------------------------------------------------------
     def watch(self, request: WatchedRequest) -> None:
-        """Register ``request`` (its ``thread_id`` must be the calling thread's)."""
+        """Register ``request`` for its thread (call from that thread). An idle
+        registration already there is replaced; a running one is kept as ``outer``."""
         if self._thread is None:
             self._start()
         live = self._live
         outer = live.get(request.thread_id)
-        request.outer = None if outer is None or outer.done else outer
+        request.outer = outer if outer is not None and outer.expires_at is not None else None
         live[request.thread_id] = request
-        if request.expires_at < self._wake_at:  # a budget under a second, at most
+
+    def unwatch(self, request: WatchedRequest) -> None:
+        """Remove a nested registration, putting back the one it hid."""
+        if self._live.get(request.thread_id) is request:
+            if request.outer is not None:
+                self._live[request.thread_id] = request.outer
+            else:
+                del self._live[request.thread_id]
+        request.outer = None
+
+    def registered(self, request: WatchedRequest) -> bool:
+        """Whether ``request`` is the registration the watchdog sees for its thread."""
+        return self._live.get(request.thread_id) is request
+
+    def notice(self, expires_at: float) -> None:
+        """A request started whose deadline may come before the watchdog next wakes."""
+        if expires_at < self._wake_at:
             with self._lock:
                 self._wake.notify()
 
-    def finish(self, request: WatchedRequest) -> None:
-        """End the registration. Call from the request's own thread; afterwards no
-        exception of this request can be raised in it."""
-        request.done = True
-        if request.fired:
-            with self._lock:
-                if request.injected:
+    def settle(self, request: WatchedRequest) -> bool:
+        """For a request that has cleared its expiry and found it was fired: take the
+        lock, clear any exception still pending for it, and say whether one was
+        raised (``injected``). Call from the request's own thread."""
+        with self._lock:
+            injected = request.injected
+            if injected:
+                request.injected = False
+                if _clear_async_exc is not None:
                     _clear_async_exc(request.thread_id, None)
-        request.info = None
-        if request.outer is not None:
-            self._live[request.thread_id] = request.outer
-            request.outer = None
+            return injected
 
     def in_flight(self) -> int:
-        """Registered requests not yet finished (for tests and benchmarks)."""
+        """Requests running now (for tests and benchmarks)."""
         count = 0
         for first in list(self._live.values()):
             request: WatchedRequest | None = first
             while request is not None:
-                count += not request.done
+                count += request.expires_at is not None
                 request = request.outer
         return count
 
@@ -216,38 +265,39 @@ class Watchdog:
         while True:
             try:
                 expired = self._wait_for_expiries()
-                for request, info in expired:
-                    _safely(request.owner.annotate, request, info)
+                for expiry in expired:
+                    _safely(expiry.info.owner.annotate, expiry)
                 self._enforce(expired)
-                for request, info in expired:
-                    _safely(request.owner.report, request, info)
+                for expiry in expired:
+                    _safely(expiry.info.owner.report, expiry)
             except Exception:  # never let the watchdog die
                 logger.exception("deadline watchdog failed; going on")
                 time.sleep(0.1)
 
     def _heap_of_live(self) -> list[tuple[float, int, WatchedRequest]]:
-        """The live, not yet fired deadlines as a heap (earliest first)."""
+        """The running deadlines not yet fired, as a heap (earliest first)."""
         heap = []
         for first in list(self._live.values()):  # a copy: request threads write to it
             request: WatchedRequest | None = first
             while request is not None:
-                if not request.done and not request.fired:
-                    heap.append((request.expires_at, id(request), request))
+                expires_at = request.expires_at  # read once: the request may end meanwhile
+                if expires_at is not None and expires_at is not request.fired_at:
+                    heap.append((expires_at, id(request), request))
                 request = request.outer
         heapq.heapify(heap)
         return heap
 
-    def _wait_for_expiries(self) -> list[tuple[WatchedRequest, Any]]:
+    def _wait_for_expiries(self) -> list[Expiry]:
         with self._lock:
             while True:
                 now = time.monotonic()
                 heap = self._heap_of_live()
                 if heap and heap[0][0] <= now:
                     break
-                wake_at = min(heap[0][0], now + _TICK) if heap else now + _TICK
+                wake_at = min(heap[0][0], now + TICK) if heap else now + TICK
                 self._wake_at = wake_at
-                # Whoever registered before this second look is seen by it; whoever
-                # registers after it reads the new wake-up time and notifies if sooner.
+                # Whoever started before this second look is seen by it; whoever starts
+                # after it reads the new wake-up time and calls notice() if sooner.
                 again = self._heap_of_live()
                 if again and again[0][0] < wake_at:
                     continue
@@ -255,22 +305,34 @@ class Watchdog:
             frames = sys._current_frames()
             expired = []
             while heap and heap[0][0] <= now:
-                request = heapq.heappop(heap)[2]
-                if request.done:
+                expires_at, _, request = heapq.heappop(heap)
+                if request.expires_at is not expires_at:
+                    continue  # it ended (or it is the thread's next request)
+                request.fired_at = expires_at  # before the expiry is read again (module doc)
+                info = request.info
+                if request.expires_at is not expires_at or info is None:
                     continue
-                request.fired = True  # before done is read again (see the class doc)
-                request.stack = capture_stack(frames.get(request.thread_id))
-                expired.append((request, request.info))
+                frame = frames.get(request.thread_id)
+                expiry = Expiry(
+                    request,
+                    expires_at,
+                    info,
+                    capture_stack(frame),
+                    _safely_inspect(info.owner, request, frame),
+                )
+                request.expiry = expiry
+                expired.append(expiry)
             del frames
             return expired
 
-    def _enforce(self, expired: list[tuple[WatchedRequest, Any]]) -> None:
+    def _enforce(self, expired: list[Expiry]) -> None:
         with self._lock:
-            for request, _ in expired:
+            for expiry in expired:
+                request = expiry.request
                 if (
-                    request.enforce
+                    expiry.info.owner.enforce
                     and request.in_app
-                    and not request.done
+                    and request.expires_at is expiry.expires_at
                     and _set_async_exc is not None
                     and _set_async_exc(request.thread_id, InjectedDeadlineExceeded) == 1
                 ):
@@ -278,19 +340,34 @@ class Watchdog:
                     self.injections += 1
 
 
-def _safely(step: Any, request: WatchedRequest, info: Any) -> None:
+def _safely(step: Any, expiry: Expiry) -> None:
     try:
-        step(request, info)
+        step(expiry)
     except Exception:
         logger.exception("recording a deadline overrun failed")
+
+
+def _safely_inspect(owner: ExpiryHandler, request: WatchedRequest, frame: FrameType | None) -> Any:
+    try:
+        return owner.inspect(request, frame)
+    except Exception:
+        logger.exception("inspecting a request past its deadline failed")
+        return None
 
 
 _watchdog = Watchdog()
 
 
 def get_watchdog() -> Watchdog:
-    """The process's watchdog; its thread starts with the first request."""
+    """The process's watchdog; its thread starts with the first registration."""
     return _watchdog
 
 
-os.register_at_fork(after_in_child=_watchdog._reset)
+def _after_fork_in_child() -> None:
+    # Only the forking thread lives on in the child; its registration (if it ever
+    # ran a request) stays valid there, every other thread's is gone.
+    keep = _watchdog._live.get(threading.get_ident())
+    _watchdog._reset(keep if keep is not None and keep.expires_at is None else None)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

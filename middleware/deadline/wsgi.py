@@ -1,13 +1,12 @@
 """``DeadlineMiddleware``: a deadline for every WSGI request (Flask, Django, any WSGI app).
 
-Per request it works out the budget (:mod:`.inbound`), makes it the current deadline
-(so :func:`~middleware.deadline.remaining` works in the handler and the outbound
-instrumentors cap their timeouts by it), and registers the request with the
-process's :mod:`watchdog <.watchdog>`. At expiry, in ``observe`` and ``enforce``
-alike, the watchdog logs the request's stack and adds a span event. In ``enforce``
-it raises :class:`DeadlineExceeded` in the request's thread, and no response starts
-after the deadline (as with Go's ``TimeoutHandler`` and Envoy): the client gets a
-504 ``application/problem+json`` instead, whichever way the app reacted:
+Per request it works out the budget (:mod:`.inbound`) and writes the expiry into the
+thread's registration with the process's :mod:`watchdog <.watchdog>`, where
+:func:`~middleware.deadline.remaining` reads it (so the outbound instrumentors cap
+their timeouts by it). At expiry, in ``observe`` and ``enforce`` alike, the watchdog
+logs the request's stack and adds a span event. In ``enforce`` it raises
+:class:`DeadlineExceeded` in the request's thread, and the client gets a 504
+``application/problem+json`` instead of whatever the app was doing:
 
 * the exception propagates out of the app: 504;
 * a Flask app (wrapped through ``app.wsgi_app``, as :func:`~middleware.protect`
@@ -20,7 +19,18 @@ after the deadline (as with Go's ``TimeoutHandler`` and Envoy): the client gets 
   than end a cut body cleanly), counted ``aborted``.
 
 The registration lasts until the server closes the response, so a streamed body is
-under the deadline too. Parameters: ``app``, the WSGI app; ``settings`` (default
+under the deadline too.
+
+Cost. A thread runs one request at a time, so each thread has one registration
+(:class:`~.watchdog.WatchedRequest`), made on its first request and reused: a request
+writes its expiry and who it belongs to, and clears the expiry when it ends; no lock,
+no allocation, no context switch. Everything the watchdog needs to *report* an
+overrun (the environ, for the method and path) it reads from the request's own frame,
+and only when a deadline has passed. A Flask app gets the server's ``start_response``
+untouched (it answers the 504 itself); only other apps in enforce mode get one that
+holds the status back. (``python -m benchmarks deadline`` measures it.)
+
+Parameters: ``app``, the WSGI app; ``settings`` (default
 :func:`~middleware.settings.get_settings`): ``BASTION_DEADLINE`` (off/observe/enforce),
 ``BASTION_DEADLINE_SECONDS``, ``BASTION_DEADLINE_MAX_SECONDS`` and
 ``BASTION_TRUSTED_PROXIES``; ``routes``: per-path :class:`~middleware.routes.Route`
@@ -29,29 +39,34 @@ overrides (``deadline_seconds``, ``exempt_deadline``).
 
 from __future__ import annotations
 
-import contextvars
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import TracebackType
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from types import FrameType
+from typing import Any, cast
+
+from werkzeug.wsgi import ClosingIterator
 
 from middleware.deadline import problem
-from middleware.deadline._context import Deadline, DeadlineExceeded, _current
+from middleware.deadline._context import DeadlineExceeded, _thread
+from middleware.deadline._restart import start_504
+from middleware.deadline._stream import Stream, close_quietly
 from middleware.deadline._werkzeug import ANSWERED as _ANSWERED
 from middleware.deadline._werkzeug import buffered as _buffered
 from middleware.deadline._werkzeug import hand_back_from_flask as _hand_back_from_flask
 from middleware.deadline.inbound import BudgetPolicy
 from middleware.deadline.report import (
     add_span_event,
+    annotate_current_span,
     format_stack,
     log_expiry,
     quick_stack_text,
     record_outcome,
     request_span,
 )
-from middleware.deadline.watchdog import Watchdog, WatchedRequest, get_watchdog
+from middleware.deadline.watchdog import TICK, Expiry, RequestInfo, WatchedRequest, get_watchdog
 from middleware.routes import Route, RouteTable
 from middleware.settings import Settings, get_settings
 
@@ -60,14 +75,10 @@ __all__ = ["DeadlineMiddleware"]
 logger = logging.getLogger("bastion.deadline")
 
 Environ = dict[str, Any]
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _monotonic = time.monotonic
-_get_ident = threading.get_ident
-_copy_context = contextvars.copy_context
-_new_deadline = tuple.__new__
 
 
 class DeadlineMiddleware:
@@ -84,309 +95,400 @@ class DeadlineMiddleware:
         self.app = app
         self.mode = settings.deadline
         self.policy = BudgetPolicy(settings, routes)
+        self.enforce = self.mode.enforcing
         self._active = self.mode.active
-        self._enforce = self.mode.enforcing
-        self._default = self.policy.default_budget
         self._has_routes = self.policy.has_routes
+        self._default = RequestInfo(self, self.policy.default_budget, "default")
+        self._default_budget = self.policy.default_budget
+        # Under a second, a deadline may come before the watchdog next looks.
+        self._default_is_short = self.policy.default_budget < TICK
         self._watchdog = get_watchdog()
-        if self._enforce:
-            _hand_back_from_flask(app)
+        # Flask answers the watchdog's exception itself, so it gets the server's
+        # start_response untouched; any other app's status is held back in enforce
+        # mode until its body starts, so that a late answer can still become the 504.
+        self.holds_status = self.enforce and not _hand_back_from_flask(app)
+        self._serve = self._serve_holding if self.holds_status else self._serve_passing
+        self._long_way = (
+            not self._active or self._has_routes or self._default_is_short or self.holds_status
+        )
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if not self._active:
-            return self.app(environ, start_response)
         if (
-            self._has_routes
+            self._long_way
             or "HTTP_X_BASTION_TIMEOUT_MS" in environ
             or "HTTP_GRPC_TIMEOUT" in environ
             or "HTTP_X_ENVOY_EXPECTED_RQ_TIMEOUT_MS" in environ
         ):
+            return self._serve_long_way(environ, start_response)
+        request: ThreadRequest | None = _thread.request  # type: ignore[assignment]
+        if request is None or request.expires_at is not None:
+            return self._serve_long_way(environ, start_response)
+        # The short way, every ordinary request's: the thread's idle registration, the
+        # default budget, the server's start_response. It is _begin() and
+        # _serve_passing() written out, since a call costs as much as a check here.
+        request.info = self._default
+        expires_at = request.expires_at = _monotonic() + self._default_budget
+        try:
+            result = self.app(environ, start_response)
+        except DeadlineExceeded as error:
+            return self._after_raise(request, expires_at, error, environ, start_response)
+        try:
+            if type(result) is ClosingIterator:  # a Flask response: _buffered(), inlined
+                try:
+                    streamed = type(result._callbacks[-1].__self__.response) is not list  # type: ignore[attr-defined]
+                except (AttributeError, IndexError):
+                    streamed = True
+            else:
+                streamed = not _buffered(result)
+            if streamed:
+                return Stream(self, request, expires_at, result, environ, start_response)
+            request.expires_at = None
+            if request.fired_at is expires_at:
+                return self._finish(request, expires_at, result, environ, start_response)
+            return result
+        except DeadlineExceeded:
+            return self._finish(request, expires_at, result, environ, start_response, True)
+
+    def _serve_long_way(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        """Everything the short way leaves out: off mode, per-route settings, inbound
+        deadline headers, a default budget under a second, held statuses, and a
+        thread's first request or one nested in another."""
+        if not self._active:
+            return self.app(environ, start_response)
+        if self._has_routes or self._default_is_short or self._inbound_headers(environ):
             found = self.policy.for_wsgi(environ)
             if found is None:  # exempt route
                 return self.app(environ, start_response)
-            budget, source = found
+            info = RequestInfo(self, *found)
         else:
-            budget, source = self._default, "default"
-        deadline: Deadline = _new_deadline(Deadline, (_monotonic() + budget, budget, source))
-        exchange = _Exchange(deadline, self, start_response, environ, _current.set(deadline))
-        watchdog = self._watchdog
-        watchdog.watch(exchange)
-        result: Iterable[bytes] | None = None
-        streaming = False
-        try:
-            # Only enforce mode may hold the status back; a bound method calls fastest.
-            result = self.app(environ, exchange.__call__ if self._enforce else start_response)
-            exchange.in_app = False
-            if not exchange.injected and not _buffered(result):
-                exchange.result = result
-                exchange.iterator = None
-                streaming = True
-                return exchange  # iterated, then closed, by the server under the deadline
-        except DeadlineExceeded:
-            exchange.in_app = False
-            streaming = False
-            if not exchange.injected:
-                raise  # the app's own check(): its error to handle
-        finally:
-            if not streaming:
-                try:
-                    exchange.end(watchdog)
-                except DeadlineExceeded:  # landed on end()'s first bytecode
-                    exchange.end(watchdog)
-        if exchange.injected or (self._enforce and _monotonic() >= exchange.expires_at):
-            if exchange.answered:  # by Flask, through _answer_in_flask
-                record_outcome(self._route(environ), self.mode, "504")
-                return result  # type: ignore[return-value]
-            _close(result)
-            return self._answer_504(exchange, environ)
-        if self._enforce and not exchange.committed:
-            exchange.commit()
-        return result  # type: ignore[return-value]  # a list or tuple from the app
+            info = self._default
+        request: ThreadRequest | None = _thread.request  # type: ignore[assignment]
+        if request is None or request.expires_at is not None:
+            return self._serve_registering(info, environ, start_response)
+        return self._serve(request, self._begin(request, info), environ, start_response)
 
-    def _answer_504(self, exchange: _Exchange, environ: Environ) -> list[bytes]:
-        route = self._route(environ)
-        if not exchange.replace():
-            # The app wrote through write(): its headers are out. Abort.
+    @staticmethod
+    def _inbound_headers(environ: Environ) -> bool:
+        return (
+            "HTTP_X_BASTION_TIMEOUT_MS" in environ
+            or "HTTP_GRPC_TIMEOUT" in environ
+            or "HTTP_X_ENVOY_EXPECTED_RQ_TIMEOUT_MS" in environ
+        )
+
+    def _begin(self, request: ThreadRequest, info: RequestInfo) -> float:
+        """Start the request's deadline: what it is, then when it expires (the
+        watchdog reads them in the opposite order)."""
+        request.info = info
+        expires_at = request.expires_at = _monotonic() + info.budget
+        self._watchdog.notice(expires_at)
+        return expires_at
+
+    def _serve_passing(
+        self,
+        request: ThreadRequest,
+        expires_at: float,
+        environ: Environ,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """Run the app under the started deadline, with the server's start_response."""
+        try:
+            result = self.app(environ, start_response)
+        except DeadlineExceeded as error:
+            return self._after_raise(request, expires_at, error, environ, start_response)
+        # From here to the end of the registration the watchdog's exception may still
+        # land on any call: it is caught, and the request finishes as an overrun.
+        try:
+            # Is the body buffered (iterating it runs no app code)? _werkzeug.buffered(),
+            # inlined for a Flask response, the common case.
+            if type(result) is ClosingIterator:
+                try:
+                    streamed = type(result._callbacks[-1].__self__.response) is not list  # type: ignore[attr-defined]
+                except (AttributeError, IndexError):
+                    streamed = True
+            else:
+                streamed = not _buffered(result)
+            if streamed:
+                return Stream(self, request, expires_at, result, environ, start_response)
+            request.expires_at = None
+            if request.fired_at is expires_at:
+                return self._finish(request, expires_at, result, environ, start_response)
+            return result
+        except DeadlineExceeded:
+            return self._finish(request, expires_at, result, environ, start_response, True)
+
+    def _serve_holding(
+        self,
+        request: ThreadRequest,
+        expires_at: float,
+        environ: Environ,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """The same, for an app whose status is held back (enforce mode, not Flask):
+        a buffered answer that comes too late is replaced by the 504."""
+        result = self._serve_passing(
+            request, expires_at, environ, request.hold_status(start_response)
+        )
+        if not request.committed and type(result) is not Stream:
+            if _monotonic() >= expires_at:
+                close_quietly(result)
+                return self.answer_504(request, environ, start_response)
+            request.commit_status()
+            request.release()
+        return result
+
+    def _serve_registering(
+        self, info: RequestInfo, environ: Environ, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """The thread's first request, or one inside a request already running in
+        this thread (a WSGI app calling another): register, then serve."""
+        outer: ThreadRequest | None = _thread.request  # type: ignore[assignment]
+        request = ThreadRequest()
+        self._watchdog.watch(request)
+        _thread.request = request
+        if outer is None:  # the thread's registration from now on
+            return self._serve(request, self._begin(request, info), environ, start_response)
+        # Nested: a second registration for as long as this request runs, expiring
+        # no later than the outer one.
+        left = cast(float, outer.expires_at) - _monotonic()
+        if left < info.budget:
+            info = RequestInfo(self, max(left, 0.0), outer.source)
+        restore = functools.partial(self._unregister, request, outer)
+        try:
+            result = self._serve(request, self._begin(request, info), environ, start_response)
+        except BaseException:
+            restore()
+            raise
+        if type(result) is Stream:
+            result.on_close = restore
+        else:
+            restore()
+        return result
+
+    def _unregister(self, request: ThreadRequest, outer: ThreadRequest) -> None:
+        _thread.request = outer
+        self._watchdog.unwatch(request)
+
+    # --- ending a request ------------------------------------------------------------
+    def end(self, request: ThreadRequest, expires_at: float) -> bool:
+        """End the registration; True if the watchdog raised its exception in this
+        request. Once it returns, no exception of this request can land any more."""
+        request.expires_at = None
+        request.stream = None
+        if request.fired_at is not expires_at:
+            return False
+        try:
+            return self._watchdog.settle(request)
+        except DeadlineExceeded:  # it landed on the way in: it was raised
+            self._watchdog.settle(request)
+            return True
+
+    def _after_raise(
+        self,
+        request: ThreadRequest,
+        expires_at: float,
+        error: DeadlineExceeded,
+        environ: Environ,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        try:
+            injected = self.end(request, expires_at)
+        except DeadlineExceeded:
+            injected = self.end(request, expires_at) or True
+        self.annotate_here(request, expires_at, environ)
+        if not injected:
+            request.release()
+            raise error  # the app's own check(): its error to handle
+        return self.answer_504(request, environ, start_response)
+
+    def _finish(
+        self,
+        request: ThreadRequest,
+        expires_at: float,
+        result: Iterable[bytes],
+        environ: Environ,
+        start_response: StartResponse,
+        landed: bool = False,
+    ) -> Iterable[bytes]:
+        """A buffered answer, from a request the watchdog fired for (or whose status
+        was held back): 504 or the app's answer."""
+        try:
+            injected = self.end(request, expires_at) or landed
+        except DeadlineExceeded:
+            injected = self.end(request, expires_at) or True
+        self.annotate_here(request, expires_at, environ)
+        late = injected or (self.holds_status and _monotonic() >= expires_at)
+        if self.enforce and late:
+            route = self.route(environ)
+            if _ANSWERED in environ:  # Flask sent the problem document itself
+                request.commit_status()
+                record_outcome(route, self.mode, "504")
+            elif self.holds_status or start_504(start_response, environ):
+                close_quietly(result)
+                result = self.answer_504(request, environ, start_response, started=True)
+            else:
+                # Behind a wrapper that hides gunicorn, the app's status could not be
+                # replaced cleanly: its complete answer goes out, late.
+                record_outcome(route, self.mode, "late")
+        request.commit_status()
+        request.release()
+        return result
+
+    def answer_504(
+        self,
+        request: ThreadRequest,
+        environ: Environ,
+        start_response: StartResponse,
+        *,
+        started: bool = False,
+    ) -> list[bytes]:
+        """Start the 504 (unless already ``started``) and return its body; if the
+        app's answer is already out, abort the response instead."""
+        if self.holds_status:
+            started = request.start_504()
+        elif not started:
+            started = start_504(start_response, environ)
+        request.release()
+        route = self.route(environ)
+        if not started:
             record_outcome(route, self.mode, "aborted")
             raise DeadlineExceeded("request deadline exceeded after the response started")
         record_outcome(route, self.mode, "504")
         return [problem.BODY]
 
-    def _route(self, environ: Environ) -> str:
+    def route(self, environ: Environ) -> str:
         return self.policy.route_label(str(environ.get("PATH_INFO", "")))
 
+    def annotate_here(self, request: ThreadRequest, expires_at: float, environ: Environ) -> None:
+        """In the request's thread, once it has ended: the span event on the span
+        current here (an outer OpenTelemetry middleware's), which the watchdog could
+        not reach from its thread."""
+        expiry = request.expiry
+        if request.fired_at is expires_at and expiry is not None:
+            annotate_current_span(
+                environ,
+                mode=self.mode,
+                budget=expiry.info.budget,
+                source=expiry.info.source,
+                stack_text=quick_stack_text(expiry.stack),
+            )
+
     # --- called by the watchdog thread at expiry ------------------------------------
-    def annotate(self, request: WatchedRequest, info: Any) -> None:
-        """The span event, before any exception is raised in the request."""
-        if info is None or request.stack is None:
+    def inspect(self, request: WatchedRequest, frame: FrameType | None) -> Any:
+        """The request's environ: its stream's, or the one in the frame serving it."""
+        stream = getattr(request, "stream", None)
+        if stream is not None:
+            return stream.environ
+        while frame is not None:
+            if frame.f_code in _SERVE_CODES:
+                local = frame.f_locals
+                if local.get("request") is request:
+                    return local.get("environ")
+            frame = frame.f_back
+        return None
+
+    def annotate(self, expiry: Expiry) -> None:
+        """The span event on the Flask request span (kept in the environ), before
+        any exception is raised in the request."""
+        environ = expiry.details
+        if environ is None:
             return
-        environ, context, deadline = info
         add_span_event(
-            request_span(context, environ),
+            request_span(None, environ),
             mode=self.mode,
-            budget=deadline.budget,
-            source=deadline.source,
-            stack_text=quick_stack_text(request.stack),
+            budget=expiry.info.budget,
+            source=expiry.info.source,
+            stack_text=quick_stack_text(expiry.stack),
         )
 
-    def report(self, request: WatchedRequest, info: Any) -> None:
+    def report(self, expiry: Expiry) -> None:
         """The log record with the full stack."""
-        if info is None:
-            return
-        environ, _, deadline = info
+        environ = expiry.details if isinstance(expiry.details, dict) else {}
         path = str(environ.get("PATH_INFO", ""))
         log_expiry(
             mode=self.mode,
             method=str(environ.get("REQUEST_METHOD", "")),
             path=path,
             route=self.policy.route_label(path),
-            budget=deadline.budget,
-            source=deadline.source,
-            stack_text=format_stack(request.stack) if request.stack is not None else "",
-            where=f"thread {_thread_name(request.thread_id)}",
+            budget=expiry.info.budget,
+            source=expiry.info.source,
+            stack_text=format_stack(expiry.stack),
+            where=f"thread {_thread_name(expiry.request.thread_id)}",
         )
 
 
-class _Exchange(WatchedRequest):
-    """One request, as three things at once (one object, so one allocation):
+#: The frames a request's environ is found in (both have ``request`` and ``environ``).
+_SERVE_CODES = (DeadlineMiddleware.__call__.__code__, DeadlineMiddleware._serve_passing.__code__)
 
-    * its registration with the watchdog;
-    * in enforce mode, the ``start_response`` the app gets (observe mode passes the
-      server's straight through). For a response with a Content-Length, in time, it
-      calls the server's at once: instrumentation around the app (the OpenTelemetry
-      Flask wrapper reads the status while Flask's request context is still up) sees
-      the real status. Once the deadline has passed, or for a stream (no length),
-      it holds status and headers back until the first chunk, since a 504 may
-      still have to replace them;
-    * the body the server iterates and closes, under the deadline.
-    """
+
+class ThreadRequest(WatchedRequest):
+    """A server thread's registration, with what enforce mode needs to hold a
+    non-Flask app's status back: the server's ``start_response``, the held status
+    and headers, and whether they went out."""
 
     __slots__ = (
-        "_start_response",
-        "_token",
-        "_write",
-        "answered",
         "committed",
-        "environ",
         "held",
-        "iterator",
-        "result",
-        "sent",
+        "server_start_response",
+        "server_write",
+        "start_response",
+        "stream",
+        "write",
     )
-    _write: Callable[[bytes], object]
-    result: Iterable[bytes]
-    iterator: Iterator[bytes] | None
 
-    def __init__(
-        self,
-        deadline: Deadline,
-        owner: DeadlineMiddleware,
-        start_response: StartResponse,
-        environ: Environ,
-        token: contextvars.Token[Deadline | None],
-    ) -> None:
-        # WatchedRequest's fields, set here rather than through super().__init__()
-        # (this runs for every request).
-        self.expires_at = deadline.expires_at
-        self.thread_id = _get_ident()
-        self.enforce = owner._enforce
-        self.owner = owner
-        self.info = (environ, _copy_context(), deadline)
-        self.in_app = True
-        self.done = False
-        self.fired = False
-        self.injected = False
-        self._start_response = start_response
-        self.environ = environ
-        self._token = token
-        self.committed = False
-        self.sent = False  # a chunk went to the server: the headers are out
-        self.answered = False
+    def __init__(self) -> None:
+        super().__init__()
+        self.stream: Stream | None = None  # the streamed body being sent, if any
+        self.server_start_response: StartResponse | None = None
+        self.server_write: Callable[[bytes], object] | None = None
         self.held: tuple[str, list[tuple[str, str]]] | None = None
-        # stack (set by the watchdog), result and iterator (set for a streamed body)
-        # are left unset: every field costs, on every request.
+        self.committed = False
+        # Bound once: the app gets the same callables request after request.
+        self.start_response = self._held_start_response
+        self.write = self._write
 
-    # --- start_response --------------------------------------------------------------
-    def __call__(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    def hold_status(self, start_response: StartResponse) -> StartResponse:
+        """Start holding the status for this request; the start_response for the app."""
+        self.server_start_response = start_response
+        self.held = None
+        self.committed = False
+        return self.start_response
+
+    def _held_start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
     ) -> Callable[[bytes], object]:
-        if not self.committed:
-            if self.injected or _monotonic() >= self.expires_at:
-                if _ANSWERED not in self.environ:
-                    self.held = (status, headers)
-                    return self.write
-                self.answered = True  # Flask sends the problem document itself
-            else:
-                for name, _ in headers:
-                    if len(name) == 14 and name.lower() == "content-length":
-                        break
-                else:
-                    # No length: a stream, whose first chunk may still come late.
-                    # Hold its headers until then, since a second start_response
-                    # cannot be trusted to replace them (gunicorn appends).
-                    self.held = (status, headers)
-                    return self.write
+        if self.committed:  # the app's error page after it wrote: the server decides
+            start = cast(StartResponse, self.server_start_response)
+            return cast(Callable[[bytes], object], start(status, headers, exc_info))
+        self.held = (status, headers)
+        return self.write
+
+    def _write(self, data: bytes) -> object:
+        """The legacy ``write()``: the status and headers go out now."""
+        self.commit_status()
+        return cast(Callable[[bytes], object], self.server_write)(data)
+
+    def commit_status(self) -> None:
+        """Hand the held status and headers to the server."""
+        held = self.held
+        if held is not None and not self.committed:
+            self.committed = True
+            self.held = None
+            self.server_write = cast(StartResponse, self.server_start_response)(*held)
+
+    def start_504(self) -> bool:
+        """The 504's status instead of the held one; False if the app's went out."""
+        if self.committed:
+            return False
         self.committed = True
-        self._write = self._start_response(status, headers, exc_info)
-        return self.write  # to know when the headers went out
-
-    def write(self, data: bytes) -> object:
-        """The legacy ``write()``: the headers go out now."""
-        self.commit()
-        self.sent = True
-        return self._write(data)
-
-    def commit(self) -> None:
-        if not self.committed and self.held is not None:
-            self.committed = True
-            self._write = self._start_response(*self.held)
-
-    def replace(self) -> bool:
-        """Send the 504's status and headers instead; False if it is too late."""
-        if self.sent:
-            return False
-        headers = list(problem.WSGI_HEADERS)
-        if not self.committed:
-            self.committed = True
-            self._write = self._start_response(problem.STATUS, headers)
-            return True
-        # The server has the app's status but has sent nothing: PEP 3333 lets
-        # start_response replace it when given exc_info. gunicorn appends the new
-        # headers to the old ones instead, so empty its list first.
-        server_response = getattr(self._start_response, "__self__", None)
-        held_headers = getattr(server_response, "headers", None)
-        if getattr(server_response, "headers_sent", True) is False and isinstance(
-            held_headers, list
-        ):
-            held_headers.clear()
-        try:
-            error = DeadlineExceeded("request deadline exceeded")
-            self._write = self._start_response(
-                problem.STATUS, headers, (DeadlineExceeded, error, None)
-            )
-        except Exception:
-            return False
+        self.held = None
+        start = cast(StartResponse, self.server_start_response)
+        self.server_write = start(problem.STATUS, list(problem.WSGI_HEADERS))
         return True
 
-    # --- the body ----------------------------------------------------------------------
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        try:
-            self.in_app = True
-            if self.iterator is None:
-                self.iterator = iter(self.result)
-            chunk = next(self.iterator)
-            self.in_app = False
-            if not self.sent:
-                self._first_chunk()
-            return chunk
-        except StopIteration:
-            self.in_app = False
-            if not self.sent:
-                try:
-                    self._first_chunk()
-                except _LateStart as late:
-                    return self._expired(late)
-            raise
-        except DeadlineExceeded as error:
-            self.in_app = False
-            return self._expired(error)
-
-    def _first_chunk(self) -> None:
-        """Just before the first chunk (and with it the headers) goes to the server."""
-        if self.enforce and _monotonic() >= self.expires_at:
-            raise _LateStart
-        self.commit()
-        self.sent = True
-
-    def _expired(self, error: DeadlineExceeded) -> bytes:
-        if not self.injected and not isinstance(error, _LateStart):
-            raise error  # the app's own check(): its error
-        owner: DeadlineMiddleware = self.owner  # type: ignore[assignment]
-        if self.sent:
-            record_outcome(owner._route(self.environ), owner.mode, "aborted")
-            raise error  # the server closes the connection: no clean end to a cut body
-        # Nothing sent yet, so the headers are not out: still a clean 504.
-        self.end(owner._watchdog)
-        _close(self.result)
-        self.iterator = iter(())
-        (body,) = owner._answer_504(self, self.environ)
-        self.sent = True
-        return body
-
-    def close(self) -> None:
-        try:
-            _close(self.result)
-        except DeadlineExceeded:
-            if not self.injected:
-                raise  # landed in the app's own close code, after the body was sent
-        finally:
-            self.result = ()  # the thread's next request replaces this object: until
-            self.iterator = None  # then, hold on to nothing of this one
-            if not self.done:
-                try:
-                    self.end(self.owner._watchdog)  # type: ignore[attr-defined]
-                except DeadlineExceeded:
-                    self.end(self.owner._watchdog)  # type: ignore[attr-defined]
-
-    def end(self, watchdog: Watchdog) -> None:
-        """Finish the registration and restore the context. An exception injected a
-        moment ago may still land on any bytecode until finish() has cleared it:
-        catch it there and finish again."""
-        try:
-            watchdog.finish(self)
-        except DeadlineExceeded:
-            watchdog.finish(self)
-        try:
-            _current.reset(self._token)
-        except ValueError:  # closed from another thread or context than it started in
-            _current.set(None)
-
-
-class _LateStart(DeadlineExceeded):
-    """A streamed body's first chunk came after the deadline."""
+    def release(self) -> None:
+        """Hold on to nothing of the request once it ended."""
+        if self.server_start_response is not None:
+            self.server_start_response = self.server_write = self.held = None
 
 
 def _thread_name(ident: int) -> str:
@@ -394,12 +496,3 @@ def _thread_name(ident: int) -> str:
         if thread.ident == ident:
             return thread.name
     return str(ident)
-
-
-def _close(result: object) -> None:
-    close = getattr(result, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            logger.exception("closing the app's response after its deadline failed")
