@@ -32,6 +32,11 @@ class _LateStart(DeadlineExceeded):
     """A streamed body's first chunk came after the deadline."""
 
 
+class _FiredBetweenChunks(DeadlineExceeded):
+    """The watchdog fired while the server, not the app, was running (between two
+    chunks), so it raised nothing: the stream stops at the next chunk instead."""
+
+
 class Stream:
     """The body the server iterates and closes, under the deadline."""
 
@@ -73,6 +78,11 @@ class Stream:
 
     def __next__(self) -> bytes:
         request = self.request
+        expires_at = self.expires_at
+        if request.expires_at is not expires_at:
+            raise StopIteration  # over: exhausted, or the 504 was sent
+        if request.fired_at is expires_at and not request.injected and self.owner.enforce:
+            return self._expired(_FiredBetweenChunks())
         try:
             request.in_app = True
             if self.iterator is None:
@@ -89,6 +99,9 @@ class Stream:
                     self._start()  # an empty body: its headers go out now
                 except _LateStart as late:
                     return self._expired(late)
+            # Exhausted: the deadline ends here, not at close(), so a server that
+            # never closes the body (not PEP 3333's) leaves no request running.
+            self._end()
             raise
         except DeadlineExceeded as error:
             request.in_app = False
@@ -103,7 +116,7 @@ class Stream:
 
     def _expired(self, error: DeadlineExceeded) -> bytes:
         request, owner = self.request, self.owner
-        if not request.injected and not isinstance(error, _LateStart):
+        if not request.injected and not isinstance(error, _LateStart | _FiredBetweenChunks):
             raise error  # the app's own check(): its error
         if self.started:
             record_outcome(owner.route(self.environ), owner.mode, "aborted")
@@ -117,26 +130,20 @@ class Stream:
         return body
 
     def close(self) -> None:
-        request = self.request
         try:
             close_quietly(self.result, raising=True)
         except DeadlineExceeded:
-            if not request.injected:
+            if not self.request.injected:
                 raise  # landed in the app's own close code, after the body was sent
         finally:
             self.result = ()
             self.iterator = None
             self._end()
-            request.in_app = True
-            if request.stream is self:
-                request.stream = None
-            request.release()
-            if self.on_close is not None:
-                self.on_close()
-                self.on_close = None
+            self.request.release()
 
     def _end(self) -> None:
-        """End the registration (once) and add the span event here if it was fired."""
+        """End the registration, once: the span event here if it was fired, and
+        the registration as the next request expects it."""
         request, expires_at = self.request, self.expires_at
         if request.expires_at is not expires_at:
             return
@@ -144,7 +151,11 @@ class Stream:
             self.owner.end(request, expires_at)
         except DeadlineExceeded:  # landed on the way in
             self.owner.end(request, expires_at)
+        request.in_app = True
         self.owner.annotate_here(request, expires_at, self.environ)
+        if self.on_close is not None:
+            on_close, self.on_close = self.on_close, None
+            on_close()
 
 
 def close_quietly(result: object, *, raising: bool = False) -> None:

@@ -46,7 +46,7 @@ import traceback
 from types import FrameType
 from typing import Any, Final, NamedTuple, Protocol
 
-from middleware.deadline._context import DeadlineExceeded
+from middleware.deadline._context import DeadlineExceeded, _thread
 from middleware.deadline.report import capture_stack
 
 __all__ = [
@@ -187,14 +187,12 @@ class Watchdog:
     def __init__(self) -> None:
         self._reset()
 
-    def _reset(self, keep: WatchedRequest | None = None) -> None:
+    def _reset(self) -> None:
         # Also run in a forked child: threads do not survive fork (gunicorn's workers
         # are forked, with --preload after the app and its middleware exist).
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._live: dict[int, WatchedRequest] = {}
-        if keep is not None:
-            self._live[keep.thread_id] = keep
         self._wake_at = 0.0
         self._thread: threading.Thread | None = None
         self.injections = 0
@@ -364,10 +362,11 @@ def get_watchdog() -> Watchdog:
 
 
 def _after_fork_in_child() -> None:
-    # Only the forking thread lives on in the child; its registration (if it ever
-    # ran a request) stays valid there, every other thread's is gone.
-    keep = _watchdog._live.get(threading.get_ident())
-    _watchdog._reset(keep if keep is not None and keep.expires_at is None else None)
+    # Only the forking thread lives on in the child, and without the watchdog's
+    # thread. It forgets its registration too: its next request registers afresh,
+    # which starts a watchdog of the child's own.
+    _watchdog._reset()
+    _thread.request = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
