@@ -2,30 +2,37 @@
 
 Flask (WSGI): the bare ``app.wsgi_app`` against ``DeadlineMiddleware`` around it, both
 called in-process with the same environ, body iterated and closed as a server would.
-The 1,000 other deadlines are registrations in the process's watchdog heap, expiring
-in an hour (what 1,000 requests parked in other threads would leave there).
+The 1,000 other deadlines are registrations in the process's watchdog, expiring in an
+hour (what 1,000 requests running in other threads would leave there). Each candidate
+is timed against the bare app in ABBA blocks (bare, candidate, candidate, bare), one
+candidate at a time, and the whole run is repeated in several fresh processes: on this
+2-core shared machine a candidate's position among others shifts it by ~0.4 %, and a
+process's memory layout by ~0.5 %, about a third of the 3 % bar, so the table reports
+the median over the processes and their range. Two references run alongside: an empty
+WSGI layer (what any middleware costs), and the least a context-variable design can do
+(a ``Deadline`` set in the ``ContextVar`` and reset, plus a dict entry per thread).
 
 Starlette (ASGI): the bare app against ``DeadlineASGIMiddleware`` around it, called
 in-process; 1,000 other requests are really in flight through the same middleware
 (tasks parked in the handler), so the loop's timer heap holds 1,000 live entries.
 The loop runs one iteration per request (``asyncio.sleep(0)``), as under a server.
+Interleaved rounds (A B C C B A ...), with a plain ``asyncio.timeout`` alongside.
 
-All candidates run in interleaved rounds (A B C C B A ...) in one process, timed by
-the serving thread's CPU time (this machine's 2 cores are shared, and wall time
-counts the neighbours' work too); the table reports medians. Two references run
-alongside: for Flask the *floor*, the least any deadline can do (a ``Deadline`` in
-the ``ContextVar`` and a dict entry for a watchdog); for Starlette a plain
-``asyncio.timeout``.
+Everything is timed by the serving thread's CPU time (the machine's cores are shared,
+and wall time counts the neighbours' work too).
 
-``python -m benchmarks deadline`` (or ``make bench``).
+``python -m benchmarks deadline`` (or ``make bench``); ``BENCH_PROCESSES`` and
+``BENCH_ROUNDS`` change the repetitions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -38,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from middleware._flags import Mode
 from middleware.deadline import Deadline
 from middleware.deadline._context import _current
 from middleware.deadline.asgi import DeadlineASGIMiddleware
@@ -47,7 +55,11 @@ from middleware.settings import Settings
 
 IN_FLIGHT = 1000
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "21"))
-SETTINGS = Settings(deadline="enforce", deadline_seconds=25.0)
+PROCESSES = int(os.environ.get("BENCH_PROCESSES", "5"))
+#: ABBA blocks per Flask candidate in each process, and requests per timed run.
+BLOCKS = int(os.environ.get("BENCH_BLOCKS", "11"))
+WSGI_REQUESTS = 2000
+SETTINGS = Settings(deadline=Mode.ENFORCE, deadline_seconds=25.0)
 
 
 # --- Flask -------------------------------------------------------------------------
@@ -165,9 +177,19 @@ async def run_asgi(app: Callable[..., Awaitable[None]], n: int) -> float:
     return (time.thread_time() - start) / n * 1e6
 
 
+def empty_layer(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """Reference: a WSGI layer that does nothing (what any middleware costs)."""
+
+    def layer(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        return app(environ, start_response)
+
+    return layer
+
+
 def floor_wsgi(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """Reference: the least any deadline can do (a Deadline in the ContextVar and a
-    dict entry per thread for a watchdog), with nothing to enforce it."""
+    """Reference: the least a context-variable design can do (a Deadline set in the
+    ContextVar and reset, and a dict entry per thread for a watchdog), with nothing
+    to enforce it."""
     live: dict[int, Deadline] = {}
 
     def floor(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -194,16 +216,6 @@ def timeout_asgi(app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable
     return with_timeout
 
 
-def interleave(candidates: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Run each candidate once per round, the order reversed every other round."""
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    names = list(candidates)
-    for i in range(rounds):
-        for name in names if i % 2 == 0 else reversed(names):
-            times[name].append(candidates[name]())
-    return times
-
-
 async def asgi_rounds() -> tuple[dict[str, list[float]], int]:
     release = asyncio.Event()
     bare = starlette_app(release)
@@ -217,7 +229,11 @@ async def asgi_rounds() -> tuple[dict[str, list[float]], int]:
     await asyncio.sleep(0.05)
     timers = wrapped._timers
     live = len(timers.live) if timers else 0
-    apps = {"bare": bare, "asyncio.timeout": timed, "Bastion": wrapped}
+    apps: dict[str, Callable[..., Awaitable[None]]] = {
+        "bare": bare,
+        "asyncio.timeout": timed,
+        "Bastion": wrapped,
+    }
     n = 2000
     times: dict[str, list[float]] = {name: [] for name in apps}
     for app in apps.values():
@@ -231,6 +247,63 @@ async def asgi_rounds() -> tuple[dict[str, list[float]], int]:
     return times, live
 
 
+WSGI_CANDIDATES = ("empty layer", "ContextVar floor", "observe", "enforce")
+
+
+def wsgi_process() -> None:
+    """One process's Flask measurements, as JSON on stdout: for each candidate, the
+    ratio to the bare app of each ABBA block, and the bare app's µs per request."""
+    app = flask_app()
+    bare = app.wsgi_app
+    candidates: dict[str, Callable[..., Iterable[bytes]]] = {
+        "empty layer": empty_layer(bare),
+        "ContextVar floor": floor_wsgi(bare),
+        "observe": DeadlineMiddleware(bare, SETTINGS.replace(deadline=Mode.OBSERVE)),
+        "enforce": DeadlineMiddleware(bare, SETTINGS),
+    }
+    parked = park_wsgi_deadlines()
+    in_flight = get_watchdog().in_flight()
+    n = WSGI_REQUESTS
+    for candidate in (bare, *candidates.values()):
+        run_wsgi(candidate, n)
+    ratios: dict[str, list[float]] = {}
+    bare_us: list[float] = []
+    for name, candidate in candidates.items():
+        ratios[name] = []
+        for _ in range(BLOCKS):
+            first, a, b, last = (run_wsgi(x, n) for x in (bare, candidate, candidate, bare))
+            ratios[name].append((a + b) / (first + last))
+            bare_us.append((first + last) / 2)
+    for request in parked:
+        request.expires_at = None
+    print(json.dumps({"ratios": ratios, "bare_us": bare_us, "in_flight": in_flight}))
+
+
+def wsgi_rounds() -> tuple[dict[str, list[float]], list[float], int]:
+    """Each process's median ratio per candidate, the bare app's µs per request, and
+    the deadlines in flight."""
+    medians: dict[str, list[float]] = {name: [] for name in WSGI_CANDIDATES}
+    bare_us: list[float] = []
+    in_flight = 0
+    for _ in range(PROCESSES):
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from benchmarks.bench_deadline import wsgi_process; wsgi_process()",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        found = json.loads(out.strip().splitlines()[-1])
+        for name in WSGI_CANDIDATES:
+            medians[name].append(statistics.median(found["ratios"][name]))
+        bare_us.append(statistics.median(found["bare_us"]))
+        in_flight = found["in_flight"]
+    return medians, bare_us, in_flight
+
+
 def row(label: str, times: list[float], bare: list[float], bar: str, ratio: bool) -> str:
     median = statistics.median(times)
     if ratio:
@@ -240,48 +313,39 @@ def row(label: str, times: list[float], bare: list[float], bar: str, ratio: bool
     return f"| {label} | {median:.2f} | {cost} | {bar} |"
 
 
-def main() -> None:
-    # Flask
-    app = flask_app()
-    bare_wsgi = app.wsgi_app
-    wrapped_wsgi = DeadlineMiddleware(bare_wsgi, SETTINGS)
-    floor = floor_wsgi(bare_wsgi)
-    parked = park_wsgi_deadlines()
-    in_flight = get_watchdog().in_flight()
-    n = 3000
-    observing = DeadlineMiddleware(bare_wsgi, SETTINGS.replace(deadline="observe"))
-    wsgi_apps = {"bare": bare_wsgi, "floor": floor, "observe": observing, "Bastion": wrapped_wsgi}
-    for candidate in wsgi_apps.values():
-        run_wsgi(candidate, n)
-    wsgi = interleave(
-        {name: (lambda a=candidate: run_wsgi(a, n)) for name, candidate in wsgi_apps.items()},
-        ROUNDS,
-    )
-    for request in parked:
-        request.expires_at = None
+def ratio_row(label: str, medians: list[float], bar: str) -> str:
+    spread = f"{min(medians):.3f} to {max(medians):.3f}x"
+    return f"| {label} | {statistics.median(medians):.3f}x | {spread} | {bar} |"
 
-    # Starlette
+
+def main() -> None:
+    medians, bare_us, in_flight = wsgi_rounds()
     asgi, live = asyncio.run(asgi_rounds())
 
     print(
-        f"{ROUNDS} interleaved rounds, CPU time of the serving thread per request; "
-        f"other deadlines in flight: WSGI {in_flight}, ASGI {live}"
+        f"Flask: {PROCESSES} processes, {BLOCKS} ABBA blocks per candidate of "
+        f"{WSGI_REQUESTS} requests, CPU time of the serving thread; bare Flask "
+        f"{statistics.median(bare_us):.1f} µs/request; {in_flight} other deadlines in flight"
+    )
+    print()
+    print("| candidate | cost vs bare Flask (median of processes) | range over processes | bar |")
+    print("|---|---|---|---|")
+    print(ratio_row("empty WSGI layer (reference)", medians["empty layer"], ""))
+    print(
+        ratio_row(
+            "Deadline in a ContextVar + dict entry (reference)", medians["ContextVar floor"], ""
+        )
+    )
+    print(ratio_row("`DeadlineMiddleware`, observe", medians["observe"], "≤ 1.03x"))
+    print(ratio_row("`DeadlineMiddleware`, enforce", medians["enforce"], "≤ 1.03x"))
+    print()
+    print(
+        f"Starlette: {ROUNDS} interleaved rounds, CPU time of the serving thread per request; "
+        f"{live} other requests in flight"
     )
     print()
     print("| candidate | µs/request (median) | cost vs bare (median per round) | bar |")
     print("|---|---|---|---|")
-    print(row("Flask, bare", wsgi["bare"], wsgi["bare"], "", True))
-    print(
-        row(
-            "Flask, floor: Deadline + ContextVar + dict entry only",
-            wsgi["floor"],
-            wsgi["bare"],
-            "",
-            True,
-        )
-    )
-    print(row("Flask + `DeadlineMiddleware`, observe", wsgi["observe"], wsgi["bare"], "", True))
-    print(row("Flask + `DeadlineMiddleware`", wsgi["Bastion"], wsgi["bare"], "≤ 1.03x", True))
     print(row("Starlette, bare", asgi["bare"], asgi["bare"], "", False))
     print(row("Starlette + `asyncio.timeout`", asgi["asyncio.timeout"], asgi["bare"], "", False))
     print(
