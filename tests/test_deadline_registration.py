@@ -6,6 +6,7 @@ already has the app's status; and a forked child (gunicorn's workers)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
@@ -31,7 +32,7 @@ from middleware.deadline._restart import start_504
 from middleware.deadline.watchdog import get_watchdog
 from middleware.deadline.wsgi import DeadlineMiddleware
 from middleware.settings import Settings
-from tests.test_deadline_middleware import busy, call
+from tests.test_deadline_middleware import busy, call, outcomes  # noqa: F401 (a fixture)
 
 LONG = Settings(deadline="enforce", deadline_seconds=5.0)
 SHORT = Settings(deadline="enforce", deadline_seconds=0.1)
@@ -257,6 +258,55 @@ def test_flask_overruns_are_504_problem_documents(path: str) -> None:
     assert response.status_code == 504
     assert response.content_type == "application/problem+json"
     assert response.data == problem.BODY
+
+
+def swallowing_flask_app() -> Flask:
+    app = Flask("swallowing")
+
+    @app.get("/")
+    def fallback() -> str:
+        with contextlib.suppress(TimeoutError):
+            busy(2.0)
+        return "fallback"
+
+    return app
+
+
+def test_a_flask_answer_made_after_the_exception_is_replaced_by_the_504() -> None:
+    app = swallowing_flask_app()
+    app.wsgi_app = DeadlineMiddleware(app.wsgi_app, SHORT)  # type: ignore[method-assign]
+    response = app.test_client().get("/")
+    assert (response.status_code, response.data) == (504, problem.BODY)
+
+
+def test_a_complete_flask_answer_goes_out_late_when_gunicorn_cannot_be_reached(
+    outcomes: Any,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """gunicorn (by SERVER_SOFTWARE) behind a wrapper that hides it, and no gunicorn
+    frame on the stack: replacing the status would double the headers, so the app's
+    complete answer goes out, counted ``late``."""
+    server = GunicornLikeResponse()
+
+    def opaque(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+        return server.start_response(status, headers, *args)
+
+    wrapped = DeadlineMiddleware(swallowing_flask_app().wsgi_app, SHORT)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SERVER_NAME": "test",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": io.StringIO(),
+        **GUNICORN,
+    }
+    result = wrapped(environ, opaque)
+    body = b"".join(result)
+    result.close()  # type: ignore[attr-defined]
+    assert (server.status, body) == ("200 OK", b"fallback")
+    assert [h for h in server.headers if h[0] == "Content-Length"] == [("Content-Length", "8")]
+    assert [o["bastion.outcome"] for o in outcomes()] == ["late"]
 
 
 # --- starting the 504 through a server that has the app's status --------------------------
