@@ -19,7 +19,8 @@ from middleware.deadline._context import DeadlineExceeded
 from middleware.deadline.report import record_outcome
 
 if TYPE_CHECKING:
-    from middleware.deadline.wsgi import DeadlineMiddleware, ThreadRequest
+    from middleware.deadline._registration import ThreadRequest
+    from middleware.deadline.wsgi import DeadlineMiddleware
 
 __all__ = ["Stream", "close_quietly"]
 
