@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import io
 import logging
 import multiprocessing
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -54,6 +56,28 @@ def test_a_thread_reuses_its_registration_and_it_is_idle_between_requests() -> N
     assert len(registrations) == 1
     assert all(left is not None and 4.9 < left <= 5.0 for _, left in seen)
     assert get_watchdog().in_flight() == 0
+
+
+def test_a_threads_registration_goes_with_the_thread() -> None:
+    """A server with a thread per request (Werkzeug's) must not leave a registration
+    per request behind in the watchdog."""
+    registrations: list[weakref.ref[Any]] = []
+
+    def app(environ: Any, start_response: Any) -> Iterable[bytes]:
+        registrations.append(weakref.ref(_thread.request))  # type: ignore[arg-type]
+        start_response("200 OK", [])
+        return [b""]
+
+    wrapped = DeadlineMiddleware(app, LONG)
+    before = len(get_watchdog()._live)
+    for _ in range(20):
+        thread = threading.Thread(target=call, args=(wrapped,))
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert len(registrations) == 20
+    assert all(ref() is None for ref in registrations)
+    assert len(get_watchdog()._live) <= before
 
 
 def test_threads_see_the_request_deadline_only_when_handed_it() -> None:

@@ -32,9 +32,7 @@ class ThreadRequest(WatchedRequest):
         "held",
         "server_start_response",
         "server_write",
-        "start_response",
         "stream",
-        "write",
     )
 
     def __init__(self) -> None:
@@ -44,16 +42,13 @@ class ThreadRequest(WatchedRequest):
         self.server_write: Callable[[bytes], object] | None = None
         self.held: tuple[str, list[tuple[str, str]]] | None = None
         self.committed = False
-        # Bound once: the app gets the same callables request after request.
-        self.start_response = self._held_start_response
-        self.write = self._write
 
     def hold_status(self, start_response: StartResponse) -> StartResponse:
         """Start holding the status for this request; the start_response for the app."""
         self.server_start_response = start_response
         self.held = None
         self.committed = False
-        return self.start_response
+        return self._held_start_response
 
     def _held_start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -62,7 +57,7 @@ class ThreadRequest(WatchedRequest):
             start = cast(StartResponse, self.server_start_response)
             return cast(Callable[[bytes], object], start(status, headers, exc_info))
         self.held = (status, headers)
-        return self.write
+        return self._write
 
     def _write(self, data: bytes) -> object:
         """The legacy ``write()``: the status and headers go out now."""

@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from types import FrameType
 from typing import Any, Final, NamedTuple, Protocol
 
@@ -192,19 +193,23 @@ class Watchdog:
         # are forked, with --preload after the app and its middleware exist).
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._live: dict[int, WatchedRequest] = {}
+        # Weak: a thread's registration belongs to the thread (its thread-local), and
+        # goes when the thread ends; a server with a thread per request leaves none.
+        self._live: weakref.WeakValueDictionary[int, WatchedRequest] = weakref.WeakValueDictionary()
         self._wake_at = 0.0
         self._thread: threading.Thread | None = None
         self.injections = 0
 
     # --- request threads -----------------------------------------------------------
-    def watch(self, request: WatchedRequest) -> None:
-        """Register ``request`` for its thread (call from that thread). An idle
-        registration already there is replaced; a running one is kept as ``outer``."""
+    def watch(self, request: WatchedRequest, *, nested: bool = False) -> None:
+        """Register ``request`` for its thread (call from that thread, and keep it
+        referenced: the watchdog holds it weakly). A ``nested`` registration keeps
+        the running one it hides as ``outer``; otherwise whatever is registered under
+        the thread's id is left over from an ended thread, and is dropped."""
         if self._thread is None:
             self._start()
         live = self._live
-        outer = live.get(request.thread_id)
+        outer = live.get(request.thread_id) if nested else None
         request.outer = outer if outer is not None and outer.expires_at is not None else None
         live[request.thread_id] = request
 

@@ -14,15 +14,18 @@ logs the request's stack and adds a span event. In ``enforce`` it raises
   path and its request span records the 504;
 * any other app made a response of its own (a 500), or finished just too late: its
   status and headers were held back, so the 504 replaces them;
-* a streamed body: before its first chunk, still a 504; after it, the response is
-  aborted (the exception goes on to the server, which closes the connection rather
-  than end a cut body cleanly), counted ``aborted``.
+* a streamed body (:mod:`._stream`): before its first chunk, still a 504; after it,
+  the response is aborted (the exception goes on to the server, which closes the
+  connection rather than end a cut body cleanly), counted ``aborted``;
+* the exception escaped a Flask app after it called the server's ``start_response``:
+  the 504 replaces the app's status where the server allows it cleanly
+  (:mod:`._restart`).
 
-The registration lasts until the server closes the response, so a streamed body is
+The registration lasts until the body is exhausted or closed, so a streamed body is
 under the deadline too.
 
 Cost. A thread runs one request at a time, so each thread has one registration
-(:class:`~.watchdog.WatchedRequest`), made on its first request and reused: a request
+(:class:`~._registration.ThreadRequest`), made on its first request and reused: a request
 writes its expiry and who it belongs to, and clears the expiry when it ends; no lock,
 no allocation, no context switch. Everything the watchdog needs to *report* an
 overrun (the environ, for the method and path) it reads from the request's own frame,
@@ -244,7 +247,7 @@ class DeadlineMiddleware:
         this thread (a WSGI app calling another): register, then serve."""
         outer: ThreadRequest | None = _thread.request  # type: ignore[assignment]
         request = ThreadRequest()
-        self._watchdog.watch(request)
+        self._watchdog.watch(request, nested=outer is not None)
         _thread.request = request
         if outer is None:  # the thread's registration from now on
             return self._serve(request, self._begin(request, info), environ, start_response)
