@@ -247,12 +247,23 @@ class Watchdog:
     def in_flight(self) -> int:
         """Requests running now (for tests and benchmarks)."""
         count = 0
-        for first in list(self._live.values()):
+        for first in self._registrations():
             request: WatchedRequest | None = first
             while request is not None:
                 count += request.expires_at is not None
                 request = request.outer
         return count
+
+    def _registrations(self) -> list[WatchedRequest]:
+        """The registrations now, copied in one step (``valuerefs()`` is a C-level
+        copy of the dict, which request threads write to meanwhile; iterating the
+        weak dictionary itself would run Python code between items)."""
+        found = []
+        for ref in self._live.valuerefs():
+            request = ref()
+            if request is not None:
+                found.append(request)
+        return found
 
     # --- the watchdog thread -------------------------------------------------------
     def _start(self) -> None:
@@ -280,7 +291,7 @@ class Watchdog:
     def _heap_of_live(self) -> list[tuple[float, int, WatchedRequest]]:
         """The running deadlines not yet fired, as a heap (earliest first)."""
         heap = []
-        for first in list(self._live.values()):  # a copy: request threads write to it
+        for first in self._registrations():
             request: WatchedRequest | None = first
             while request is not None:
                 expires_at = request.expires_at  # read once: the request may end meanwhile
