@@ -202,16 +202,7 @@ class DeadlineMiddleware:
         # From here to the end of the registration the watchdog's exception may still
         # land on any call: it is caught, and the request finishes as an overrun.
         try:
-            # Is the body buffered (iterating it runs no app code)? _werkzeug.buffered(),
-            # inlined for a Flask response, the common case.
-            if type(result) is ClosingIterator:
-                try:
-                    streamed = type(result._callbacks[-1].__self__.response) is not list  # type: ignore[attr-defined]
-                except (AttributeError, IndexError):
-                    streamed = True
-            else:
-                streamed = not _buffered(result)
-            if streamed:
+            if not _buffered(result):  # iterating it runs app code
                 return Stream(self, request, expires_at, result, environ, start_response)
             request.expires_at = None
             if request.fired_at is expires_at:
