@@ -20,8 +20,9 @@ ANSWERED = "bastion.deadline.answered"
 def buffered(result: object) -> bool:
     """True if iterating ``result`` runs no app code: a list or tuple, or what a
     Werkzeug (Flask) response with a buffered body returns (a ``ClosingIterator``
-    whose last callback is ``Response.close``). Those need no wrapper (which would
-    cost a Flask request about 2%); a stream does."""
+    whose last callback is ``Response.close``). Those need no wrapper: the deadline
+    ends when the app returns. A stream does. (The middleware's per-request path
+    inlines this check for a Flask response.)"""
     kind = type(result)
     if kind is list or kind is tuple:
         return True
