@@ -164,6 +164,18 @@ class Settings:
         300.0,
         "Cap on any budget (default, per-route override, inbound header).",
     )
+    deadline_fanout: bool = _flag(
+        "BASTION_DEADLINE_FANOUT",
+        p.parse_bool,
+        True,
+        "Threads and executor tasks started inside a request run under its deadline.",
+    )
+    deadline_app_packages: tuple[str, ...] = _flag(
+        "BASTION_DEADLINE_APP_PACKAGES",
+        p.comma_list,
+        (),
+        "Installed top-level packages whose code the watchdog may interrupt (app code).",
+    )
 
     # --- BigQuery (instrumentation.bigquery) ---------------------------------------
     bigquery: Mode = _flag("BASTION_BIGQUERY", p.parse_mode, Mode.OBSERVE, "BigQuery guard.")

@@ -9,10 +9,12 @@ import time
 import pytest
 
 from middleware import deadline
+from middleware.deadline import fanout
 from middleware.deadline import (
     Deadline,
     DeadlineExceeded,
     DeadlineExecutor,
+    DeadlineTimeoutError,
     check,
     current,
     propagate,
@@ -51,8 +53,14 @@ def test_check_raises_once_passed_and_remaining_never_goes_negative() -> None:
         assert remaining() == 0.0
         with pytest.raises(DeadlineExceeded) as caught:
             check()
-        assert isinstance(caught.value, TimeoutError)
         assert caught.value.deadline is current()
+
+
+def test_deadline_exceeded_is_no_socket_error_but_outbound_timeouts_are_timeouts() -> None:
+    # Servers take an OSError escaping the app for a broken connection and drop it.
+    assert not issubclass(DeadlineExceeded, OSError)
+    assert issubclass(DeadlineTimeoutError, DeadlineExceeded)
+    assert issubclass(DeadlineTimeoutError, TimeoutError)
 
 
 def test_scope_rejects_nan_and_treats_negative_as_expired() -> None:
@@ -83,19 +91,36 @@ def test_asyncio_tasks_inherit_the_deadline() -> None:
     assert left is not None and 2.9 < left <= 3.0
 
 
-def test_plain_threads_do_not_but_propagate_does() -> None:
+def test_plain_threads_carry_it_only_with_fanout_but_propagate_always_does() -> None:
     seen: dict[str, float | None] = {}
 
     def work(name: str) -> None:
         seen[name] = remaining()
 
-    with scope(3.0):
-        plain = threading.Thread(target=work, args=("plain",))
-        wrapped = threading.Thread(target=propagate(work), args=("propagated",))
-        plain.start(), wrapped.start()
-        plain.join(), wrapped.join()
-    assert seen["plain"] is None
-    assert seen["propagated"] is not None and seen["propagated"] > 2.9
+    def start_both(suffix: str) -> None:
+        with scope(3.0):
+            plain = threading.Thread(target=work, args=("plain" + suffix,))
+            wrapped = threading.Thread(target=propagate(work), args=("propagated" + suffix,))
+            plain.start(), wrapped.start()
+            plain.join(), wrapped.join()
+
+    was_installed = fanout.installed()
+    fanout.uninstall()
+    try:
+        start_both("")
+        fanout.install()
+        start_both(" with fanout")
+        with deadline.detached():
+            start_both(" detached")
+    finally:
+        if not was_installed:
+            fanout.uninstall()
+    assert seen["plain"] is None and seen["plain detached"] is None
+    plain_fanout = seen["plain with fanout"]
+    assert plain_fanout is not None and 2.9 < plain_fanout <= 3.0
+    for suffix in ("", " with fanout", " detached"):
+        left = seen["propagated" + suffix]
+        assert left is not None and left > 2.9
 
 
 def test_deadline_executor_tasks_see_the_submitters_deadline() -> None:
@@ -115,6 +140,8 @@ def test_package_exports_the_public_names() -> None:
         "DeadlineExecutor",
         "DeadlineMiddleware",
         "DeadlineASGIMiddleware",
+        "DeadlineTimeoutError",
+        "detached",
         "activate",
         "check",
         "current",

@@ -26,7 +26,7 @@ from instrumentation.bigquery._wrappers import (
     _table_id,
     _with_arg,
 )
-from middleware.deadline import DeadlineExceeded
+from middleware.deadline import DeadlineExceeded, DeadlineTimeoutError
 
 __all__ = ["JobWrappers"]
 
@@ -131,7 +131,7 @@ class JobWrappers(Wrappers):
 
     def _deadline_cut(self, op: Operation, error: BaseException) -> DeadlineExceeded | None:
         """In enforce, a wait the guard cut at the request deadline ends in
-        DeadlineExceeded (a TimeoutError, so ``except TimeoutError`` still holds),
+        DeadlineTimeoutError (a TimeoutError, so ``except TimeoutError`` still holds),
         which the deadline middleware answers with a 504."""
         if (
             not self.guard.enforce
@@ -140,7 +140,7 @@ class JobWrappers(Wrappers):
         ):
             return None
         job_id = op.stats.job_id or "?"
-        return DeadlineExceeded(
+        return DeadlineTimeoutError(
             f"BigQuery job {job_id} stopped at the request deadline "
             f"({'cancelled' if op.cancelled else 'not cancelled'})"
         )

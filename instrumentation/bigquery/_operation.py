@@ -25,7 +25,7 @@ from instrumentation.bigquery._timeouts import (
     MIN_HTTP_SECONDS,
     SERVER_HOLD_BUFFER_MS,
 )
-from middleware.deadline import DeadlineExceeded
+from middleware.deadline import DeadlineExceeded, DeadlineTimeoutError
 from middleware.deadline import remaining as deadline_remaining
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ class Operation:
             if self.stats.job_id is None:  # nothing started yet: a refusal, not a give-up
                 self.refused = "deadline"
                 self.guard.instruments.refusals.add(1, {"bastion.reason": "deadline"})
-            raise DeadlineExceeded("BigQuery request not sent: the request deadline is spent")
+            raise DeadlineTimeoutError("BigQuery request not sent: the request deadline is spent")
         http = seconds if seconds > MIN_HTTP_SECONDS else MIN_HTTP_SECONDS
         sent = dict(kwargs)
         timeout = kwargs.get("timeout")

@@ -6,7 +6,7 @@ from typing import Any
 
 import requests
 
-from middleware.deadline import Deadline, DeadlineExceeded
+from middleware.deadline import Deadline, DeadlineTimeoutError
 
 __all__ = ["DeadlinePassed", "DeadlineTimeout", "InsecureTLSError"]
 
@@ -27,13 +27,14 @@ class InsecureTLSError(requests.exceptions.SSLError):
         self.call_site = call_site
 
 
-class DeadlineTimeout(requests.exceptions.ReadTimeout, DeadlineExceeded):
+class DeadlineTimeout(requests.exceptions.ReadTimeout, DeadlineTimeoutError):
     """An outbound call cut because the request's deadline ran out (``BASTION_HTTP=enforce``).
 
     Raised when a timeout that the deadline had shortened fires, and when a response
     body is still arriving at the deadline (a slow drip, ``stream=True`` included). It is a
-    :class:`requests.exceptions.ReadTimeout` (so ``except requests.Timeout`` handles it) and
-    a :class:`middleware.deadline.DeadlineExceeded` (so the deadline middleware answers 504).
+    :class:`requests.exceptions.ReadTimeout` (so ``except requests.Timeout`` handles it), a
+    builtin :class:`TimeoutError`, and a :class:`middleware.deadline.DeadlineExceeded` (so
+    the deadline middleware answers 504).
     ``phase`` is ``response`` (connect, send or headers) or ``body``.
     """
 
@@ -50,7 +51,7 @@ class DeadlineTimeout(requests.exceptions.ReadTimeout, DeadlineExceeded):
         self.phase = phase
 
 
-class DeadlinePassed(DeadlineExceeded):
+class DeadlinePassed(DeadlineTimeoutError):
     """An outbound call not sent because the request's deadline had already passed
     (``BASTION_HTTP=enforce``).
 
@@ -59,7 +60,8 @@ class DeadlinePassed(DeadlineExceeded):
     a caller's own) would otherwise spin on it until their own budget ran out, long
     after the request they serve has been answered. As a
     :class:`~middleware.deadline.DeadlineExceeded` it reaches the deadline middleware,
-    which answers 504. ``phase`` is always ``before-send``.
+    which answers 504; as a builtin :class:`TimeoutError`, ``except TimeoutError``
+    catches it. ``phase`` is always ``before-send``.
     """
 
     phase = "before-send"

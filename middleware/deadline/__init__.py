@@ -3,7 +3,9 @@
 ``remaining()``, ``current()``, ``check()`` and ``scope(seconds)`` work anywhere;
 ``DeadlineMiddleware`` (WSGI) and ``DeadlineASGIMiddleware`` (ASGI) set a deadline
 for each request (``middleware.protect`` adds the right one);
-``middleware.deadline.gunicorn`` keeps gunicorn's timeouts in order around it.
+``middleware.deadline.gunicorn`` keeps gunicorn's timeouts in order around it, and
+threads and executor tasks a request starts carry its deadline (``detached()`` opts
+out; see :mod:`.fanout`).
 The middlewares are imported on first use, so ``import middleware.deadline`` stays
 cheap for code that only reads the budget (the outbound instrumentors).
 """
@@ -17,6 +19,7 @@ from middleware.deadline._context import (
     Deadline,
     DeadlineExceeded,
     DeadlineExecutor,
+    DeadlineTimeoutError,
     activate,
     check,
     current,
@@ -25,6 +28,7 @@ from middleware.deadline._context import (
     reset,
     scope,
 )
+from middleware.deadline.fanout import detached
 
 if TYPE_CHECKING:
     from middleware.deadline.asgi import DeadlineASGIMiddleware
@@ -37,9 +41,11 @@ __all__ = [
     "DeadlineExceeded",
     "DeadlineExecutor",
     "DeadlineMiddleware",
+    "DeadlineTimeoutError",
     "activate",
     "check",
     "current",
+    "detached",
     "propagate",
     "remaining",
     "reset",

@@ -5,14 +5,21 @@ A :class:`Deadline` is an absolute point on the monotonic clock. Two places hold
 * a :class:`contextvars.ContextVar`, set by :func:`scope`, the ASGI middleware and
   :func:`propagate`: it follows the work into asyncio tasks for free, and into threads
   started through :func:`propagate` or :class:`DeadlineExecutor`;
-* the thread's *running request* (:class:`RunningRequest`), set by the WSGI
-  middleware. A WSGI request runs in one thread from start to end, so its deadline
-  lives with the thread, in one object the thread reuses request after request: a
-  request then costs a float written to it, not a context switch and an allocation.
+* the thread's *registration* (:class:`ThreadDeadline`), set by the WSGI middleware
+  for the request the thread is serving. A WSGI request runs in one thread from start
+  to end, so its deadline lives with the thread, and nothing has to travel with a
+  context.
 
 When both hold one, the earlier wins. Outbound instrumentors read :func:`remaining`
 to bound every call: Python cannot stop a running thread, so that is what really ends
 work.
+
+The exceptions. :class:`DeadlineExceeded` is *not* an ``OSError``: servers (gunicorn
+among them) take an ``OSError`` escaping the app for a broken connection and drop it
+without an answer, and the client must get its 504. The timeouts Bastion's outbound
+guards raise at the deadline are :class:`DeadlineTimeoutError`, both a
+``DeadlineExceeded`` and a builtin :class:`TimeoutError`, so ``except TimeoutError``
+around an outbound call still catches them.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ __all__ = [
     "Deadline",
     "DeadlineExceeded",
     "DeadlineExecutor",
-    "RunningRequest",
+    "DeadlineTimeoutError",
+    "ThreadDeadline",
     "activate",
     "check",
     "current",
@@ -50,15 +58,18 @@ R = TypeVar("R")
 _monotonic = time.monotonic
 
 
-class DeadlineExceeded(TimeoutError):
-    """The current deadline has passed.
-
-    A :class:`TimeoutError`, so code that already handles timeouts handles it too.
-    """
+class DeadlineExceeded(Exception):
+    """The current deadline has passed (raised by :func:`check`, the WSGI watchdog and
+    the outbound guards). The deadline middleware answers it with a 504."""
 
     def __init__(self, message: str = "deadline exceeded", deadline: Deadline | None = None):
         super().__init__(message)
         self.deadline = deadline
+
+
+class DeadlineTimeoutError(DeadlineExceeded, TimeoutError):
+    """An outbound call stopped at the request deadline: also a :class:`TimeoutError`,
+    so code that already handles an outbound call's timeout handles this one too."""
 
 
 class Deadline(NamedTuple):
@@ -94,13 +105,12 @@ _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
 )
 
 
-class RunningRequest(Protocol):
-    """What a thread's request registration shows of its deadline (the WSGI
-    middleware's :class:`~middleware.deadline.watchdog.WatchedRequest`)."""
+class ThreadDeadline(Protocol):
+    """What the deadline context reads of the WSGI request a thread is serving (the
+    watchdog's :class:`~middleware.deadline.watchdog.Registration`)."""
 
     @property
-    def expires_at(self) -> float | None:
-        """The running request's expiry; None between requests."""
+    def expires_at(self) -> float: ...
 
     @property
     def budget(self) -> float: ...
@@ -109,23 +119,23 @@ class RunningRequest(Protocol):
     def source(self) -> str: ...
 
 
-class _ThreadRequest(threading.local):
-    #: The registration of the WSGI request this thread runs, or None (a class
-    #: attribute, so a thread that never ran one reads None without an exception).
-    request: RunningRequest | None = None
+class _ThreadState(threading.local):
+    #: The deadline of the WSGI request this thread is serving, or None (a class
+    #: attribute, so a thread that never served one reads None without an exception).
+    registration: ThreadDeadline | None = None
 
 
-_thread = _ThreadRequest()
+_thread = _ThreadState()
 
 
 def current() -> Deadline | None:
     """The active deadline (the earliest that applies), or None outside one."""
     deadline = _current.get()
-    request = _thread.request
-    if request is not None:
-        expires_at = request.expires_at
-        if expires_at is not None and (deadline is None or expires_at < deadline.expires_at):
-            return Deadline(expires_at, request.budget, request.source)
+    registration = _thread.registration
+    if registration is not None:
+        expires_at = registration.expires_at
+        if deadline is None or expires_at < deadline.expires_at:
+            return Deadline(expires_at, registration.budget, registration.source)
     return deadline
 
 
@@ -133,10 +143,10 @@ def remaining() -> float | None:
     """Seconds left before the active deadline (0.0 once passed), or None outside one."""
     deadline = _current.get()
     expires_at = None if deadline is None else deadline.expires_at
-    request = _thread.request
-    if request is not None:
-        running = request.expires_at
-        if running is not None and (expires_at is None or running < expires_at):
+    registration = _thread.registration
+    if registration is not None:
+        running = registration.expires_at
+        if expires_at is None or running < expires_at:
             expires_at = running
     if expires_at is None:
         return None
@@ -186,7 +196,10 @@ def scope(seconds: float, source: str = "scope") -> Iterator[Deadline]:
 def propagate(fn: Callable[P, R]) -> Callable[P, R]:
     """Wrap ``fn`` so it runs in a copy of the caller's context (deadline included).
 
-    ``threading.Thread(target=deadline.propagate(work)).start()``
+    ``threading.Thread(target=deadline.propagate(work)).start()``. With the deadline
+    guard on, threads and executor tasks started inside a request carry its deadline
+    by themselves (:mod:`middleware.deadline.fanout`); this is for the other context
+    variables, or for code running with the guard off.
     """
     context = _context_for_another_thread()
 
@@ -209,7 +222,7 @@ def _context_for_another_thread() -> contextvars.Context:
     """A copy of the caller's context whose deadline is the caller's :func:`current`
     one: the thread's running request does not travel with a context by itself."""
     context = contextvars.copy_context()
-    if _thread.request is not None:
+    if _thread.registration is not None:
         deadline = current()
         if deadline is not context.get(_current):
             context.run(_current.set, deadline)

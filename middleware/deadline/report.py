@@ -2,31 +2,43 @@
 the ``bastion.deadline.exceeded`` counter.
 
 Everything here runs only when a deadline has passed, never on the per-request path.
+Reports are written by one *reporter* thread, fed through a bounded queue: logging
+takes handler locks and the tracing and metrics SDKs take theirs, and the watchdog
+(or an event loop) must never wait for any of them. When the queue is full a report
+is dropped and counted (``bastion.deadline.reports_dropped``), never waited for.
+
 The request span is found through a context copied when the request started (ASGI),
-through the span the Flask instrumentation keeps in the WSGI environ (from the
-watchdog's thread, at once), or as the span current in the request's own thread once
-the request ends (an outer OpenTelemetry WSGI middleware's).
+through the span the Flask instrumentation keeps in the WSGI environ, or as the span
+current in the request's own thread once the request ends (an outer OpenTelemetry
+WSGI middleware's).
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import os
+import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from queue import SimpleQueue
 from types import FrameType
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 from opentelemetry import metrics, trace
 
 from middleware._flags import Mode
+from middleware.deadline.fanout import detached
 
 __all__ = [
+    "Overrun",
+    "Reporter",
     "add_span_event",
     "annotate_current_span",
     "capture_stack",
     "capture_task_stack",
     "format_stack",
+    "get_reporter",
     "log_expiry",
     "quick_stack_text",
     "record_outcome",
@@ -41,8 +53,142 @@ exceeded_counter: Final = _meter.create_counter(
     description="Requests that outlived their deadline, by outcome (504, aborted, observed).",
 )
 
+_dropped_counter: Final = _meter.create_counter(
+    "bastion.deadline.reports_dropped",
+    description="Overrun reports dropped because the reporter thread was behind.",
+)
+
 #: Where opentelemetry-instrumentation-flask keeps the request span in the environ.
 _FLASK_SPAN_KEY: Final = "opentelemetry-flask.span_key"
+#: Reports waiting for the reporter thread, at most.
+QUEUE_LIMIT: Final = 1000
+
+
+class Overrun(NamedTuple):
+    """A WSGI request the watchdog found past its deadline, as it was then."""
+
+    owner: Any  # the middleware: its mode and route labels
+    method: str
+    path: str
+    budget: float
+    source: str
+    stack: traceback.StackSummary
+    environ: Mapping[str, Any]
+    thread_id: int
+
+    @classmethod
+    def of(cls, registration: Any, stack: traceback.StackSummary) -> Overrun:
+        return cls(
+            registration.owner,
+            str(registration.method),
+            str(registration.path),
+            registration.budget,
+            registration.source,
+            stack,
+            registration.environ,
+            registration.thread_id,
+        )
+
+    def write(self) -> None:
+        mode: Mode = self.owner.mode
+        stack_text = quick_stack_text(self.stack)
+        found = self.environ.get(_FLASK_SPAN_KEY)
+        if isinstance(found, trace.Span) and found.is_recording():
+            add_span_event(
+                found,
+                mode=mode,
+                budget=self.budget,
+                source=self.source,
+                stack_text=stack_text,
+            )
+        thread = next((t for t in threading.enumerate() if t.ident == self.thread_id), None)
+        log_expiry(
+            mode=mode,
+            method=self.method,
+            path=self.path,
+            route=self.owner.route_label(self.path),
+            budget=self.budget,
+            source=self.source,
+            stack_text=format_stack(self.stack),
+            where=f"thread {thread.name if thread is not None else self.thread_id}",
+        )
+
+
+class Reporter:
+    """The thread that writes overrun reports, and its bounded queue.
+
+    :meth:`submit` and :meth:`failed` never block and take no lock: they are called
+    by the watchdog and from event loops."""
+
+    def __init__(self) -> None:
+        self._queue: SimpleQueue[Callable[[], None]] = SimpleQueue()
+        self._submitted = 0  # written by submitters only
+        self._written = 0  # written by the reporter thread only
+        self._dropped = 0  # written by submitters only
+        self._dropped_seen = 0
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, report: Overrun | Callable[[], None]) -> None:
+        """Queue a report (an :class:`Overrun`, or any callable that writes one)."""
+        if self._submitted - self._written >= QUEUE_LIMIT:
+            self._dropped += 1
+            return
+        if self._thread is None:
+            self._start()
+        self._submitted += 1
+        self._queue.put(report.write if isinstance(report, Overrun) else report)
+
+    def failed(self, what: str, error: BaseException) -> None:
+        """An error inside a guard's own thread: logged by the reporter thread."""
+        self.submit(lambda: logger.error("%s failed; going on", what, exc_info=error))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every report queued so far is written (tests, worker exit)."""
+        done = threading.Event()
+        self.submit(done.set)
+        return done.wait(timeout)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(
+                    target=self._run, name="bastion-deadline-reporter", daemon=True
+                )
+                with detached():  # the thread outlives the request that starts it
+                    thread.start()
+                self._thread = thread
+
+    def _run(self) -> None:
+        while True:
+            write = self._queue.get()
+            try:
+                write()
+            except Exception:
+                logger.exception("writing a deadline report failed")
+            finally:
+                self._written += 1
+            dropped = self._dropped
+            if dropped != self._dropped_seen:
+                lost, self._dropped_seen = dropped - self._dropped_seen, dropped
+                _dropped_counter.add(lost)
+                logger.warning("%d deadline overrun reports dropped: the reporter was behind", lost)
+
+
+_reporter = Reporter()
+
+
+def get_reporter() -> Reporter:
+    """The process's reporter (its thread starts with the first report)."""
+    return _reporter
+
+
+def _after_fork_in_child() -> None:
+    global _reporter
+    _reporter = Reporter()  # the parent's thread did not come along
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def capture_stack(frame: FrameType | None) -> traceback.StackSummary:

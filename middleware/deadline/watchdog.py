@@ -1,66 +1,62 @@
-"""One watchdog thread per process for the WSGI deadlines.
+"""The WSGI deadline's watchdog: one thread per process that notices overruns.
 
-Python cannot stop a running thread, and ``signal.setitimer`` works only in the main
-thread, so a WSGI deadline is watched from the side. Each server thread owns one
-:class:`WatchedRequest`, registered here once and reused by every request the thread
-runs: a request writes its expiry into it when it starts and ``None`` when it ends,
-and takes no lock. One daemon thread looks at the registrations, heaps the running
-deadlines and sleeps until the earliest (a second at most).
+A WSGI request runs in one server thread from start to end. The middleware gives it a
+:class:`Registration` (its expiry, budget, method and path) and the watchdog keeps the
+registrations in a plain ``thread id -> registration`` dict. When a deadline passes it:
 
-At expiry the watchdog:
+1. hands a report (the request's stack, taken without reading source files) to the
+   :mod:`reporter <.report>` thread, which logs it and adds the span event. The
+   watchdog itself never logs, never touches a span or a metric, and takes no lock a
+   request thread could hold: the hang it exists to prevent cannot reach it;
+2. in enforce mode, raises :class:`InjectedDeadlineExceeded` in the request's thread
+   (``PyThreadState_SetAsyncExc``), but only at a *safe point*: while the thread's
+   innermost frame is application code (:mod:`.safepoints`). Anywhere else it tries
+   again every :data:`RETRY` seconds; a request stuck inside a library call is
+   reported and left to that call's own timeout. It never interrupts on a
+   free-threaded build (``sys._is_gil_enabled()`` false) or off CPython: there the
+   deadline is cooperative only (outbound timeouts, :func:`~middleware.deadline.check`,
+   the 504 for a late answer).
 
-1. under its lock, marks the request *fired*, takes the request thread's Python stack
-   (``sys._current_frames()``, without reading source files) and asks the owner
-   (the middleware) what it needs to know about the request, from that stack;
-2. calls the owner's ``annotate`` (the span event it can add at once);
-3. in enforce mode, under the lock again, raises :class:`DeadlineExceeded` in the
-   request's thread through ``PyThreadState_SetAsyncExc`` (an *asynchronous
-   exception*), but only while that same request is still running inside the app;
-4. calls the owner's ``report`` (the log record with the full stack).
-
-The honest limit: an asynchronous exception lands when the thread next runs Python
-bytecode. A thread blocked in C (``time.sleep``, ``socket.recv``, a C driver) sees it
-only when that call returns, which is why every outbound call must carry a timeout
-taken from :func:`middleware.deadline.remaining`.
-
-The race that matters is an exception landing after its request has finished (in the
-server, or in the thread's next request). It cannot: a request is identified by its
-registration *and* its expiry, the watchdog marks ``fired_at`` before it looks at the
-expiry again, and the request clears its expiry before it looks at ``fired_at``; so
-under the GIL one of them always sees the other. A request that sees it was fired
-ends under the lock the watchdog injects under and clears any exception still
-pending on its thread (``SetAsyncExc(tid, NULL)``): once :meth:`Watchdog.settle`
-returns, no exception of that request exists.
+An exception must never land outside its request: not in Bastion's bookkeeping, not
+in the server, not in the thread's next request. Two flags make that so without a
+lock. The watchdog reports and raises only between setting ``busy`` and clearing it,
+and only if ``ended`` is not set; a request ending sets ``ended``, then waits while
+``busy`` is set, then clears whatever may still be pending on its thread
+(``SetAsyncExc(tid, NULL)``): under the GIL one of the two always sees the other.
+After :meth:`Watchdog.end` returns, no exception of that request exists. Once one
+has been raised, the watchdog leaves the request alone: an app that swallows it is
+answered 504 when it ends (its answer is late), and stays reported.
 """
 
 from __future__ import annotations
 
 import ctypes
-import heapq
-import logging
 import os
 import sys
 import threading
 import time
 import traceback
-import weakref
-from types import FrameType
-from typing import Any, Final, NamedTuple, Protocol
+from collections.abc import Mapping
+from queue import Empty, SimpleQueue
+from typing import Any, Final, Protocol
 
 from middleware.deadline._context import DeadlineExceeded, _thread
-from middleware.deadline.report import capture_stack
+from middleware.deadline.fanout import detached
+from middleware.deadline.report import Overrun, capture_stack, get_reporter
+from middleware.deadline.safepoints import AppCode
 
 __all__ = [
-    "Expiry",
-    "ExpiryHandler",
     "InjectedDeadlineExceeded",
-    "RequestInfo",
+    "Registration",
     "Watchdog",
-    "WatchedRequest",
+    "can_interrupt",
     "get_watchdog",
 ]
 
-logger = logging.getLogger("bastion.deadline")
+#: The longest the watchdog sleeps: it looks at the registrations at least this often.
+TICK: Final = 1.0
+#: How soon it tries again to interrupt a request that was not at a safe point.
+RETRY: Final = 0.02
 
 
 class InjectedDeadlineExceeded(DeadlineExceeded):
@@ -72,12 +68,14 @@ class InjectedDeadlineExceeded(DeadlineExceeded):
 
 def _async_exc_functions() -> tuple[Any, Any]:
     """``PyThreadState_SetAsyncExc`` typed to raise, and typed to pass NULL (which
-    clears a pending asynchronous exception); ``(None, None)`` off CPython, where
-    enforce mode then records like observe and only replaces late answers."""
+    clears a pending asynchronous exception); ``(None, None)`` where interrupting is
+    not possible or not safe (off CPython, free-threaded builds)."""
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
+    if is_gil_enabled is not None and not is_gil_enabled():
+        return None, None
     try:
         raise_in = ctypes.pythonapi.PyThreadState_SetAsyncExc
     except (AttributeError, ValueError):
-        logger.warning("no PyThreadState_SetAsyncExc here: deadlines cannot interrupt threads")
         return None, None
     raise_in.argtypes = (ctypes.c_ulong, ctypes.py_object)
     raise_in.restype = ctypes.c_int
@@ -90,299 +88,245 @@ def _async_exc_functions() -> tuple[Any, Any]:
 _set_async_exc, _clear_async_exc = _async_exc_functions()
 
 
-class ExpiryHandler(Protocol):
-    """The owner of a request: the middleware that registered it."""
+def can_interrupt() -> bool:
+    """Whether enforce mode can interrupt a running request here (CPython with a GIL)."""
+    return _set_async_exc is not None
 
-    #: Raise the exception in the request's thread (enforce mode), or only record.
+
+class Owner(Protocol):
+    """The middleware that registered a request."""
+
+    #: Interrupt the request at its deadline (enforce mode), or only report it.
     enforce: bool
+    mode: Any
 
-    def inspect(self, request: WatchedRequest, frame: FrameType | None) -> Any:
-        """Under the watchdog's lock, with the request thread's innermost frame:
-        whatever :meth:`annotate` and :meth:`report` will need (kept in
-        :attr:`Expiry.details`). Must be quick and must not block."""
-
-    def annotate(self, expiry: Expiry) -> None:
-        """Before any exception is raised: the span event, where it can be added now."""
-
-    def report(self, expiry: Expiry) -> None:
-        """After: the log record with the full stack."""
+    def route_label(self, path: str) -> str: ...
 
 
-class RequestInfo(NamedTuple):
-    """Who registered the running request, and its budget. A middleware builds the
-    one for its default budget once, so a request stores one reference."""
+class Registration:
+    """One WSGI request running in one thread, as the watchdog sees it.
 
-    owner: ExpiryHandler
-    budget: float
-    source: str
-
-
-class Expiry(NamedTuple):
-    """What the watchdog saw when a request's deadline passed."""
-
-    request: WatchedRequest
-    expires_at: float
-    info: RequestInfo
-    stack: traceback.StackSummary
-    details: Any
-
-
-class WatchedRequest:
-    """A thread's registration: the request it is running, reused from one request
-    to the next (see the module doc).
-
-    ``expires_at`` is the running request's expiry, None between requests; ``info``
-    says who runs it and with which budget. The request writes both; the watchdog
-    writes ``fired_at`` (the expiry it fired for), ``injected`` and ``expiry``.
-    ``in_app`` is False while the request runs server code (between the chunks of a
-    streamed body), where no exception may be raised.
+    The request writes ``ended`` and ``finished``; the watchdog writes ``busy``,
+    ``injected`` and ``reported`` (and the request writes ``reported`` once it has
+    ended). ``outer`` is the registration of a request this one runs inside (a WSGI
+    app calling another in the same thread), put back when this one ends.
     """
 
     __slots__ = (
-        "__weakref__",
+        "budget",
+        "busy",
+        "ended",
+        "environ",
         "expires_at",
-        "expiry",
-        "fired_at",
-        "in_app",
-        "info",
+        "finished",
         "injected",
+        "method",
         "outer",
+        "owner",
+        "path",
+        "reported",
+        "source",
+        "stack",
         "thread_id",
     )
 
-    def __init__(self, thread_id: int | None = None) -> None:
-        self.thread_id = threading.get_ident() if thread_id is None else thread_id
-        self.expires_at: float | None = None
-        self.fired_at: float | None = None
-        self.info: RequestInfo | None = None
+    def __init__(
+        self,
+        owner: Owner,
+        expires_at: float,
+        budget: float,
+        source: str,
+        environ: Mapping[str, Any],
+    ) -> None:
+        self.owner = owner
+        self.expires_at = expires_at
+        self.budget = budget
+        self.source = source
+        self.environ = environ  # for the reporter: the Flask span kept in it
+        self.method = environ.get("REQUEST_METHOD", "")
+        self.path = environ.get("PATH_INFO", "")
+        self.thread_id = 0
+        self.outer: Registration | None = None
+        self.ended = False  # the watchdog must leave it alone from now on
+        self.finished = False  # ... and the thread's state is restored
+        self.busy = False  # the watchdog is reporting or interrupting it right now
         self.injected = False
-        self.in_app = True
-        self.expiry: Expiry | None = None
-        self.outer: WatchedRequest | None = None  # the registration a nested one hides
-
-    # What the deadline context reads (middleware.deadline.current()).
-    @property
-    def budget(self) -> float:
-        return self.info.budget if self.info is not None else 0.0
-
-    @property
-    def source(self) -> str:
-        return self.info.source if self.info is not None else "request"
-
-
-#: The longest the watchdog sleeps: it looks at the registrations at least this often.
-TICK: Final = 1.0
+        self.reported = False
+        self.stack: traceback.StackSummary | None = None  # where the watchdog found it
 
 
 class Watchdog:
-    """The process's registrations and the thread that watches them.
+    """The process's registrations and the thread that watches them."""
 
-    ``thread id -> registration``; a nested registration (a WSGI app calling another
-    one in the same thread) keeps the one it hides in ``outer``. The watchdog heaps
-    the running deadlines each time it wakes (at most a few per thread, so this is
-    cheap), handles the expired ones and sleeps until the earliest of the rest, or
-    :data:`TICK` at most; a request whose budget is under :data:`TICK` wakes it
-    through :meth:`notice`.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, app_code: AppCode | None = None) -> None:
+        self.app_code = app_code if app_code is not None else AppCode()
         self._reset()
 
     def _reset(self) -> None:
         # Also run in a forked child: threads do not survive fork (gunicorn's workers
         # are forked, with --preload after the app and its middleware exist).
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        # Weak: a thread's registration belongs to the thread (its thread-local), and
-        # goes when the thread ends; a server with a thread per request leaves none.
-        self._live: weakref.WeakValueDictionary[int, WatchedRequest] = weakref.WeakValueDictionary()
+        self._live: dict[int, Registration] = {}
+        self._wake: SimpleQueue[None] = SimpleQueue()
         self._wake_at = 0.0
         self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
         self.injections = 0
 
-    # --- request threads -----------------------------------------------------------
-    def watch(self, request: WatchedRequest, *, nested: bool = False) -> None:
-        """Register ``request`` for its thread (call from that thread, and keep it
-        referenced: the watchdog holds it weakly). A ``nested`` registration keeps
-        the running one it hides as ``outer``; otherwise whatever is registered under
-        the thread's id is left over from an ended thread, and is dropped."""
+    # --- request threads -------------------------------------------------------------
+    def begin(self, registration: Registration) -> None:
+        """Register the request the calling thread is about to serve."""
         if self._thread is None:
             self._start()
-        live = self._live
-        outer = live.get(request.thread_id) if nested else None
-        request.outer = outer if outer is not None and outer.expires_at is not None else None
-        live[request.thread_id] = request
+        thread_id = registration.thread_id = threading.get_ident()
+        outer: Registration | None = _thread.registration  # type: ignore[assignment]
+        if outer is not None and outer.expires_at < registration.expires_at:
+            # A request inside another (a WSGI app calling one): no later than the outer.
+            registration.expires_at = outer.expires_at
+            registration.budget, registration.source = outer.budget, outer.source
+        registration.outer = outer
+        self._live[thread_id] = registration
+        _thread.registration = registration
+        if registration.expires_at < self._wake_at:
+            self._wake.put(None)  # C-level and never blocks: no lock to be caught holding
 
-    def unwatch(self, request: WatchedRequest) -> None:
-        """Remove a nested registration, putting back the one it hid."""
-        if self._live.get(request.thread_id) is request:
-            if request.outer is not None:
-                self._live[request.thread_id] = request.outer
-            else:
-                del self._live[request.thread_id]
-        request.outer = None
+    def end(self, registration: Registration) -> bool:
+        """End the request's registration, from its own thread; True if the watchdog
+        raised its exception in it. Once this returns, no exception of this request is
+        pending, and the thread's state is as it was before :meth:`begin`.
 
-    def registered(self, request: WatchedRequest) -> bool:
-        """Whether ``request`` is the registration the watchdog sees for its thread."""
-        return self._live.get(request.thread_id) is request
-
-    def notice(self, expires_at: float) -> None:
-        """A request started whose deadline may come before the watchdog next wakes."""
-        if expires_at < self._wake_at:
-            with self._lock:
-                self._wake.notify()
-
-    def settle(self, request: WatchedRequest) -> bool:
-        """For a request that has cleared its expiry and found it was fired: take the
-        lock, clear any exception still pending for it, and say whether one was
-        raised (``injected``). Call from the request's own thread."""
-        with self._lock:
-            injected = request.injected
-            if injected:
-                request.injected = False
-                if _clear_async_exc is not None:
-                    _clear_async_exc(request.thread_id, None)
-            return injected
+        Safe against that very exception landing anywhere inside it: every step is
+        idempotent and the loop runs them again."""
+        while not registration.finished:
+            try:
+                registration.ended = True
+                while registration.busy:  # the watchdog is acting on it right now
+                    time.sleep(0)
+                if registration.injected and _clear_async_exc is not None:
+                    _clear_async_exc(registration.thread_id, None)
+                outer = registration.outer
+                if outer is None:
+                    self._live.pop(registration.thread_id, None)
+                else:
+                    self._live[registration.thread_id] = outer
+                _thread.registration = outer
+                registration.finished = True
+            except InjectedDeadlineExceeded:
+                continue  # it landed here; the steps above are done again
+        return registration.injected
 
     def in_flight(self) -> int:
         """Requests running now (for tests and benchmarks)."""
         count = 0
-        for first in self._registrations():
-            request: WatchedRequest | None = first
-            while request is not None:
-                count += request.expires_at is not None
-                request = request.outer
+        for registration in list(self._live.values()):
+            found: Registration | None = registration
+            while found is not None:
+                count += not found.ended
+                found = found.outer
         return count
 
-    def _registrations(self) -> list[WatchedRequest]:
-        """The registrations now, copied in one step (``valuerefs()`` is a C-level
-        copy of the dict, which request threads write to meanwhile; iterating the
-        weak dictionary itself would run Python code between items)."""
-        found = []
-        for ref in self._live.valuerefs():
-            request = ref()
-            if request is not None:
-                found.append(request)
-        return found
-
-    # --- the watchdog thread -------------------------------------------------------
+    # --- the watchdog thread ---------------------------------------------------------
     def _start(self) -> None:
-        with self._lock:
+        with self._start_lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(
+            thread = threading.Thread(
                 target=self._run, name="bastion-deadline-watchdog", daemon=True
             )
-            self._thread.start()
+            with detached():  # the thread outlives the request that starts it
+                thread.start()
+            self._thread = thread
 
     def _run(self) -> None:
         while True:
             try:
-                expired = self._wait_for_expiries()
-                for expiry in expired:
-                    _safely(expiry.info.owner.annotate, expiry)
-                self._enforce(expired)
-                for expiry in expired:
-                    _safely(expiry.info.owner.report, expiry)
-            except Exception:  # never let the watchdog die
-                logger.exception("deadline watchdog failed; going on")
-                time.sleep(0.1)
+                wait = self._tick(time.monotonic())
+            except Exception as error:  # never let the watchdog die, never log here
+                get_reporter().failed("deadline watchdog", error)
+                wait = RETRY
+            self._wake_at = time.monotonic() + wait
+            try:
+                self._wake.get(timeout=wait)
+                while True:  # several requests may have woken it meanwhile
+                    self._wake.get_nowait()
+            except Empty:
+                pass
 
-    def _heap_of_live(self) -> list[tuple[float, int, WatchedRequest]]:
-        """The running deadlines not yet fired, as a heap (earliest first)."""
-        heap = []
-        for first in self._registrations():
-            request: WatchedRequest | None = first
-            while request is not None:
-                expires_at = request.expires_at  # read once: the request may end meanwhile
-                if expires_at is not None and expires_at is not request.fired_at:
-                    heap.append((expires_at, id(request), request))
-                request = request.outer
-        heapq.heapify(heap)
-        return heap
-
-    def _wait_for_expiries(self) -> list[Expiry]:
-        with self._lock:
-            while True:
-                now = time.monotonic()
-                heap = self._heap_of_live()
-                if heap and heap[0][0] <= now:
-                    break
-                wake_at = min(heap[0][0], now + TICK) if heap else now + TICK
-                self._wake_at = wake_at
-                # Whoever started before this second look is seen by it; whoever starts
-                # after it reads the new wake-up time and calls notice() if sooner.
-                again = self._heap_of_live()
-                if again and again[0][0] < wake_at:
+    def _tick(self, now: float) -> float:
+        """Report and interrupt what has expired; return how long to sleep."""
+        wait = TICK
+        frames: dict[int, Any] | None = None
+        # list() of a dict's values is one C-level step: request threads write the dict
+        # meanwhile, and iterating it directly would run Python code between items.
+        for registration in list(self._live.values()):
+            expires_at = registration.expires_at
+            if expires_at > now:
+                wait = min(wait, expires_at - now)
+                continue
+            registration.busy = True
+            try:
+                if registration.ended:
                     continue
-                self._wake.wait(wake_at - now)
-            frames = sys._current_frames()
-            expired = []
-            while heap and heap[0][0] <= now:
-                expires_at, _, request = heapq.heappop(heap)
-                if request.expires_at is not expires_at:
-                    continue  # it ended (or it is the thread's next request)
-                request.fired_at = expires_at  # before the expiry is read again (module doc)
-                info = request.info
-                if request.expires_at is not expires_at or info is None:
-                    continue
-                frame = frames.get(request.thread_id)
-                expiry = Expiry(
-                    request,
-                    expires_at,
-                    info,
-                    capture_stack(frame),
-                    _safely_inspect(info.owner, request, frame),
-                )
-                request.expiry = expiry
-                expired.append(expiry)
-            del frames
-            return expired
-
-    def _enforce(self, expired: list[Expiry]) -> None:
-        with self._lock:
-            for expiry in expired:
-                request = expiry.request
+                if not registration.reported:
+                    registration.reported = True
+                    if frames is None:
+                        frames = sys._current_frames()
+                    stack = capture_stack(frames.get(registration.thread_id))
+                    registration.stack = stack
+                    get_reporter().submit(Overrun.of(registration, stack))
                 if (
-                    expiry.info.owner.enforce
-                    and request.in_app
-                    and request.expires_at is expiry.expires_at
-                    and _set_async_exc is not None
-                    and _set_async_exc(request.thread_id, InjectedDeadlineExceeded) == 1
+                    registration.owner.enforce
+                    and not registration.injected
+                    and not self._interrupt(registration)
                 ):
-                    request.injected = True
-                    self.injections += 1
+                    wait = min(wait, RETRY)
+            finally:
+                registration.busy = False
+        return max(wait, 0.0)
+
+    def _interrupt(self, registration: Registration) -> bool:
+        """Raise the deadline in the request's thread if it is at a safe point now;
+        False to try again later (see the module doc for the handshake)."""
+        if _set_async_exc is None:
+            return True  # nothing to try again: cooperative only
+        thread_id = registration.thread_id
+        frame = sys._current_frames().get(thread_id)
+        if frame is None or not self.app_code.contains(frame.f_code.co_filename):
+            return False
+        if _set_async_exc(thread_id, InjectedDeadlineExceeded) != 1:
+            return True  # the thread is gone
+        registration.injected = True
+        self.injections += 1
+        # The thread may have run between the look and the raise (the watchdog can lose
+        # the GIL there): if it left that frame, take the exception back before it sees
+        # it, and try again at the next safe point.
+        if sys._current_frames().get(thread_id) is not frame:
+            _clear_async_exc(thread_id, None)
+            registration.injected = False
+            return False
+        return True
 
 
-def _safely(step: Any, expiry: Expiry) -> None:
-    try:
-        step(expiry)
-    except Exception:
-        logger.exception("recording a deadline overrun failed")
+_watchdog: Watchdog | None = None
+_watchdog_lock = threading.Lock()
 
 
-def _safely_inspect(owner: ExpiryHandler, request: WatchedRequest, frame: FrameType | None) -> Any:
-    try:
-        return owner.inspect(request, frame)
-    except Exception:
-        logger.exception("inspecting a request past its deadline failed")
-        return None
-
-
-_watchdog = Watchdog()
-
-
-def get_watchdog() -> Watchdog:
-    """The process's watchdog; its thread starts with the first registration."""
-    return _watchdog
+def get_watchdog(app_packages: tuple[str, ...] = ()) -> Watchdog:
+    """The process's watchdog (its thread starts with the first request). The first
+    caller's ``app_packages`` (``BASTION_DEADLINE_APP_PACKAGES``) decides what counts
+    as application code; later callers may only name the same ones."""
+    global _watchdog
+    with _watchdog_lock:
+        if _watchdog is None:
+            _watchdog = Watchdog(AppCode(app_packages))
+        return _watchdog
 
 
 def _after_fork_in_child() -> None:
     # Only the forking thread lives on in the child, and without the watchdog's
-    # thread. It forgets its registration too: its next request registers afresh,
-    # which starts a watchdog of the child's own.
-    _watchdog._reset()
-    _thread.request = None
+    # thread: the child starts its own with its first request.
+    if _watchdog is not None:
+        _watchdog._reset()
+    _thread.registration = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
