@@ -270,7 +270,12 @@ def instrument_all(app: Any = None, settings: Settings | None = None) -> list[An
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
         if not getattr(app, "_is_instrumented_by_opentelemetry", False):
-            FlaskInstrumentor().instrument_app(app)  # type: ignore[no-untyped-call]
+            from middleware.protect import wrap_flask_inner
+
+            instrument = FlaskInstrumentor().instrument_app
+            # Under Bastion's layers when protect() ran first: see wrap_flask_inner.
+            if not wrap_flask_inner(app, instrument):
+                instrument(app)  # type: ignore[no-untyped-call]
         found.append(FlaskInstrumentor())
     return found
 

@@ -31,8 +31,10 @@ def protect(
     """Wrap ``app`` in every guard and return it.
 
     * A Flask app is changed in place (its ``wsgi_app`` is wrapped, and Jinja gets the
-      ``csp_nonce()`` global) and returned, so ``FlaskInstrumentor`` works whether
-      applied before or after.
+      ``csp_nonce()`` global) and returned. Apply OpenTelemetry's ``FlaskInstrumentor``
+      before ``protect``, or through ``instrument_all(app)`` after it (which puts it
+      under Bastion's layers with :func:`wrap_flask_inner`): wrapped outside them, its
+      spans would miss the response status, which the deadline layer holds back.
     * Any other WSGI callable is returned wrapped.
     * An ASGI app (Starlette, FastAPI, any ``async def app(scope, receive, send)``) is
       returned wrapped.
@@ -44,7 +46,11 @@ def protect(
     table = RouteTable.of(routes)
     flask_wsgi = getattr(app, "wsgi_app", None)
     if flask_wsgi is not None and callable(flask_wsgi):
-        app.wsgi_app = wrap_wsgi(flask_wsgi, settings, table)  # type: ignore[attr-defined]
+        chain = wrap_wsgi(flask_wsgi, settings, table)
+        app.wsgi_app = chain  # type: ignore[attr-defined]
+        extensions = getattr(app, "extensions", None)
+        if isinstance(extensions, dict) and chain is not flask_wsgi:
+            extensions[FLASK_EXTENSION] = innermost_layer(chain, flask_wsgi)
         if hasattr(app, "add_template_global"):  # Jinja: {{ csp_nonce() }}
             from middleware.flask import init_app
 
@@ -55,6 +61,40 @@ def protect(
     if callable(app):
         return wrap_wsgi(app, settings, table)  # type: ignore[no-any-return]
     raise TypeError(f"protect() needs a Flask, WSGI or ASGI app, not {type(app).__name__}")
+
+
+#: Where ``protect`` keeps, in a Flask app's ``extensions``, its innermost layer (whose
+#: ``app`` is Flask's own ``wsgi_app``), so that instrumentation that must run inside
+#: Flask's request context can be put under Bastion's layers (see ``wrap_flask_inner``).
+FLASK_EXTENSION = "bastion"
+
+
+def innermost_layer(chain: Any, original: Any) -> Any:
+    """The layer of ``chain`` whose ``app`` is ``original``."""
+    layer = chain
+    while getattr(layer, "app", None) is not original:
+        layer = layer.app
+    return layer
+
+
+def wrap_flask_inner(app: Any, wrap: Any) -> bool:
+    """Apply ``wrap`` to a protected Flask app's own ``wsgi_app``, under Bastion's layers:
+    ``wrap(app)`` must replace ``app.wsgi_app`` (as OpenTelemetry's
+    ``FlaskInstrumentor().instrument_app`` does). Bastion's deadline layer holds the
+    app's status until its first body chunk, so a wrapper outside it would see the
+    status only after Flask's request context is gone; under it, it sees it at once.
+    False (and nothing done) if the app was not protected."""
+    innermost = getattr(app, "extensions", {}).get(FLASK_EXTENSION)
+    if innermost is None:
+        return False
+    chain = app.wsgi_app
+    app.wsgi_app = innermost.app
+    try:
+        wrap(app)
+        innermost.app = app.wsgi_app
+    finally:
+        app.wsgi_app = chain
+    return True
 
 
 def is_asgi(app: object) -> bool:

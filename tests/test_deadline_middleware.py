@@ -318,7 +318,7 @@ def test_asgi_cancels_and_answers_504(outcomes: Callable[[], list[dict[str, Any]
     assert sent[0] == {
         "type": "http.response.start",
         "status": 504,
-        "headers": problem.ASGI_HEADERS,
+        "headers": list(problem.ASGI_HEADERS),
     }
     assert sent[1]["body"] == problem.BODY and sent[1]["more_body"] is False
     assert outcomes()[0]["bastion.outcome"] == "504"

@@ -1,6 +1,8 @@
 """``DeadlineASGIMiddleware``: a deadline for every ASGI HTTP request (Starlette, FastAPI).
 
-A pure ASGI middleware. At the deadline:
+A pure ASGI middleware. An answer that starts after the deadline (an event loop
+starved by sync code, a handler that ignored its cancellation) is replaced by the 504
+at ``http.response.start``. At the deadline:
 
 * an async handler is cancelled (``task.cancel()``); if the response has not
   started, the client gets a 504 ``application/problem+json`` (RFC 9457); if it has,
@@ -13,7 +15,10 @@ A pure ASGI middleware. At the deadline:
   the thread really ends, so the pool is never silently over-subscribed. When the
   thread ends the request is cancelled and the overrun is logged.
 
-``observe`` mode logs the stack and adds the span event, and changes nothing.
+``observe`` mode logs the stack and adds the span event, and changes nothing. The
+log lines are written by the reporter thread (:mod:`.report`), never by the loop.
+Every message the middleware sends is a new dict: nothing of one response can appear
+in another.
 
 Cost. ``asyncio.timeout`` (and ``loop.call_at``) build a ``TimerHandle`` per request
 and leave a cancelled one in the loop's heap; here each event loop has one heap of
@@ -49,6 +54,7 @@ from middleware.deadline.report import (
     capture_stack,
     capture_task_stack,
     format_stack,
+    get_reporter,
     log_expiry,
     quick_stack_text,
     record_outcome,
@@ -71,13 +77,11 @@ _new_deadline = tuple.__new__
 _current_task = asyncio.current_task
 _get_running_loop = asyncio.get_running_loop
 _copy_context = contextvars.copy_context
-_START: Final = {"type": "http.response.start", "status": 504, "headers": problem.ASGI_HEADERS}
-_BODY: Final = {"type": "http.response.body", "body": problem.BODY, "more_body": False}
 #: The anyio coroutine a Starlette sync endpoint waits in while its thread runs.
 _ANYIO_WORKER_WAIT: Final = "run_sync_in_worker_thread"
 
 
-class _Request:
+class _GuardedSend:
     """One in-flight request: the ``send`` the app gets, and its deadline state."""
 
     __slots__ = (
@@ -123,11 +127,15 @@ class _Request:
             return _dropped()  # the 504 went out; what the late app sends goes nowhere
         if not self.started and message["type"] == "http.response.start":
             self.started = True
+            if self.task.get_loop().time() >= self.deadline.expires_at:
+                return self.owner._late_start(self, message)
         return self.send(message)
 
     async def send_504(self) -> None:
-        await self.send(_START)
-        await self.send(_BODY)
+        await self.send(
+            {"type": "http.response.start", "status": 504, "headers": list(problem.ASGI_HEADERS)}
+        )
+        await self.send({"type": "http.response.body", "body": problem.BODY, "more_body": False})
 
 
 async def _dropped() -> None:
@@ -146,12 +154,12 @@ class _LoopTimers:
         self.loop = loop
         self._heap: list[tuple[float, int]] = []
         self._seq = itertools.count()
-        self.live: dict[int, _Request] = {}
+        self.live: dict[int, _GuardedSend] = {}
         self._handle: asyncio.TimerHandle | None = None
         self._next_at = float("inf")
         self._context = contextvars.Context()  # the timer must not keep a request's
 
-    def push(self, at: float, request: _Request) -> int:
+    def push(self, at: float, request: _GuardedSend) -> int:
         seq = next(self._seq)
         self.live[seq] = request
         heap = self._heap
@@ -177,24 +185,17 @@ class _LoopTimers:
         reports = []
         while heap and (heap[0][0] <= now or heap[0][1] not in live):
             request = live.pop(heapq.heappop(heap)[1], None)
-            if request is None:
-                continue  # finished
+            if request is None or request.expired:
+                continue  # finished, or answered late at its start
             try:
                 reports.append(request.owner._expire(request))
-            except Exception:
-                logger.exception("handling an expired ASGI deadline failed")
-        if reports:  # queued behind the cancelled tasks' next steps (their 504s)
-            self.loop.call_soon(_run_all, reports, context=self._context)
+            except Exception as error:
+                get_reporter().failed("handling an expired ASGI deadline", error)
+        reporter = get_reporter()
+        for report in reports:  # written by the reporter thread, not the event loop
+            reporter.submit(report)
         if heap:
             self._schedule(heap[0][0])
-
-
-def _run_all(reports: list[Callable[[], None]]) -> None:
-    for report in reports:
-        try:
-            report()
-        except Exception:
-            logger.exception("logging an ASGI deadline overrun failed")
 
 
 class DeadlineASGIMiddleware:
@@ -241,7 +242,7 @@ class DeadlineASGIMiddleware:
         deadline: Deadline = _new_deadline(Deadline, (loop.time() + budget, budget, source))
         task = _current_task(loop)
         token = _current.set(deadline)
-        request = _Request(send, task, self, scope, deadline)  # type: ignore[arg-type]
+        request = _GuardedSend(send, task, self, scope, deadline)  # type: ignore[arg-type]
         seq = timers.push(deadline.expires_at, request)  # type: ignore[union-attr]
         try:
             await self.app(scope, receive, request)
@@ -260,12 +261,44 @@ class DeadlineASGIMiddleware:
                 self._thread_ended(request)
 
     def _timers_for(self, loop: asyncio.AbstractEventLoop) -> _LoopTimers:
+        get_reporter().start()  # now, so thread counts settle with the first request
         timers = _LoopTimers(loop)
         self._loop, self._timers = loop, timers
         return timers
 
     # --- at the deadline -----------------------------------------------------------
-    def _expire(self, request: _Request) -> Callable[[], None]:
+    def _late_start(self, request: _GuardedSend, message: Message) -> Awaitable[None]:
+        """The app started its answer after the deadline, before the timer fired (an
+        event loop starved by sync code): 504 instead, in enforce mode."""
+        if not request.expired:
+            request.expired = True
+            get_reporter().submit(self._expire_report(request, late=True))
+        if not self._enforce:
+            return request.send(message)
+        request.replied = True
+        record_outcome(
+            self.policy.route_label(str(request.scope.get("path", ""))), self.mode, "504"
+        )
+        return request.send_504()
+
+    def _expire_report(self, request: _GuardedSend, *, late: bool) -> Callable[[], None]:
+        path = str(request.scope.get("path", ""))
+        method = str(request.scope.get("method", ""))
+        deadline = request.deadline
+        route = self.policy.route_label(path)
+        mode = self.mode
+        return lambda: log_expiry(
+            mode=mode,
+            method=method,
+            path=path,
+            route=route,
+            budget=deadline.budget,
+            source=deadline.source,
+            stack_text="  (the answer started after the deadline)\n" if late else "",
+            where=f"task {request.task.get_name()}",
+        )
+
+    def _expire(self, request: _GuardedSend) -> Callable[[], None]:
         """In the event loop, at the deadline: add the span event, act (enforce mode),
         and return the logging step, which reads source files: the timer runs it after
         the cancelled handlers have had their turn to answer."""
@@ -303,7 +336,7 @@ class DeadlineASGIMiddleware:
         )
 
     def _enforce_deadline(
-        self, request: _Request, worker: Any, frames: list[FrameType], route: str
+        self, request: _GuardedSend, worker: Any, frames: list[FrameType], route: str
     ) -> None:
         if worker is None:
             request.task.cancel()
@@ -322,7 +355,7 @@ class DeadlineASGIMiddleware:
             # Once the thread is done, stop whatever the handler would do next.
             future.add_done_callback(lambda _: request.done or request.task.cancel())
 
-    async def _answer(self, request: _Request) -> None:
+    async def _answer(self, request: _GuardedSend) -> None:
         """After cancelling the handler: 504, or leave a started response unfinished
         (the server then closes the connection)."""
         if request.reply is not None:  # sent from the reply task (sync endpoint)
@@ -338,7 +371,7 @@ class DeadlineASGIMiddleware:
         record_outcome(route, self.mode, "504")
         await request.send_504()
 
-    def _thread_ended(self, request: _Request) -> None:
+    def _thread_ended(self, request: _GuardedSend) -> None:
         worker, expired_at = request.thread
         logger.warning(
             "deadline overrun: the worker thread %s of %s %s ended %.3fs after the "

@@ -125,9 +125,9 @@ def uninstall() -> None:
             (threading.Thread, "start"),
             (threading.Thread, "run"),
         ):
-            wrapper = owner.__dict__[name]
-            if isinstance(wrapper, wrapt.ObjectProxy):
-                setattr(owner, name, wrapper.__wrapped__)
+            original = getattr(owner.__dict__[name], "__wrapped__", None)
+            if original is not None:
+                setattr(owner, name, original)
         _installed = False
 
 

@@ -7,10 +7,10 @@ takes handler locks and the tracing and metrics SDKs take theirs, and the watchd
 (or an event loop) must never wait for any of them. When the queue is full a report
 is dropped and counted (``bastion.deadline.reports_dropped``), never waited for.
 
-The request span is found through a context copied when the request started (ASGI),
-through the span the Flask instrumentation keeps in the WSGI environ, or as the span
-current in the request's own thread once the request ends (an outer OpenTelemetry
-WSGI middleware's).
+The span event is added from the request's own thread or task: through a context
+copied when the request started (ASGI), in Flask's request handling (the deadline's
+Flask handlers), or on the span current when the WSGI request ends (an outer
+OpenTelemetry WSGI middleware's).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from queue import SimpleQueue
 from types import FrameType
 from typing import Any, Final, NamedTuple
@@ -58,8 +58,6 @@ _dropped_counter: Final = _meter.create_counter(
     description="Overrun reports dropped because the reporter thread was behind.",
 )
 
-#: Where opentelemetry-instrumentation-flask keeps the request span in the environ.
-_FLASK_SPAN_KEY: Final = "opentelemetry-flask.span_key"
 #: Reports waiting for the reporter thread, at most.
 QUEUE_LIMIT: Final = 1000
 
@@ -73,7 +71,6 @@ class Overrun(NamedTuple):
     budget: float
     source: str
     stack: traceback.StackSummary
-    environ: Mapping[str, Any]
     thread_id: int
 
     @classmethod
@@ -85,22 +82,11 @@ class Overrun(NamedTuple):
             registration.budget,
             registration.source,
             stack,
-            registration.environ,
             registration.thread_id,
         )
 
     def write(self) -> None:
         mode: Mode = self.owner.mode
-        stack_text = quick_stack_text(self.stack)
-        found = self.environ.get(_FLASK_SPAN_KEY)
-        if isinstance(found, trace.Span) and found.is_recording():
-            add_span_event(
-                found,
-                mode=mode,
-                budget=self.budget,
-                source=self.source,
-                stack_text=stack_text,
-            )
         thread = next((t for t in threading.enumerate() if t.ident == self.thread_id), None)
         log_expiry(
             mode=mode,
@@ -135,7 +121,7 @@ class Reporter:
             self._dropped += 1
             return
         if self._thread is None:
-            self._start()
+            self.start()
         self._submitted += 1
         self._queue.put(report.write if isinstance(report, Overrun) else report)
 
@@ -149,7 +135,8 @@ class Reporter:
         self.submit(done.set)
         return done.wait(timeout)
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the reporter thread now rather than at the first report."""
         with self._start_lock:
             if self._thread is None:
                 thread = threading.Thread(
@@ -210,16 +197,9 @@ def format_stack(stack: traceback.StackSummary) -> str:
     return "".join(stack.format()) or "  (no Python frames)\n"
 
 
-def request_span(
-    context: contextvars.Context | None, environ: Mapping[str, object] | None = None
-) -> trace.Span | None:
-    span: trace.Span | None = None
-    if context is not None:
-        span = context.run(trace.get_current_span)
-    if (span is None or not span.is_recording()) and environ is not None:
-        found = environ.get(_FLASK_SPAN_KEY)
-        span = found if isinstance(found, trace.Span) else span
-    return span if span is not None and span.is_recording() else None
+def request_span(context: contextvars.Context) -> trace.Span | None:
+    span = context.run(trace.get_current_span)
+    return span if span.is_recording() else None
 
 
 def quick_stack_text(stack: traceback.StackSummary) -> str:
@@ -250,13 +230,10 @@ def add_span_event(
         logger.debug("could not add the deadline event to the span", exc_info=True)
 
 
-def annotate_current_span(
-    environ: Mapping[str, object], *, mode: Mode, budget: float, source: str, stack_text: str
-) -> None:
-    """The event on the span current in this thread, unless it is the Flask span the
-    watchdog has already annotated (or nothing is recording)."""
+def annotate_current_span(*, mode: Mode, budget: float, source: str, stack_text: str) -> None:
+    """The event on the span current in this thread, if it is recording."""
     span = trace.get_current_span()
-    if span.is_recording() and span is not environ.get(_FLASK_SPAN_KEY):
+    if span.is_recording():
         add_span_event(span, mode=mode, budget=budget, source=source, stack_text=stack_text)
 
 

@@ -113,10 +113,10 @@ class Registration:
     """
 
     __slots__ = (
+        "annotated",
         "budget",
         "busy",
         "ended",
-        "environ",
         "expires_at",
         "finished",
         "injected",
@@ -142,7 +142,6 @@ class Registration:
         self.expires_at = expires_at
         self.budget = budget
         self.source = source
-        self.environ = environ  # for the reporter: the Flask span kept in it
         self.method = environ.get("REQUEST_METHOD", "")
         self.path = environ.get("PATH_INFO", "")
         self.thread_id = 0
@@ -153,6 +152,7 @@ class Registration:
         self.injected = False
         self.reported = False
         self.stack: traceback.StackSummary | None = None  # where the watchdog found it
+        self.annotated = False  # the request's span has its event
 
 
 class Watchdog:
@@ -235,6 +235,7 @@ class Watchdog:
             with detached():  # the thread outlives the request that starts it
                 thread.start()
             self._thread = thread
+        get_reporter().start()  # its thread too, so thread counts settle at once
 
     def _run(self) -> None:
         while True:
@@ -254,55 +255,60 @@ class Watchdog:
     def _tick(self, now: float) -> float:
         """Report and interrupt what has expired; return how long to sleep."""
         wait = TICK
-        frames: dict[int, Any] | None = None
+        expired = []
         # list() of a dict's values is one C-level step: request threads write the dict
         # meanwhile, and iterating it directly would run Python code between items.
         for registration in list(self._live.values()):
             expires_at = registration.expires_at
             if expires_at > now:
                 wait = min(wait, expires_at - now)
-                continue
-            registration.busy = True
-            try:
+            elif not registration.ended:
+                registration.busy = True
+                expired.append(registration)
+        if not expired:
+            return wait
+        try:
+            raised = []
+            frames = sys._current_frames()
+            for registration in expired:
                 if registration.ended:
                     continue
+                frame = frames.get(registration.thread_id)
                 if not registration.reported:
                     registration.reported = True
-                    if frames is None:
-                        frames = sys._current_frames()
-                    stack = capture_stack(frames.get(registration.thread_id))
-                    registration.stack = stack
-                    get_reporter().submit(Overrun.of(registration, stack))
-                if (
-                    registration.owner.enforce
-                    and not registration.injected
-                    and not self._interrupt(registration)
-                ):
-                    wait = min(wait, RETRY)
-            finally:
+                    registration.stack = capture_stack(frame)
+                    get_reporter().submit(Overrun.of(registration, registration.stack))
+                if registration.owner.enforce and not registration.injected:
+                    if self._interrupt(registration, frame):
+                        raised.append((registration, frame))
+                    elif _set_async_exc is not None and frame is not None:
+                        wait = RETRY
+            if raised:
+                # A thread may have run between the look and the raise (the watchdog can
+                # lose the GIL there): if it left that frame, take the exception back
+                # before it sees it, and try again at the next safe point.
+                frames = sys._current_frames()
+                for registration, frame in raised:
+                    if frames.get(registration.thread_id) is not frame:
+                        _clear_async_exc(registration.thread_id, None)
+                        registration.injected = False
+                        wait = RETRY
+        finally:
+            for registration in expired:
                 registration.busy = False
         return max(wait, 0.0)
 
-    def _interrupt(self, registration: Registration) -> bool:
-        """Raise the deadline in the request's thread if it is at a safe point now;
-        False to try again later (see the module doc for the handshake)."""
+    def _interrupt(self, registration: Registration, frame: Any) -> bool:
+        """Raise the deadline in the request's thread if ``frame``, its innermost,
+        is application code; False if not (see the module doc for the handshake)."""
         if _set_async_exc is None:
-            return True  # nothing to try again: cooperative only
-        thread_id = registration.thread_id
-        frame = sys._current_frames().get(thread_id)
+            return False  # cooperative only
         if frame is None or not self.app_code.contains(frame.f_code.co_filename):
             return False
-        if _set_async_exc(thread_id, InjectedDeadlineExceeded) != 1:
-            return True  # the thread is gone
+        if _set_async_exc(registration.thread_id, InjectedDeadlineExceeded) != 1:
+            return False  # the thread is gone
         registration.injected = True
         self.injections += 1
-        # The thread may have run between the look and the raise (the watchdog can lose
-        # the GIL there): if it left that frame, take the exception back before it sees
-        # it, and try again at the next safe point.
-        if sys._current_frames().get(thread_id) is not frame:
-            _clear_async_exc(thread_id, None)
-            registration.injected = False
-            return False
         return True
 
 

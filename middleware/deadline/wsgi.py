@@ -157,13 +157,14 @@ class DeadlineMiddleware:
         if not registration.reported:  # it ended before the watchdog looked
             registration.reported = True
             get_reporter().submit(Overrun.of(registration, traceback.StackSummary()))
-        annotate_current_span(
-            registration.environ,
-            mode=self.mode,
-            budget=registration.budget,
-            source=registration.source,
-            stack_text=quick_stack_text(registration.stack or traceback.StackSummary()),
-        )
+        if not registration.annotated:  # by Flask's handlers, in Flask's span
+            registration.annotated = True
+            annotate_current_span(
+                mode=self.mode,
+                budget=registration.budget,
+                source=registration.source,
+                stack_text=quick_stack_text(registration.stack or traceback.StackSummary()),
+            )
 
     def _outcome(self, response: GuardedResponse, outcome: str) -> None:
         record_outcome(self.route_label(response.registration.path), self.mode, outcome)
