@@ -46,7 +46,7 @@ def protect(
     table = RouteTable.of(routes)
     flask_wsgi = getattr(app, "wsgi_app", None)
     if flask_wsgi is not None and callable(flask_wsgi):
-        chain = wrap_wsgi(flask_wsgi, settings, table)
+        chain = wrap_wsgi(flask_wsgi, settings, table, flask_app=app)
         app.wsgi_app = chain  # type: ignore[attr-defined]
         extensions = getattr(app, "extensions", None)
         if isinstance(extensions, dict) and chain is not flask_wsgi:
@@ -105,12 +105,12 @@ def is_asgi(app: object) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
-def wrap_wsgi(app: Any, settings: Settings, routes: RouteTable) -> Any:
+def wrap_wsgi(app: Any, settings: Settings, routes: RouteTable, flask_app: Any = None) -> Any:
     # Each layer is imported only when enabled, so a disabled guard costs nothing.
     if settings.deadline.active:
         from middleware.deadline.wsgi import DeadlineMiddleware
 
-        app = DeadlineMiddleware(app, settings, routes=routes)
+        app = DeadlineMiddleware(app, settings, routes=routes, flask_app=flask_app)
     if settings.cors.active and settings.cors_origins:
         from middleware.cors import CORSMiddleware
 

@@ -239,6 +239,9 @@ class Watchdog:
 
     def _run(self) -> None:
         while True:
+            # While it looks, every request that starts wakes it again: one that starts
+            # after the look would otherwise wait for the next tick.
+            self._wake_at = float("inf")
             try:
                 wait = self._tick(time.monotonic())
             except Exception as error:  # never let the watchdog die, never log here

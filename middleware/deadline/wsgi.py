@@ -33,7 +33,9 @@ Parameters: ``app``, the WSGI app; ``settings`` (default
 ``BASTION_DEADLINE_SECONDS``, ``BASTION_DEADLINE_MAX_SECONDS``,
 ``BASTION_DEADLINE_APP_PACKAGES``, ``BASTION_DEADLINE_FANOUT`` and
 ``BASTION_TRUSTED_PROXIES``; ``routes``: per-path :class:`~middleware.routes.Route`
-overrides (``deadline_seconds``, ``exempt_deadline``).
+overrides (``deadline_seconds``, ``exempt_deadline``); ``flask_app``: the Flask app
+whose ``wsgi_app`` is wrapped, when ``app`` is not that app or its own ``wsgi_app``
+(another wrapper sits in between), so that Flask answers deadlines itself.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class DeadlineMiddleware:
         settings: Settings | None = None,
         *,
         routes: RouteTable | Mapping[str, Route] | None = None,
+        flask_app: Any = None,
     ) -> None:
         settings = settings if settings is not None else get_settings()
         self.app = app
@@ -94,7 +97,7 @@ class DeadlineMiddleware:
         self._plain = not self.policy.has_routes  # the budget depends on headers only
         self._watchdog = get_watchdog(settings.deadline_app_packages)
         if self._active:
-            _flask.answer_deadlines_in_flask(app)
+            _flask.answer_deadlines_in_flask(flask_app if flask_app is not None else app)
             if settings.deadline_fanout:
                 fanout.install()
 
