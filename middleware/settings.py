@@ -86,7 +86,7 @@ class Settings:
     )
     csp_report_uri: str = _flag(
         "BASTION_CSP_REPORT_URI",
-        p.text,
+        p.report_uri,
         "",
         "Where browsers send CSP reports (report-uri, report-to, Reporting-Endpoints).",
     )
@@ -109,7 +109,15 @@ class Settings:
         "BASTION_TRUSTED_PROXIES",
         p.networks,
         (),
-        "IPs/CIDRs whose X-Forwarded-Proto/For (and Envoy deadline header) are believed.",
+        "IPs/CIDRs of the proxies whose forwarded headers (and Envoy deadline header) are "
+        "believed; see `middleware.proxies`.",
+    )
+    proxy_headers: str = _flag(
+        "BASTION_PROXY_HEADERS",
+        p.choice("x-forwarded", "forwarded"),
+        "x-forwarded",
+        "Which headers the trusted proxies write: `x-forwarded` (X-Forwarded-For/-Proto) "
+        "or `forwarded` (RFC 7239); the other family is ignored.",
     )
 
     # --- CORS (middleware.cors) ----------------------------------------------------
@@ -385,7 +393,7 @@ class Settings:
         return found
 
     def _cross_field_errors(self) -> list[FlagError]:
-        errors = []
+        errors = self._code_value_errors()
         if self.cors_credentials and "*" in self.cors_origins:
             errors.append(
                 FlagError(
@@ -395,6 +403,20 @@ class Settings:
                     "'*' with credentials would let any site read authenticated responses",
                 )
             )
+        if self.cors_credentials:
+            for origin in self.cors_origins:
+                host = p.wildcard_base(origin)
+                if host is not None and not p.is_registrable(host, private=True):
+                    errors.append(
+                        FlagError(
+                            "BASTION_CORS_ORIGINS",
+                            ",".join(self.cors_origins),
+                            "wildcards below a domain one owner controls when "
+                            "BASTION_CORS_CREDENTIALS is true",
+                            f"{origin!r} would send credentials to every site registered "
+                            f"under the public suffix {host!r}",
+                        )
+                    )
         if self.deadline_seconds > self.deadline_max_seconds:
             errors.append(
                 FlagError(
@@ -412,6 +434,32 @@ class Settings:
                     env = _field_env(mode_field)
                     errors.append(FlagError(env, value, "off | observe | enforce"))
         return errors
+
+    def _code_value_errors(self) -> list[FlagError]:
+        """Values set in code that reach response headers or widen trust get the checks
+        the environment's values get (rendered and parsed again)."""
+        errors = []
+        for f in _bound_fields():
+            env = f.metadata["env"]
+            if env not in _RECHECKED or self.sources.get(env) != "code":
+                continue
+            try:
+                f.metadata["parse"](env, render(getattr(self, f.name)))
+            except FlagError as error:
+                errors.append(error)
+        return errors
+
+
+_RECHECKED = frozenset(
+    {
+        "BASTION_CSP_REPORT_URI",
+        "BASTION_CSP_REPORT_PATH",
+        "BASTION_HEADERS_EXEMPT_PATHS",
+        "BASTION_HEADERS_MERGE",
+        "BASTION_TRUSTED_PROXIES",
+        "BASTION_CORS_ORIGINS",
+    }
+)
 
 
 def _bound_fields() -> tuple[dataclasses.Field[Any], ...]:
