@@ -36,7 +36,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+if TYPE_CHECKING:
+    from middleware.settings import Settings
 
 __all__ = [
     "PROXY_HEADER_FAMILIES",
@@ -134,10 +137,10 @@ class TrustedProxies:
         self._verdicts: dict[str, bool] = {}
 
     @classmethod
-    def from_settings(cls, settings: Any) -> TrustedProxies:
-        """From :class:`~middleware.settings.Settings` (``trusted_proxies``,
-        ``proxy_headers``)."""
-        return cls(settings.trusted_proxies, getattr(settings, "proxy_headers", "x-forwarded"))
+    def from_settings(cls, settings: Settings) -> TrustedProxies:
+        """From :class:`~middleware.settings.Settings` (``BASTION_TRUSTED_PROXIES``,
+        ``BASTION_PROXY_HEADERS``)."""
+        return cls(settings.trusted_proxies, settings.proxy_headers)
 
     def __bool__(self) -> bool:
         return bool(self._networks)

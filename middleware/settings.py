@@ -13,7 +13,6 @@ and the allowed values, so a misconfigured service fails at startup, not at 3 a.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,11 +20,11 @@ from typing import Any, Literal
 
 from middleware import _flags as p
 from middleware._flags import FlagError, Mode
+from middleware.proxies import PROXY_HEADER_FAMILIES, IPNetwork
 
 __all__ = ["FlagError", "Mode", "Settings", "SettingsError", "flag_table", "get_settings"]
 
 Source = Literal["default", "env", "code"]
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 TIMEOUT_CLASSES = ("read", "write", "merge", "analytics")
 
 
@@ -97,7 +96,10 @@ class Settings:
         "Path at which `protect` mounts the CSP/Reporting API intake; empty: not mounted.",
     )
     csp_report_max_bytes: int = _flag(
-        "BASTION_CSP_REPORT_MAX_BYTES", p.integer(minimum=256), 8192, "Largest report body."
+        "BASTION_CSP_REPORT_MAX_BYTES",
+        p.integer(minimum=256, maximum=1 << 20),
+        8192,
+        "Largest report body (at most 1 MiB: the body is read into memory).",
     )
     csp_report_rate_per_minute: int = _flag(
         "BASTION_CSP_REPORT_RATE_PER_MINUTE",
@@ -114,7 +116,7 @@ class Settings:
     )
     proxy_headers: str = _flag(
         "BASTION_PROXY_HEADERS",
-        p.choice("x-forwarded", "forwarded"),
+        p.choice(*PROXY_HEADER_FAMILIES),
         "x-forwarded",
         "Which headers the trusted proxies write: `x-forwarded` (X-Forwarded-For/-Proto) "
         "or `forwarded` (RFC 7239); the other family is ignored.",
@@ -153,7 +155,11 @@ class Settings:
         "Response headers exposed to the calling page.",
     )
     cors_max_age: int = _flag(
-        "BASTION_CORS_MAX_AGE", p.integer(), 600, "Seconds a browser may cache a preflight."
+        "BASTION_CORS_MAX_AGE",
+        p.integer(maximum=86400),
+        600,
+        "Seconds a browser may cache a preflight (browsers cap it: Firefox at 86400, "
+        "Chromium at 7200).",
     )
 
     # --- request deadlines (middleware.deadline) -----------------------------------

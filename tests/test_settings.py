@@ -157,6 +157,9 @@ def test_readme_documents_every_variable() -> None:
         ({}, "BASTION_HEADERS_MERGE", "x-custom=app", "no effect"),
         ({}, "BASTION_HEADERS_MERGE", "access-control-allow-origin=app", "no effect"),
         ({}, "BASTION_HEADERS_MERGE", "server=app,server=bastion", "two winners"),
+        # sizes and ages past what can be honoured
+        ({}, "BASTION_CSP_REPORT_MAX_BYTES", "2000000", "from 256 to 1048576"),
+        ({}, "BASTION_CORS_MAX_AGE", "604800", "from 0 to 86400"),
         # budgets no timer can honour
         ({}, "BASTION_DEADLINE_SECONDS", "1e-320", "from 0.001 to 86400"),
         ({}, "BASTION_DEADLINE_MAX_SECONDS", "1e9", "from 0.001 to 86400"),
