@@ -300,3 +300,30 @@ def test_envoy_deadline_header_from_a_trusted_proxy_on_a_dual_stack_socket() -> 
         "wsgi.input": io.BytesIO(),
     }
     assert policy.for_wsgi(environ) == (1.5, "x-envoy-expected-rq-timeout-ms")
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    family=st.sampled_from(["x-forwarded", "forwarded"]),
+    peer=st.one_of(st.none(), st.sampled_from(["10.0.0.1", "::ffff:10.0.0.1"]), st.text()),
+    lines=st.lists(
+        st.tuples(
+            st.sampled_from([b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"]),
+            st.binary(max_size=60),
+        ),
+        max_size=6,
+    ),
+)
+def test_hostile_forwarded_values_never_raise_and_agree_across_wsgi_and_asgi(
+    family: str, peer: str | None, lines: list[tuple[bytes, bytes]]
+) -> None:
+    proxies = TrustedProxies(TRUSTED, family)
+    scope = {"client": (peer, 1) if peer is not None else None, "headers": lines}
+    environ: dict[str, Any] = {} if peer is None else {"REMOTE_ADDR": peer}
+    for name, value in lines:  # as a WSGI server joins repeated lines
+        key = "HTTP_" + name.decode().upper().replace("-", "_")
+        text = value.decode("latin-1")
+        environ[key] = f"{environ[key]},{text}" if key in environ else text
+    hop = proxies.asgi(scope)
+    assert hop == proxies.wsgi(environ)
+    assert hop.client is None or ip_of(hop.client) is not None
