@@ -9,6 +9,7 @@ How it measures (so the figures mean what they say):
   (copied per request) and the body iterated and closed, as a server would. No
   socket, no test client: what differs between candidates is only the middleware.
 * Starlette: each candidate is driven directly as an ASGI app, in one event loop,
+  over `scheme: https` (so Bastion sends HSTS too),
   with a minimal scope, a ``receive`` returning an empty body and a no-op ``send``.
 * Every request carries ``Origin: https://app.example.com`` (an allowed cross-origin
   call, the path that does the most CORS work); a second table sends no Origin.
@@ -154,7 +155,7 @@ def starlette_runner(app: Any, origin: bool, loop: asyncio.AbstractEventLoop) ->
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
         "method": "GET",
-        "scheme": "http",
+        "scheme": "https",  # HSTS is sent: the path with the most header work
         "path": "/",
         "raw_path": b"/",
         "query_string": b"",

@@ -19,7 +19,8 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
-from middleware.settings import IPNetwork, Settings
+from middleware.proxies import TrustedProxies, ip_of
+from middleware.settings import Settings
 
 log = logging.getLogger("bastion.csp")
 
@@ -152,7 +153,7 @@ class ReportIntake:
         self.path = settings.csp_report_path
         self.max_bytes = settings.csp_report_max_bytes
         self.buckets = TokenBuckets(settings.csp_report_rate_per_minute, max_clients)
-        self.trusted: tuple[IPNetwork, ...] = settings.trusted_proxies
+        self.proxies = TrustedProxies.from_settings(settings)
         meter = metrics.get_meter("bastion")
         self.reports = meter.create_counter(
             "bastion.csp.reports", unit="{report}", description="CSP violation reports accepted"
@@ -200,6 +201,8 @@ class ReportIntake:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return self.refuse(Answer(400, (), "malformed"))
+        except RecursionError:  # nesting deeper than the parser's limit: hostile, not a bug
+            return self.refuse(Answer(400, (), "too_deep"))
         media = content_type.split(";", 1)[0].strip().lower()
         found = _legacy(document) if media == LEGACY_TYPE else _reporting(document)
         if found is None:
@@ -245,35 +248,24 @@ class ReportIntake:
         return answer
 
     # --- who is asking -------------------------------------------------------------
-    def client(self, peer: str | None, forwarded_for: str | None) -> str:
-        """The client address: the peer, or, when the peer is a trusted proxy, the
-        right-most X-Forwarded-For entry that is not itself a trusted proxy."""
-        address = _ip(peer)
-        if address is None:
-            return peer or "unknown"
-        if forwarded_for and self.trusted and self._is_trusted(address):
-            for item in reversed(forwarded_for.split(",")):
-                hop = _ip(item.strip())
-                if hop is None:
-                    break  # malformed: stop believing the header here
-                address = hop
-                if not self._is_trusted(hop):
-                    break
-        if address.version == 6:
-            return str(ipaddress.ip_network(f"{address}/64", strict=False))
-        return str(address)
+    def client_wsgi(self, environ: Mapping[str, Any]) -> str:
+        """The rate-limit key of a WSGI request (see :meth:`client_key`)."""
+        return client_key(self.proxies.wsgi(environ).client)
 
-    def _is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        return any(address in network for network in self.trusted)
+    def client_asgi(self, scope: Mapping[str, Any]) -> str:
+        return client_key(self.proxies.asgi(scope).client)
 
 
-def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    if not text or len(text) > 64:
-        return None
-    try:
-        return ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return None
+def client_key(address: str | None) -> str:
+    """The rate-limit key of a client address, as :mod:`middleware.proxies` found it
+    (the peer, or the hop a trusted proxy wrote; IPv4-mapped IPv6 already unwrapped, so
+    IPv4 clients of a dual-stack listener keep their own keys): IPv4 as is, IPv6 by /64."""
+    parsed = ip_of(address)
+    if parsed is None:
+        return address or "unknown"
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def _legacy(document: Any) -> list[dict[str, str]] | None:

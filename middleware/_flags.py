@@ -7,8 +7,8 @@ They run once at startup, so they favour clear messages over speed.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-import math
 import re
 from collections.abc import Callable
 from enum import StrEnum
@@ -77,16 +77,31 @@ def choice(*allowed: str) -> Parser:
     return parse
 
 
-def seconds(*, minimum: float = 0.0, allow_zero: bool = False) -> Parser:
-    """A positive, finite number of seconds."""
+# Numbers are written in ASCII digits: Python's int() and float() also read other
+# scripts' digits ("١٢٣" as 123) and underscores, which no one means in a setting.
+_INTEGER = re.compile(r"[-+]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
+#: Shortest and longest duration a seconds setting may hold: below a millisecond no
+#: timer or clock here can honour it; beyond a day it is no longer a timeout.
+SECONDS_LEAST = 0.001
+SECONDS_MOST = 86400.0
+
+
+def seconds(*, allow_zero: bool = False) -> Parser:
+    """A finite number of seconds from :data:`SECONDS_LEAST` to :data:`SECONDS_MOST`
+    (or 0 with ``allow_zero``)."""
+    allowed = f"a finite number of seconds from {SECONDS_LEAST:g} to {SECONDS_MOST:g}"
+    if allow_zero:
+        allowed += ", or 0"
 
     def parse(name: str, raw: str) -> float:
-        allowed = f"a finite number of seconds {'>=' if allow_zero else '>'} {minimum:g}"
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise FlagError(name, raw, allowed) from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not allow_zero):
+        text = raw.strip()
+        if not _DECIMAL.fullmatch(text):
+            raise FlagError(name, raw, allowed)
+        value = float(text)
+        if value == 0 and allow_zero:
+            return 0.0
+        if not SECONDS_LEAST <= value <= SECONDS_MOST:
             raise FlagError(name, raw, allowed)
         return value
 
@@ -100,14 +115,18 @@ def optional_seconds(name: str, raw: str) -> float | None:
     return float(seconds()(name, raw))
 
 
-def integer(*, minimum: int = 0) -> Parser:
+def integer(*, minimum: int = 0, maximum: int | None = None) -> Parser:
+    allowed = f"a whole number >= {minimum} in ASCII digits"
+    if maximum is not None:
+        allowed = f"a whole number from {minimum} to {maximum} in ASCII digits"
+
     def parse(name: str, raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise FlagError(name, raw, f"a whole number >= {minimum}") from None
-        if value < minimum:
-            raise FlagError(name, raw, f"a whole number >= {minimum}")
+        text = raw.strip()
+        if not _INTEGER.fullmatch(text) or len(text) > 30:
+            raise FlagError(name, raw, allowed)
+        value = int(text)
+        if value < minimum or (maximum is not None and value > maximum):
+            raise FlagError(name, raw, allowed)
         return value
 
     return parse
@@ -118,7 +137,7 @@ def optional_bytes(name: str, raw: str) -> int | None:
     text = raw.strip().replace("_", "")
     if not text:
         return None
-    match = re.fullmatch(r"(\d+)\s*([KMGTP]?)(i?)B?", text, re.IGNORECASE)
+    match = re.fullmatch(r"([0-9]{1,30})\s*([KMGTP]?)(i?)B?", text, re.IGNORECASE | re.ASCII)
     if not match:
         raise FlagError(name, raw, "a byte count such as 10737418240, 10GB or 1TiB, or empty")
     number, prefix, binary = match.groups()
@@ -135,41 +154,135 @@ def comma_list(name: str, raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
 def networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """IP addresses or CIDR networks, exactly as meant: no host bits set (``10.0.0.1/8``
+    is refused, not widened), no IPv4-mapped IPv6 ranges (peers are judged as IPv4)."""
+    allowed = "a comma list of IP addresses or CIDR networks without host bits set"
     found = []
     for item in comma_list(name, raw):
         try:
-            found.append(ipaddress.ip_network(item, strict=False))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
+            raise FlagError(name, raw, allowed, f"{item!r} is not an address or network") from None
+        if "/" in item and network.network_address != ipaddress.ip_interface(item).ip:
             raise FlagError(
-                name, raw, "a comma list of IP addresses or CIDR networks", f"{item!r}"
-            ) from None
+                name,
+                raw,
+                allowed,
+                f"{item!r} has host bits set: write {network} (the whole network) or "
+                f"{item.partition('/')[0]} (one address)",
+            )
+        if network.version == 6 and network.subnet_of(_MAPPED):  # type: ignore[arg-type]
+            raise FlagError(
+                name, raw, allowed, f"{item!r} is IPv4-mapped: write the IPv4 address or network"
+            )
+        found.append(network)
     return tuple(found)
 
 
+_HOST = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
 _ORIGIN = re.compile(
-    r"(?P<scheme>https?)://(?P<wild>\*\.)?(?P<host>[a-z0-9]([a-z0-9-]*[a-z0-9])?"
-    r"(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::(?P<port>\d{1,5}))?"
+    rf"(?P<scheme>https?)://(?P<wild>\*\.)?(?P<host>{_HOST}|\[[0-9a-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?",
+    re.ASCII,
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_ORIGINS_ALLOWED = (
+    "a comma list of origins as browsers send them (https://app.example.com[:port], "
+    "lower case, no default port, port 1-65535), wildcard-subdomain patterns below a "
+    "registrable domain (https://*.example.com), null, or *"
 )
 
 
 def origins(name: str, raw: str) -> tuple[str, ...]:
     """CORS origins: exact ``scheme://host[:port]``, ``https://*.example.com`` patterns,
-    ``null`` (only when listed) or ``*``. Normalised to lower case, no trailing slash."""
+    ``null`` (only when listed) or ``*``. Case and a trailing slash are normalised;
+    anything a browser would never send (a default port, a non-canonical IP address) and
+    a wildcard at or above a public suffix are refused."""
     found = []
     for item in comma_list(name, raw):
         value = item.lower().rstrip("/")
-        if value in ("*", "null") or _ORIGIN.fullmatch(value):
-            found.append(value)
-            continue
-        raise FlagError(
-            name,
-            raw,
-            "a comma list of origins (https://app.example.com[:port]), "
-            "wildcard-subdomain patterns (https://*.example.com), null, or *",
-            f"{item!r} is not an origin",
-        )
+        problem = origin_problem(value)
+        if problem:
+            raise FlagError(name, raw, _ORIGINS_ALLOWED, f"{item!r} {problem}")
+        found.append(value)
     return tuple(found)
+
+
+def origin_problem(value: str) -> str:
+    """Why ``value`` (lower case) cannot be an allowed origin; ``""`` if it can."""
+    if value in ("*", "null"):
+        return ""
+    match = _ORIGIN.fullmatch(value)
+    if match is None:
+        odd = next((c for c in value if not c.isascii()), None)
+        return f"contains the non-ASCII character {odd!r}" if odd else "is not an origin"
+    scheme, wild, host, port = match.group("scheme", "wild", "host", "port")
+    if port is not None:
+        number = int(port)
+        if not 0 < number <= 65535:
+            return f"has port {port}, outside 1-65535"
+        if number == _DEFAULT_PORTS[scheme] or port != str(number):
+            shown = "" if number == _DEFAULT_PORTS[scheme] else f":{number}"
+            return (
+                f"is not how a browser writes it (it sends {scheme}://{wild or ''}{host}{shown}),"
+                " so it could never match"
+            )
+    literal = _ip_literal(host)
+    if literal is not None:
+        if wild:
+            return "puts a wildcard on an IP address"
+        if not literal:
+            return "has a malformed IP address"
+        if literal != host:
+            return f"is not how a browser writes it ({scheme}://{literal}), so it could never match"
+    if wild and not is_registrable(host):
+        return (
+            f"puts a wildcard on {host!r}, a public suffix (anyone can register a name "
+            "below it): name a registrable domain, e.g. https://*.example.com"
+        )
+    return ""
+
+
+def wildcard_base(origin: str) -> str | None:
+    """The host below which a ``https://*.example.com`` pattern matches, else ``None``."""
+    match = _ORIGIN.fullmatch(origin)
+    return match.group("host") if match is not None and match.group("wild") else None
+
+
+def _ip_literal(host: str) -> str | None:
+    """The canonical form of an IP host (``[::1]``, ``10.0.0.1``), ``""`` for a malformed
+    one, ``None`` for a name. A host whose last label is numeric is an IPv4 address to
+    browsers (or invalid)."""
+    if host.startswith("["):
+        try:
+            return f"[{ipaddress.IPv6Address(host[1:-1])}]"
+        except ValueError:
+            return ""
+    if host.rpartition(".")[2].isdigit():
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            return ""
+    return None
+
+
+def is_registrable(host: str, *, private: bool = False) -> bool:
+    """``host`` is a registrable domain or below one (``example.com``, ``a.example.co.uk``),
+    not a public suffix (``com``, ``co.uk``) by the Public Suffix List bundled with
+    ``publicsuffixlist``: its ICANN section, or with ``private`` its private section too
+    (``github.io``, ``run.app``, where anyone can register a name)."""
+    return _suffix_list(private).privatesuffix(host) is not None
+
+
+@functools.cache
+def _suffix_list(private: bool) -> Any:
+    from publicsuffixlist import PublicSuffixList  # loaded only for wildcard origins
+
+    return PublicSuffixList(only_icann=not private)
 
 
 def header_names(name: str, raw: str) -> tuple[str, ...]:
@@ -207,27 +320,82 @@ def partition_map(name: str, raw: str) -> dict[str, str]:
     return found
 
 
+# URL paths and report URIs end up in response headers (CSP, Reporting-Endpoints) and
+# are compared with the decoded request path: ASCII only, and none of the characters
+# that end a CSP directive (';'), a policy (','), a structured-field string ('"', '\\'),
+# or a value (space). In a path a '%' could never match the decoded PATH_INFO.
+_PATH_CHARS = r"[A-Za-z0-9\-._~!$&'()*+=:@/]"
+_PATH = re.compile(rf"/{_PATH_CHARS}*", re.ASCII)
+_URI_CHARS = rf"(?:{_PATH_CHARS}|%[0-9A-Fa-f]{{2}})"
+_URI = re.compile(
+    rf"(?:https?://{_HOST}(?::[0-9]{{1,5}})?)?/{_URI_CHARS}*(?:\?(?:{_URI_CHARS}|\?)*)?",
+    re.ASCII | re.IGNORECASE,
+)
+_PATH_ALLOWED = (
+    "a URL path starting with / in ASCII letters, digits and -._~!$&'()*+=:@/ "
+    "(no spaces, ';', ',', '\"', '%' or non-ASCII characters)"
+)
+_URI_ALLOWED = (
+    "a URL path (/csp-reports) or an http(s) URL, in ASCII letters, digits, "
+    "-._~!$&'()*+=:@/? and %XX escapes (no spaces, ';', ',', '\"' or non-ASCII "
+    "characters), or empty"
+)
+
+
+def _first_bad(value: str, allowed: re.Pattern[str]) -> str:
+    """Why ``value`` does not match: the first character that cannot appear."""
+    for char in value:
+        if not char.isascii():
+            return f"contains the non-ASCII character {char!r}"
+        if not re.fullmatch(allowed.pattern, char, re.ASCII | re.IGNORECASE):
+            return f"contains {char!r}"
+    return "is not of that form"
+
+
 def path_list(name: str, raw: str) -> tuple[str, ...]:
     found = comma_list(name, raw)
     for item in found:
-        if not item.startswith("/"):
-            raise FlagError(name, raw, "a comma list of URL paths starting with /", f"{item!r}")
+        if not _PATH.fullmatch(item):
+            why = _first_bad(item, re.compile(_PATH_CHARS)) if item.startswith("/") else ""
+            raise FlagError(
+                name, raw, f"a comma list of {_PATH_ALLOWED}", f"{item!r} {why or 'is no path'}"
+            )
     return found
 
 
 def url_path(name: str, raw: str) -> str:
     value = raw.strip()
-    if value and not value.startswith("/"):
-        raise FlagError(name, raw, "a URL path starting with /, or empty")
+    if value and not _PATH.fullmatch(value):
+        why = _first_bad(value, re.compile(_PATH_CHARS)) if value.startswith("/") else ""
+        raise FlagError(name, raw, f"{_PATH_ALLOWED}, or empty", why or "it is no path")
+    return value
+
+
+def report_uri(name: str, raw: str) -> str:
+    """Where browsers post CSP reports: a path or an absolute http(s) URL, header-safe."""
+    value = raw.strip()
+    if value and not _URI.fullmatch(value):
+        why = _first_bad(value, re.compile(_URI_CHARS.replace("%[0-9A-Fa-f]{2}", "[%?]")))
+        raise FlagError(name, raw, _URI_ALLOWED, why)
     return value
 
 
 def header_winners(name: str, raw: str) -> dict[str, str]:
-    """``header=app|bastion`` pairs: who wins when the app sets a header Bastion sends."""
+    """``header=app|bastion`` pairs: who wins when the app sets a header Bastion sends.
+    Each must name a header Bastion governs (a rule for any other has no effect), once."""
+    from middleware._header_names import MERGEABLE
+
+    allowed = f"a comma list of header=app|bastion, header one of {', '.join(sorted(MERGEABLE))}"
     found: dict[str, str] = {}
     for item in comma_list(name, raw):
         header, sep, winner = (part.strip().lower() for part in item.partition("="))
-        if not sep or winner not in ("app", "bastion") or not re.fullmatch(r"[a-z0-9-]+", header):
-            raise FlagError(name, raw, "a comma list of header=app|bastion", f"{item!r}")
+        if not sep or winner not in ("app", "bastion"):
+            raise FlagError(name, raw, allowed, f"{item!r}")
+        if header not in MERGEABLE:
+            raise FlagError(
+                name, raw, allowed, f"{item!r}: Bastion does not send {header!r}, so no effect"
+            )
+        if found.get(header, winner) != winner:
+            raise FlagError(name, raw, allowed, f"{header!r} is given two winners")
         found[header] = winner
     return found

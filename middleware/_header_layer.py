@@ -4,7 +4,6 @@ precompiled editors, the CORS paths off the hot one, and the ``start_response`` 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from secrets import token_urlsafe
@@ -20,8 +19,9 @@ from middleware._header_policy import (
     header_plan,
     hsts,
 )
+from middleware.proxies import TrustedProxies
 from middleware.routes import Route, RouteTable
-from middleware.settings import IPNetwork, Settings
+from middleware.settings import Settings
 
 logger = logging.getLogger("bastion.headers")
 
@@ -55,7 +55,7 @@ class Core(Generic[S]):
         self.observing = self.mode is Mode.OBSERVE
         self.html = settings.headers_preset == "html"
         self.hsts = hsts(settings) is not None
-        self.proxies = TrustedProxies(settings.trusted_proxies)
+        self.proxies = TrustedProxies.from_settings(settings)
         self.cors = cors if cors is not None and cors.mode.active else None
         self._cors_part = cors_plan() if self.cors and self.cors.mode.enforcing else None
         self.routes = RouteTable.of(routes)
@@ -133,22 +133,11 @@ class Core(Generic[S]):
         return path not in self.observed and len(self.observed) < _OBSERVED_PATHS_MAX
 
     def forwarded_https_wsgi(self, environ: Environ) -> bool:
-        proto = environ.get("HTTP_X_FORWARDED_PROTO")
-        return (
-            proto is not None
-            and self.proxies.trusts(environ.get("REMOTE_ADDR"))
-            and forwarded_https(proto)
-        )
+        """A trusted proxy says the client used HTTPS (:mod:`middleware.proxies`)."""
+        return self.proxies.wsgi(environ).scheme == "https"
 
     def forwarded_https_asgi(self, scope: Scope) -> bool:
-        proto = request_header(scope, b"x-forwarded-proto")
-        client = scope.get("client")
-        return (
-            proto is not None
-            and client is not None
-            and self.proxies.trusts(client[0])
-            and forwarded_https(proto.decode("latin-1"))
-        )
+        return self.proxies.asgi(scope).scheme == "https"
 
     def log_observed(
         self,
@@ -269,8 +258,9 @@ class EditingSend:
 
     def __call__(self, message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            headers = message.get("headers") or ()
-            message["headers"] = self.editor.apply(headers, self.nonce, self.extra)
+            # A new message: the app's may be a constant it sends again (never ours to edit).
+            headers = self.editor.apply(message.get("headers") or (), self.nonce, self.extra)
+            return self.send({**message, "headers": headers})
         return self.send(message)
 
 
@@ -302,46 +292,3 @@ async def send_preflight(
     status = int(answer.status[:3])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body})
-
-
-# --- is this request HTTPS? ------------------------------------------------------------
-class TrustedProxies:
-    """Decides whether a forwarded scheme is believed: only from a peer inside
-    ``BASTION_TRUSTED_PROXIES``. Peer verdicts are cached (bounded), so the
-    ``ipaddress`` parse runs once per distinct peer address."""
-
-    __slots__ = ("_networks", "_verdicts")
-    _MAX_PEERS = 1024
-
-    def __init__(self, networks: Iterable[IPNetwork]) -> None:
-        self._networks = tuple(networks)
-        self._verdicts: dict[str, bool] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._networks)
-
-    def trusts(self, peer: object) -> bool:
-        if not self._networks or not isinstance(peer, str):
-            return False
-        verdict = self._verdicts.get(peer)
-        if verdict is None:
-            verdict = self._judge(peer)
-            if len(self._verdicts) >= self._MAX_PEERS:
-                self._verdicts.clear()
-            self._verdicts[peer] = verdict
-        return verdict
-
-    def _judge(self, peer: str) -> bool:
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        mapped = getattr(address, "ipv4_mapped", None)
-        candidates = (address, mapped) if mapped is not None else (address,)
-        return any(a in net for a in candidates for net in self._networks)
-
-
-def forwarded_https(value: str) -> bool:
-    """X-Forwarded-Proto says https. With several values (a chain of proxies) the last
-    one was written by the nearest proxy, the one that is trusted."""
-    return value.rpartition(",")[2].strip().lower() == "https"

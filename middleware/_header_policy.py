@@ -40,6 +40,7 @@ from secure import (
 from secure.headers import BaseHeader
 
 from middleware._cors_policy import ACCESS_CONTROL_HEADERS
+from middleware._header_names import DEFAULT_WINNERS, REMOVED
 from middleware.routes import Route
 from middleware.settings import Settings
 
@@ -60,25 +61,6 @@ REPORT_GROUP = "csp-endpoint"
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PLACEHOLDER = "bastionNoncePlaceholder"  # base64 alphabet, so secure's nonce() accepts it
 
-# Who wins when the app also sets a header Bastion sends. The app wins where a route
-# can have a legitimate reason to differ (a docs page with its own CSP, a public image
-# with CORP cross-origin, an OAuth popup with COOP same-origin-allow-popups, a
-# cacheable response); Bastion wins where a different value is only ever a weakening
-# (nosniff has one value; HSTS is a property of the deployment, not of one response).
-DEFAULT_WINNERS: Mapping[str, str] = {
-    "content-security-policy": "app",
-    "content-security-policy-report-only": "app",
-    "reporting-endpoints": "app",
-    "cache-control": "app",
-    "x-frame-options": "app",
-    "referrer-policy": "app",
-    "cross-origin-opener-policy": "app",
-    "cross-origin-resource-policy": "app",
-    "strict-transport-security": "bastion",
-    "x-content-type-options": "bastion",
-    "x-permitted-cross-domain-policies": "bastion",
-}
-REMOVED = ("server", "x-powered-by")
 
 _KNOWN_NAMES_MAX = 512
 # Rules of the merge pass (plain ints: compared once per app header).

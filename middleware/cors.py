@@ -152,7 +152,9 @@ class CORSASGIMiddleware:
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = editor.apply(message.get("headers") or [], None, extra)
+                # A new message: the app's may be a constant it sends again.
+                headers = editor.apply(message.get("headers") or [], None, extra)
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_cors)

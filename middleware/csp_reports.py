@@ -21,13 +21,15 @@ without credentials), so anyone can send anything. Hence:
 * each client gets ``BASTION_CSP_REPORT_RATE_PER_MINUTE`` reports per minute (a token
   bucket; 429 with ``Retry-After`` past it), in a table bounded to ``max_clients``
   entries, so a flood from many addresses costs bounded memory;
-* the client is the TCP peer; ``X-Forwarded-For`` is believed only when that peer is one
-  of ``BASTION_TRUSTED_PROXIES`` (on Cloud Run, the front end's address range);
+* the client is the TCP peer, or the address a trusted proxy forwarded, by the one rule
+  of :mod:`middleware.proxies` (``BASTION_TRUSTED_PROXIES``, ``BASTION_PROXY_HEADERS``);
+  IPv4-mapped peers count as their IPv4 address, IPv6 clients by /64;
 * only known fields are kept, truncated, without control characters, and directives
   outside the CSP vocabulary are counted as ``other``: a report can neither inject log
   lines nor create metric series.
 
-Answers: 204 accepted (and 204 to a CORS preflight), 400 malformed or wrong shape,
+Answers: 204 accepted (and 204 to a CORS preflight), 400 malformed, nested deeper than
+the JSON parser allows (``too_deep``) or wrong shape,
 405 wrong method, 413 too large, 415 wrong content type, 429 rate limited. Each refusal
 increments ``bastion.csp.rejected{bastion.reason}``; each accepted CSP violation
 increments ``bastion.csp.reports{bastion.csp.directive}``, adds a ``bastion.csp-violation``
@@ -91,7 +93,7 @@ class CSPReportMiddleware:
         intake = self.intake
         content_type = str(environ.get("CONTENT_TYPE", ""))
         try:
-            client = intake.client(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
+            client = intake.client_wsgi(environ)
             answer = intake.precheck(
                 str(environ.get("REQUEST_METHOD", "")),
                 content_type,
@@ -105,7 +107,7 @@ class CSPReportMiddleware:
             return intake.accept(content_type, body)
         except Exception:  # a broken stream or a bug here must not become a 500
             log.exception("CSP report intake failed; answering 400")
-            return Answer(400, (), "error")
+            return intake.refuse(Answer(400, (), "error"))
 
 
 class CSPReportASGIMiddleware:
@@ -143,10 +145,7 @@ class CSPReportASGIMiddleware:
         raw_headers = scope.get("headers") or ()
         content_type = header(raw_headers, b"content-type") or ""
         try:
-            peer = scope.get("client")
-            client = intake.client(
-                peer[0] if peer else None, header(raw_headers, b"x-forwarded-for")
-            )
+            client = intake.client_asgi(scope)
             answer = intake.precheck(
                 str(scope.get("method", "")),
                 content_type,
@@ -171,4 +170,4 @@ class CSPReportASGIMiddleware:
             return intake.accept(content_type, b"".join(chunks))
         except Exception:  # a bug here must not become a 500
             log.exception("CSP report intake failed; answering 400")
-            return Answer(400, (), "error")
+            return intake.refuse(Answer(400, (), "error"))

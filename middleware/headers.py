@@ -17,16 +17,19 @@ Parameters (both classes), as for every Bastion middleware:
     :class:`~middleware.settings.Settings`; defaults to ``get_settings()`` (the env).
     Used: ``BASTION_HEADERS`` (mode), ``_PRESET``, ``_EXEMPT_PATHS``, ``_MERGE``,
     ``BASTION_HSTS_MAX_AGE``, ``BASTION_CSP_REPORT_ONLY``/``_URI``/``_PATH``,
-    ``BASTION_TRUSTED_PROXIES``.
+    ``BASTION_TRUSTED_PROXIES``, ``BASTION_PROXY_HEADERS``.
 ``routes``
     Per-route :class:`~middleware.routes.Route`: ``exempt_headers`` (the response is
     left as the app made it, e.g. health checks, docs pages) or ``headers``
     (per-route values; ``None`` removes a header Bastion would send).
 
 HTTPS: HSTS is sent only when the request reached this process over HTTPS
-(``wsgi.url_scheme`` / ``scope["scheme"]``) or when ``X-Forwarded-Proto: https``
-came from a peer (``REMOTE_ADDR`` / ``scope["client"]``) inside
-``BASTION_TRUSTED_PROXIES``. Anyone else can write that header, so it is ignored.
+(``wsgi.url_scheme`` / ``scope["scheme"]``) or when a trusted proxy forwarded
+``https``, by the one rule of :mod:`middleware.proxies` (``BASTION_TRUSTED_PROXIES``,
+``BASTION_PROXY_HEADERS``). Anyone else can write those headers, so they are ignored.
+
+Messages: the ASGI layer never edits the ``http.response.start`` message the app sends
+(it may be a constant the app sends again); it sends a new one with the merged headers.
 
 Nonce (``html`` preset): each request gets a fresh 144-bit nonce, in the WSGI environ
 and the ASGI scope under ``"bastion.csp_nonce"`` (and in Jinja as ``csp_nonce()``,

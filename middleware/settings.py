@@ -13,7 +13,6 @@ and the allowed values, so a misconfigured service fails at startup, not at 3 a.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,11 +20,11 @@ from typing import Any, Literal
 
 from middleware import _flags as p
 from middleware._flags import FlagError, Mode
+from middleware.proxies import PROXY_HEADER_FAMILIES, IPNetwork
 
 __all__ = ["FlagError", "Mode", "Settings", "SettingsError", "flag_table", "get_settings"]
 
 Source = Literal["default", "env", "code"]
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 TIMEOUT_CLASSES = ("read", "write", "merge", "analytics")
 
 
@@ -86,7 +85,7 @@ class Settings:
     )
     csp_report_uri: str = _flag(
         "BASTION_CSP_REPORT_URI",
-        p.text,
+        p.report_uri,
         "",
         "Where browsers send CSP reports (report-uri, report-to, Reporting-Endpoints).",
     )
@@ -97,7 +96,10 @@ class Settings:
         "Path at which `protect` mounts the CSP/Reporting API intake; empty: not mounted.",
     )
     csp_report_max_bytes: int = _flag(
-        "BASTION_CSP_REPORT_MAX_BYTES", p.integer(minimum=256), 8192, "Largest report body."
+        "BASTION_CSP_REPORT_MAX_BYTES",
+        p.integer(minimum=256, maximum=1 << 20),
+        8192,
+        "Largest report body (at most 1 MiB: the body is read into memory).",
     )
     csp_report_rate_per_minute: int = _flag(
         "BASTION_CSP_REPORT_RATE_PER_MINUTE",
@@ -109,7 +111,15 @@ class Settings:
         "BASTION_TRUSTED_PROXIES",
         p.networks,
         (),
-        "IPs/CIDRs whose X-Forwarded-Proto/For (and Envoy deadline header) are believed.",
+        "IPs/CIDRs of the proxies whose forwarded headers (and Envoy deadline header) are "
+        "believed; see `middleware.proxies`.",
+    )
+    proxy_headers: str = _flag(
+        "BASTION_PROXY_HEADERS",
+        p.choice(*PROXY_HEADER_FAMILIES),
+        "x-forwarded",
+        "Which headers the trusted proxies write: `x-forwarded` (X-Forwarded-For/-Proto) "
+        "or `forwarded` (RFC 7239); the other family is ignored.",
     )
 
     # --- CORS (middleware.cors) ----------------------------------------------------
@@ -145,7 +155,11 @@ class Settings:
         "Response headers exposed to the calling page.",
     )
     cors_max_age: int = _flag(
-        "BASTION_CORS_MAX_AGE", p.integer(), 600, "Seconds a browser may cache a preflight."
+        "BASTION_CORS_MAX_AGE",
+        p.integer(maximum=86400),
+        600,
+        "Seconds a browser may cache a preflight (browsers cap it: Firefox at 86400, "
+        "Chromium at 7200).",
     )
 
     # --- request deadlines (middleware.deadline) -----------------------------------
@@ -397,7 +411,7 @@ class Settings:
         return found
 
     def _cross_field_errors(self) -> list[FlagError]:
-        errors = []
+        errors = self._code_value_errors()
         if self.cors_credentials and "*" in self.cors_origins:
             errors.append(
                 FlagError(
@@ -407,6 +421,20 @@ class Settings:
                     "'*' with credentials would let any site read authenticated responses",
                 )
             )
+        if self.cors_credentials:
+            for origin in self.cors_origins:
+                host = p.wildcard_base(origin)
+                if host is not None and not p.is_registrable(host, private=True):
+                    errors.append(
+                        FlagError(
+                            "BASTION_CORS_ORIGINS",
+                            ",".join(self.cors_origins),
+                            "wildcards below a domain one owner controls when "
+                            "BASTION_CORS_CREDENTIALS is true",
+                            f"{origin!r} would send credentials to every site registered "
+                            f"under the public suffix {host!r}",
+                        )
+                    )
         if self.deadline_seconds > self.deadline_max_seconds:
             errors.append(
                 FlagError(
@@ -424,6 +452,32 @@ class Settings:
                     env = _field_env(mode_field)
                     errors.append(FlagError(env, value, "off | observe | enforce"))
         return errors
+
+    def _code_value_errors(self) -> list[FlagError]:
+        """Values set in code that reach response headers or widen trust get the checks
+        the environment's values get (rendered and parsed again)."""
+        errors = []
+        for f in _bound_fields():
+            env = f.metadata["env"]
+            if env not in _RECHECKED or self.sources.get(env) != "code":
+                continue
+            try:
+                f.metadata["parse"](env, render(getattr(self, f.name)))
+            except FlagError as error:
+                errors.append(error)
+        return errors
+
+
+_RECHECKED = frozenset(
+    {
+        "BASTION_CSP_REPORT_URI",
+        "BASTION_CSP_REPORT_PATH",
+        "BASTION_HEADERS_EXEMPT_PATHS",
+        "BASTION_HEADERS_MERGE",
+        "BASTION_TRUSTED_PROXIES",
+        "BASTION_CORS_ORIGINS",
+    }
+)
 
 
 def _bound_fields() -> tuple[dataclasses.Field[Any], ...]:

@@ -19,6 +19,7 @@ from middleware.settings import Settings
 from tests.servers import Server, gunicorn, uvicorn
 
 PATH = "/csp-reports"
+LEGACY_TYPE = "application/csp-report"
 LEGACY = {
     "csp-report": {
         "document-uri": "https://props.example.com/players/lebron",
@@ -200,7 +201,13 @@ def test_valid_reports_become_log_records_span_events_and_counts(tmp_path: Path)
         assert post(server, json.dumps(weird), "application/csp-report").status_code == 204
         assert post(server, "{", "application/csp-report").status_code == 400
         assert post(server, "{}", "text/html").status_code == 415
+        # nested deeper than the JSON parser goes: an ordinary, counted rejection
+        assert post(server, "[" * 8000, "application/reports+json").status_code == 400
+        assert post(server, '{"a":' * 1200 + "1" + "}" * 1200, LEGACY_TYPE).status_code == 400
+        server_log = server.log()
+    assert "Traceback" not in server_log
     records = telemetry(out)
+    assert not [r for r in records if r.get("type") == "log" and "intake failed" in r["body"]]
 
     counts: dict[str, int] = {}
     rejected: dict[str, int] = {}
@@ -216,7 +223,7 @@ def test_valid_reports_become_log_records_span_events_and_counts(tmp_path: Path)
                 rejected[key] = rejected.get(key, 0) + point["value"]
     # the deprecation report is logged and traced but is not a CSP violation
     assert counts == {"script-src-elem": 3, "style-src-attr": 1, "other": 1}
-    assert rejected == {"malformed": 1, "content_type": 1}
+    assert rejected == {"malformed": 1, "content_type": 1, "too_deep": 2}
 
     events = [
         event

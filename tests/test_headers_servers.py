@@ -287,3 +287,32 @@ def test_observe_changes_no_response_and_records(observe: Running, framework: st
     log = observe.log(lambda text: "CORS would refuse" in text and "would add" in text)
     assert "security headers (observe) on '/api/items': would add" in log
     assert "CORS would refuse origin not allowed on '/api/items'" in log
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"BASTION_CSP_REPORT_PATH": "/报告"}, "BASTION_CSP_REPORT_PATH"),
+        ({"BASTION_CSP_REPORT_URI": "/csp; script-src *"}, "BASTION_CSP_REPORT_URI"),
+        (
+            {"BASTION_CORS_ORIGINS": "https://*.com", "BASTION_CORS_CREDENTIALS": "true"},
+            "BASTION_CORS_ORIGINS",
+        ),
+    ],
+)
+def test_a_setting_that_cannot_work_stops_the_server_at_startup_naming_it(
+    framework: str, env: dict[str, str], variable: str, tmp_path: Path
+) -> None:
+    """Not a 500 on every request later (gunicorn) or a bare UnicodeEncodeError
+    (uvicorn): the server does not come up, and its log names the variable."""
+    if framework == "flask":
+        server = gunicorn("tests.apps.headers_flask:app", tmp_path, env={**BASE_ENV, **env})
+    else:
+        server = uvicorn("tests.apps.headers_starlette:app", tmp_path, env={**BASE_ENV, **env})
+    try:
+        with server as running:  # gunicorn's master binds before its worker imports the app
+            assert running.process.wait(timeout=30) != 0
+            log = running.log()
+    except RuntimeError as early:  # uvicorn imports the app first
+        log = str(early)
+    assert f"SettingsError: invalid Bastion settings:\n  {variable}=" in log

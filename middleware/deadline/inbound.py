@@ -34,7 +34,6 @@ gives the route no deadline at all. Route keys are matched against the request p
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -42,6 +41,7 @@ from typing import Final
 
 from opentelemetry import metrics
 
+from middleware.proxies import TrustedProxies
 from middleware.routes import Route, RouteTable
 from middleware.settings import Settings
 
@@ -162,7 +162,7 @@ class BudgetPolicy:
         self._cap = settings.deadline_max_seconds
         self._default = min(settings.deadline_seconds, self._cap)
         self.default_source = "default"
-        self._trusted = settings.trusted_proxies
+        self._trusted = TrustedProxies.from_settings(settings)
         relevant = {
             key: dataclasses.replace(route)  # one object per key, so id() names the key
             for key, route in _route_items(routes)
@@ -277,13 +277,7 @@ class BudgetPolicy:
         return (seconds, header) if seconds < budget else (budget, source)
 
     def _is_trusted(self, peer: object) -> bool:
-        if not self._trusted or not isinstance(peer, str):
-            return False
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(address in network for network in self._trusted)
+        return self._trusted.trusts(peer)  # the one rule: middleware.proxies
 
 
 def _route_items(
