@@ -9,7 +9,6 @@ import time
 import pytest
 
 from middleware import deadline
-from middleware.deadline import fanout
 from middleware.deadline import (
     Deadline,
     DeadlineExceeded,
@@ -17,6 +16,7 @@ from middleware.deadline import (
     DeadlineTimeoutError,
     check,
     current,
+    fanout,
     propagate,
     remaining,
     scope,

@@ -192,9 +192,7 @@ def test_a_deadline_in_flask_hooks_is_a_clean_504(tmp_path: Path, where: str) ->
 
 # --- 7. fan-out carries the deadline ----------------------------------------------------
 @pytest.mark.parametrize("fanout", ["true", "false"])
-def test_work_handed_to_other_threads_runs_under_the_deadline(
-    tmp_path: Path, fanout: str
-) -> None:
+def test_work_handed_to_other_threads_runs_under_the_deadline(tmp_path: Path, fanout: str) -> None:
     with gunicorn(
         FLASK,
         tmp_path,

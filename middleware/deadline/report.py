@@ -132,7 +132,10 @@ class Reporter:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every report queued so far is written (tests, worker exit)."""
         done = threading.Event()
-        self.submit(done.set)
+        if self._thread is None:
+            self.start()
+        self._submitted += 1
+        self._queue.put(done.set)  # past the limit too: it is one small marker
         return done.wait(timeout)
 
     def start(self) -> None:
