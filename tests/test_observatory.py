@@ -531,3 +531,238 @@ def test_api_without_csp_and_xfo_scores_55() -> None:
         ("Cross-Origin-Resource-Policy", "same-origin"),
     ]
     assert score(headers) == 55
+
+
+# --- where an earlier port disagreed with the reference ---------------------------------
+# (case id, response headers, body, test, the reference's result) for a page at ISSUE_URL;
+# the differential test grades each of these with the reference release too.
+ISSUE_URL = "https://shop.example.com/app/page"
+SECURE_HSTS = ("Strict-Transport-Security", "max-age=31536000")
+ISSUE_CASES: list[tuple[str, Headers, str, str, str]] = [
+    # cookies: what the jar keeps
+    (
+        "host-prefix-needs-path-slash",
+        [SECURE_HSTS, ("Set-Cookie", "__Host-sess=1; Secure; Path=/app")],
+        "",
+        "cookies",
+        "cookies-not-found",
+    ),
+    (
+        "secure-prefix-needs-secure",
+        [SECURE_HSTS, ("Set-Cookie", "__Secure-sess=1; HttpOnly")],
+        "",
+        "cookies",
+        "cookies-not-found",
+    ),
+    (
+        "public-suffix-domain-dropped",
+        [SECURE_HSTS, ("Set-Cookie", "sessionid=1; Domain=com")],
+        "",
+        "cookies",
+        "cookies-not-found",
+    ),
+    (
+        "private-suffix-domain-dropped",
+        [SECURE_HSTS, ("Set-Cookie", "sessionid=1; Domain=github.io")],
+        "",
+        "cookies",
+        "cookies-not-found",
+    ),
+    (
+        "foreign-domain-dropped",
+        [SECURE_HSTS, ("Set-Cookie", "sessionid=1; Domain=other.example")],
+        "",
+        "cookies",
+        "cookies-not-found",
+    ),
+    (
+        "parent-domain-kept",
+        [SECURE_HSTS, ("Set-Cookie", "sessionid=1; Domain=.example.com; HttpOnly")],
+        "",
+        "cookies",
+        "cookies-session-without-secure-flag-but-protected-by-hsts",
+    ),
+    (
+        "two-paths-two-cookies",
+        [
+            SECURE_HSTS,
+            ("Set-Cookie", "id=1; Path=/a"),
+            ("Set-Cookie", "id=2; Path=/b; Secure; SameSite=Lax"),
+        ],
+        "",
+        "cookies",
+        "cookies-without-secure-flag-but-protected-by-hsts",
+    ),
+    (
+        "same-path-last-wins",
+        [
+            SECURE_HSTS,
+            ("Set-Cookie", "id=1; Path=/a"),
+            ("Set-Cookie", "id=2; Path=/a; Secure; SameSite=Lax"),
+        ],
+        "",
+        "cookies",
+        "cookies-secure-with-httponly-sessions-and-samesite",
+    ),
+    (
+        "every-samesite-judged",
+        [SECURE_HSTS, ("Set-Cookie", "id=1; Secure; SameSite=Lax; SameSite=Bogus")],
+        "",
+        "cookies",
+        "cookies-samesite-flag-invalid",
+    ),
+    (
+        "samesite-lax-equals-one",
+        [SECURE_HSTS, ("Set-Cookie", "id=1; Secure; SameSite=Lax=1")],
+        "",
+        "cookies",
+        "cookies-secure-with-httponly-sessions",
+    ),
+    (
+        "no-name-no-cookie",
+        [SECURE_HSTS, ("Set-Cookie", "=1; Secure"), ("Set-Cookie", "flag")],
+        "",
+        "cookies",
+        "cookies-not-found",
+    ),
+    # empty values
+    (
+        "empty-xfo",
+        [("X-Frame-Options", "")],
+        "",
+        "x-frame-options",
+        "x-frame-options-not-implemented",
+    ),
+    (
+        "empty-xcto",
+        [("X-Content-Type-Options", "")],
+        "",
+        "x-content-type-options",
+        "x-content-type-options-not-implemented",
+    ),
+    (
+        "empty-report-only",
+        [("Content-Security-Policy-Report-Only", "")],
+        "",
+        "content-security-policy",
+        "csp-not-implemented",
+    ),
+    (
+        "empty-corp",
+        [("Cross-Origin-Resource-Policy", "")],
+        "",
+        "cross-origin-resource-policy",
+        "corp-not-implemented",
+    ),
+    (
+        "empty-hsts",
+        [("Strict-Transport-Security", "")],
+        "",
+        "strict-transport-security",
+        "hsts-header-invalid",
+    ),
+    # CSP
+    (
+        "frame-ancestors-alone-is-none",
+        [("Content-Security-Policy", "frame-ancestors")],
+        "",
+        "x-frame-options",
+        "x-frame-options-implemented-via-csp",
+    ),
+    (
+        "prefix-sources-deduplicated",
+        [("Content-Security-Policy", "default-src 'none'; script-src https https_x https:")],
+        "",
+        "content-security-policy",
+        "csp-implemented-with-unsafe-inline",
+    ),
+    # HTML and <meta>
+    (
+        "meta-referrer-last-non-empty-wins",
+        [("Content-Type", "text/html")],
+        '<meta name="referrer" content="unsafe-url"><meta name="referrer" content="no-referrer">'
+        '<meta name="referrer" content="">',
+        "referrer-policy",
+        "referrer-policy-private",
+    ),
+    (
+        "http-equiv-referrer-policy-ignored",
+        [("Content-Type", "text/html")],
+        '<meta http-equiv="Referrer-Policy" content="no-referrer">',
+        "referrer-policy",
+        "referrer-policy-not-implemented",
+    ),
+    (
+        "meta-inside-title-is-text",
+        [("Content-Type", "text/html")],
+        "<title><meta name=referrer content=no-referrer></title>",
+        "referrer-policy",
+        "referrer-policy-not-implemented",
+    ),
+    (
+        "meta-frame-ancestors-counts-for-xfo",
+        [("Content-Type", "text/html")],
+        "<meta http-equiv=content-security-policy content=\"default-src 'none'; frame-ancestors\">",
+        "x-frame-options",
+        "x-frame-options-implemented-via-csp",
+    ),
+    (
+        "unparseable-page-still-parsed",
+        [("Content-Type", "text/html")],
+        "<![CDATA[x]]><script src='http://x.other.com/a.js'></script>",
+        "subresource-integrity",
+        "sri-not-implemented-and-external-scripts-not-loaded-securely",
+    ),
+    (
+        "content-type-first-line",
+        [("Content-Type", "application/json"), ("Content-Type", "text/html")],
+        '<script src="http://x.other.com/a.js"></script>',
+        "subresource-integrity",
+        "sri-not-implemented-response-not-html",
+    ),
+    (
+        "content-type-untrimmed",
+        [("Content-Type", "text/html ;charset=utf-8")],
+        '<script src="http://x.other.com/a.js"></script>',
+        "subresource-integrity",
+        "sri-not-implemented-response-not-html",
+    ),
+    (
+        "script-src-normalised",
+        [("Content-Type", "text/html")],
+        '<script src="HTTPS://CDN.OTHER.COM/a.js"></script>',
+        "subresource-integrity",
+        "sri-not-implemented-but-external-scripts-loaded-securely",
+    ),
+    # HSTS
+    (
+        "hsts-leading-number",
+        [("Strict-Transport-Security", "max-age=31536000x")],
+        "",
+        "strict-transport-security",
+        "hsts-implemented-max-age-at-least-six-months",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "test", "expected"),
+    [case[1:] for case in ISSUE_CASES],
+    ids=[case[0] for case in ISSUE_CASES],
+)
+def test_agrees_with_the_reference(headers: Headers, body: str, test: str, expected: str) -> None:
+    report = grade(Observation.assuming_https(ISSUE_URL, headers, body=body))
+    assert {t.name: t.result for t in report.tests}[test] == expected
+
+
+@pytest.mark.parametrize("digit", ["\u00b2", "\u0663", "\uff11", "1\u00b2"])
+def test_hsts_max_age_in_other_scripts_digits_is_invalid_not_an_error(digit: str) -> None:
+    # str.isdigit() accepts these, int() refuses some; JavaScript's parseInt reads none
+    # (NaN; "1²" reads 1). NaN is invalid here on purpose.
+    result = graded([("Strict-Transport-Security", f"max-age={digit}")])
+    expected = (
+        "hsts-implemented-max-age-less-than-six-months"
+        if digit[0] == "1"
+        else ("hsts-header-invalid")
+    )
+    assert result["strict-transport-security"] == expected

@@ -22,11 +22,12 @@ import pytest
 
 from instrumentation.cli._node import parse_int, trim
 from instrumentation.cli.observatory import REFERENCE, Hop, Observation, Response, grade
+from tests.test_observatory import ISSUE_CASES, ISSUE_URL
 
 REF_DIR = Path(__file__).parent / "observatory_ref"
 SEED = 18
 CASES = 600
-URL = "https://shop.example.com/app/page"
+URL = ISSUE_URL
 ORIGIN = "https://bastion-scan.invalid"
 
 Lines = list[tuple[str, str]]
@@ -320,8 +321,9 @@ def _body(rng: random.Random) -> str:
 
 
 def generate(seed: int = SEED, count: int = CASES) -> list[Case]:
+    """The hand-picked cases of test_observatory.py, then ``count`` random ones."""
     rng = random.Random(seed)
-    cases = []
+    cases = [Case(headers, body, None) for _, headers, body, _, _ in ISSUE_CASES]
     for _ in range(count):
         headers: Lines = []
         for name, values in _SINGLE.items():
