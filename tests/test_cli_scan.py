@@ -53,15 +53,16 @@ def helmet_https(
         yield s
 
 
-def test_helmet_over_https_with_ca_bundle_scores_130(
+def test_helmet_over_https_with_ca_bundle_scores_120(
     helmet_https: Server, tls: dict[str, Path]
 ) -> None:
     result = bastion("scan", https_url(helmet_https), "--ca-bundle", str(tls["ca"]), "--json")
     report = as_json(result)
     assert result.returncode == 0, result.stderr
-    assert (report["score"], report["grade"]) == (130, "A+")
+    assert (report["score"], report["grade"]) == (120, "A+")
+    assert report["reference"] == "@mdn/mdn-http-observatory 1.4.8"
     rows = {t["name"]: t for t in report["tests"]}
-    assert len(rows) == 12
+    assert len(rows) == 10
     assert rows["strict-transport-security"]["result"] == (
         "hsts-implemented-max-age-at-least-six-months"
     )
@@ -79,10 +80,11 @@ def test_text_output_has_grade_and_one_row_per_test(
     result = bastion("scan", https_url(helmet_https), "--ca-bundle", str(tls["ca"]))
     no_traceback(result)
     assert result.returncode == 0
-    assert "A+" in result.stdout and "130/100" in result.stdout
-    for name in ("content-security-policy", "cross-origin-embedder-policy", "redirection"):
+    assert "A+" in result.stdout and "120/100" in result.stdout
+    assert "@mdn/mdn-http-observatory 1.4.8" in result.stdout
+    for name in ("content-security-policy", "cross-origin-resource-policy", "redirection"):
         assert name in result.stdout
-    assert "+10" in result.stdout  # CORP / COOP rows show their modifier
+    assert "+10" in result.stdout  # the CORP row shows its modifier
 
 
 def test_insecure_skips_verification_and_hsts_grades_invalid_cert(
@@ -107,12 +109,12 @@ def test_untrusted_certificate_is_a_clear_tls_error(helmet_https: Server) -> Non
 def test_min_score_passes_and_fails(helmet_https: Server, tls: dict[str, Path]) -> None:
     ca = str(tls["ca"])
     assert (
-        bastion("scan", https_url(helmet_https), "--ca-bundle", ca, "--min-score", "130").returncode
+        bastion("scan", https_url(helmet_https), "--ca-bundle", ca, "--min-score", "120").returncode
         == 0
     )
-    failing = bastion("scan", https_url(helmet_https), "--ca-bundle", ca, "--min-score", "131")
+    failing = bastion("scan", https_url(helmet_https), "--ca-bundle", ca, "--min-score", "121")
     assert failing.returncode == 1
-    assert "below --min-score 131" in failing.stderr
+    assert "below --min-score 121" in failing.stderr
 
 
 def test_origin_reflected_with_credentials_scores_50(tmp_path: Path, tls: dict[str, Path]) -> None:
@@ -143,7 +145,7 @@ def test_plain_http_without_assume_https_cannot_have_hsts(tmp_path: Path) -> Non
     assert rows["redirection"] == "redirection-missing"
     assert plain["score"] == 60  # two -20s: no bonus
     assert plain["bonuses_counted"] is False
-    assert assumed["score"] == 130 and assumed["assumed_https"] is True
+    assert assumed["score"] == 120 and assumed["assumed_https"] is True
 
 
 def test_django_defaults_score_55_from_a_real_server(tmp_path: Path) -> None:
