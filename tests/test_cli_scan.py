@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -222,3 +222,73 @@ def test_redirect_chain_and_cookies_on_the_way(tmp_path: Path) -> None:
     assert rows["redirection"]["data"] == [server.url + "/old", server.url + "/"]
     # The session cookie set by the redirect counts; no HSTS over HTTP: -40.
     assert rows["cookies"]["result"] == "cookies-session-without-secure-flag"
+
+
+@contextmanager
+def raw_http(answer: bytes) -> Iterator[str]:
+    """A loopback server that sends ``answer`` verbatim to every request."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    received += chunk
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        listener.close()
+
+
+ODD_HEADERS = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/html\r\n"
+    b"Strict-Transport-Security: max-age=\xc2\xb2\r\n"  # a superscript two, in UTF-8
+    b"X-Frame-Options: \r\n"
+    b"Content-Security-Policy: frame-ancestors\r\n"
+    b"Set-Cookie: __Host-sess=\xff\xfe; Path=/app; Secure\r\n"
+    b"Set-Cookie: id=1; SameSite=Lax=1; Domain=com\r\n"
+    b"Referrer-Policy: \xe9\r\n"
+    b"Content-Length: 47\r\n"
+    b"Connection: close\r\n\r\n"
+    b"<script src='//cdn.other.example/a.js'></script>"
+)
+
+
+def test_odd_header_bytes_are_graded_not_a_traceback() -> None:
+    with raw_http(ODD_HEADERS) as url:
+        result = bastion("scan", url, "--assume-https", "--json")
+        text = bastion("scan", url, "--assume-https")
+    no_traceback(text)
+    report = as_json(result)
+    rows = {t["name"]: t["result"] for t in report["tests"]}
+    assert rows["strict-transport-security"] == "hsts-header-invalid"  # NaN: deliberate
+    assert rows["x-frame-options"] == "x-frame-options-implemented-via-csp"
+    assert rows["cookies"] == "cookies-not-found"  # both dropped by the jar
+    assert rows["referrer-policy"] == "referrer-policy-header-invalid"
+    assert text.returncode == 0 and report["grade"] in text.stdout
+
+
+def test_a_redirect_to_an_invalid_url_is_one_line() -> None:
+    answer = b"HTTP/1.1 302 Found\r\nLocation: http://[::1\r\nContent-Length: 0\r\n\r\n"
+    with raw_http(answer) as url:
+        result = bastion("scan", url)
+    no_traceback(result)
+    assert result.returncode == 3
+    assert "error:" in result.stderr and len(result.stderr.strip().splitlines()) <= 2

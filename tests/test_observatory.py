@@ -9,6 +9,8 @@ except where a test names one of the deliberate differences."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from instrumentation.cli.observatory import REFERENCE, Hop, Observation, Response, grade
 from instrumentation.cli.observatory_chart import SCORE_TABLE, grade_for
@@ -766,3 +768,68 @@ def test_hsts_max_age_in_other_scripts_digits_is_invalid_not_an_error(digit: str
         else ("hsts-header-invalid")
     )
     assert result["strict-transport-security"] == expected
+
+
+# --- never an error, whatever the server sends -------------------------------------------
+GRADED_NAMES = (
+    "Content-Security-Policy",
+    "Content-Security-Policy-Report-Only",
+    "Set-Cookie",
+    "Strict-Transport-Security",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "Cross-Origin-Resource-Policy",
+    "Content-Type",
+    "Access-Control-Allow-Origin",
+    "Access-Control-Allow-Credentials",
+)
+header_values = st.one_of(
+    st.binary(max_size=80).map(lambda b: b.decode("latin-1")),  # bytes, as scan reads them
+    st.text(max_size=80),
+    st.sampled_from(["", "max-age=\u00b2", "text/html", "frame-ancestors", "__Host-a=1; Secure"]),
+    st.tuples(st.text(max_size=12), st.text(max_size=12)).map(  # cookie attributes
+        lambda t: f"sess=1; Domain={t[0]}; Path=/{t[1]}; SameSite={t[1]}; Secure"
+    ),
+)
+header_lines = st.lists(
+    st.tuples(
+        st.one_of(st.sampled_from(GRADED_NAMES), st.sampled_from(GRADED_NAMES).map(str.lower)),
+        header_values,
+    ),
+    max_size=12,
+)
+bodies = st.one_of(
+    st.text(max_size=200),
+    st.lists(
+        st.sampled_from(
+            [
+                "<meta http-equiv=content-security-policy content='",
+                "<meta name=referrer content=",
+                "<script src=",
+                "//x.other.com/a.js",
+                "HTTPS:cdn.x",
+                "'>",
+                "<![CDATA[",
+                "<title>",
+                "%zz",
+                "</html>",
+                "\x00",
+            ]
+        ),
+        max_size=12,
+    ).map("".join),
+)
+
+
+@given(headers=header_lines, preflight=header_lines, body=bodies)
+@settings(max_examples=300, deadline=None)
+def test_grading_never_raises_on_any_header_value(
+    headers: Headers, preflight: Headers, body: str
+) -> None:
+    html = [("Content-Type", "text/html"), *headers]
+    report = grade(
+        Observation.assuming_https(ISSUE_URL, html, preflight_headers=preflight, body=body)
+    )
+    assert report.tests_quantity == len(report.tests) == 10
+    assert report.score >= 0 and report.grade == grade_for(report.score)

@@ -79,7 +79,8 @@ class Observation:
     the answer to ``OPTIONS`` with ``Origin: origin`` and
     ``Access-Control-Request-Method: GET``; ``http_route`` is the chain of answers to
     the same URL over plain HTTP (first request first) or None when nothing listens
-    there; ``set_cookies`` are every Set-Cookie line the scan received.
+    there; ``set_cookies`` are the Set-Cookie lines of the graded answer and of the
+    redirects that led to it, which fill the cookie jar the cookies test reads.
     """
 
     response: Response
