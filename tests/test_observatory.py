@@ -736,6 +736,13 @@ ISSUE_CASES: list[tuple[str, Headers, str, str, str]] = [
         "subresource-integrity",
         "sri-not-implemented-but-external-scripts-loaded-securely",
     ),
+    (
+        "svg-script-counts-as-a-script",
+        [("Content-Type", "text/html")],
+        "<svg><script href='https://x.other.com/a.js'></script></svg>",
+        "subresource-integrity",
+        "sri-not-implemented-but-all-scripts-loaded-from-secure-origin",
+    ),
     # HSTS
     (
         "hsts-leading-number",

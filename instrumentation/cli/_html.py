@@ -19,6 +19,7 @@ import html5lib
 from instrumentation.cli._node import trim
 
 _SCRIPT = "{http://www.w3.org/1999/xhtml}script"
+_SVG_SCRIPT = "{http://www.w3.org/2000/svg}script"  # matches "script" too, but has no .src
 _META = "{http://www.w3.org/1999/xhtml}meta"
 
 
@@ -42,14 +43,14 @@ def scan(body: str) -> Page:
     """Scripts and meta policies of ``body`` (cached: several tests ask)."""
     page = Page(http_equiv={"content-security-policy": []})
     document: Element = html5lib.parse(body)
-    for script in document.iter(_SCRIPT):
-        page.scripts.append(
-            Script(
-                _reflected_url(script.get("src")),
-                script.get("integrity"),
-                script.get("crossorigin"),
-            )
-        )
+    for script in document.iter():
+        if script.tag == _SCRIPT:
+            src = _reflected_url(script.get("src"))
+        elif script.tag == _SVG_SCRIPT:
+            src = ""
+        else:
+            continue
+        page.scripts.append(Script(src, script.get("integrity"), script.get("crossorigin")))
     # jsdom's fragment parser for metas, as the Observatory's retriever does
     fragment: Element = html5lib.parseFragment(body, container="template")
     for meta in fragment.iter(_META):
