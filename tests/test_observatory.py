@@ -801,7 +801,11 @@ header_values = st.one_of(
 )
 header_lines = st.lists(
     st.tuples(
-        st.one_of(st.sampled_from(GRADED_NAMES), st.sampled_from(GRADED_NAMES).map(str.lower)),
+        st.one_of(
+            st.sampled_from(GRADED_NAMES),
+            st.sampled_from(GRADED_NAMES).map(str.lower),
+            st.text(max_size=20),
+        ),
         header_values,
     ),
     max_size=12,
