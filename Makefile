@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv tools bqemu promtool clean
+.PHONY: demo test lint typecheck bench venv tools bqemu promtool observatory-ref clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 ## Tools the tests use beyond Python packages (idempotent).
-tools: venv bqemu promtool
+tools: venv bqemu promtool observatory-ref
 
 ## promtool (Debian's `prometheus` package) checks deploy/prometheus/ in the tests.
 promtool:
@@ -63,8 +63,29 @@ $(BQEMU_STAMP):
 
 bqemu: $(BQEMU_STAMP)
 
+## The MDN HTTP Observatory release `bastion scan` follows (tests/observatory_ref/package.json
+## pins it, package-lock.json pins the rest), for the differential test against the port.
+## Node and npm from Debian when missing. --ignore-scripts: its postinstall downloads the
+## HSTS preload and TLD lists; the port has no preload list, so it gets an empty one.
+OBSREF       := tests/observatory_ref
+OBSREF_STAMP := $(OBSREF)/node_modules/.installed
+
+$(OBSREF_STAMP): $(OBSREF)/package.json $(OBSREF)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends nodejs npm; \
+		else \
+			echo "node/npm missing: sudo apt-get install nodejs npm" >&2; exit 1; \
+		fi; }
+	cd $(OBSREF) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	echo '{}' > $(OBSREF)/node_modules/@mdn/mdn-http-observatory/conf/hsts-preload.json
+	touch $(OBSREF_STAMP)
+
+observatory-ref: $(OBSREF_STAMP)
+
 bench: venv
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(BQEMU_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BQEMU_VENV) $(OBSREF)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,15 +53,16 @@ def helmet_https(
         yield s
 
 
-def test_helmet_over_https_with_ca_bundle_scores_130(
+def test_helmet_over_https_with_ca_bundle_scores_120(
     helmet_https: Server, tls: dict[str, Path]
 ) -> None:
     result = bastion("scan", https_url(helmet_https), "--ca-bundle", str(tls["ca"]), "--json")
     report = as_json(result)
     assert result.returncode == 0, result.stderr
-    assert (report["score"], report["grade"]) == (130, "A+")
+    assert (report["score"], report["grade"]) == (120, "A+")
+    assert report["reference"] == "@mdn/mdn-http-observatory 1.4.8"
     rows = {t["name"]: t for t in report["tests"]}
-    assert len(rows) == 12
+    assert len(rows) == 10
     assert rows["strict-transport-security"]["result"] == (
         "hsts-implemented-max-age-at-least-six-months"
     )
@@ -79,10 +80,11 @@ def test_text_output_has_grade_and_one_row_per_test(
     result = bastion("scan", https_url(helmet_https), "--ca-bundle", str(tls["ca"]))
     no_traceback(result)
     assert result.returncode == 0
-    assert "A+" in result.stdout and "130/100" in result.stdout
-    for name in ("content-security-policy", "cross-origin-embedder-policy", "redirection"):
+    assert "A+" in result.stdout and "120/100" in result.stdout
+    assert "@mdn/mdn-http-observatory 1.4.8" in result.stdout
+    for name in ("content-security-policy", "cross-origin-resource-policy", "redirection"):
         assert name in result.stdout
-    assert "+10" in result.stdout  # CORP / COOP rows show their modifier
+    assert "+10" in result.stdout  # the CORP row shows its modifier
 
 
 def test_insecure_skips_verification_and_hsts_grades_invalid_cert(
@@ -107,12 +109,12 @@ def test_untrusted_certificate_is_a_clear_tls_error(helmet_https: Server) -> Non
 def test_min_score_passes_and_fails(helmet_https: Server, tls: dict[str, Path]) -> None:
     ca = str(tls["ca"])
     assert (
-        bastion("scan", https_url(helmet_https), "--ca-bundle", ca, "--min-score", "130").returncode
+        bastion("scan", https_url(helmet_https), "--ca-bundle", ca, "--min-score", "120").returncode
         == 0
     )
-    failing = bastion("scan", https_url(helmet_https), "--ca-bundle", ca, "--min-score", "131")
+    failing = bastion("scan", https_url(helmet_https), "--ca-bundle", ca, "--min-score", "121")
     assert failing.returncode == 1
-    assert "below --min-score 131" in failing.stderr
+    assert "below --min-score 121" in failing.stderr
 
 
 def test_origin_reflected_with_credentials_scores_50(tmp_path: Path, tls: dict[str, Path]) -> None:
@@ -143,7 +145,7 @@ def test_plain_http_without_assume_https_cannot_have_hsts(tmp_path: Path) -> Non
     assert rows["redirection"] == "redirection-missing"
     assert plain["score"] == 60  # two -20s: no bonus
     assert plain["bonuses_counted"] is False
-    assert assumed["score"] == 130 and assumed["assumed_https"] is True
+    assert assumed["score"] == 120 and assumed["assumed_https"] is True
 
 
 def test_django_defaults_score_55_from_a_real_server(tmp_path: Path) -> None:
@@ -220,3 +222,73 @@ def test_redirect_chain_and_cookies_on_the_way(tmp_path: Path) -> None:
     assert rows["redirection"]["data"] == [server.url + "/old", server.url + "/"]
     # The session cookie set by the redirect counts; no HSTS over HTTP: -40.
     assert rows["cookies"]["result"] == "cookies-session-without-secure-flag"
+
+
+@contextmanager
+def raw_http(answer: bytes) -> Iterator[str]:
+    """A loopback server that sends ``answer`` verbatim to every request."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    received += chunk
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        listener.close()
+
+
+ODD_HEADERS = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/html\r\n"
+    b"Strict-Transport-Security: max-age=\xc2\xb2\r\n"  # a superscript two, in UTF-8
+    b"X-Frame-Options: \r\n"
+    b"Content-Security-Policy: frame-ancestors\r\n"
+    b"Set-Cookie: __Host-sess=\xff\xfe; Path=/app; Secure\r\n"
+    b"Set-Cookie: id=1; SameSite=Lax=1; Domain=com\r\n"
+    b"Referrer-Policy: \xe9\r\n"
+    b"Content-Length: 47\r\n"
+    b"Connection: close\r\n\r\n"
+    b"<script src='//cdn.other.example/a.js'></script>"
+)
+
+
+def test_odd_header_bytes_are_graded_not_a_traceback() -> None:
+    with raw_http(ODD_HEADERS) as url:
+        result = bastion("scan", url, "--assume-https", "--json")
+        text = bastion("scan", url, "--assume-https")
+    no_traceback(text)
+    report = as_json(result)
+    rows = {t["name"]: t["result"] for t in report["tests"]}
+    assert rows["strict-transport-security"] == "hsts-header-invalid"  # NaN: deliberate
+    assert rows["x-frame-options"] == "x-frame-options-implemented-via-csp"
+    assert rows["cookies"] == "cookies-not-found"  # both dropped by the jar
+    assert rows["referrer-policy"] == "referrer-policy-header-invalid"
+    assert text.returncode == 0 and report["grade"] in text.stdout
+
+
+def test_a_redirect_to_an_invalid_url_is_one_line() -> None:
+    answer = b"HTTP/1.1 302 Found\r\nLocation: http://[::1\r\nContent-Length: 0\r\n\r\n"
+    with raw_http(answer) as url:
+        result = bastion("scan", url)
+    no_traceback(result)
+    assert result.returncode == 3
+    assert "error:" in result.stderr and len(result.stderr.strip().splitlines()) <= 2

@@ -1,20 +1,22 @@
 """The MDN HTTP Observatory's grading, as a pure function of observed responses.
 
-:func:`grade` reproduces the tests of mdn/mdn-http-observatory (``src/analyzer/tests``,
-algorithm version 6: twelve tests) and its scoring (``src/scanner``): start at 100,
-add every modifier; bonuses count only when the score without them is already at
-least 90; the grade comes from the score rounded down to a multiple of 5.
+:func:`grade` follows one published release, :data:`REFERENCE` (the one the npm
+registry serves; algorithm version 4, ten tests), test by test: its tests
+(``src/analyzer/tests``) and its scoring (``src/scanner``): start at 100, add every
+modifier; bonuses count only when the score without them is already at least 90; the
+grade comes from the score rounded down to a multiple of 5. Headers are read as that
+release's Node client presents them (:meth:`Response.first`), cookies as its cookie
+jar keeps them (:mod:`._cookies`), pages as its HTML parser reads them (:mod:`._html`).
+``tests/test_observatory_differential.py`` grades generated responses with the release
+itself and with this port.
 
-What the Observatory does that this grader does not:
+Deliberate differences (the README lists them with their reasons):
 
 * no HSTS preload list (never ``hsts-preloaded`` / ``redirection-all-redirects-preloaded``);
-* "same site" for Subresource Integrity compares the last two labels of the host
-  instead of the public-suffix registrable domain;
-* several Content-Security-Policy headers are parsed as separate policies (as
-  browsers do) rather than joined into one string;
-* an HSTS ``max-age`` that is not a number is invalid here; the Observatory's
-  ``parseInt`` turns it into NaN, which then passes its six-month comparison, while
-  browsers ignore such a header.
+* an HSTS ``max-age`` that is not a number is invalid here; the reference's
+  ``parseInt`` gives NaN, which passes its six-month comparison;
+* a preflight that echoes the scan's foreign ``Origin`` and allows credentials is
+  universal access here; the reference never sees the Origin it sent.
 
 Network access lives in :mod:`instrumentation.cli.scan`; everything here is data in,
 data out, so the unit tests grade documented header sets without a server.
@@ -25,18 +27,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from instrumentation.cli import _cookies
+from instrumentation.cli._node import parse_int, trim
 from instrumentation.cli.observatory_chart import (
     ALGORITHM_VERSION,
     MINIMUM_SCORE_FOR_EXTRA_CREDIT,
+    REFERENCE,
     SCORE_TABLE,
     grade_for,
 )
-from instrumentation.cli.observatory_content import csp_test, parsed_csp, sri_test
+from instrumentation.cli.observatory_content import csp_test, sri_test
 from instrumentation.cli.observatory_headers import (
     cookies_test,
     cors_test,
-    cross_origin_embedder_policy_test,
-    cross_origin_opener_policy_test,
     cross_origin_resource_policy_test,
     referrer_policy_test,
     x_content_type_options_test,
@@ -49,7 +52,7 @@ from instrumentation.cli.observatory_model import (
     TestResult,
 )
 
-__all__ = ["Hop", "Observation", "Report", "Response", "TestResult", "grade"]
+__all__ = ["REFERENCE", "Hop", "Observation", "Report", "Response", "TestResult", "grade"]
 
 
 def grade(observation: Observation) -> Report:
@@ -67,6 +70,7 @@ def grade(observation: Observation) -> Report:
     counted = without_bonus >= MINIMUM_SCORE_FOR_EXTRA_CREDIT
     final = max(with_bonus if counted else without_bonus, 0)
     return Report(
+        reference=REFERENCE,
         algorithm_version=ALGORITHM_VERSION,
         score=final,
         grade=grade_for(final),
@@ -89,20 +93,18 @@ def hsts_test(observation: Observation) -> TestResult:
         return TestResult(name, "hsts-not-implemented-no-https", False)
     if not response.verified:
         return TestResult(name, "hsts-invalid-cert", False)
-    header = response.joined("strict-transport-security")
-    if header is None:
+    headers = response.all("strict-transport-security")
+    if not headers:
         return TestResult(name, "hsts-not-implemented", False)
-    header = header[:1024]
+    header = headers[0][:1024]
     max_age: int | None = None
-    invalid = "," in header
-    for parameter in (p.strip().lower() for p in header.split(";")):
+    has_max_age = False
+    for parameter in (trim(p).lower() for p in header.split(";")):
         if parameter.startswith("max-age="):
-            digits = parameter[8:128].strip().strip('"')
-            if not digits.isdigit():
-                invalid = True
-            else:
-                max_age = int(digits)
-    if invalid or max_age is None:
+            has_max_age, max_age = True, parse_int(parameter[8:128])  # the last one counts
+    # A "," means the header was sent more than once. max_age None is a max-age that is
+    # not a number: invalid here on purpose (the reference's NaN passes).
+    if "," in header or not has_max_age or max_age is None:
         return TestResult(name, "hsts-header-invalid", False, data=header)
     if max_age < _SIX_MONTHS:
         return TestResult(name, "hsts-implemented-max-age-less-than-six-months", False, data=header)
@@ -135,41 +137,53 @@ def redirection_test(observation: Observation) -> TestResult:
 # --- X-Frame-Options -----------------------------------------------------------------
 def x_frame_options_test(observation: Observation) -> TestResult:
     name = "x-frame-options"
-    header = observation.response.joined("x-frame-options")
-    if header is None:
+    header = observation.response.first("x-frame-options")
+    if not header:
         result = "x-frame-options-not-implemented"
     else:
-        value = header[:1024].strip().lower()
+        value = trim(header[:1024]).lower()
         if value in ("deny", "sameorigin"):
             result = "x-frame-options-sameorigin-or-deny"
         elif value.startswith("allow-from"):
             result = "x-frame-options-allow-from-origin"
         else:
             result = "x-frame-options-header-invalid"
-    parsed = parsed_csp(observation.response)
-    if parsed is not None and parsed[0].get("frame-ancestors"):
+    csp = csp_test(observation.response).data
+    if csp and "frame-ancestors" in csp:
         result = "x-frame-options-implemented-via-csp"
     passed = result not in ("x-frame-options-not-implemented", "x-frame-options-header-invalid")
     return TestResult(name, result, passed, data=header)
 
 
-def _cookies(observation: Observation) -> TestResult:
-    return cookies_test(observation.set_cookies, hsts_test(observation).passed)
+def _cookies_test(observation: Observation) -> TestResult:
+    response = observation.response
+    jar = _cookies.jar(list(observation.set_cookies), response.url)
+    return cookies_test(response.all("set-cookie"), jar, hsts_test(observation).passed)
+
+
+def _cors(observation: Observation) -> TestResult:
+    preflight = observation.preflight
+    if preflight is None:
+        return cors_test(None, None, observation.origin, answered=False)
+    return cors_test(
+        preflight.first("access-control-allow-origin"),
+        preflight.first("access-control-allow-credentials"),
+        observation.origin,
+        answered=True,
+    )
 
 
 ALL_TESTS: tuple[Callable[[Observation], TestResult], ...] = (
     lambda o: csp_test(o.response),
-    _cookies,
-    lambda o: cors_test(o.preflight.headers if o.preflight else None, o.origin),
+    _cookies_test,
+    _cors,
     redirection_test,
-    lambda o: referrer_policy_test(o.response.get_all("referrer-policy"), o.response.http_equiv),
+    lambda o: referrer_policy_test(
+        o.response.all("referrer-policy"), o.response.http_equiv.get("referrer-policy", [])
+    ),
     hsts_test,
     lambda o: sri_test(o.response),
-    lambda o: x_content_type_options_test(o.response.joined("x-content-type-options")),
+    lambda o: x_content_type_options_test(o.response.first("x-content-type-options")),
     x_frame_options_test,
-    lambda o: cross_origin_resource_policy_test(
-        o.response.joined("cross-origin-resource-policy"), o.response.http_equiv
-    ),
-    lambda o: cross_origin_opener_policy_test(o.response.get_all("cross-origin-opener-policy")),
-    lambda o: cross_origin_embedder_policy_test(o.response.get_all("cross-origin-embedder-policy")),
+    lambda o: cross_origin_resource_policy_test(o.response.first("cross-origin-resource-policy")),
 )

@@ -1,21 +1,19 @@
-"""The MDN HTTP Observatory's score table and grade chart (``src/grader/charts.js``).
+"""The MDN HTTP Observatory's score table and grade chart (``src/grader/charts.js`` of
+the reference release, :data:`REFERENCE`).
 
 Every test result ("expectation") carries a score modifier; the identifiers below are
 the Observatory's own so that a row of ``bastion scan --json`` can be compared with the
-Observatory's API output. Descriptions and hints are paraphrased.
-
-COOP and COEP (algorithm version 6, mdn-http-observatory #410/#498): ``same-origin``
-and ``require-corp``/``credentialless`` are +10 each ("can increase the score by 20"),
-an unparseable header -5 like the other invalid headers. The published chart was not
-available to check the two ``*-allow-popups`` COOP values; they are taken as +10 (they
-isolate the page from cross-origin openers too) and ``unsafe-none`` as 0.
+Observatory's output. Descriptions and hints are paraphrased.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-ALGORITHM_VERSION = 6
+#: The Observatory release the port follows: the one the npm registry serves
+#: (``tests/observatory_ref/package.json`` pins the same for the differential test).
+REFERENCE = "@mdn/mdn-http-observatory 1.4.8"
+ALGORITHM_VERSION = 4
 MINIMUM_SCORE_FOR_EXTRA_CREDIT = 90
 
 #: (lowest score, grade), highest first; a score maps to the grade of its multiple of 5.
@@ -262,31 +260,6 @@ SCORE_TABLE: dict[str, Score] = {
     "corp-implemented-with-cross-origin": Score(0, "CORP cross-origin.", _NO_HINT),
     "corp-header-invalid": Score(
         -5, "Cross-Origin-Resource-Policy cannot be recognized.", "Send same-origin."
-    ),
-    # --- Cross-Origin-Opener-Policy -----------------------------------------------
-    "coop-not-implemented": Score(
-        0, "No Cross-Origin-Opener-Policy.", "Send Cross-Origin-Opener-Policy: same-origin."
-    ),
-    "coop-implemented-with-same-origin": Score(10, "COOP same-origin.", _NO_HINT),
-    "coop-implemented-with-same-origin-allow-popups": Score(
-        10, "COOP same-origin-allow-popups.", _NO_HINT
-    ),
-    "coop-implemented-with-noopener-allow-popups": Score(
-        10, "COOP noopener-allow-popups.", _NO_HINT
-    ),
-    "coop-implemented-with-unsafe-none": Score(
-        0, "COOP unsafe-none (the browser default).", "Send same-origin."
-    ),
-    "coop-header-invalid": Score(
-        -5, "Cross-Origin-Opener-Policy cannot be parsed (or is sent twice).", "Send it once."
-    ),
-    # --- Cross-Origin-Embedder-Policy ---------------------------------------------
-    "coep-not-implemented": Score(0, "No Cross-Origin-Embedder-Policy.", _NO_HINT),
-    "coep-implemented-with-require-corp": Score(10, "COEP require-corp.", _NO_HINT),
-    "coep-implemented-with-credentialless": Score(10, "COEP credentialless.", _NO_HINT),
-    "coep-implemented-with-unsafe-none": Score(0, "COEP unsafe-none (the default).", _NO_HINT),
-    "coep-header-invalid": Score(
-        -5, "Cross-Origin-Embedder-Policy cannot be parsed (or is sent twice).", "Send it once."
     ),
 }
 

@@ -1,13 +1,19 @@
 """The Observatory tests that read the page itself: Content-Security-Policy (header
-and ``<meta http-equiv>``) and Subresource Integrity (``<script>`` tags).
+and ``<meta http-equiv>``) and Subresource Integrity (``<script>`` tags; "same site"
+is the registrable domain of the Public Suffix List's ICANN section, as tldts reads it).
 
 Each takes the graded :class:`~instrumentation.cli.observatory_model.Response`.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable
+from functools import cache
 from urllib.parse import urlsplit
+
+from publicsuffixlist import PublicSuffixList
 
 from instrumentation.cli import _csp, _html
 from instrumentation.cli.observatory_model import HTML_TYPES, Response, TestResult
@@ -34,26 +40,27 @@ def _has_nonce_or_hash(sources: set[str]) -> bool:
     return any(s.startswith(_NONCE_OR_HASH) for s in sources)
 
 
-def parsed_csp(response: Response) -> tuple[_csp.Policy, set[str]] | None:
-    """The enforced policy (header and meta), or None when it cannot be parsed."""
-    header = response.get_all("content-security-policy")
-    meta = response.http_equiv.get("content-security-policy", [])
-    try:
-        return _csp.parse(header + meta)
-    except _csp.CSPSyntaxError:
-        return None
+def _first_of(csp: _csp.Policy, *directives: str) -> set[str]:
+    """The first directive's source set present (the same set object, as the Observatory
+    edits it in place), or a fresh ``{"*"}``."""
+    for directive in directives:
+        if directive in csp:
+            return csp[directive]
+    return {"*"}
 
 
 def csp_test(response: Response) -> TestResult:
+    """``data`` is the combined policy (header and meta), absent when the test found no
+    policy; the X-Frame-Options test reads its ``frame-ancestors`` from there."""
     name = "content-security-policy"
-    header = response.get_all("content-security-policy")
+    header = response.all("content-security-policy")
     meta = response.http_equiv.get("content-security-policy", [])
-    parsed = parsed_csp(response)
-    if parsed is None:
-        return TestResult(name, "csp-header-invalid", False)
-    csp, duplicates = parsed
     try:
-        header_only, _ = _csp.parse(header)
+        csp = _csp.parse(header + meta)
+    except _csp.CSPSyntaxError:
+        return TestResult(name, "csp-header-invalid", False)
+    try:
+        header_only = _csp.parse(header)
     except _csp.CSPSyntaxError:
         header_only = {}
     try:
@@ -61,15 +68,13 @@ def csp_test(response: Response) -> TestResult:
     except _csp.CSPSyntaxError:
         meta_only = {}
     if not header_only and not meta_only:
-        if response.get_all("content-security-policy-report-only"):
+        if response.first("content-security-policy-report-only"):
             return TestResult(name, "csp-not-implemented-but-reporting-enabled", False)
         return TestResult(name, "csp-not-implemented", False)
 
-    any_source = {"*"}
-    default = csp.get("default-src")
-    script_src = set(csp.get("script-src") or default or any_source)
-    style_src = set(csp.get("style-src") or default or any_source)
-    object_src = set(csp.get("object-src") or default or any_source)
+    script_src = _first_of(csp, "script-src", "default-src")
+    style_src = _first_of(csp, "style-src", "default-src")
+    object_src = _first_of(csp, "object-src", "default-src")
     for sources in (script_src, style_src):
         if _has_nonce_or_hash(sources):
             sources.discard("'unsafe-inline'")
@@ -78,16 +83,15 @@ def csp_test(response: Response) -> TestResult:
     if _has_nonce_or_hash(script_src) and "'strict-dynamic'" in script_src:
         # With 'strict-dynamic', browsers ignore host/scheme sources, 'self' and
         # 'unsafe-inline' in script-src: so does the grade.
-        script_src = {
-            s
-            for s in script_src
-            if s not in ("'self'", "'unsafe-inline'") and not s.startswith(tuple(_BROAD))
-        }
+        for source in list(script_src):
+            if source.startswith(tuple(_BROAD)) or source in ("'self'", "'unsafe-inline'"):
+                script_src.discard(source)
     elif "'strict-dynamic'" in script_src:
         result = "csp-header-invalid"
 
     active = [s for d, srcs in csp.items() if d not in _PASSIVE and d != "script-src" for s in srcs]
     active += script_src
+    default = csp.get("default-src")
     passive = [s for d in _PASSIVE for s in (csp.get(d) or default or set())]
     https = urlsplit(response.url).scheme == "https"
 
@@ -112,15 +116,27 @@ def csp_test(response: Response) -> TestResult:
     if result is None:
         result = next(expectation for failed, expectation in checks if failed)
     passed = result in _CSP_PASSING
-    if passed and duplicates:
+    if passed and _csp.DUPLICATE_WARNINGS_KEY in csp:
         result = "csp-implemented-but-duplicate-directives"
-    data = {d: sorted(s) for d, s in csp.items()}
+    data = {d: sorted(s) for d, s in csp.items() if d != _csp.DUPLICATE_WARNINGS_KEY}
     return TestResult(name, result, passed, data=data)
 
 
 # --- Subresource Integrity -----------------------------------------------------------
-def _site(host: str) -> str:
-    return ".".join(host.lower().rstrip(".").split(".")[-2:])
+@cache
+def _icann_suffixes() -> PublicSuffixList:
+    return PublicSuffixList(only_icann=True)  # as tldts' parse() by default
+
+
+def _registrable_domain(host: str) -> str | None:
+    """tldts' ``parse(...).domain``: the registrable domain, None for an IP address or a
+    bare public suffix."""
+    host = host.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return _icann_suffixes().privatesuffix(host) if host else None
+    return None
 
 
 _SRI_ORDER = (
@@ -141,13 +157,11 @@ def _worse(new: str, old: str | None) -> str:
 
 def sri_test(response: Response) -> TestResult:
     name = "subresource-integrity"
-    if response.media_type not in HTML_TYPES:
+    if (response.first("content-type") or "").split(";")[0] not in HTML_TYPES:
         return TestResult(name, "sri-not-implemented-response-not-html", True)
-    try:
-        scripts = _html.scan(response.body).scripts
-    except _html.HTMLError:
-        return TestResult(name, "html-not-parseable", False)
+    scripts = _html.scan(response.body).scripts
     page = urlsplit(response.url)
+    page_domain = _registrable_domain(page.hostname or "")
     result: str | None = None
     foreign = False
     external: dict[str, dict[str, str | None]] = {}
@@ -155,16 +169,16 @@ def sri_test(response: Response) -> TestResult:
         src = script.src
         if not src:
             continue
-        protocol_relative = src.startswith("//") and not src.startswith("///")
-        absolute = src.lower().startswith(("http://", "https://"))
+        protocol_relative = re.match(r"//[^/]", src) is not None
+        absolute = re.match(r"https?://", src) is not None
         relative = not protocol_relative and not absolute
         same_site = (
-            relative
-            or protocol_relative
-            or (_site(urlsplit(src).hostname or "") == _site(page.hostname or ""))
+            protocol_relative
+            or relative
+            or _registrable_domain(urlsplit(src).hostname or "") == page_domain
         )
         secure_origin = relative or (same_site and not protocol_relative)
-        secure_scheme = (absolute and src.lower().startswith("https://")) or (
+        secure_scheme = (absolute and src.startswith("https:")) or (
             relative and page.scheme == "https"
         )
         if not secure_origin:

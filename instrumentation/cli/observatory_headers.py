@@ -1,8 +1,10 @@
-"""The Observatory tests that read one header each (see :mod:`.observatory`).
+"""The Observatory tests that read response headers (see :mod:`.observatory`).
 
-Each function takes the observed header value(s) and returns a
-:class:`~instrumentation.cli.observatory.TestResult` whose ``result`` is the
-Observatory's expectation identifier; the modifier is filled in by the grader.
+Each function takes header values as the Observatory sees them (see
+:meth:`~instrumentation.cli.observatory_model.Response.first`: repeated lines joined
+the Node way, ``""`` for an empty value, which these tests take as absent) and returns
+a :class:`~instrumentation.cli.observatory_model.TestResult` whose ``result`` is the
+Observatory's expectation identifier; the grader fills in the modifier.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import http_sf
-
+from instrumentation.cli._cookies import Cookie
+from instrumentation.cli._node import trim
 from instrumentation.cli.observatory_model import TestResult
 
 
@@ -20,15 +22,21 @@ def _result(name: str, result: str, passed: bool, data: Any = None) -> TestResul
 
 
 # --- CORS ------------------------------------------------------------------------------
-def cors_test(preflight: Sequence[tuple[str, str]] | None, origin: str) -> TestResult:
-    """Grade the answer to a preflight sent with ``Origin: origin``."""
+def cors_test(
+    allow_origin: str | None, allow_credentials: str | None, origin: str, *, answered: bool
+) -> TestResult:
+    """Grade the answer to a preflight sent with ``Origin: origin``.
+
+    Universal access (the preflight echoes our foreign origin and allows credentials)
+    is flagged here; the reference release never flags it, as it looks for the Origin
+    it sent on the response object, where it is not (see the README's deliberate
+    differences).
+    """
     name = "cross-origin-resource-sharing"
-    headers = {k.lower(): v for k, v in reversed(preflight or ())}  # first line wins
-    allow_origin = headers.get("access-control-allow-origin")
-    if preflight is None or not allow_origin:
+    if not answered or not allow_origin:
         return _result(name, "cross-origin-resource-sharing-not-implemented", True)
-    value = allow_origin[:256].strip().lower()
-    credentials = headers.get("access-control-allow-credentials", "").strip().lower()
+    value = trim(allow_origin[:256]).lower()
+    credentials = trim(allow_credentials or "").lower()
     if value == "*":
         result = "cross-origin-resource-sharing-implemented-with-public-access"
     elif allow_origin == origin and credentials == "true":
@@ -59,62 +67,46 @@ def _worse(new: str, old: str | None) -> str:
 
 
 def _invalid_samesite(raw: str) -> bool:
-    for part in raw.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key.strip().lower() == "samesite":
-            return value.strip().lower() not in ("lax", "strict", "none")
+    """Any ``SameSite`` attribute of a raw line without a Strict/Lax/None value (only
+    the text up to a second ``=`` is read, as the Observatory reads it)."""
+    for part in trim(raw).split(";"):
+        key, *rest = trim(part).split("=")
+        if trim(key).lower() == "samesite":
+            value = rest[0] if rest else ""
+            if not value or trim(value).lower() not in ("lax", "strict", "none"):
+                return True
     return False
 
 
-def _parse_set_cookie(line: str) -> tuple[str, dict[str, str]]:
-    """RFC 6265 section 5.2: the cookie's name and its attributes (lower-cased names).
-    (``http.cookies`` parses Cookie request headers and drops many real Set-Cookie
-    values, e.g. ones with spaces.)"""
-    pair, *parts = line.split(";")
-    name, separator, _value = pair.partition("=")
-    attributes: dict[str, str] = {}
-    for part in parts:
-        attribute, _, value = part.partition("=")
-        attributes[attribute.strip().lower()] = value.strip()
-    return (name.strip() if separator else ""), attributes
-
-
-def cookies_test(set_cookies: Sequence[str], hsts_passed: bool) -> TestResult:
-    """Grade every ``Set-Cookie`` line seen; ``hsts_passed`` is the HSTS test's pass."""
+def cookies_test(raw_lines: Sequence[str], jar: Sequence[Cookie], hsts_passed: bool) -> TestResult:
+    """Grade the cookies a jar kept (:func:`instrumentation.cli._cookies.jar`);
+    ``raw_lines`` are the graded response's own ``Set-Cookie`` lines, checked for
+    malformed ``SameSite`` attributes; ``hsts_passed`` is the HSTS test's pass."""
     name = "cookies"
     result: str | None = None
-    for raw in set_cookies:
+    for raw in raw_lines:
         if _invalid_samesite(raw):
             result = _worse("cookies-samesite-flag-invalid", result)
-    jar: dict[str, dict[str, Any]] = {}
-    for raw in set_cookies:
-        key, attributes = _parse_set_cookie(raw)
-        if key and key not in _IGNORED_COOKIES:
-            jar[key] = {
-                "secure": "secure" in attributes,
-                "httponly": "httponly" in attributes,
-                "samesite": (attributes.get("samesite") or "").lower() or None,
-            }
-    if not jar:
+    cookies = [c for c in jar if c.name and c.name not in _IGNORED_COOKIES]
+    if not cookies:
         return _result(name, "cookies-not-found", True)
     missing_samesite = False
-    for key, cookie in jar.items():
-        session = "login" in key.lower() or "sess" in key.lower()
-        anticsrf = "csrf" in key.lower()
-        secure, samesite = cookie["secure"], cookie["samesite"]
-        if not secure and samesite == "none":
+    for cookie in cookies:
+        key = cookie.name.lower()
+        session = "login" in key or "sess" in key
+        if not cookie.secure and cookie.same_site == "none":
             result = _worse("cookies-samesite-flag-invalid", result)
-        if not secure:
+        if not cookie.secure:
             unprotected = "cookies-without-secure-flag"
             result = _worse(unprotected + ("-but-protected-by-hsts" * hsts_passed), result)
-        if anticsrf and not samesite:
+        if "csrf" in key and not cookie.same_site:
             result = _worse("cookies-anticsrf-without-samesite-flag", result)
-        if session and not secure:
+        if session and not cookie.secure:
             unprotected = "cookies-session-without-secure-flag"
             result = _worse(unprotected + ("-but-protected-by-hsts" * hsts_passed), result)
-        if session and not cookie["httponly"]:
+        if session and not cookie.http_only:
             result = _worse("cookies-session-without-httponly-flag", result)
-        missing_samesite = missing_samesite or not samesite
+        missing_samesite = missing_samesite or not cookie.same_site
     if result is None:
         result = (
             "cookies-secure-with-httponly-sessions"
@@ -125,7 +117,17 @@ def cookies_test(set_cookies: Sequence[str], hsts_passed: bool) -> TestResult:
         "cookies-secure-with-httponly-sessions",
         "cookies-secure-with-httponly-sessions-and-samesite",
     )
-    return _result(name, result, passed, data=jar)
+    data = {
+        c.name: {
+            "domain": c.domain,
+            "path": c.path,
+            "secure": c.secure,
+            "httponly": c.http_only,
+            "samesite": c.same_site,
+        }
+        for c in cookies
+    }
+    return _result(name, result, passed, data=data)
 
 
 # --- Referrer-Policy -------------------------------------------------------------------
@@ -133,14 +135,13 @@ _PRIVATE = ("no-referrer", "same-origin", "strict-origin", "strict-origin-when-c
 _LEAKY = ("origin", "origin-when-cross-origin", "unsafe-url", "no-referrer-when-downgrade")
 
 
-def referrer_policy_test(headers: Sequence[str], http_equiv: dict[str, list[str]]) -> TestResult:
-    """The last recognised value wins (header first, then ``<meta>``), as in browsers."""
+def referrer_policy_test(headers: Sequence[str], meta: Sequence[str]) -> TestResult:
+    """The last recognised value wins, header first, then ``<meta name=referrer>``."""
     name = "referrer-policy"
-    values = [*headers, *http_equiv.get("referrer-policy", [])]
-    if not values:
+    if not headers and not meta:
         return _result(name, "referrer-policy-not-implemented", True)
-    joined = ", ".join(values)
-    known = [v.strip().lower() for v in joined.split(",") if v.strip().lower() in _PRIVATE + _LEAKY]
+    joined = ", ".join([*headers, *meta])
+    known = [trim(v.lower()) for v in joined.split(",") if trim(v.lower()) in _PRIVATE + _LEAKY]
     policy = known[-1] if known else ""
     if policy in _PRIVATE:
         return _result(name, "referrer-policy-private", True, joined)
@@ -152,78 +153,22 @@ def referrer_policy_test(headers: Sequence[str], http_equiv: dict[str, list[str]
 # --- X-Content-Type-Options ------------------------------------------------------------
 def x_content_type_options_test(header: str | None) -> TestResult:
     name = "x-content-type-options"
-    if header is None:
+    if not header:
         return _result(name, "x-content-type-options-not-implemented", False)
-    if header[:256].strip().lower() == "nosniff":
+    if trim(header[:256]).lower() == "nosniff":
         return _result(name, "x-content-type-options-nosniff", True, header)
     return _result(name, "x-content-type-options-header-invalid", False, header)
 
 
 # --- Cross-Origin-Resource-Policy ------------------------------------------------------
-def cross_origin_resource_policy_test(
-    header: str | None, http_equiv: dict[str, list[str]]
-) -> TestResult:
+def cross_origin_resource_policy_test(header: str | None) -> TestResult:
     name = "cross-origin-resource-policy"
-    meta = http_equiv.get("cross-origin-resource-policy", [])
-    value = header if header else (meta[-1] if meta else None)
+    value = trim(header[:256]).lower() if header else ""
     if not value:
         return _result(name, "corp-not-implemented", True)
-    value = value[:256].strip().lower()
     result = {
         "same-site": "corp-implemented-with-same-site",
         "same-origin": "corp-implemented-with-same-origin",
         "cross-origin": "corp-implemented-with-cross-origin",
     }.get(value, "corp-header-invalid")
     return _result(name, result, result != "corp-header-invalid", value)
-
-
-# --- COOP / COEP (RFC 8941 structured-field tokens) ------------------------------------
-def _token(value: str) -> str | None:
-    """The bare token of a structured-field item (parameters such as report-to are
-    ignored); None when the value is not a valid item or its bare item is not a token
-    (a quoted string is not a policy)."""
-    try:
-        parsed: Any = http_sf.parse(value[:1024].strip().encode("latin-1"), tltype="item")
-    except (http_sf.StructuredFieldError, UnicodeEncodeError, ValueError):
-        return None
-    item = parsed[0]
-    return str(item) if isinstance(item, http_sf.Token) else None
-
-
-def _policy_test(
-    name: str, prefix: str, headers: Sequence[str], results: dict[str, str]
-) -> TestResult:
-    if not headers:
-        return _result(name, f"{prefix}-not-implemented", True)
-    if len(headers) > 1:
-        return _result(name, f"{prefix}-header-invalid", False, headers)
-    token = _token(headers[0])
-    result = results.get(token or "", f"{prefix}-header-invalid")
-    return _result(name, result, not result.endswith("-invalid"), headers[0])
-
-
-def cross_origin_opener_policy_test(headers: Sequence[str]) -> TestResult:
-    return _policy_test(
-        "cross-origin-opener-policy",
-        "coop",
-        headers,
-        {
-            "same-origin": "coop-implemented-with-same-origin",
-            "same-origin-allow-popups": "coop-implemented-with-same-origin-allow-popups",
-            "noopener-allow-popups": "coop-implemented-with-noopener-allow-popups",
-            "unsafe-none": "coop-implemented-with-unsafe-none",
-        },
-    )
-
-
-def cross_origin_embedder_policy_test(headers: Sequence[str]) -> TestResult:
-    return _policy_test(
-        "cross-origin-embedder-policy",
-        "coep",
-        headers,
-        {
-            "require-corp": "coep-implemented-with-require-corp",
-            "credentialless": "coep-implemented-with-credentialless",
-            "unsafe-none": "coep-implemented-with-unsafe-none",
-        },
-    )

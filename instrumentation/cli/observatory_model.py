@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
-from instrumentation.cli import _html
+from instrumentation.cli import _html, _node
 
 __all__ = ["HTML_TYPES", "Hop", "Observation", "Report", "Response", "TestResult"]
 
@@ -30,27 +31,35 @@ class Response:
         return cls(url, headers=tuple((str(k), str(v)) for k, v in headers), **kw)
 
     def get_all(self, name: str) -> list[str]:
+        """Every line of a header, as received."""
         lower = name.lower()
         return [value for key, value in self.headers if key.lower() == lower]
 
-    def joined(self, name: str) -> str | None:
-        """All lines of a header joined by ", " (how the Observatory's Node client
-        presents a repeated header), or None when absent."""
-        values = self.get_all(name)
-        return ", ".join(values) if values else None
+    @cached_property
+    def node_headers(self) -> _node.NodeHeaders:
+        """The headers as the Observatory sees them (Node's joining, axios' cleaning)."""
+        return _node.node_headers(self.headers)
 
-    @property
-    def media_type(self) -> str:
-        return (self.joined("content-type") or "").split(";")[0].strip()
+    def all(self, name: str) -> list[str]:
+        """The Observatory's ``getHttpHeaders``: the joined value in a list (every
+        ``Set-Cookie`` line for that header), empty when absent."""
+        value = self.node_headers.get(name.lower())
+        if value is None:
+            return []
+        return value if isinstance(value, list) else [value]
+
+    def first(self, name: str) -> str | None:
+        """The Observatory's ``getFirstHttpHeader``: the joined value, None when absent
+        (an empty value is ``""``, which every test reading it takes as absent)."""
+        values = self.all(name)
+        return values[0] if values else None
 
     @property
     def http_equiv(self) -> dict[str, list[str]]:
-        if self.media_type not in HTML_TYPES or not self.body:
+        """Meta policies of an HTML page (``content-security-policy``, ``referrer-policy``)."""
+        if (self.first("content-type") or "").split(";")[0] not in HTML_TYPES or not self.body:
             return {}
-        try:
-            return _html.scan(self.body).http_equiv
-        except _html.HTMLError:
-            return {}
+        return _html.scan(self.body).http_equiv
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,8 @@ class Observation:
     the answer to ``OPTIONS`` with ``Origin: origin`` and
     ``Access-Control-Request-Method: GET``; ``http_route`` is the chain of answers to
     the same URL over plain HTTP (first request first) or None when nothing listens
-    there; ``set_cookies`` are every Set-Cookie line the scan received.
+    there; ``set_cookies`` are the Set-Cookie lines of the graded answer and of the
+    redirects that led to it, which fill the cookie jar the cookies test reads.
     """
 
     response: Response
@@ -117,6 +127,8 @@ class Observation:
 
 @dataclass
 class Report:
+    #: The Observatory release graded against (name and version of its npm package).
+    reference: str
     algorithm_version: int
     score: int
     grade: str

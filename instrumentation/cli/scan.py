@@ -98,8 +98,9 @@ def observe(target: Target) -> Observation:
     route: tuple[Hop, ...] | None
     http_verified = True
     if parts.scheme == "https":
-        route, http_verified, more = _http_route(target, headers)
-        cookies += more
+        # That probe's cookies stay out of the grade, as they stay out of the
+        # Observatory's jar (its plain-HTTP session has a jar of its own).
+        route, http_verified = _http_route(target, headers)
     else:
         route = (*answer.hops, Hop(answer.url, answer.status))
     return Observation(
@@ -144,12 +145,17 @@ def _get(client: httpx.Client, url: str, *, follow: bool) -> tuple[_Answer, list
                 body = _read_capped(response)
             finally:
                 response.close()
-        cookies += response.headers.get_list("set-cookie")
+        cookies += [
+            v.decode("latin-1") for k, v in response.headers.raw if k.lower() == b"set-cookie"
+        ]
         location = response.headers.get("location")
         if not (follow and response.is_redirect and location):
             return _answer(response, body, tuple(hops)), cookies
         hops.append(Hop(str(response.url), response.status_code))
-        url = str(response.url.join(location))
+        try:
+            url = str(response.url.join(location))
+        except httpx.InvalidURL as error:
+            raise ScanError(f"{response.url}: redirects to an invalid URL ({error})") from None
     raise ScanError(f"{url}: more than {MAX_REDIRECTS} redirects")
 
 
@@ -173,7 +179,7 @@ def _answer(response: httpx.Response, body: bytes, hops: tuple[Hop, ...]) -> _An
     return _Answer(
         url=str(response.url),
         status=response.status_code,
-        headers=tuple(response.headers.multi_items()),
+        headers=_lines(response),
         body=body.decode(charset, errors="replace"),
         hops=hops,
     )
@@ -186,12 +192,15 @@ def _preflight(client: httpx.Client, url: str, origin: str) -> Response | None:
             answer = client.request("OPTIONS", url, headers=headers)
     except ScanError:
         return None  # like the Observatory: no preflight answer, no CORS finding
-    return Response(str(answer.url), answer.status_code, tuple(answer.headers.multi_items()))
+    return Response(str(answer.url), answer.status_code, _lines(answer))
 
 
-def _http_route(
-    target: Target, headers: dict[str, str]
-) -> tuple[tuple[Hop, ...] | None, bool, list[str]]:
+def _lines(response: httpx.Response) -> tuple[tuple[str, str], ...]:
+    """Header lines as received, decoded byte for byte (Latin-1) as Node decodes them."""
+    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw)
+
+
+def _http_route(target: Target, headers: dict[str, str]) -> tuple[tuple[Hop, ...] | None, bool]:
     """The plain-HTTP redirect chain for the same host/port, or None without HTTP."""
     parts = urlsplit(target.url)
     url = parts._replace(scheme="http").geturl()
@@ -203,14 +212,14 @@ def _http_route(
     )
     with _client(probe, headers) as client:
         try:
-            answer, cookies = _get(client, url, follow=True)
+            answer, _ = _get(client, url, follow=True)
         except ScanError as error:
             if error.tls:  # HTTP redirected to an HTTPS host with a bad certificate
-                return (Hop(url, 0),), False, []
-            return None, True, []  # nothing speaks plain HTTP there
+                return (Hop(url, 0),), False
+            return None, True  # nothing speaks plain HTTP there
     route = (*answer.hops, Hop(answer.url, answer.status))
     reached_https = any(urlsplit(hop.url).scheme == "https" for hop in route)
-    return route, not (target.insecure and reached_https), cookies
+    return route, not (target.insecure and reached_https)
 
 
 class _translate_errors:
@@ -316,6 +325,13 @@ def scan(
         report = grade(observe(target))
     except ScanError as error:
         _output.fail(str(error), error.exit_code, as_json=as_json)
+    except Exception as error:  # whatever the server answered: one line, never a traceback
+        _output.fail(
+            f"{url}: cannot grade this answer ({type(error).__name__}: {_first_line(error)}); "
+            "please report it as a bug in bastion scan",
+            _output.UNREACHABLE,
+            as_json=as_json,
+        )
     below = min_score is not None and report.score < min_score
     if as_json:
         _output.emit_json(
@@ -336,6 +352,7 @@ def _print(url: str, report: Report, target: Target) -> None:
         f"[bold]{escape(url)}[/]: [bold {colour}]{report.grade}[/] "
         f"({report.score}/100, {report.tests_passed}/{report.tests_quantity} tests passed)"
     )
+    console.print(f"graded as {report.reference} grades (algorithm {report.algorithm_version})")
     if target.assume_https:
         console.print("graded as if served over HTTPS with a correct HTTP->HTTPS redirect")
     if target.insecure:
