@@ -5,12 +5,11 @@ called in-process with the same environ, body iterated and closed as a server wo
 The 1,000 other deadlines are registrations in the process's watchdog, expiring in an
 hour (what 1,000 requests running in other threads would leave there). Each candidate
 is timed against the bare app in ABBA blocks (bare, candidate, candidate, bare), one
-candidate at a time, and the whole run is repeated in several fresh processes: on this
-2-core shared machine a candidate's position among others shifts it by ~0.4 %, and a
-process's memory layout by ~0.5 %, about a third of the 3 % bar, so the table reports
-the median over the processes and their range. Two references run alongside: an empty
-WSGI layer (what any middleware costs), and the least a context-variable design can do
-(a ``Deadline`` set in the ``ContextVar`` and reset, plus a dict entry per thread).
+candidate at a time, and the whole run is repeated in several fresh processes (a
+candidate's position among others, and a process's memory layout, each shift a figure
+by about half a percent), so the table reports the median over the processes and
+their range, as microseconds of CPU added per request. An empty WSGI layer runs
+alongside as a reference (what any middleware costs).
 
 Starlette (ASGI): the bare app against ``DeadlineASGIMiddleware`` around it, called
 in-process; 1,000 other requests are really in flight through the same middleware
@@ -34,7 +33,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -46,10 +44,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from middleware._flags import Mode
-from middleware.deadline import Deadline
-from middleware.deadline._context import _current
 from middleware.deadline.asgi import DeadlineASGIMiddleware
-from middleware.deadline.watchdog import Expiry, RequestInfo, WatchedRequest, get_watchdog
+from middleware.deadline.watchdog import Registration, get_watchdog
 from middleware.deadline.wsgi import DeadlineMiddleware
 from middleware.settings import Settings
 
@@ -112,24 +108,22 @@ def run_wsgi(app: Callable[..., Iterable[bytes]], n: int) -> float:
 
 class _Idle:
     enforce = False
+    mode = Mode.OBSERVE
 
-    def inspect(self, request: WatchedRequest, frame: Any) -> Any: ...
-
-    def annotate(self, expiry: Expiry) -> None: ...
-
-    def report(self, expiry: Expiry) -> None: ...
+    def route_label(self, path: str) -> str:
+        return path
 
 
-def park_wsgi_deadlines() -> list[WatchedRequest]:
-    """1,000 requests running in other "threads" (negative ids: no such thread)."""
+def park_wsgi_deadlines() -> list[Registration]:
+    """1,000 requests running in other "threads" (negative ids: no such thread),
+    placed in the watchdog's registry as its begin() would place them."""
     watchdog = get_watchdog()
     parked = []
     for i in range(1, IN_FLIGHT + 1):
-        request = WatchedRequest(thread_id=-i)
-        watchdog.watch(request)
-        request.info = RequestInfo(_Idle(), 3600.0, "bench")
-        request.expires_at = time.monotonic() + 3600
-        parked.append(request)
+        registration = Registration(_Idle(), time.monotonic() + 3600, 3600.0, "bench", ENVIRON)
+        registration.thread_id = -i
+        watchdog._live[-i] = registration
+        parked.append(registration)
     return parked
 
 
@@ -186,26 +180,6 @@ def empty_layer(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[b
     return layer
 
 
-def floor_wsgi(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """Reference: the least a context-variable design can do (a Deadline set in the
-    ContextVar and reset, and a dict entry per thread for a watchdog), with nothing
-    to enforce it."""
-    live: dict[int, Deadline] = {}
-
-    def floor(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        deadline = Deadline(time.monotonic() + 25.0, 25.0, "default")
-        token = _current.set(deadline)
-        thread = threading.get_ident()
-        live[thread] = deadline
-        try:
-            return app(environ, start_response)
-        finally:
-            del live[thread]
-            _current.reset(token)
-
-    return floor
-
-
 def timeout_asgi(app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     """Reference: a plain ``asyncio.timeout`` around the app (no 504, no records)."""
 
@@ -247,17 +221,16 @@ async def asgi_rounds() -> tuple[dict[str, list[float]], int]:
     return times, live
 
 
-WSGI_CANDIDATES = ("empty layer", "ContextVar floor", "observe", "enforce")
+WSGI_CANDIDATES = ("empty layer", "observe", "enforce")
 
 
 def wsgi_process() -> None:
     """One process's Flask measurements, as JSON on stdout: for each candidate, the
-    ratio to the bare app of each ABBA block, and the bare app's µs per request."""
+    µs it adds to the bare app in each ABBA block, and the bare app's µs per request."""
     app = flask_app()
     bare = app.wsgi_app
     candidates: dict[str, Callable[..., Iterable[bytes]]] = {
         "empty layer": empty_layer(bare),
-        "ContextVar floor": floor_wsgi(bare),
         "observe": DeadlineMiddleware(bare, SETTINGS.replace(deadline=Mode.OBSERVE)),
         "enforce": DeadlineMiddleware(bare, SETTINGS),
     }
@@ -266,22 +239,22 @@ def wsgi_process() -> None:
     n = WSGI_REQUESTS
     for candidate in (bare, *candidates.values()):
         run_wsgi(candidate, n)
-    ratios: dict[str, list[float]] = {}
+    added: dict[str, list[float]] = {}
     bare_us: list[float] = []
     for name, candidate in candidates.items():
-        ratios[name] = []
+        added[name] = []
         for _ in range(BLOCKS):
             first, a, b, last = (run_wsgi(x, n) for x in (bare, candidate, candidate, bare))
-            ratios[name].append((a + b) / (first + last))
+            added[name].append((a + b - first - last) / 2)
             bare_us.append((first + last) / 2)
-    for request in parked:
-        request.expires_at = None
-    print(json.dumps({"ratios": ratios, "bare_us": bare_us, "in_flight": in_flight}))
+    for registration in parked:
+        get_watchdog()._live.pop(registration.thread_id, None)
+    print(json.dumps({"added": added, "bare_us": bare_us, "in_flight": in_flight}))
 
 
 def wsgi_rounds() -> tuple[dict[str, list[float]], list[float], int]:
-    """Each process's median ratio per candidate, the bare app's µs per request, and
-    the deadlines in flight."""
+    """Each process's median µs added per candidate, the bare app's µs per request,
+    and the deadlines in flight."""
     medians: dict[str, list[float]] = {name: [] for name in WSGI_CANDIDATES}
     bare_us: list[float] = []
     in_flight = 0
@@ -298,7 +271,7 @@ def wsgi_rounds() -> tuple[dict[str, list[float]], list[float], int]:
         ).stdout
         found = json.loads(out.strip().splitlines()[-1])
         for name in WSGI_CANDIDATES:
-            medians[name].append(statistics.median(found["ratios"][name]))
+            medians[name].append(statistics.median(found["added"][name]))
         bare_us.append(statistics.median(found["bare_us"]))
         in_flight = found["in_flight"]
     return medians, bare_us, in_flight
@@ -313,9 +286,9 @@ def row(label: str, times: list[float], bare: list[float], bar: str, ratio: bool
     return f"| {label} | {median:.2f} | {cost} | {bar} |"
 
 
-def ratio_row(label: str, medians: list[float], bar: str) -> str:
-    spread = f"{min(medians):.3f} to {max(medians):.3f}x"
-    return f"| {label} | {statistics.median(medians):.3f}x | {spread} | {bar} |"
+def added_row(label: str, medians: list[float], bar: str) -> str:
+    spread = f"{min(medians):+.2f} to {max(medians):+.2f} µs"
+    return f"| {label} | {statistics.median(medians):+.2f} µs | {spread} | {bar} |"
 
 
 def main() -> None:
@@ -328,16 +301,11 @@ def main() -> None:
         f"{statistics.median(bare_us):.1f} µs/request; {in_flight} other deadlines in flight"
     )
     print()
-    print("| candidate | cost vs bare Flask (median of processes) | range over processes | bar |")
+    print("| candidate | CPU added per request (median of processes) | range | bar |")
     print("|---|---|---|---|")
-    print(ratio_row("empty WSGI layer (reference)", medians["empty layer"], ""))
-    print(
-        ratio_row(
-            "Deadline in a ContextVar + dict entry (reference)", medians["ContextVar floor"], ""
-        )
-    )
-    print(ratio_row("`DeadlineMiddleware`, observe", medians["observe"], "≤ 1.03x"))
-    print(ratio_row("`DeadlineMiddleware`, enforce", medians["enforce"], "≤ 1.03x"))
+    print(added_row("empty WSGI layer (reference)", medians["empty layer"], ""))
+    print(added_row("`DeadlineMiddleware`, observe", medians["observe"], "≤ +3 µs"))
+    print(added_row("`DeadlineMiddleware`, enforce", medians["enforce"], "≤ +3 µs"))
     print()
     print(
         f"Starlette: {ROUNDS} interleaved rounds, CPU time of the serving thread per request; "

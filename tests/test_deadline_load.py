@@ -1,6 +1,6 @@
 """A bounded load test on loopback: gunicorn gthread (Flask) and uvicorn (Starlette),
-200 concurrent clients, 2,000 requests, 20% of them to an endpoint that overruns its
-0.5 s budget.
+200 concurrent clients, 2,000 requests, 20% of them to endpoints that overrun their
+0.5 s budget (half sleeping in Python, half CPU-bound).
 
 It stops by itself (a fixed number of requests, each with a client timeout) and takes
 about 10 s per server. Figures are printed (``pytest -s``) for the README.
@@ -23,12 +23,16 @@ import pytest
 from tests.apps.deadline_client import Result, fetch
 from tests.servers import gunicorn, uvicorn
 
+pytestmark = pytest.mark.slow
+
 BUDGET = 0.5
 CLIENTS = 200
 REQUESTS = 2000
 SLOW_SHARE = 0.2
 THREADS = 64
 ENV = {"BASTION_DEADLINE": "enforce", "BASTION_DEADLINE_SECONDS": str(BUDGET)}
+#: The slow requests: Python sleeps and CPU-bound loops, half each.
+SLOW = ("/sleep?s=3", "/cpu?s=3")
 
 
 def gthread(tmp_path: Path) -> Any:
@@ -51,7 +55,7 @@ def test_load_slow_requests_end_in_504_and_fast_ones_never_fail(
     start: Callable[[Path], Any], tmp_path: Path
 ) -> None:
     rng = random.Random(3)
-    paths = ["/sleep?s=3" if rng.random() < SLOW_SHARE else "/fast" for _ in range(REQUESTS)]
+    paths = [rng.choice(SLOW) if rng.random() < SLOW_SHARE else "/fast" for _ in range(REQUESTS)]
     with start(tmp_path) as server:
         process = psutil.Process(server.process.pid)
         (worker,) = process.children() or [process]

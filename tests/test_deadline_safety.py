@@ -212,3 +212,92 @@ def test_work_handed_to_other_threads_runs_under_the_deadline(tmp_path: Path, fa
                 assert 0 < int(work["sent_on"]) <= 2000, seen
             else:
                 assert work["remaining"] is None and work["sent_on"] == "none", seen
+
+
+# --- the soak -------------------------------------------------------------------------
+SOAK_REQUESTS = 10_000
+SOAK_BUDGET = 0.3
+HOSTILE = [
+    {"grpc-timeout": "1n"},
+    {"X-Bastion-Timeout-Ms": "1"},
+    {"X-Bastion-Timeout-Ms": "2"},
+    {"X-Bastion-Timeout-Ms": "3"},
+    {"grpc-timeout": "garbage"},
+    {"X-Bastion-Timeout-Ms": "-5"},
+    {},
+]
+# (path, overruns a 0.3 s budget)
+MIX = [
+    ("/fast", False),
+    ("/logs", False),
+    ("/raise", False),
+    ("/stream?s=0.05", False),
+    ("/cpu?s=1", True),
+    ("/sleep?s=1", True),
+    ("/stream?late=1&s=1", True),
+]
+
+
+def worker_state(server: Server) -> tuple[int, int, int]:
+    import psutil
+
+    process = psutil.Process(server.process.pid)
+    (worker,) = process.children() or [process]
+    return worker.num_threads(), worker.num_fds(), worker.memory_info().rss
+
+
+def test_soak_of_mixed_and_hostile_requests_leaves_every_thread_healthy(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(12)
+    plan = []
+    for _ in range(SOAK_REQUESTS):
+        path, slow = MIX[rng.randrange(len(MIX))] if rng.random() < 0.3 else MIX[0]
+        headers = rng.choice(HOSTILE) if rng.random() < 0.3 else {}
+        plan.append((path, slow, headers))
+    threads = 32
+    with gunicorn(
+        FLASK, tmp_path, env=env(seconds=SOAK_BUDGET), worker_class="gthread", threads=threads
+    ) as server:
+        ready(server)
+        fetch_many(server, ["/fast"] * 200 + ["/cpu?s=1"] * threads, concurrency=threads)
+        time.sleep(0.5)
+        before = worker_state(server)
+        with ThreadPoolExecutor(48) as pool:
+            results = list(
+                pool.map(lambda step: (step, fetch(server.url, step[0], step[2], 10)), plan)
+            )
+        time.sleep(0.5)
+        after = worker_state(server)
+        assert_healthy(server, budget=SOAK_BUDGET)
+        everyone = fetch_many(server, ["/logs"] * (threads * 2), concurrency=threads)
+        assert {r.status for r in everyone} == {200}
+        stacks = fetch(server.url, "/dump").body.decode()
+    dropped = [(step, r) for step, r in results if r.status == 0]
+    assert not dropped, dropped[:5]
+    late = [
+        (step[0], elapsed(r))
+        for step, r in results
+        if step[1] and not step[2] and elapsed(r) > SOAK_BUDGET + SLACK
+    ]
+    overran_200 = [step[0] for step, r in results if step[1] and r.status == 200]
+    assert not overran_200, overran_200[:5]
+    slow_times = sorted(elapsed(r) for step, r in results if step[1] and not step[2])
+    median, p99 = slow_times[len(slow_times) // 2], slow_times[int(len(slow_times) * 0.99)]
+    print(
+        f"\nsoak overruns: {len(slow_times)}, server-side time to the 504: median "
+        f"{median:.3f}s, p99 {p99:.3f}s, max {slow_times[-1]:.3f}s"
+    )
+    assert len(late) <= 0, late[:10]
+    assert not re.search(r"logging/__init__\.py.*in (acquire|handle)", stacks), stacks
+    threads_before, fds_before, rss_before = before
+    threads_after, fds_after, rss_after = after
+    print(
+        f"\nsoak: {len(results)} requests; statuses "
+        f"{sorted({r.status for _, r in results})}; worker threads {threads_before} -> "
+        f"{threads_after}; fds {fds_before} -> {fds_after}; RSS "
+        f"{rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB"
+    )
+    assert threads_after == threads_before
+    assert abs(fds_after - fds_before) <= 4
+    assert rss_after - rss_before < 16 * 2**20

@@ -22,7 +22,7 @@ from flask import Flask, Response
 
 import middleware
 from middleware.deadline import current, problem, remaining, scope
-from middleware.deadline._context import _thread
+from middleware.deadline._context import running_here
 from middleware.deadline.report import QUEUE_LIMIT, Reporter
 from middleware.deadline.safepoints import AppCode, library_roots
 from middleware.deadline.watchdog import (
@@ -41,7 +41,7 @@ SHORT = Settings(deadline="enforce", deadline_seconds=0.1)
 
 
 def assert_nothing_left() -> None:
-    assert _thread.registration is None
+    assert running_here() is None
     assert remaining() is None and current() is None
     assert get_watchdog().in_flight() == 0
 
@@ -261,7 +261,7 @@ def test_the_overrun_log_names_the_request_and_its_stack(
         from middleware.deadline.report import get_reporter
 
         assert get_reporter().flush()
-    (record,) = [r for r in caplog.records if "deadline exceeded" in r.getMessage()]
+    (record,) = [r for r in caplog.records if "GET /reports/7" in r.getMessage()]
     message = record.getMessage()
     assert "GET /reports/7" in message
     assert "in cpu" in message  # the stack the watchdog took while the request ran

@@ -5,10 +5,10 @@ A :class:`Deadline` is an absolute point on the monotonic clock. Two places hold
 * a :class:`contextvars.ContextVar`, set by :func:`scope`, the ASGI middleware and
   :func:`propagate`: it follows the work into asyncio tasks for free, and into threads
   started through :func:`propagate` or :class:`DeadlineExecutor`;
-* the thread's *registration* (:class:`ThreadDeadline`), set by the WSGI middleware
-  for the request the thread is serving. A WSGI request runs in one thread from start
-  to end, so its deadline lives with the thread, and nothing has to travel with a
-  context.
+* the thread's *registration* (:class:`ThreadDeadline`, in :data:`running`), set by
+  the WSGI middleware for the request the thread is serving. A WSGI request runs in
+  one thread from start to end, so its deadline lives with the thread, and nothing
+  has to travel with a context.
 
 When both hold one, the earlier wins. Outbound instrumentors read :func:`remaining`
 to bound every call: Python cannot stop a running thread, so that is what really ends
@@ -119,19 +119,23 @@ class ThreadDeadline(Protocol):
     def source(self) -> str: ...
 
 
-class _ThreadState(threading.local):
-    #: The deadline of the WSGI request this thread is serving, or None (a class
-    #: attribute, so a thread that never served one reads None without an exception).
-    registration: ThreadDeadline | None = None
+#: The WSGI request each server thread is serving, by thread id: written by the WSGI
+#: middleware as a request starts and ends (always both), read here and by the
+#: watchdog. One dict rather than a thread-local, because the watchdog must see them
+#: all; a thread's entry exists only while it serves a request.
+running: dict[int, ThreadDeadline] = {}
+_get_ident = threading.get_ident
 
 
-_thread = _ThreadState()
+def running_here() -> ThreadDeadline | None:
+    """The registration of the WSGI request this thread is serving, or None."""
+    return running.get(_get_ident())
 
 
 def current() -> Deadline | None:
     """The active deadline (the earliest that applies), or None outside one."""
     deadline = _current.get()
-    registration = _thread.registration
+    registration = running.get(_get_ident())
     if registration is not None:
         expires_at = registration.expires_at
         if deadline is None or expires_at < deadline.expires_at:
@@ -143,11 +147,11 @@ def remaining() -> float | None:
     """Seconds left before the active deadline (0.0 once passed), or None outside one."""
     deadline = _current.get()
     expires_at = None if deadline is None else deadline.expires_at
-    registration = _thread.registration
+    registration = running.get(_get_ident())
     if registration is not None:
-        running = registration.expires_at
-        if expires_at is None or running < expires_at:
-            expires_at = running
+        ends = registration.expires_at
+        if expires_at is None or ends < expires_at:
+            expires_at = ends
     if expires_at is None:
         return None
     left = expires_at - _monotonic()
@@ -222,7 +226,7 @@ def _context_for_another_thread() -> contextvars.Context:
     """A copy of the caller's context whose deadline is the caller's :func:`current`
     one: the thread's running request does not travel with a context by itself."""
     context = contextvars.copy_context()
-    if _thread.registration is not None:
+    if _get_ident() in running:
         deadline = current()
         if deadline is not context.get(_current):
             context.run(_current.set, deadline)

@@ -32,7 +32,7 @@ from typing import Any
 from opentelemetry import trace
 
 from middleware.deadline import problem
-from middleware.deadline._context import DeadlineExceeded, _thread
+from middleware.deadline._context import DeadlineExceeded, running_here
 from middleware.deadline.report import add_span_event, quick_stack_text
 
 __all__ = ["answer_deadlines_in_flask"]
@@ -58,7 +58,7 @@ def _problem_response() -> Any:
 
 def _annotate_span() -> None:
     """The overrun's event on the span current in Flask, once per request."""
-    registration: Any = _thread.registration
+    registration: Any = running_here()
     if registration is None or registration.annotated:
         return
     registration.annotated = True
@@ -78,7 +78,7 @@ def _answer(error: BaseException) -> Any:
 
 
 def _after_request(response: Any) -> Any:
-    registration: Any = _thread.registration
+    registration: Any = running_here()
     if registration is None or time.monotonic() < registration.expires_at:
         return response
     if registration.owner.enforce:

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from queue import Empty, SimpleQueue
 from typing import Any, Final, Protocol
 
-from middleware.deadline._context import DeadlineExceeded, _thread
+from middleware.deadline._context import DeadlineExceeded, running
 from middleware.deadline.fanout import detached
 from middleware.deadline.report import Overrun, capture_stack, get_reporter
 from middleware.deadline.safepoints import AppCode
@@ -107,28 +107,23 @@ class Registration:
     """One WSGI request running in one thread, as the watchdog sees it.
 
     The request writes ``ended`` and ``finished``; the watchdog writes ``busy``,
-    ``injected`` and ``reported`` (and the request writes ``reported`` once it has
-    ended). ``outer`` is the registration of a request this one runs inside (a WSGI
-    app calling another in the same thread), put back when this one ends.
+    ``injected``, ``reported`` and ``stack`` (and the request writes ``reported`` once
+    it has ended). ``outer`` is the registration of a request this one runs inside (a
+    WSGI app calling another in the same thread), put back when this one ends.
+
+    The flags are class attributes until first written, so a request sets only what
+    it knows at its start (this object is built for every request).
     """
 
-    __slots__ = (
-        "annotated",
-        "budget",
-        "busy",
-        "ended",
-        "expires_at",
-        "finished",
-        "injected",
-        "method",
-        "outer",
-        "owner",
-        "path",
-        "reported",
-        "source",
-        "stack",
-        "thread_id",
-    )
+    thread_id = 0
+    outer: Registration | None = None
+    ended = False  # the watchdog must leave it alone from now on
+    finished = False  # ... and the thread's state is restored
+    busy = False  # the watchdog is reporting or interrupting it right now
+    injected = False
+    reported = False
+    annotated = False  # the request's span has its event
+    stack: traceback.StackSummary | None = None  # where the watchdog found it
 
     def __init__(
         self,
@@ -144,15 +139,6 @@ class Registration:
         self.source = source
         self.method = environ.get("REQUEST_METHOD", "")
         self.path = environ.get("PATH_INFO", "")
-        self.thread_id = 0
-        self.outer: Registration | None = None
-        self.ended = False  # the watchdog must leave it alone from now on
-        self.finished = False  # ... and the thread's state is restored
-        self.busy = False  # the watchdog is reporting or interrupting it right now
-        self.injected = False
-        self.reported = False
-        self.stack: traceback.StackSummary | None = None  # where the watchdog found it
-        self.annotated = False  # the request's span has its event
 
 
 class Watchdog:
@@ -165,7 +151,8 @@ class Watchdog:
     def _reset(self) -> None:
         # Also run in a forked child: threads do not survive fork (gunicorn's workers
         # are forked, with --preload after the app and its middleware exist).
-        self._live: dict[int, Registration] = {}
+        running.clear()  # a forked child has only the forking thread, between requests
+        self._live: dict[int, Registration] = running  # type: ignore[assignment]
         self._wake: SimpleQueue[None] = SimpleQueue()
         self._wake_at = 0.0
         self._thread: threading.Thread | None = None
@@ -177,15 +164,16 @@ class Watchdog:
         """Register the request the calling thread is about to serve."""
         if self._thread is None:
             self._start()
-        thread_id = registration.thread_id = threading.get_ident()
-        outer: Registration | None = _thread.registration  # type: ignore[assignment]
-        if outer is not None and outer.expires_at < registration.expires_at:
+        live = self._live
+        thread_id = registration.thread_id = _get_ident()
+        outer = live.get(thread_id)
+        if outer is not None:
             # A request inside another (a WSGI app calling one): no later than the outer.
-            registration.expires_at = outer.expires_at
-            registration.budget, registration.source = outer.budget, outer.source
-        registration.outer = outer
-        self._live[thread_id] = registration
-        _thread.registration = registration
+            registration.outer = outer
+            if outer.expires_at < registration.expires_at:
+                registration.expires_at = outer.expires_at
+                registration.budget, registration.source = outer.budget, outer.source
+        live[thread_id] = registration
         if registration.expires_at < self._wake_at:
             self._wake.put(None)  # C-level and never blocks: no lock to be caught holding
 
@@ -208,7 +196,6 @@ class Watchdog:
                     self._live.pop(registration.thread_id, None)
                 else:
                     self._live[registration.thread_id] = outer
-                _thread.registration = outer
                 registration.finished = True
             except InjectedDeadlineExceeded:
                 continue  # it landed here; the steps above are done again
@@ -315,6 +302,7 @@ class Watchdog:
         return True
 
 
+_get_ident = threading.get_ident
 _watchdog: Watchdog | None = None
 _watchdog_lock = threading.Lock()
 
@@ -333,9 +321,9 @@ def get_watchdog(app_packages: tuple[str, ...] = ()) -> Watchdog:
 def _after_fork_in_child() -> None:
     # Only the forking thread lives on in the child, and without the watchdog's
     # thread: the child starts its own with its first request.
+    running.clear()
     if _watchdog is not None:
         _watchdog._reset()
-    _thread.registration = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -48,8 +48,8 @@ from typing import Any
 
 from middleware.deadline import _flask, fanout, problem
 from middleware.deadline._context import DeadlineExceeded
-from middleware.deadline._response import GuardedResponse, StreamAborted
-from middleware.deadline.inbound import ASGI_HEADER_NAMES, BudgetPolicy
+from middleware.deadline._response import GuardedBody, ServedRequest, StreamAborted, close_quietly
+from middleware.deadline.inbound import BudgetPolicy
 from middleware.deadline.report import (
     Overrun,
     annotate_current_span,
@@ -57,7 +57,7 @@ from middleware.deadline.report import (
     quick_stack_text,
     record_outcome,
 )
-from middleware.deadline.watchdog import Registration, get_watchdog
+from middleware.deadline.watchdog import get_watchdog
 from middleware.routes import Route, RouteTable
 from middleware.settings import Settings, get_settings
 
@@ -70,10 +70,6 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _monotonic = time.monotonic
-#: The inbound deadline headers as a WSGI environ spells them.
-_INBOUND_KEYS = tuple(
-    "HTTP_" + name.decode().upper().replace("-", "_") for name in sorted(ASGI_HEADER_NAMES)
-)
 
 
 class DeadlineMiddleware:
@@ -104,112 +100,136 @@ class DeadlineMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not self._active:
             return self.app(environ, start_response)
-        found = self._budget(environ)
-        if found is None:  # an exempt route
-            return self.app(environ, start_response)
-        budget, source = found
-        registration = Registration(self, _monotonic() + budget, budget, source, environ)
-        response = GuardedResponse(self, registration, start_response)
+        if self._plain and not (
+            "HTTP_X_BASTION_TIMEOUT_MS" in environ
+            or "HTTP_GRPC_TIMEOUT" in environ
+            or "HTTP_X_ENVOY_EXPECTED_RQ_TIMEOUT_MS" in environ
+        ):
+            budget, source = self._default  # the usual request: no routes, no headers
+        else:
+            found = self._budget(environ)
+            if found is None:  # an exempt route
+                return self.app(environ, start_response)
+            budget, source = found
+        request = ServedRequest(
+            self, _monotonic() + budget, budget, source, environ, start_response
+        )
+        result: Iterable[bytes] | None = None
         try:
-            self._watchdog.begin(registration)
-            result = self.app(environ, response.start_response)
+            self._watchdog.begin(request)
+            result = self.app(environ, request.start_response)
             kind = type(result)
-            if (kind is list or kind is tuple) and response.status is not None:
-                return self._buffered(response, result)  # iterating it runs no app code
-            response.body = result
-            return response
+            if kind is list or kind is tuple:
+                return self._complete(request, result)
+            return self._first_chunk(request, result)
         except BaseException as error:
-            return self.app_raised(response, error)
+            return self.app_raised(request, error, result)
 
     def _budget(self, environ: Environ) -> tuple[float, str] | None:
-        if self._plain:
-            for key in _INBOUND_KEYS:
-                if key in environ:
-                    break
-            else:
-                return self._default
         try:
             return self.policy.for_wsgi(environ)
         except Exception:  # never fail a request for its headers
             logger.exception("working out a request's deadline failed; using the default")
             return self._default
 
-    def _buffered(self, response: GuardedResponse, result: Iterable[bytes]) -> Iterable[bytes]:
-        if self.end(response) and self.enforce:
-            self._outcome(response, "504")
-            return response.start_504()
-        response.commit()
-        return result
+    def _first_chunk(self, request: ServedRequest, result: Iterable[bytes]) -> Iterable[bytes]:
+        """Take the body's first chunk before anything goes to the server."""
+        iterator = iter(result)
+        first = next(iterator, None)  # chunks are bytes, never None
+        if first is None:  # an empty body
+            _close(result)
+            return self._complete(request, [])
+        length = request.content_length()
+        if length is not None and len(first) >= length:  # a buffered body, complete
+            _close(result)
+            return self._complete(request, [first])
+        if self.enforce and self.is_late(request):
+            close_quietly(result)
+            return self._answer_504(request)
+        request.commit()
+        return GuardedBody(request, result, iterator, first)
+
+    def _complete(self, request: ServedRequest, body: Iterable[bytes]) -> Iterable[bytes]:
+        """The whole answer is in hand: it, or the 504 if it came too late."""
+        if self.end(request) and self.enforce:
+            return self._answer_504(request)
+        request.commit()
+        return body
+
+    def _answer_504(self, request: ServedRequest) -> list[bytes]:
+        self.end(request)
+        self._outcome(request, "504")
+        return request.start_504()
 
     # --- the ways a request ends (also called by GuardedResponse) --------------------
-    def end(self, response: GuardedResponse) -> bool:
+    def is_late(self, request: ServedRequest) -> bool:
+        return _monotonic() >= request.expires_at
+
+    def end(self, request: ServedRequest) -> bool:
         """End the request's registration (idempotent); True if it overran. The
-        overrun is recorded once: the outcome counter in enforce mode, and the report
-        unless the watchdog already made one."""
-        registration = response.registration
-        if registration.finished:
-            return _monotonic() >= registration.expires_at
-        self._watchdog.end(registration)
-        late = _monotonic() >= registration.expires_at
+        overrun is recorded once: the report, unless the watchdog already made one,
+        and the span event, unless Flask's handlers already added it."""
+        if request.finished:
+            return _monotonic() >= request.expires_at
+        self._watchdog.end(request)
+        late = _monotonic() >= request.expires_at
         if late:
-            self._record_overrun(response)
+            self._record_overrun(request)
         return late
 
-    def _record_overrun(self, response: GuardedResponse) -> None:
-        registration = response.registration
-        if not registration.reported:  # it ended before the watchdog looked
-            registration.reported = True
-            get_reporter().submit(Overrun.of(registration, traceback.StackSummary()))
-        if not registration.annotated:  # by Flask's handlers, in Flask's span
-            registration.annotated = True
+    def _record_overrun(self, request: ServedRequest) -> None:
+        if not request.reported:  # it ended before the watchdog looked
+            request.reported = True
+            get_reporter().submit(Overrun.of(request, traceback.StackSummary()))
+        if not request.annotated:
+            request.annotated = True
             annotate_current_span(
                 mode=self.mode,
-                budget=registration.budget,
-                source=registration.source,
-                stack_text=quick_stack_text(registration.stack or traceback.StackSummary()),
+                budget=request.budget,
+                source=request.source,
+                stack_text=quick_stack_text(request.stack or traceback.StackSummary()),
             )
 
-    def _outcome(self, response: GuardedResponse, outcome: str) -> None:
-        record_outcome(self.route_label(response.registration.path), self.mode, outcome)
+    def _outcome(self, request: ServedRequest, outcome: str) -> None:
+        record_outcome(self.route_label(request.path), self.mode, outcome)
 
-    def app_raised(self, response: GuardedResponse, error: BaseException) -> Iterable[bytes]:
-        """The app raised (or the server's ``start_response`` refused its status)."""
-        late = self.end(response)
-        deadline_error = isinstance(error, DeadlineExceeded)
-        if not (deadline_error or (late and self.enforce)):
-            raise error
-        if response.answered:  # write() found it late and started the 504
-            self._outcome(response, "504")
-            return [problem.BODY]
-        if response.sent:
-            self._outcome(response, "aborted")
-            raise StreamAborted("the response was cut at its deadline") from error
-        self._outcome(response, "504")
-        return response.start_504()
-
-    def body_raised(self, response: GuardedResponse, error: BaseException) -> bytes:
-        """Iterating the app's body raised."""
-        late = self.end(response)
+    def app_raised(
+        self, request: ServedRequest, error: BaseException, result: Iterable[bytes] | None
+    ) -> Iterable[bytes]:
+        """The app raised, or its body did before its first chunk (or the server's
+        ``start_response`` refused its status)."""
+        late = self.end(request)
+        if result is not None:
+            close_quietly(result)
         if not (isinstance(error, DeadlineExceeded) or (late and self.enforce)):
-            response.drop_body()
             raise error
-        if response.sent:
-            self._outcome(response, "aborted")
-            response.drop_body()
+        if request.answered:  # write() found it late and started the 504
+            self._outcome(request, "504")
+            return [problem.BODY]
+        if request.sent:
+            self._outcome(request, "aborted")
             raise StreamAborted("the response was cut at its deadline") from error
-        self._outcome(response, "504")
-        response.drop_body()
-        return response.start_504()[0]
+        return self._answer_504(request)
 
-    def body_late(self, response: GuardedResponse) -> bytes:
-        """A chunk came after the deadline (enforce mode)."""
-        self.end(response)
-        response.drop_body()
-        if response.sent:
-            self._outcome(response, "aborted")
-            raise StreamAborted("the response was cut at its deadline")
-        self._outcome(response, "504")
-        return response.start_504()[0]
+    def stream_raised(self, request: ServedRequest, error: BaseException) -> None:
+        """A streamed body raised after its status went out: always raises."""
+        late = self.end(request)
+        if isinstance(error, DeadlineExceeded) or (late and self.enforce):
+            self._outcome(request, "aborted")
+            raise StreamAborted("the response was cut at its deadline") from error
+        raise error
+
+    def stream_cut(self, request: ServedRequest) -> None:
+        """A streamed chunk came after the deadline (enforce mode): abort."""
+        self.end(request)
+        self._outcome(request, "aborted")
+        raise StreamAborted("the response was cut at its deadline")
 
     def route_label(self, path: str) -> str:
         return self.policy.route_label(path)
+
+
+def _close(result: object) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()

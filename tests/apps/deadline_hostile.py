@@ -89,6 +89,32 @@ def cpu() -> str:
     return "done"
 
 
+@flask_app.get("/sleep")
+def python_sleeps() -> str:
+    end = time.monotonic() + _seconds()
+    while time.monotonic() < end:
+        time.sleep(0.01)
+    return "slept"
+
+
+@flask_app.get("/stream")
+def stream() -> Response:
+    """``?late=1``: nothing for ``s`` seconds, then the body; else chunks for ``s``."""
+    seconds, late = _seconds(), request.args.get("late") == "1"
+
+    def chunks() -> Iterable[str]:
+        end = time.monotonic() + seconds
+        if not late:
+            yield "first\n"
+        while time.monotonic() < end:
+            time.sleep(0.02)
+            if not late:
+                yield ".\n"
+        yield "end\n"
+
+    return Response(chunks(), mimetype="text/plain")
+
+
 @flask_app.get("/raise")
 def raise_error() -> str:
     raise RuntimeError("an ordinary application error")
