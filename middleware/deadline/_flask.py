@@ -12,28 +12,23 @@ into the 504. So the WSGI deadline middleware gives a Flask app:
   other exception to Flask's own, unchanged. Flask documents ``handle_exception`` as
   the method to override for this; it is set on the app instance, once.
 
-* an ``after_request`` hook that, in enforce mode, turns an answer made after the
-  deadline into the 504 (the middleware would replace it anyway, but Flask would not
-  know).
-
-All of them answer with the 504 problem document and add the overrun's event to the
-span current in Flask, so what instrumentation inside Flask records (the
-OpenTelemetry Flask span) is the 504 the client gets, with the stack the watchdog
-saw. A deadline landing in a ``teardown_request`` hook leaves Flask after its answer
-was made; the middleware replaces that answer.
+Both answer with the 504 problem document and add the overrun's event to the span
+current in Flask, so what instrumentation inside Flask records (the OpenTelemetry
+Flask span) is the 504 the client gets, with the stack the watchdog saw. An answer
+Flask made after the deadline without being interrupted (a blocking call that
+returned late) is replaced by the middleware after Flask is done with it: Flask's
+span keeps the app's status, and gets the overrun's event as the answer starts
+(:meth:`~._response.ServedRequest.start_response`). A deadline landing in a
+``teardown_request`` hook leaves Flask after its answer was made; the middleware
+replaces that answer too.
 """
 
 from __future__ import annotations
 
-import time
-import traceback
 from typing import Any
-
-from opentelemetry import trace
 
 from middleware.deadline import problem
 from middleware.deadline._context import DeadlineExceeded, running_here
-from middleware.deadline.report import add_span_event, quick_stack_text
 
 __all__ = ["answer_deadlines_in_flask"]
 
@@ -52,39 +47,14 @@ def _flask_app(app: object) -> Any:
 def _problem_response() -> Any:
     from flask import Response
 
-    _annotate_span()
-    return Response(problem.BODY, 504, headers=list(problem.WSGI_HEADERS))
-
-
-def _annotate_span() -> None:
-    """The overrun's event on the span current in Flask, once per request."""
     registration: Any = running_here()
-    if registration is None or registration.annotated:
-        return
-    registration.annotated = True
-    span = trace.get_current_span()
-    if span.is_recording():
-        add_span_event(
-            span,
-            mode=registration.owner.mode,
-            budget=registration.budget,
-            source=registration.source,
-            stack_text=quick_stack_text(registration.stack or traceback.StackSummary()),
-        )
+    if registration is not None:
+        registration.owner.annotate_span(registration)
+    return Response(problem.BODY, 504, headers=list(problem.WSGI_HEADERS))
 
 
 def _answer(error: BaseException) -> Any:
     return _problem_response()
-
-
-def _after_request(response: Any) -> Any:
-    registration: Any = running_here()
-    if registration is None or time.monotonic() < registration.expires_at:
-        return response
-    if registration.owner.enforce:
-        return _problem_response()
-    _annotate_span()
-    return response
 
 
 class _HandleException:
@@ -109,5 +79,4 @@ def answer_deadlines_in_flask(app: object) -> bool:
         flask_app.register_error_handler(DeadlineExceeded, _answer)
     if not isinstance(flask_app.handle_exception, _HandleException):
         flask_app.handle_exception = _HandleException(flask_app.handle_exception)
-        flask_app.after_request(_after_request)
     return True

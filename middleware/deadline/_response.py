@@ -20,6 +20,7 @@ which closes the connection rather than end a cut body as if whole).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ logger = logging.getLogger("bastion.deadline")
 
 StartResponse = Callable[..., Any]
 Write = Callable[[bytes], object]
+
+_monotonic = time.monotonic
 
 
 class StreamAborted(DeadlineExceeded):
@@ -77,6 +80,10 @@ class ServedRequest(Registration):
         if self.sent:  # PEP 3333: only an error page, and the server decides
             return self.server_start_response(status, headers, exc_info)  # type: ignore[no-any-return]
         self.status, self.headers = status, headers
+        if _monotonic() >= self.expires_at:
+            # A late answer: the event goes on the span of whatever runs inside (the
+            # Flask instrumentation's), which ends before the middleware replaces it.
+            self.owner.annotate_span(self)
         return self.write
 
     def write(self, data: bytes) -> object:

@@ -181,6 +181,10 @@ class DeadlineMiddleware:
         if not request.reported:  # it ended before the watchdog looked
             request.reported = True
             get_reporter().submit(Overrun.of(request, traceback.StackSummary()))
+        self.annotate_span(request)
+
+    def annotate_span(self, request: ServedRequest) -> None:
+        """The overrun's event on the span current in this thread, once per request."""
         if not request.annotated:
             request.annotated = True
             annotate_current_span(
