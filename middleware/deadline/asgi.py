@@ -96,6 +96,7 @@ class _GuardedSend:
         "send",
         "started",
         "task",
+        "time",
         "thread",
     )
 
@@ -109,6 +110,7 @@ class _GuardedSend:
     ) -> None:
         self.send = send
         self.task = task
+        self.time = task.get_loop().time  # the clock the deadline is on
         self.owner = owner
         self.scope = scope
         self.deadline = deadline
@@ -127,7 +129,7 @@ class _GuardedSend:
             return _dropped()  # the 504 went out; what the late app sends goes nowhere
         if not self.started and message["type"] == "http.response.start":
             self.started = True
-            if self.task.get_loop().time() >= self.deadline.expires_at:
+            if self.time() >= self.deadline.expires_at:
                 return self.owner._late_start(self, message)
         return self.send(message)
 
