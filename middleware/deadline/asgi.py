@@ -96,8 +96,8 @@ class _GuardedSend:
         "send",
         "started",
         "task",
-        "time",
         "thread",
+        "time",
     )
 
     def __init__(

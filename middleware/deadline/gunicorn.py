@@ -41,6 +41,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from middleware.deadline.inbound import BudgetPolicy
+from middleware.deadline.report import get_reporter
 from middleware.routes import Route, RouteTable
 from middleware.settings import Settings, get_settings
 
@@ -137,8 +138,11 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def flush_telemetry(timeout_millis: int = 2000, *, shutdown: bool = False) -> None:
-    """Flush (and optionally shut down) the installed tracer, meter and logger
-    providers, then the standard logging handlers. Never raises."""
+    """Write the deadline reports still queued, then flush (and optionally shut down)
+    the installed tracer, meter and logger providers, then the standard logging
+    handlers. Never raises."""
+    with contextlib.suppress(Exception):
+        get_reporter().flush(timeout_millis / 1000)
     providers: list[object] = [trace.get_tracer_provider(), metrics.get_meter_provider()]
     try:
         from opentelemetry._logs import get_logger_provider
