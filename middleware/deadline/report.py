@@ -33,6 +33,7 @@ from middleware.deadline.fanout import detached
 __all__ = [
     "Overrun",
     "Reporter",
+    "Stack",
     "add_span_event",
     "annotate_current_span",
     "capture_stack",
@@ -70,11 +71,11 @@ class Overrun(NamedTuple):
     path: str
     budget: float
     source: str
-    stack: traceback.StackSummary
+    stack: Stack
     thread_id: int
 
     @classmethod
-    def of(cls, registration: Any, stack: traceback.StackSummary) -> Overrun:
+    def of(cls, registration: Any, stack: Stack) -> Overrun:
         return cls(
             registration.owner,
             str(registration.method),
@@ -181,23 +182,35 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def capture_stack(frame: FrameType | None) -> traceback.StackSummary:
-    """The stack of a running thread or task, without reading source files (cheap
-    enough to take under the watchdog's lock; lines are looked up when formatted)."""
-    if frame is None:
-        return traceback.StackSummary()
-    summary = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)
-    summary.reverse()
-    return summary
+#: A captured stack, outermost call first: (filename, line number, function) per frame.
+#: Plain tuples, so taking one costs the watchdog as little as it can; source lines
+#: are looked up only when the reporter formats it.
+Stack = list[tuple[str, int, str]]
+
+#: The most frames a captured stack keeps (the innermost ones).
+STACK_LIMIT: Final = 100
 
 
-def capture_task_stack(frames: list[FrameType]) -> traceback.StackSummary:
-    """The await chain of an asyncio task (``task.get_stack()``), outermost first."""
-    return traceback.StackSummary.extract(((f, f.f_lineno) for f in frames), lookup_lines=False)
+def capture_stack(frame: FrameType | None) -> Stack:
+    """The stack of a running thread, innermost frame ``frame``."""
+    stack: Stack = []
+    while frame is not None and len(stack) < STACK_LIMIT:
+        code = frame.f_code
+        stack.append((code.co_filename, frame.f_lineno, code.co_name))
+        frame = frame.f_back
+    stack.reverse()
+    return stack
 
 
-def format_stack(stack: traceback.StackSummary) -> str:
-    return "".join(stack.format()) or "  (no Python frames)\n"
+def capture_task_stack(frames: list[FrameType]) -> Stack:
+    """The await chain of an asyncio task, outermost first."""
+    return [(f.f_code.co_filename, f.f_lineno, f.f_code.co_name) for f in frames]
+
+
+def format_stack(stack: Stack) -> str:
+    """The stack as a traceback prints it, source lines included."""
+    summary = traceback.StackSummary.from_list([(*frame, None) for frame in stack])
+    return "".join(summary.format()) or "  (no Python frames)\n"
 
 
 def request_span(context: contextvars.Context) -> trace.Span | None:
@@ -205,12 +218,10 @@ def request_span(context: contextvars.Context) -> trace.Span | None:
     return span if span.is_recording() else None
 
 
-def quick_stack_text(stack: traceback.StackSummary) -> str:
+def quick_stack_text(stack: Stack) -> str:
     """The stack without source lines: no file reads, so cheap enough to take before
     acting on the request (the span must get its event before the request ends it)."""
-    return "".join(
-        f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n' for frame in stack
-    )
+    return "".join(f'  File "{file}", line {line}, in {name}\n' for file, line, name in stack)
 
 
 def add_span_event(

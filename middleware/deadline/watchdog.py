@@ -35,14 +35,13 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from queue import Empty, SimpleQueue
 from typing import Any, Final, Protocol
 
 from middleware.deadline._context import DeadlineExceeded, running
 from middleware.deadline.fanout import detached
-from middleware.deadline.report import Overrun, capture_stack, get_reporter
+from middleware.deadline.report import Overrun, Stack, capture_stack, get_reporter
 from middleware.deadline.safepoints import AppCode
 
 __all__ = [
@@ -123,7 +122,7 @@ class Registration:
     injected = False
     reported = False
     annotated = False  # the request's span has its event
-    stack: traceback.StackSummary | None = None  # where the watchdog found it
+    stack: Stack | None = None  # where the watchdog found it
 
     def __init__(
         self,
@@ -260,29 +259,31 @@ class Watchdog:
         try:
             raised = []
             frames = sys._current_frames()
+            # Interrupt first, report after: taking stacks is the slow part, and under
+            # contention the watchdog may lose the GIL before it is done.
             for registration in expired:
-                if registration.ended:
+                if registration.ended or not registration.owner.enforce or registration.injected:
                     continue
                 frame = frames.get(registration.thread_id)
-                if not registration.reported:
-                    registration.reported = True
-                    registration.stack = capture_stack(frame)
-                    get_reporter().submit(Overrun.of(registration, registration.stack))
-                if registration.owner.enforce and not registration.injected:
-                    if self._interrupt(registration, frame):
-                        raised.append((registration, frame))
-                    elif _set_async_exc is not None and frame is not None:
-                        wait = RETRY
+                if self._interrupt(registration, frame):
+                    raised.append((registration, frame))
+                elif _set_async_exc is not None and frame is not None:
+                    wait = RETRY
             if raised:
                 # A thread may have run between the look and the raise (the watchdog can
                 # lose the GIL there): if it left that frame, take the exception back
                 # before it sees it, and try again at the next safe point.
-                frames = sys._current_frames()
+                after = sys._current_frames()
                 for registration, frame in raised:
-                    if frames.get(registration.thread_id) is not frame:
+                    if after.get(registration.thread_id) is not frame:
                         _clear_async_exc(registration.thread_id, None)
                         registration.injected = False
                         wait = RETRY
+            for registration in expired:
+                if not registration.ended and not registration.reported:
+                    registration.reported = True
+                    registration.stack = capture_stack(frames.get(registration.thread_id))
+                    get_reporter().submit(Overrun.of(registration, registration.stack))
         finally:
             for registration in expired:
                 registration.busy = False

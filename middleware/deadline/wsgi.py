@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -183,7 +182,7 @@ class DeadlineMiddleware:
     def _record_overrun(self, request: ServedRequest) -> None:
         if not request.reported:  # it ended before the watchdog looked
             request.reported = True
-            get_reporter().submit(Overrun.of(request, traceback.StackSummary()))
+            get_reporter().submit(Overrun.of(request, []))
         self.annotate_span(request)
 
     def annotate_span(self, request: ServedRequest) -> None:
@@ -194,7 +193,7 @@ class DeadlineMiddleware:
                 mode=self.mode,
                 budget=request.budget,
                 source=request.source,
-                stack_text=quick_stack_text(request.stack or traceback.StackSummary()),
+                stack_text=quick_stack_text(request.stack or []),
             )
 
     def _outcome(self, request: ServedRequest, outcome: str) -> None:
