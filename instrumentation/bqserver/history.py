@@ -58,7 +58,7 @@ SCHEMA: list[dict[str, Any]] = [
 
 def is_jobs_view(full_name: str) -> bool:
     """``project.region-xx.INFORMATION_SCHEMA.JOBS`` (or ``…JOBS_BY_PROJECT``)."""
-    project, _, rest = full_name.partition(".")
+    rest = full_name.partition(".")[2]
     region, _, view = rest.partition(".")
     return region.lower().startswith("region-") and view.upper() in VIEWS
 
