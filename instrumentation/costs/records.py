@@ -242,8 +242,13 @@ def read_jobs(
         ],
         labels={job_labels.ADVISOR_KEY: "jobs-history"},
     )
-    job = client.query(sql, job_config=config, timeout=timeout)
-    for row in job.result(page_size=10_000, timeout=timeout):
+    bounded = {
+        "retry": bigquery.DEFAULT_RETRY.with_timeout(timeout),
+        "timeout": timeout,
+        "job_retry": None,
+    }
+    job = client.query(sql, job_config=config, **bounded)
+    for row in job.result(page_size=10_000, **bounded):
         if progress is not None:
             progress(1)
         yield _job_record(row)
