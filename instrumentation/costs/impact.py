@@ -60,9 +60,7 @@ def _reads(shape: Shape, table: str) -> bool:
     return not shape.example and table in shape.summary.split()
 
 
-def impact(
-    tables: Mapping[str, str], report: Report, project: str | None
-) -> list[TableImpact]:
+def impact(tables: Mapping[str, str], report: Report, project: str | None) -> list[TableImpact]:
     """``tables``: ``{project.dataset.table: partition column}`` of the tables that
     would get ``require_partition_filter``; ``project`` resolves ``dataset.table``."""
     from instrumentation.bigquery import analyze
