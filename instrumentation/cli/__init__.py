@@ -21,8 +21,8 @@ __all__ = ["main"]
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Exit codes: 0 success; 1 findings (low score, invalid settings, tables "
-    "without require_partition_filter, materialized views proposed); 2 usage or input error; 3 target unreachable "
-    "or unusable (network, TLS, not HTTP, non-2xx, BigQuery API).",
+    "without require_partition_filter, materialized views proposed); 2 usage or input "
+    "error; 3 target unreachable or unusable (network, TLS, not HTTP, non-2xx, BigQuery API).",
 )
 @click.version_option(package_name="bastion", prog_name="bastion")
 def main() -> None:
