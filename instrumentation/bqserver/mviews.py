@@ -48,6 +48,7 @@ NON_DETERMINISTIC: tuple[type[exp.Expr], ...] = (
 )
 AGGREGATES: tuple[type[exp.Expr], ...] = (
     exp.Count,
+    exp.CountIf,
     exp.Sum,
     exp.Avg,
     exp.Min,

@@ -126,7 +126,9 @@ def propose(
 
 
 def _has_value(node: exp.Expr) -> bool:
-    return isinstance(node, _VALUES) or next(node.find_all(*_VALUES), None) is not None
+    """A literal, parameter or non-deterministic call (a date part such as ``MONTH`` in
+    ``DATE_TRUNC(d, MONTH)`` is syntax, not a value)."""
+    return any(n.arg_key != "unit" for n in node.find_all(*_VALUES))
 
 
 def _has_column(node: exp.Expr) -> bool:
