@@ -163,26 +163,54 @@ def _sdk_record(span: dict[str, Any], where: str) -> JobRecord | None:
     )
 
 
+#: The span attributes a record is built from (others are skipped unconverted).
+WANTED = frozenset(
+    {
+        "db.system.name",
+        "db.query.text",
+        "db.query.summary",
+        "error.type",
+        "code.file.path",
+        "code.filepath",
+        "code.line.number",
+        "code.lineno",
+        job_labels.ROUTE_ATTRIBUTE,
+        "bastion.bq.query_fingerprint",
+        "bastion.bq.query_hash",
+        "bastion.bq.statement_type",
+        "bastion.bq.tables",
+        "bastion.bq.unfiltered_tables",
+        "bastion.bq.bytes_billed",
+        "bastion.bq.bytes_processed",
+        "bastion.bq.slot_ms",
+        "bastion.bq.cache_hit",
+        "service.name",
+    }
+)
+
+
 def _otlp_value(value: Any) -> Any:
     """An OTLP JSON ``AnyValue`` as a Python value."""
     if not isinstance(value, dict) or not value:
         return None
-    kind, inner = next(iter(value.items()))
-    if kind == "intValue":
-        return _int(inner)
-    if kind == "arrayValue":
-        return [_otlp_value(v) for v in (inner or {}).get("values", [])]
-    if kind == "kvlistValue":
-        return {kv.get("key"): _otlp_value(kv.get("value")) for kv in inner.get("values", [])}
-    return inner
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return _int(value["intValue"])
+    if "arrayValue" in value:
+        return [_otlp_value(v) for v in (value["arrayValue"] or {}).get("values", [])]
+    return next(iter(value.values()))  # boolValue, doubleValue, bytesValue
 
 
 def _otlp_attributes(items: Any) -> dict[str, Any]:
     if not isinstance(items, list):
         return {}
-    return {
-        str(kv.get("key")): _otlp_value(kv.get("value")) for kv in items if isinstance(kv, dict)
-    }
+    out = {}
+    for kv in items:
+        key = kv.get("key") if isinstance(kv, dict) else None
+        if key in WANTED:
+            out[key] = _otlp_value(kv.get("value"))
+    return out
 
 
 def _otlp_records(request: dict[str, Any], where: str) -> Iterator[JobRecord]:
