@@ -41,7 +41,10 @@ def _statements() -> list[tuple[str, str, str]]:
         kind = i % 4
         table = f"`sportsdata.nba.table_{i % 40}`"
         if kind == 0:
-            sql = f"SELECT player, SUM(points) FROM {table} WHERE game_date = '2026-01-{i % 28 + 1:02d}' GROUP BY player"
+            day = f"2026-01-{i % 28 + 1:02d}"
+            sql = (
+                f"SELECT player, SUM(points) FROM {table} WHERE game_date = '{day}' GROUP BY player"
+            )
             statement = "SELECT"
         elif kind == 1:
             sql = f"SELECT * FROM {table} WHERE id = {i} AND team = 'LAL'"
@@ -150,7 +153,8 @@ def main() -> None:
                 reports[name] = report
         sizes = {"JSON lines": jsonl.stat().st_size, "OTLP JSON": otlp.stat().st_size}
     print(
-        f"{SPANS:,} BigQuery spans per input; {ROUNDS} rounds; bar ≤ {BAR_SECONDS:.0f} s, ≤ {BAR_MIB:.0f} MiB\n"
+        f"{SPANS:,} BigQuery spans per input; {ROUNDS} rounds; "
+        f"bar ≤ {BAR_SECONDS:.0f} s, ≤ {BAR_MIB:.0f} MiB\n"
     )
     print("| input | file | records | shapes | seconds (worst) | peak RSS MiB (worst) | bar |")
     print("|---|---:|---:|---:|---:|---:|---|")
@@ -160,7 +164,8 @@ def main() -> None:
         ok = "met" if worst_s <= BAR_SECONDS and worst_m <= BAR_MIB else "MISSED"
         report = reports[name]
         print(
-            f"| {name} | {sizes[name] / 2**20:,.0f} MiB | {report['records']:,} | {report['shapes']} "
+            f"| {name} | {sizes[name] / 2**20:,.0f} MiB | {report['records']:,} "
+            f"| {report['shapes']} "
             f"| {worst_s:.1f} | {worst_m:.0f} | {ok} |"
         )
 
