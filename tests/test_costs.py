@@ -158,13 +158,16 @@ def test_job_history_through_the_real_client_with_labels_and_dollars(
     provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
     with instrumented(provider, "enforce"):
         workload(games.client(), merges=2)
+        games.client().query_and_wait(  # the jobs.query fast path
+            f"SELECT team, points FROM {GAMES} WHERE game_date = '2026-01-08'"
+        )
         cursor = dbapi.connect(games.client()).cursor()  # DB-API path: query_and_wait
         cursor.execute(f"SELECT team, points FROM {GAMES} WHERE game_date = '2026-01-09'")
         cursor.fetchall()
     # A job no instrumentor saw: grouped by its text, no labels.
     list(games.client().query(f"SELECT COUNT(*) AS n FROM {GAMES}").result())
     labelled = [j for j in games.jobs.jobs.values() if j.configuration.get("labels")]
-    assert len(labelled) == 3 + 2 + 2 + 1  # every job the instrumentor sent
+    assert len(labelled) == 3 + 2 + 2 + 1 + 1  # every job the instrumentor sent
     for job in labelled:
         labels = job.configuration["labels"]
         assert labels["bastion-service"] == "prediction_worker"
@@ -182,14 +185,14 @@ def test_job_history_through_the_real_client_with_labels_and_dollars(
     )
     report = as_json(result)
     assert result.returncode == 0
-    assert report["records"] == 3 + 2 + 2 + 1 + 1 and report["window_days"] == 2
+    assert report["records"] == 3 + 2 + 2 + 1 + 1 + 1 and report["window_days"] == 2
     rows = {row["fingerprint"]: row for row in report["top"]}
     reads = [r for r in rows.values() if r["sql"].startswith("select team , points")]
     (read,) = reads
-    assert read["count"] == 4 and read["services"] == ["prediction_worker"]
-    assert read["bytes_billed"] == 4 * TIB
-    assert read["usd"] == pytest.approx(4 * 6.25)
-    assert read["usd_per_month"] == pytest.approx(per_month(25.0, 2 * 86_400), abs=1e-3)
+    assert read["count"] == 5 and read["services"] == ["prediction_worker"]
+    assert read["bytes_billed"] == 5 * TIB
+    assert read["usd"] == pytest.approx(5 * 6.25)
+    assert read["usd_per_month"] == pytest.approx(per_month(31.25, 2 * 86_400), abs=1e-3)
     assert report["price"]["usd_per_tib"] == 6.25 and "2023-07-05" in report["price"]["source"]
     unlabelled = [r for r in rows.values() if r["sql"].startswith("select count ( * )")]
     assert len(unlabelled) == 1 and unlabelled[0]["services"] == []
@@ -237,3 +240,29 @@ def test_bad_sources(spec: str, code: int, message: str) -> None:
     )
     assert result.returncode == code
     assert message in json.loads(result.stdout)["error"]
+
+
+def test_label_values_follow_bigquery_rules() -> None:
+    from instrumentation.bigquery._labels import label_value
+
+    assert label_value("/games/<int:game_id>") == "games_int_game_id"
+    assert label_value("Prediction Worker") == "prediction_worker"
+    assert len(label_value("x" * 100)) == 63
+    assert label_value("a-b_c9") == "a-b_c9"
+
+
+def test_callers_labels_win_and_the_64_label_limit_holds(games: LocalBigQuery) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    mine = {"bastion-service": "mine", "team": "data"}
+    full = {f"k{i}": "v" for i in range(64)}
+    with instrumented(provider, "enforce"):
+        for labels in (mine, full):
+            config = bigquery.QueryJobConfig(labels=labels)
+            games.client().query(
+                f"SELECT team FROM {GAMES} WHERE game_date = '2026-01-01'", job_config=config
+            ).result()
+    sent = [j.configuration["labels"] for j in games.jobs.jobs.values()]
+    assert sent[0]["bastion-service"] == "mine" and sent[0]["team"] == "data"
+    assert "bastion-shape" in sent[0]
+    assert sent[1] == full  # already 64: nothing added

@@ -211,6 +211,11 @@ def _print(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         f"per month ({DAYS_PER_MONTH:.2f} days)"
     )
     console.print(f"[dim]price: {escape(summary['price']['source'])}[/]")
+    if days < 1:
+        console.print(
+            f"[yellow]note:[/] the monthly figures extrapolate from {days * 1440:.3g} minutes "
+            "of data; give --window-days if the source covers a longer period"
+        )
     table = Table()
     for column, justify in (
         ("#", "right"),
