@@ -100,26 +100,30 @@ def views(
     refresh = Refresh(True, refresh_minutes, max_staleness_minutes)
     shapes = candidates(report, min_runs)
     client = None
-    if do_validate or api_endpoint:
-        try:
-            client = make_client(project, api_endpoint)
-        except _api_errors() as error:
+    unknown: dict[str, str] = {}  # base table → why its partitioning is unknown
+    try:
+        client = make_client(project, api_endpoint)
+    except _api_errors() as error:
+        if do_validate:
             _output.fail(
                 f"BigQuery client: {_first_line(error)}", _output.UNREACHABLE, as_json=as_json
             )
+        unknown[""] = _first_line(error)
     verdicts = [propose(s.example, project=project, refresh=refresh) for s in shapes]
     infos: dict[str, TableInfo] = {}
-    if client is not None:
-        for verdict in verdicts:
-            if verdict.eligible and verdict.base_table not in infos:
-                try:
-                    infos[verdict.base_table] = table_info(client, verdict.base_table, timeout)
-                except _api_errors() as error:
-                    _output.fail(
-                        f"{verdict.base_table}: {_first_line(error)}",
-                        _output.UNREACHABLE,
-                        as_json=as_json,
-                    )
+    for verdict in verdicts:
+        base = verdict.base_table
+        if not verdict.eligible or base in infos or base in unknown:
+            continue
+        if client is None:
+            unknown[base] = unknown[""]
+            continue
+        try:
+            infos[base] = table_info(client, base, timeout)
+        except _api_errors() as error:
+            if do_validate:
+                _output.fail(f"{base}: {_first_line(error)}", _output.UNREACHABLE, as_json=as_json)
+            unknown[base] = _first_line(error)
     per_base = Counter(v.base_table for v in verdicts if v.eligible)
     rows = []
     for shape, first in zip(shapes, verdicts, strict=True):
@@ -134,6 +138,11 @@ def views(
             verdict = propose(
                 shape.example, project=project, name=name, tables=infos, refresh=refresh
             )
+            if first.base_table in unknown:
+                verdict.notes.append(
+                    f"partitioning of {first.base_table} unknown ({unknown[first.base_table]}): "
+                    "the view is not partitioned"
+                )
         rows.append(_row(report, shape, verdict, client if do_validate else None, timeout))
     payload = {
         "source": source,
