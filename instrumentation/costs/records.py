@@ -28,6 +28,19 @@ SYSTEM = "gcp.bigquery"
 Progress = Callable[[int], object]
 
 
+def _json_loads() -> Callable[[bytes], Any]:
+    """orjson's parser when installed (``bastion[costs]``: 3-4x faster on span lines),
+    else the standard library's."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    return orjson.loads  # type: ignore[no-any-return]
+
+
+_loads = _json_loads()
+
+
 class SourceError(ValueError):
     """A source that cannot be read: the message names the file and line."""
 
@@ -119,11 +132,14 @@ def read_file(path: Path, progress: Progress | None = None) -> Iterator[JobRecor
                 continue
             where = f"{path}:{number}"
             try:
-                record = json.loads(raw)
-            except UnicodeDecodeError:
-                raise SourceError(f"{where}: not UTF-8 text") from None
-            except json.JSONDecodeError as error:
-                raise SourceError(f"{where}: not JSON ({error.msg})") from None
+                record = _loads(raw)
+            except (UnicodeDecodeError, ValueError) as error:
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise SourceError(f"{where}: not UTF-8 text") from None
+                message = getattr(error, "msg", None) or str(error)
+                raise SourceError(f"{where}: not JSON ({message})") from None
             if not isinstance(record, dict):
                 raise SourceError(f"{where}: not a JSON object")
             if "resourceSpans" in record:
@@ -205,11 +221,18 @@ def _otlp_value(value: Any) -> Any:
 def _otlp_attributes(items: Any) -> dict[str, Any]:
     if not isinstance(items, list):
         return {}
-    out = {}
-    for kv in items:
+    out: dict[str, Any] = {}
+    for kv in items:  # the hot loop of OTLP files: the common value kinds inlined
         key = kv.get("key") if isinstance(kv, dict) else None
-        if key in WANTED:
-            out[key] = _otlp_value(kv.get("value"))
+        if key not in WANTED:
+            continue
+        value = kv.get("value")
+        if isinstance(value, dict) and "stringValue" in value:
+            out[key] = value["stringValue"]
+        elif isinstance(value, dict) and "intValue" in value:
+            out[key] = _int(value["intValue"])
+        else:
+            out[key] = _otlp_value(value)
     return out
 
 
