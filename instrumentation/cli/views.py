@@ -147,6 +147,7 @@ def views(
     payload = {
         "source": source,
         "records": report.records,
+        "window_days": round(report.window_seconds / 86_400, 6),
         "candidates": len(rows),
         "eligible": sum(r["eligible"] for r in rows),
         "proposals": rows,
@@ -190,6 +191,11 @@ def _print(payload: dict[str, Any]) -> None:
         f"{escape(payload['source'])}: {payload['candidates']} repeated read shape(s), "
         f"{payload['eligible']} eligible for a materialized view"
     )
+    if payload["window_days"] < 1:
+        console.print(
+            f"[yellow]note:[/] $/month extrapolates from {payload['window_days'] * 1440:.3g} "
+            "minutes of data; give --window-days if the source covers a longer period"
+        )
     table = Table()
     for column in ("Shape", "Runs", "$/month", "Verdict"):
         table.add_column(column)
