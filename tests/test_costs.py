@@ -266,3 +266,24 @@ def test_callers_labels_win_and_the_64_label_limit_holds(games: LocalBigQuery) -
     assert sent[0]["bastion-service"] == "mine" and sent[0]["team"] == "data"
     assert "bastion-shape" in sent[0]
     assert sent[1] == full  # already 64: nothing added
+
+
+@pytest.mark.parametrize(
+    ("name", "normalised"),
+    [
+        ("staging_3f9a2c1e", "staging_?"),
+        ("events_20260101", "events_?"),
+        ("t_2026_01_01", "t_?"),
+        ("staging_5b1c7a2e_9f0d_4a8b_8c1d_2e3f4a5b6c7d", "staging_?"),
+        ("p.d.staging_abc123def.x", "p.d.staging_?.x"),
+        ("player_game_summary", "player_game_summary"),  # words stay
+        ("odds_api_game_lines", "odds_api_game_lines"),
+        ("accepted_deadbeef", "accepted_deadbeef"),  # hex letters without a digit: a word
+        ("v2_table", "v2_table"),
+        ("season_2025", "season_2025"),  # four digits: a year in a name, not an id
+    ],
+)
+def test_generated_table_suffixes(name: str, normalised: str) -> None:
+    from instrumentation.bigquery._fingerprint import generated_suffixes
+
+    assert generated_suffixes(name) == normalised
