@@ -170,3 +170,19 @@ def test_impact_text_output(tables: LocalBigQuery, tmp_path: Path) -> None:
     assert "Queries that require_partition_filter would break" in result.stdout
     assert "no observed query breaks" in result.stdout
     assert "line = ? where book = ?" in result.stdout
+
+
+def test_impact_from_the_job_history(tables: LocalBigQuery) -> None:
+    """No spans: the shapes come from INFORMATION_SCHEMA.JOBS and are judged by their SQL."""
+    client = tables.client()
+    for sql, _ in WORKLOAD:
+        client.query(sql).result()
+    report = audit(tables, "--impact", f"bq:{P}/us", "--days", "1")
+    broken = {
+        entry["table"].rsplit(".", 1)[1]: sorted(
+            s["statement_type"] for s in entry["breaking_shapes"]
+        )
+        for entry in report["impact"]
+    }
+    assert broken == {"games": ["MERGE", "SELECT"], "odds": ["UPDATE"], "players": []}
+    assert all(not entry["unjudged_shapes"] for entry in report["impact"])

@@ -18,7 +18,7 @@ from instrumentation._jsonl import JsonLinesFile, JsonLinesSpanExporter
 from instrumentation.bqserver import LocalBigQuery
 from instrumentation.bqserver.seed_views import TRACKER_QUERIES, seed_tracker_views, tracker_queries
 from instrumentation.costs.validate import table_info, validate
-from instrumentation.costs.views import propose
+from instrumentation.costs.views import Refresh, propose
 from tests.cli_helpers import as_json, bastion
 from tests.data.mv_corpus import CORPUS
 from tests.test_costs import instrumented
@@ -83,6 +83,15 @@ def test_partitioning_and_clustering_follow_the_base_table(seeded: LocalBigQuery
     verdict = propose(sql, project=P, tables={base: table_info(client, base)})
     assert "PARTITION BY game_date\nCLUSTER BY bookmaker\n" in verdict.ddl
     assert "enable_refresh = true, refresh_interval_minutes = 30" in verdict.ddl
+    stale = propose(
+        sql,
+        project=P,
+        tables={base: table_info(client, base)},
+        refresh=Refresh(True, 60, max_staleness_minutes=90),
+    )
+    assert 'max_staleness = INTERVAL "1:30:0" HOUR TO SECOND' in stale.ddl
+    check = validate(client, sql, stale)
+    assert check.same_rows is True, check
     grouped = propose(
         f"SELECT bookmaker, COUNT(*) AS n FROM `{base}` GROUP BY bookmaker",
         project=P,

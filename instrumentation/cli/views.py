@@ -205,7 +205,10 @@ def _print(payload: dict[str, Any]) -> None:
             checked = ""
             if check is not None:
                 checked = (
-                    "\n[green]same rows[/]"
+                    f"\n[green]same rows[/]; saves about {usd_text(row['saving_usd_per_month'])}"
+                    "/month (refresh not included)"
+                    if check["same_rows"] and row["saving_usd_per_month"] is not None
+                    else "\n[green]same rows[/]"
                     if check["same_rows"]
                     else f"\n[red]{escape(check['error'] or 'different rows')}[/]"
                 )

@@ -51,7 +51,8 @@ def normalised(sql: str) -> str:
     from instrumentation.bigquery import _fallback, _fingerprint, _statements
 
     try:
-        return _fingerprint.normalised_tokens(_statements.tokenize(sql))
+        text = _fingerprint.normalised_tokens(_statements.tokenize(sql))
+        return text.replace("@ ", "@")  # the tokenizer splits @name in two
     except Exception:
         return _fingerprint.generated_suffixes(_fallback.normalise(sql))
 
