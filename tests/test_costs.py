@@ -213,6 +213,7 @@ def test_job_history_through_the_real_client_with_labels_and_dollars(
         )
     )
     assert slot["price"]["model"] == "slot-hours"
+    assert slot["records"] == report["records"]  # the advisor's own history read is not one
     slot_ms = sum(r["slot_ms"] for r in slot["top"])
     assert slot_ms > 0 and slot["usd"] == pytest.approx(slot_ms / 3_600_000 * 0.06, abs=1e-6)
 

@@ -302,6 +302,8 @@ def read_jobs(
     for row in job.result(page_size=10_000, **bounded):
         if progress is not None:
             progress(1)
+        if any(item["key"] == job_labels.ADVISOR_KEY for item in row["labels"] or []):
+            continue  # the advisor's own history reads and validation runs
         yield _job_record(row)
 
 

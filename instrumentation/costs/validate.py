@@ -15,6 +15,7 @@ from collections.abc import Hashable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from instrumentation.bigquery._labels import ADVISOR_KEY
 from instrumentation.costs.views import TableInfo, Verdict
 
 
@@ -44,7 +45,7 @@ def _cell(value: Any) -> Hashable:
 def _run(client: Any, sql: str, timeout: float) -> tuple[Counter[tuple[Hashable, ...]], int]:
     from google.cloud import bigquery
 
-    config = bigquery.QueryJobConfig(use_query_cache=False)
+    config = bigquery.QueryJobConfig(use_query_cache=False, labels={ADVISOR_KEY: "validation"})
     bounded = {"retry": bigquery.DEFAULT_RETRY.with_timeout(timeout), "timeout": timeout}
     job = client.query(sql, job_config=config, job_retry=None, **bounded)
     rows = Counter(tuple(_cell(v) for v in row.values()) for row in job.result(**bounded))
@@ -53,13 +54,16 @@ def _run(client: Any, sql: str, timeout: float) -> tuple[Counter[tuple[Hashable,
 
 def validate(client: Any, original: str, verdict: Verdict, timeout: float = 60.0) -> Validation:
     """Create the view (temporarily), run ``original`` and the rewritten query, compare."""
+    from google.cloud import bigquery
+
     from instrumentation.cli.audit import _api_errors, _first_line
 
     checked = f"{verdict.view}_bastion_check_{uuid.uuid4().hex[:8]}"
     ddl = verdict.ddl.replace(f"`{verdict.view}`", f"`{checked}`", 1)
     rewritten = verdict.rewritten.replace(f"`{verdict.view}`", f"`{checked}`")
     try:
-        client.query(ddl, timeout=timeout).result(timeout=timeout)
+        labelled = bigquery.QueryJobConfig(labels={ADVISOR_KEY: "validation"})
+        client.query(ddl, job_config=labelled, timeout=timeout).result(timeout=timeout)
     except _api_errors() as error:
         return Validation(None, f"view refused: {_first_line(error)}")
     try:
@@ -69,9 +73,8 @@ def validate(client: Any, original: str, verdict: Verdict, timeout: float = 60.0
         return Validation(None, f"query failed: {_first_line(error)}")
     finally:
         try:
-            client.query(f"DROP MATERIALIZED VIEW IF EXISTS `{checked}`", timeout=timeout).result(
-                timeout=timeout
-            )
+            drop = f"DROP MATERIALIZED VIEW IF EXISTS `{checked}`"
+            client.query(drop, job_config=labelled, timeout=timeout).result(timeout=timeout)
         except _api_errors():
             pass
     return Validation(
