@@ -288,3 +288,26 @@ def test_generated_table_suffixes(name: str, normalised: str) -> None:
     from instrumentation.bigquery._fingerprint import generated_suffixes
 
     assert generated_suffixes(name) == normalised
+
+
+def test_route_label_and_span_attribute_from_the_flask_route(games: LocalBigQuery) -> None:
+    import flask
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    app = flask.Flask("worker")
+
+    @app.get("/games/<int:game_id>/points")
+    def points(game_id: int) -> dict[str, Any]:
+        rows = games.client().query_and_wait(
+            f"SELECT points FROM {GAMES} WHERE game_date = '2026-01-01' AND game_id = {game_id}"
+        )
+        return {"points": [row["points"] for row in rows]}
+
+    with instrumented(provider, "enforce"):
+        assert app.test_client().get("/games/0/points").status_code == 200
+    (job,) = games.jobs.jobs.values()
+    assert job.configuration["labels"]["bastion-route"] == "games_int_game_id_points"
+    (span,) = memory.get_finished_spans()
+    assert (span.attributes or {})["bastion.bq.route"] == "/games/<int:game_id>/points"
