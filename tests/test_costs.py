@@ -51,11 +51,13 @@ def games(bq_server: LocalBigQuery) -> LocalBigQuery:
 
 
 @contextmanager
-def instrumented(provider: TracerProvider, mode: str = "observe") -> Iterator[None]:
+def instrumented(
+    provider: TracerProvider, mode: str = "observe", capture: bool = True
+) -> Iterator[None]:
     instrumentor = BigQueryInstrumentor()
     instrumentor.instrument(
         tracer_provider=provider,
-        settings=Settings(bigquery=mode, bq_capture_query_text=True),  # type: ignore[arg-type]
+        settings=Settings(bigquery=mode, bq_capture_query_text=capture),  # type: ignore[arg-type]
     )
     try:
         yield

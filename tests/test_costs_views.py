@@ -211,3 +211,21 @@ def test_repeated_flag_ignores_parameterised_texts_and_calls(
     (row,) = as_json(bastion("queries", str(spans), "--json"))["top"]
     assert row["count"] == 4 and row["most_repeated_count"] == 4
     assert row["parameterised"] is True and row["repeated"] is False
+
+
+def test_repeated_shapes_without_sql_text_are_counted_not_judged(
+    seeded: LocalBigQuery, tmp_path: Path
+) -> None:
+    spans = tmp_path / "spans.jsonl"
+    provider = TracerProvider()
+    provider.add_span_processor(
+        SimpleSpanProcessor(JsonLinesSpanExporter(JsonLinesFile(str(spans))))
+    )
+    sql = tracker_queries(P)["data_quality_summary_mv"]
+    with instrumented(provider, capture=False):
+        for _ in range(3):
+            seeded.client().query(sql).result()
+    report = as_json(
+        bastion("views", str(spans), "--project", P, "--api-endpoint", seeded.url, "--json")
+    )
+    assert (report["candidates"], report["repeated_without_sql"]) == (0, 1)

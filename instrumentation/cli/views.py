@@ -144,8 +144,14 @@ def views(
                     "the view is not partitioned"
                 )
         rows.append(_row(report, shape, verdict, client if do_validate else None, timeout))
+    textless = sum(
+        1
+        for s in report.shapes
+        if s.count >= min_runs and not s.example and s.statement_type not in NOT_READS
+    )
     payload = {
         "source": source,
+        "repeated_without_sql": textless,
         "records": report.records,
         "window_days": round(report.window_seconds / 86_400, 6),
         "candidates": len(rows),
@@ -191,6 +197,12 @@ def _print(payload: dict[str, Any]) -> None:
         f"{escape(payload['source'])}: {payload['candidates']} repeated read shape(s), "
         f"{payload['eligible']} eligible for a materialized view"
     )
+    if payload["repeated_without_sql"]:
+        console.print(
+            f"[yellow]note:[/] {payload['repeated_without_sql']} repeated shape(s) have no SQL "
+            "text to judge: capture it (BASTION_BQ_CAPTURE_QUERY_TEXT=true) or read "
+            "bq:PROJECT/REGION"
+        )
     if payload["window_days"] < 1:
         console.print(
             f"[yellow]note:[/] $/month extrapolates from {payload['window_days'] * 1440:.3g} "
