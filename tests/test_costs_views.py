@@ -229,3 +229,15 @@ def test_repeated_shapes_without_sql_text_are_counted_not_judged(
         bastion("views", str(spans), "--project", P, "--api-endpoint", seeded.url, "--json")
     )
     assert (report["candidates"], report["repeated_without_sql"]) == (0, 1)
+
+
+def test_parameterised_shapes_are_proposed_but_not_run(seeded: LocalBigQuery) -> None:
+    sql = (
+        f"SELECT market, COUNT(*) AS n FROM `{P}.nba_raw.odds_api_game_lines` "
+        "WHERE bookmaker IN UNNEST(@books) AND game_date = @day GROUP BY market"
+    )
+    verdict = propose(sql, project=P)
+    assert verdict.eligible, verdict.reason
+    assert "WHERE bookmaker IN UNNEST(@books) AND game_date = @day" in verdict.rewritten
+    check = validate(seeded.client(), sql, verdict)
+    assert check.same_rows is None and "query parameters" in check.error

@@ -57,7 +57,8 @@ def normalised(sql: str) -> str:
         return _fingerprint.generated_suffixes(_fallback.normalise(sql))
 
 
-def _parameterised(sql: str) -> bool:
+def parameterised(sql: str) -> bool:
+    """Does the text use query parameters (``@name`` or ``?``)?"""
     from instrumentation.bigquery._fallback import strip_noise
 
     return bool(_PARAMETER.search(strip_noise(sql).replace("?", "")))
@@ -101,7 +102,7 @@ class Shape:
         if record.sql and not self.example:
             self.example = record.sql[:2000]
             self.sql = normalised(record.sql)[:2000]
-            self.parameterised = _parameterised(record.sql)
+            self.parameterised = parameterised(record.sql)
             if not record.tables:
                 self.tables.update(tables_of(record.sql))
         self.errors += bool(record.error)

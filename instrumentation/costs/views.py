@@ -191,7 +191,9 @@ class _Builder:
                 "(allow_non_incremental_definition, max_staleness; no smart tuning) could "
                 "hold it"
             )
-        if q.find(exp.Unnest) is not None:
+        sources = [q.args["from_"].this if q.args.get("from_") else None]
+        sources += [join.this for join in q.args.get("joins") or []]
+        if any(isinstance(s, exp.Unnest) for s in sources):
             raise NotEligible("UNNEST in FROM: not supported in incremental materialized views")
         source = q.args.get("from_")
         if source is None or not isinstance(source.this, exp.Table):

@@ -122,6 +122,10 @@ CORPUS: list[tuple[str, str]] = [
         f"SELECT processor, MAX(issues) AS worst FROM {DQ} WHERE processor IN ('raw', 'analytics') AND check_date > '{{since}}' GROUP BY processor",
         "eligible:data_quality_checks",
     ),
+    (
+        f"SELECT b, COUNT(*) AS n FROM {ODDS}, UNNEST(['x', 'y']) AS b GROUP BY b",
+        "ineligible:UNNEST in FROM",
+    ),
     # --- ineligible, with the reason -------------------------------------------------------
     (f"SELECT * FROM {ODDS} WHERE game_date = '{{day}}'", "ineligible:no aggregation"),
     (
