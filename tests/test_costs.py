@@ -99,7 +99,7 @@ def test_one_statement_with_generated_staging_tables_is_one_shape(
     (select,) = by_type["SELECT"]
     assert (merge["count"], create["count"], select["count"]) == (8, 8, 3)
     assert "staging_?" in merge["sql"] and "staging_00" not in merge["sql"]
-    assert merge["tables"] == [f"{BQ_PROJECT}.nba.results", f"{BQ_PROJECT}.nba.staging_00a7f3c900"]
+    assert merge["tables"] == [f"{BQ_PROJECT}.nba.results", f"{BQ_PROJECT}.nba.staging_?"]
     assert select["sql"].startswith("select team , points from")
     assert "game_date = ?" in select["sql"]
     assert select["services"] == ["worker"]

@@ -219,6 +219,7 @@ def audit_partitions(
     days: float,
     usd_per_tib: float | None,
     usd_per_slot_hour: float | None,
+    workers: int,
     window_days: float | None,
     as_json: bool,
 ) -> None:
@@ -247,6 +248,7 @@ def audit_partitions(
             price=Price.of(usd_per_tib, usd_per_slot_hour),
             window_days=window_days,
             as_json=as_json,
+            workers=workers,
         )
         columns = {row.table: row.column or "" for row in missing}
         impacts = impact(columns, report, project)

@@ -28,6 +28,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from instrumentation.cli import _output
+from instrumentation.costs.parallel import analyse_file, default_workers
 from instrumentation.costs.pricing import DAYS_PER_MONTH, Price
 from instrumentation.costs.records import SYSTEM, SourceError
 from instrumentation.costs.shapes import Report, Shape, analyse
@@ -63,6 +64,13 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 help="Capacity (editions) price: cost from slot time instead of bytes.",
             ),
             click.option(
+                "--workers",
+                type=click.IntRange(min=1),
+                default=default_workers(),
+                show_default=True,
+                help="Processes reading a span file of 64 MiB or more.",
+            ),
+            click.option(
                 "--window-days",
                 type=click.FloatRange(min=0.001),
                 help="Days the source covers, for the monthly figures (default: a job "
@@ -83,6 +91,7 @@ def read_report(
     price: Price,
     window_days: float | None,
     as_json: bool,
+    workers: int = 1,
 ) -> tuple[Source, Report]:
     """Read SOURCE into a report, with a progress bar; exits 2/3 on a bad source."""
     try:
@@ -97,12 +106,20 @@ def read_report(
     )
     with Progress(*columns, console=_output.stderr(), transient=True, disable=as_json) as bar:
         task = bar.add_task(f"reading {spec}", total=source.size)
+        window = window_days * 86_400 if window_days else source.window_seconds
         try:
-            report = analyse(
-                source.records(lambda size: bar.advance(task, size)),
-                price,
-                window_seconds=window_days * 86_400 if window_days else source.window_seconds,
-            )
+            if source.path is not None:
+                report = analyse_file(
+                    source.path,
+                    price,
+                    workers=workers,
+                    window_seconds=window,
+                    progress=lambda size: bar.advance(task, size),
+                )
+            else:
+                report = analyse(
+                    source.records(lambda size: bar.advance(task, size)), price, window
+                )
         except SourceError as error:
             _output.fail(str(error), _output.USAGE, as_json=as_json)
         except SourceUnreachable as error:
@@ -148,6 +165,7 @@ def queries(
     days: float,
     usd_per_tib: float | None,
     usd_per_slot_hour: float | None,
+    workers: int,
     window_days: float | None,
     api_endpoint: str | None,
     timeout: float,
@@ -166,6 +184,7 @@ def queries(
         price=price,
         window_days=window_days,
         as_json=as_json,
+        workers=workers,
     )
     ranked = sorted(report.shapes, key=_SORTS[sort_by], reverse=True)[:top]
     rows = [report.shape_dict(shape, repeat_threshold) for shape in ranked]

@@ -83,6 +83,7 @@ def views(
     days: float,
     usd_per_tib: float | None,
     usd_per_slot_hour: float | None,
+    workers: int,
     window_days: float | None,
     as_json: bool,
 ) -> None:
@@ -96,6 +97,7 @@ def views(
         price=Price.of(usd_per_tib, usd_per_slot_hour),
         window_days=window_days,
         as_json=as_json,
+        workers=workers,
     )
     refresh = Refresh(True, refresh_minutes, max_staleness_minutes)
     shapes = candidates(report, min_runs)

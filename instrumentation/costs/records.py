@@ -117,15 +117,28 @@ def from_attributes(
 
 
 # --- files ---------------------------------------------------------------------------
-def read_file(path: Path, progress: Progress | None = None) -> Iterator[JobRecord]:
+def read_file(
+    path: Path,
+    progress: Progress | None = None,
+    *,
+    start: int = 0,
+    end: int | None = None,
+) -> Iterator[JobRecord]:
     """Every BigQuery span of a JSON-lines or OTLP JSON file; raises :class:`SourceError`.
-    ``progress`` is called with the byte count of each line read."""
+    ``progress`` is called with the byte count of each line read. ``start``/``end``: the
+    lines that begin in that byte range (``start`` a line start; line numbers in errors
+    then count from it)."""
     try:
         handle = path.open("rb")
     except OSError as error:
         raise SourceError(f"{path}: {error.strerror or error}") from None
     with handle:
+        handle.seek(start)
+        position = start
         for number, raw in enumerate(handle, 1):
+            if end is not None and position >= end:
+                break
+            position += len(raw)
             if progress is not None:
                 progress(len(raw))
             if not raw.strip():

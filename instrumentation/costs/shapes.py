@@ -66,9 +66,11 @@ def parameterised(sql: str) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def tables_of(sql: str) -> tuple[str, ...]:
+    """The tables ``sql`` reads or writes, generated suffixes normalised (``staging_?``)."""
     from instrumentation.bigquery import analyze
+    from instrumentation.bigquery._fingerprint import generated_suffixes
 
-    return tuple(sorted(analyze(sql).tables))
+    return tuple(sorted({generated_suffixes(t) for t in analyze(sql).tables}))
 
 
 @dataclass
@@ -113,7 +115,10 @@ class Shape:
         self.first = min(self.first, record.start)
         self.last = max(self.last, record.start + record.duration)
         self.durations.append(record.duration)
-        self.tables.update(record.tables)
+        if record.tables:
+            from instrumentation.bigquery._fingerprint import generated_suffixes
+
+            self.tables.update(generated_suffixes(t) for t in record.tables)
         self.unfiltered.update(record.unfiltered)
         _tally(self.call_sites, record.call_site)
         _tally(self.services, record.service)
@@ -121,6 +126,32 @@ class Shape:
         text = record.query_hash or record.sql
         if text and (text in self.texts or len(self.texts) < _TEXTS_CAP):
             self.texts[text] += 1
+
+    def merge(self, other: Shape) -> None:
+        """Fold in the same shape counted over another part of the input."""
+        self.statement_type = self.statement_type or other.statement_type
+        self.summary = self.summary or other.summary
+        if other.example and not self.example:
+            self.example, self.sql = other.example, other.sql
+            self.parameterised = other.parameterised
+        for name in ("count", "errors", "cache_hits", "bytes_billed", "bytes_processed", "slot_ms"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        self.durations.extend(other.durations)
+        self.tables |= other.tables
+        self.unfiltered |= other.unfiltered
+        for mine, theirs in (
+            (self.call_sites, other.call_sites),
+            (self.services, other.services),
+            (self.routes, other.routes),
+        ):
+            for value, count in theirs.items():
+                if value in mine or len(mine) < _TALLY_CAP:
+                    mine[value] += count
+        for text, count in other.texts.items():
+            if text in self.texts or len(self.texts) < _TEXTS_CAP:
+                self.texts[text] += count
 
     def p(self, quantile: float) -> float:
         """Nearest-rank percentile of the durations, in seconds."""
@@ -226,8 +257,29 @@ def analyse(
         shape.add(record)
         if on_record is not None:
             on_record(record)
-    if window_seconds is None:
-        first = min((s.first for s in shapes.values()), default=0.0)
-        last = max((s.last for s in shapes.values()), default=0.0)
-        window_seconds = max(last - first, 0.0)
-    return Report(total, list(shapes.values()), window_seconds, price)
+    return Report(total, list(shapes.values()), _window(shapes.values(), window_seconds), price)
+
+
+def combine(parts: Iterable[Report], price: Price, window_seconds: float | None = None) -> Report:
+    """One report of several parts of one input (each analysed on its own)."""
+    shapes: dict[str, Shape] = {}
+    total = 0
+    for part in parts:
+        total += part.records
+        for shape in part.shapes:
+            known = shapes.get(shape.key)
+            if known is None:
+                shapes[shape.key] = shape
+            else:
+                known.merge(shape)
+    return Report(total, list(shapes.values()), _window(shapes.values(), window_seconds), price)
+
+
+def _window(shapes: Iterable[Shape], given: float | None) -> float:
+    """``given``, else first start to last end over the shapes."""
+    if given is not None:
+        return given
+    spans = [(s.first, s.last) for s in shapes if s.count]
+    if not spans:
+        return 0.0
+    return max(max(last for _, last in spans) - min(first for first, _ in spans), 0.0)
