@@ -169,9 +169,7 @@ def main() -> None:
         f"{SPANS:,} BigQuery spans per input; {ROUNDS} rounds; "
         f"bar ≤ {BAR_SECONDS:.0f} s, ≤ {BAR_MIB:.0f} MiB\n"
     )
-    print(
-        "| input | file | workers | shapes | seconds (worst) | peak RSS MiB, all processes (worst) | bar |"
-    )
+    print("| input | file | workers | shapes | seconds (worst) | peak RSS MiB, all (worst) | bar |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for (name, workers), runs in results.items():
         worst_s = max(s for s, _ in runs)
