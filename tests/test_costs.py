@@ -313,3 +313,10 @@ def test_route_label_and_span_attribute_from_the_flask_route(games: LocalBigQuer
     assert job.configuration["labels"]["bastion-route"] == "games_int_game_id_points"
     (span,) = memory.get_finished_spans()
     assert (span.attributes or {})["bastion.bq.route"] == "/games/<int:game_id>/points"
+
+
+def test_one_price_model_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    result = bastion("queries", str(path), "--usd-per-tib", "5", "--usd-per-slot-hour", "0.04")
+    assert result.returncode == 2 and "not both" in result.stderr

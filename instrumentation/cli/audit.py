@@ -27,9 +27,14 @@ from rich.progress import Progress
 from rich.table import Table
 
 from instrumentation.cli import _output
-from instrumentation.cli.queries import bytes_text, read_report, source_options, usd_text
+from instrumentation.cli.queries import (
+    bytes_text,
+    price_option,
+    read_report,
+    source_options,
+    usd_text,
+)
 from instrumentation.costs.impact import TableImpact, impact, refusals
-from instrumentation.costs.pricing import Price
 from instrumentation.costs.shapes import Report
 
 
@@ -245,7 +250,7 @@ def audit_partitions(
             days=days,
             api_endpoint=api_endpoint,
             timeout=timeout,
-            price=Price.of(usd_per_tib, usd_per_slot_hour),
+            price=price_option(usd_per_tib, usd_per_slot_hour, as_json),
             window_days=window_days,
             as_json=as_json,
             workers=workers,

@@ -82,6 +82,19 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def price_option(
+    usd_per_tib: float | None, usd_per_slot_hour: float | None, as_json: bool
+) -> Price:
+    """The price the options ask for (one model at a time)."""
+    if usd_per_tib is not None and usd_per_slot_hour is not None:
+        _output.fail(
+            "give --usd-per-tib (on-demand) or --usd-per-slot-hour (editions), not both",
+            _output.USAGE,
+            as_json=as_json,
+        )
+    return Price.of(usd_per_tib, usd_per_slot_hour)
+
+
 def read_report(
     spec: str,
     *,
@@ -175,7 +188,7 @@ def queries(
 
     SOURCE: a JSON-lines or OTLP JSON span file, or bq:PROJECT/REGION (the project's
     INFORMATION_SCHEMA.JOBS over --days)."""
-    price = Price.of(usd_per_tib, usd_per_slot_hour)
+    price = price_option(usd_per_tib, usd_per_slot_hour, as_json)
     _, report = read_report(
         source,
         days=days,

@@ -25,8 +25,7 @@ from rich.table import Table
 
 from instrumentation.cli import _output
 from instrumentation.cli.audit import _api_errors, _first_line, make_client
-from instrumentation.cli.queries import read_report, source_options, usd_text
-from instrumentation.costs.pricing import Price
+from instrumentation.cli.queries import price_option, read_report, source_options, usd_text
 from instrumentation.costs.shapes import NOT_READS, Report, Shape
 from instrumentation.costs.validate import table_info, validate
 from instrumentation.costs.views import Refresh, TableInfo, Verdict, propose
@@ -94,7 +93,7 @@ def views(
         days=days,
         api_endpoint=api_endpoint,
         timeout=timeout,
-        price=Price.of(usd_per_tib, usd_per_slot_hour),
+        price=price_option(usd_per_tib, usd_per_slot_hour, as_json),
         window_days=window_days,
         as_json=as_json,
         workers=workers,
