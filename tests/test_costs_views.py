@@ -184,6 +184,24 @@ def test_tracker_views_end_to_end(seeded: LocalBigQuery, tmp_path: Path) -> None
         rewritten = sorted(tuple(r.values()) for r in client.query(row["rewritten"]).result())
         assert len(original) == len(rewritten) > 0
         client.query(f"DROP MATERIALIZED VIEW `{row['view']}`").result()
+    report = as_json(
+        bastion(
+            "views",
+            str(spans),
+            "--project",
+            P,
+            "--api-endpoint",
+            seeded.url,
+            "--validate",
+            "--json",
+            "--non-incremental",
+            *names,
+        )
+    )
+    assert report["eligible"] == 4
+    (distinct,) = [r for r in report["proposals"] if "count ( distinct" in r["sql"]]
+    assert distinct["validation"]["same_rows"] is True
+    assert "allow_non_incremental_definition = true" in distinct["ddl"]
     text = bastion("views", str(spans), "--project", P, *names)
     assert text.returncode == 1
     assert "4 repeated read shape(s), 3 eligible" in text.stdout
@@ -241,3 +259,31 @@ def test_parameterised_shapes_are_proposed_but_not_run(seeded: LocalBigQuery) ->
     assert "WHERE bookmaker IN UNNEST(@books) AND game_date = @day" in verdict.rewritten
     check = validate(seeded.client(), sql, verdict)
     assert check.same_rows is None and "query parameters" in check.error
+
+
+def test_non_incremental_views_for_exact_repeats(seeded: LocalBigQuery) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    pgs = f"`{P}.nba_analytics.player_game_summary`"
+    since = today - dt.timedelta(days=9)
+    best = (
+        f"SELECT player_lookup, points FROM {pgs} WHERE game_date >= '{since}' "
+        "QUALIFY ROW_NUMBER() OVER (PARTITION BY team_abbr ORDER BY points DESC, player_lookup) = 1"
+    )
+    distinct = f"SELECT COUNT(DISTINCT game_id) AS games FROM `{P}.nba_raw.odds_api_game_lines`"
+    client = seeded.client()
+    for sql in (best, distinct):
+        assert not propose(sql, project=P).eligible
+        verdict = propose(sql, project=P, non_incremental=True)
+        assert verdict.eligible and "allow_non_incremental_definition = true" in verdict.ddl
+        assert 'max_staleness = INTERVAL "0:30:0" HOUR TO SECOND' in verdict.ddl
+        assert verdict.rewritten == f"SELECT * FROM `{verdict.view}`"
+        assert "serves this exact text only" in verdict.notes[0]
+        check = validate(client, sql, verdict)
+        assert check.same_rows is True and check.original_rows > 0, check
+    parameterised = propose(best.replace(f"'{since}'", "@since"), project=P, non_incremental=True)
+    assert not parameterised.eligible and "cannot take query parameters" in parameterised.reason
+    with pytest.raises(Exception, match="requires max_staleness"):
+        client.query(
+            f"CREATE MATERIALIZED VIEW `{P}.nba_raw.bad_mv` "
+            "OPTIONS (allow_non_incremental_definition = true) AS " + distinct
+        ).result()

@@ -9,10 +9,11 @@ Checked at creation, after BigQuery's documented limits for incremental material
 views (cloud.google.com/bigquery/docs/materialized-views-create, "Supported
 materialized views" / "Limitations"): one SELECT without ORDER BY, LIMIT, set
 operations, subqueries in FROM or WITH; no non-deterministic functions; no window
-functions or QUALIFY unless ``allow_non_incremental_definition = true``; aggregates
-among the supported ones; joins INNER only; partitioning and clustering columns must
-be output columns; known options only, ``refresh_interval_minutes`` within 1..10080,
-``max_staleness`` an INTERVAL.
+functions or QUALIFY; aggregates among the supported ones; joins INNER only. With
+``allow_non_incremental_definition = true`` (which requires ``max_staleness``) most SQL
+is allowed: only ORDER BY/LIMIT and non-deterministic functions are refused. Always:
+partitioning and clustering columns must be output columns; known options only,
+``refresh_interval_minutes`` within 1..10080, ``max_staleness`` an INTERVAL.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def check(node: exp.Create) -> dict[str, Any]:
             options[name] = prop.args.get("value")
     non_incremental = _true(options.get("allow_non_incremental_definition"))
     _check_query(query, non_incremental)
-    outputs = {e.alias_or_name.lower() for e in query.expressions}
+    outputs = {name.lower() for name in query.named_selects}
     if partition is not None:
         column = next(partition.find_all(exp.Column), None)
         name = column.name if column is not None else partition.name
@@ -135,10 +136,9 @@ def _true(value: exp.Expr | None, default: bool = False) -> bool:
 
 
 def _check_query(query: exp.Expr, non_incremental: bool) -> None:
-    if not isinstance(query, exp.Select):
+    set_operation = isinstance(query, exp.SetOperation)
+    if not isinstance(query, exp.Select) and not (non_incremental and set_operation):
         raise invalid_query("Materialized view query must be a single SELECT (no set operations)")
-    if query.args.get("with_") is not None or query.args.get("with") is not None:
-        raise invalid_query("Materialized view query cannot contain a WITH clause")
     for clause in ("order", "limit", "offset"):
         if query.args.get(clause) is not None:
             raise invalid_query(f"Materialized view query cannot contain {clause.upper()} BY/LIMIT")
@@ -147,29 +147,32 @@ def _check_query(query: exp.Expr, non_incremental: bool) -> None:
             f"Materialized view query cannot use the non-deterministic function "
             f"{node.sql(dialect='bigquery')}"
         )
+    if non_incremental:
+        return  # most SQL: joins of any kind, subqueries, WITH, UNION, analytic functions
+    if query.args.get("with_") is not None or query.args.get("with") is not None:
+        raise invalid_query("Materialized view query cannot contain a WITH clause")
     for select in query.find_all(exp.Select):
         if select is not query:
             raise invalid_query("Materialized view query cannot contain subqueries")
-    if not non_incremental:
-        if query.find(exp.Window) is not None or query.args.get("qualify") is not None:
+    if query.find(exp.Window) is not None or query.args.get("qualify") is not None:
+        raise invalid_query(
+            "Window functions and QUALIFY need allow_non_incremental_definition = true"
+        )
+    for join in query.args.get("joins") or []:
+        side, kind = str(join.side or "").upper(), str(join.kind or "").upper()
+        if side or kind in ("CROSS", "OUTER", "FULL"):
             raise invalid_query(
-                "Window functions and QUALIFY need allow_non_incremental_definition = true"
+                f"Incremental materialized views support only INNER JOIN, not "
+                f"{' '.join(p for p in (side, kind) if p)} JOIN"
             )
-        for join in query.args.get("joins") or []:
-            side, kind = str(join.side or "").upper(), str(join.kind or "").upper()
-            if side or kind in ("CROSS", "OUTER", "FULL"):
-                raise invalid_query(
-                    f"Incremental materialized views support only INNER JOIN, not "
-                    f"{' '.join(p for p in (side, kind) if p)} JOIN"
-                )
-        for agg in query.find_all(exp.AggFunc):
-            if isinstance(agg, exp.Count) and isinstance(agg.this, exp.Distinct):
-                raise invalid_query(
-                    "COUNT(DISTINCT) is not supported in incremental materialized views; "
-                    "use APPROX_COUNT_DISTINCT"
-                )
-            if not isinstance(agg, AGGREGATES):
-                raise invalid_query(
-                    f"Aggregate function {agg.sql(dialect='bigquery')} is not supported in "
-                    "incremental materialized views"
-                )
+    for agg in query.find_all(exp.AggFunc):
+        if isinstance(agg, exp.Count) and isinstance(agg.this, exp.Distinct):
+            raise invalid_query(
+                "COUNT(DISTINCT) is not supported in incremental materialized views; "
+                "use APPROX_COUNT_DISTINCT"
+            )
+        if not isinstance(agg, AGGREGATES):
+            raise invalid_query(
+                f"Aggregate function {agg.sql(dialect='bigquery')} is not supported in "
+                "incremental materialized views"
+            )

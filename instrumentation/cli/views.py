@@ -66,6 +66,12 @@ def candidates(report: Report, min_runs: int) -> list[Shape]:
 )
 @click.option("--name", "names", multiple=True, metavar="FINGERPRINT=VIEW", help="Name a view.")
 @click.option("--validate", "do_validate", is_flag=True, help="Create each view, compare rows.")
+@click.option(
+    "--non-incremental",
+    is_flag=True,
+    help="Where no incremental view fits but the exact text repeats, propose a "
+    "non-incremental one (allow_non_incremental_definition; reads up to max_staleness old).",
+)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True)
 @source_options
 @click.option("--json", "as_json", is_flag=True, help="Print the proposals as JSON.")
@@ -78,6 +84,7 @@ def views(
     max_staleness_minutes: int | None,
     names: tuple[str, ...],
     do_validate: bool,
+    non_incremental: bool,
     timeout: float,
     days: float,
     usd_per_tib: float | None,
@@ -110,7 +117,14 @@ def views(
                 f"BigQuery client: {_first_line(error)}", _output.UNREACHABLE, as_json=as_json
             )
         unknown[""] = _first_line(error)
-    verdicts = [propose(s.example, project=project, refresh=refresh) for s in shapes]
+
+    def exact(shape: Shape) -> bool:  # the same text, literals included, repeats
+        return non_incremental and shape.most_repeated[1] >= min_runs
+
+    verdicts = [
+        propose(s.example, project=project, refresh=refresh, non_incremental=exact(s))
+        for s in shapes
+    ]
     infos: dict[str, TableInfo] = {}
     for verdict in verdicts:
         base = verdict.base_table
@@ -137,7 +151,12 @@ def views(
                 else f"{base_name}_{shape.key[:6]}_mv"
             )
             verdict = propose(
-                shape.example, project=project, name=name, tables=infos, refresh=refresh
+                shape.example,
+                project=project,
+                name=name,
+                tables=infos,
+                refresh=refresh,
+                non_incremental=exact(shape),
             )
             if first.base_table in unknown:
                 verdict.notes.append(

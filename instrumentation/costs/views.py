@@ -107,6 +107,18 @@ class Refresh:
         return ", ".join(parts)
 
 
+#: Reasons a non-incremental view (``allow_non_incremental_definition``) gets past.
+_NON_INCREMENTAL_OK = (
+    "window function",
+    "COUNT(DISTINCT)",
+    "aggregate not supported",
+    "JOIN: incremental views",
+    "subquery",
+    "WITH clause",
+    "set operations",
+)
+
+
 def propose(
     sql: str,
     *,
@@ -114,15 +126,59 @@ def propose(
     name: str | None = None,
     tables: Mapping[str, TableInfo] | None = None,
     refresh: Refresh = Refresh(),
+    non_incremental: bool = False,
 ) -> Verdict:
-    """The verdict for one query text; never raises."""
+    """The verdict for one query text; never raises. ``non_incremental``: when no
+    incremental view can serve the shape for a reason a non-incremental one gets past,
+    propose one for this exact text (the caller knows the text itself repeats)."""
     try:
         return _Builder(sql, project, tables or {}).build(name, refresh)
     except NotEligible as reason:
+        if non_incremental and any(r in str(reason) for r in _NON_INCREMENTAL_OK):
+            return _non_incremental(sql, project, name, refresh, str(reason))
         return Verdict(False, str(reason))
     except sqlglot.errors.SqlglotError as error:
         first = str(error).splitlines()[0] if str(error) else "unparsable"
         return Verdict(False, f"not parsed: {first}")
+
+
+def _non_incremental(
+    sql: str, project: str, name: str | None, refresh: Refresh, why: str
+) -> Verdict:
+    """A view of the whole query, literals included: it serves this exact text only,
+    is recomputed in full at each refresh, and may be read up to ``max_staleness`` old."""
+    tree = sqlglot.parse_one(sql, read="bigquery")
+    if next(tree.find_all(exp.Placeholder, exp.Parameter), None) is not None:
+        return Verdict(False, f"{why}; a non-incremental view cannot take query parameters")
+    if next(tree.find_all(*NON_DETERMINISTIC), None) is not None:
+        return Verdict(False, f"{why}; a non-deterministic function rules out any view")
+    order, limit = tree.args.get("order"), tree.args.get("limit")
+    body = tree.copy()
+    for clause in ("order", "limit", "offset"):
+        body.set(clause, None)
+    table = next((t for t in tree.find_all(exp.Table) if t.name), None)
+    if table is None:
+        return Verdict(False, f"{why}; no base table")
+    base = _table_name(table, project)
+    dataset_project, dataset = base.split(".")[0], base.split(".")[1]
+    view = f"{dataset_project}.{dataset}.{name or table.name + '_mv'}"
+    minutes = refresh.max_staleness_minutes or refresh.refresh_interval_minutes
+    options = Refresh(refresh.enable_refresh, refresh.refresh_interval_minutes, minutes)
+    ddl = (
+        f"CREATE MATERIALIZED VIEW `{view}`\n"
+        f"OPTIONS ({options.options()}, allow_non_incremental_definition = true)\n"
+        f"AS {body.sql(dialect='bigquery')}"
+    )
+    rewritten = f"SELECT * FROM `{view}`"
+    if order is not None:
+        rewritten += " " + order.sql(dialect="bigquery")
+    if limit is not None:
+        rewritten += " " + limit.sql(dialect="bigquery")
+    notes = [
+        f"non-incremental ({why}): serves this exact text only, recomputed in full at each "
+        f"refresh, read up to {minutes} minutes stale (max_staleness); no smart tuning"
+    ]
+    return Verdict(True, "", view, ddl, rewritten, base, notes)
 
 
 def _has_value(node: exp.Expr) -> bool:
