@@ -535,7 +535,7 @@ def test_class_from_job_label_and_service_default(
         "service",
     )
     first, second = _configs(games)
-    assert first["query"]["labels"] == {"bastion-timeout-class": "merge"}  # label kept
+    assert first["query"]["labels"]["bastion-timeout-class"] == "merge"  # label kept
     assert int(first["jobTimeoutMs"]) == 300_000 and int(second["jobTimeoutMs"]) == 120_000
 
 

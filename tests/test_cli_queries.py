@@ -129,7 +129,7 @@ def test_text_output(spans: Path) -> None:
     result = bastion("queries", str(spans), "--top", "3")
     no_traceback(result)
     assert result.returncode == 0
-    assert "16 BigQuery spans, 5 query shapes" in result.stdout
+    assert "16 BigQuery jobs, 5 query shapes" in result.stdout
     assert "unfiltered: p.sports.matches" in result.stdout
     assert "repeated: same SQL x4" in result.stdout
     assert "190.7 MiB" in result.stdout  # shape B: 200 MB billed
@@ -144,7 +144,7 @@ def test_text_output(spans: Path) -> None:
         ("[1, 2]\n", ":1: not a JSON object"),
         (
             '{"name": "x", "attributes": {"db.system.name": "gcp.bigquery"}}\n',
-            ":1: not an OpenTelemetry span",
+            ":1: neither an OpenTelemetry span",
         ),
         (
             '{"context": {}, "attributes": {"db.system.name": "gcp.bigquery"}}\n',

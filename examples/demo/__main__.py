@@ -10,7 +10,9 @@
    the CSP report sink.
 3. Restarts it with stage 4 (BigQuery enforced): the unfiltered query is refused and a
    slow job is stopped at the request deadline.
-4. Summarises the spans and metrics the service wrote (``demo-out/telemetry.jsonl``).
+4. The cost advisor on the tracker's three materialized views (``examples.demo.costs``):
+   ``bastion queries`` over the server's job history, ``bastion views --validate``.
+5. Summarises the spans and metrics the service wrote (``demo-out/telemetry.jsonl``).
 
 No cloud account, no network beyond loopback; every process it starts is stopped.
 """
@@ -38,6 +40,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from examples.demo import summary
+from examples.demo.costs import stage_costs
 from examples.demo.peer import Peer, free_port
 from instrumentation.bqserver import LocalBigQuery
 from instrumentation.bqserver.seed import seed_demo
@@ -303,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         with service(4, out, bq, peer) as url:
             stage_four(url, bq)
         print_warnings(log4)
+
+        console.rule("Cost advisor: the tracker's three materialized views")
+        stage_costs(console, bq, PROJECT, out)
 
     shown = telemetry.relative_to(ROOT) if telemetry.is_relative_to(ROOT) else telemetry
     console.rule(f"Telemetry ({shown})")

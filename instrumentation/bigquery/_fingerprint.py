@@ -4,14 +4,17 @@ Computed over sqlglot's token stream, so comments, whitespace and letter case va
 for free; string, number and date literals become ``?``; a parenthesised or bracketed
 list made only of literals (``IN (1, 2, 3)``, ``[…]``, a ``VALUES`` row) collapses to
 one ``?`` and repeated ``VALUES`` rows to one. Backticks do not matter
-(`` `p.d.t` `` and ``p.d.t`` are the same table). Parameters keep their names: they
-are part of the shape. When the text cannot be tokenized, a regex normalisation of
+(`` `p.d.t` `` and ``p.d.t`` are the same table). Generated table-name suffixes (a
+hex id, a uuid, a date: ``staging_3f9a2c1e``, ``events_20260101``) become ``_?``, so a
+statement run against a per-request table is one shape. Parameters keep their names:
+they are part of the shape. When the text cannot be tokenized, a regex normalisation of
 the text stands in (:func:`instrumentation.bigquery._fallback.normalise`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 
 from sqlglot.tokenizer_core import Token, TokenType
@@ -32,6 +35,18 @@ _LITERALS = frozenset(
     }
 )
 _OPEN = {"(": ")", "[": "]"}
+_NAMES = frozenset({TokenType.VAR, TokenType.IDENTIFIER})
+# A name part's generated tail: _<uuid>, _<hex id with a digit, 6+>, _<date>.
+_GENERATED = re.compile(
+    r"_(?:[0-9a-f]{8}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{4}[-_]?[0-9a-f]{12}"
+    r"|(?=[a-f]*[0-9])[0-9a-f]{6,}|\d{4}_\d{2}_\d{2})(?=$|[.\s`])",
+    re.I,
+)
+
+
+def generated_suffixes(name: str) -> str:
+    """``staging_3f9a2c1e`` → ``staging_?``; names without a generated tail unchanged."""
+    return _GENERATED.sub("_?", name) if "_" in name else name
 
 
 def digest(text: str) -> str:
@@ -43,7 +58,12 @@ def normalised_tokens(tokens: Sequence[Token]) -> str:
     for tok in tokens:
         if tok.token_type == TokenType.SEMICOLON and tok is tokens[-1]:
             break  # a trailing semicolon changes nothing
-        text = "?" if tok.token_type in _LITERALS else tok.text.lower()
+        if tok.token_type in _LITERALS:
+            text = "?"
+        elif tok.token_type in _NAMES:
+            text = generated_suffixes(tok.text.lower())
+        else:
+            text = tok.text.lower()
         if text in (")", "]") and _collapse(out, text):
             continue
         out.append(text)
@@ -80,4 +100,4 @@ def fingerprint_tokens(tokens: Sequence[Token]) -> str:
 
 
 def fingerprint_text(sql: str) -> str:
-    return digest(_fallback.normalise(sql))
+    return digest(generated_suffixes(_fallback.normalise(sql)))

@@ -21,6 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import set_span_in_context
 
+from instrumentation.bigquery import _labels
 from instrumentation.bigquery._guard import Guard, UnpartitionedQueryError
 from instrumentation.bigquery._operation import ACTIVE, Operation
 from middleware.deadline import DeadlineExceeded
@@ -235,6 +236,10 @@ class Wrappers:
         except Exception as error:
             self.guard.failed("request timeouts", error)
             sent = kwargs
+        try:
+            sent = _labels.label(op, sent, self.guard.fingerprint, send=self.guard.enforce)
+        except Exception as error:
+            self.guard.failed("job labels", error)
         response = wrapped(*args, **sent)
         try:
             op.stats.read(response)

@@ -203,7 +203,7 @@ class Catalog:
     def drop_table(self, full_name: str) -> None:
         with self.lock:
             table = self.get_table(full_name)
-            kind = "VIEW" if table.kind == "VIEW" else "TABLE"
+            kind = "VIEW" if table.kind in ("VIEW", "MATERIALIZED_VIEW") else "TABLE"
             self.db.execute(f"DROP {kind} IF EXISTS {quote(full_name)}")
             del self.tables[full_name]
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from . import _types, translate
+from . import _types, mviews, translate
 from .catalog import PSEUDO_COLUMNS, Catalog, Table, quote
 from .errors import BigQueryError, invalid_query
 from .outcome import Outcome
@@ -84,6 +84,21 @@ def _apply_options(table: Table, properties: exp.Expr | None) -> None:
             table.extra["clustering"] = {"fields": [c.name for c in prop.expressions]}
         elif isinstance(prop, exp.Property):
             _apply_option(table, prop.name.lower(), prop.args.get("value"))
+
+
+def _apply_partitioning_only(table: Table, properties: exp.Expr | None) -> None:
+    """A materialized view's PARTITION BY / CLUSTER BY (its OPTIONS are checked apart)."""
+    if properties is not None:
+        _apply_options(
+            table,
+            exp.Properties(
+                expressions=[
+                    p
+                    for p in properties.expressions
+                    if isinstance(p, exp.PartitionedByProperty | exp.ClusterProperty | exp.Cluster)
+                ]
+            ),
+        )
 
 
 def _apply_option(table: Table, name: str, value: exp.Expr | None) -> None:
@@ -180,8 +195,13 @@ def _create(engine: Engine, node: exp.Create, plan: Plan, params: Params) -> Out
     if node.expression is not None:
         result = engine.select(node.expression, plan.tables, params)
         table.schema = [dict(f) for f in result.schema or []]
-    _apply_options(table, node.args.get("properties"))
-    if kind == "VIEW":
+    if kind == "VIEW" and mviews.is_materialized(node):
+        table.extra["materializedView"] = mviews.check(node)
+        _apply_partitioning_only(table, node.args.get("properties"))
+        table.kind = "MATERIALIZED_VIEW"
+    else:
+        _apply_options(table, node.args.get("properties"))
+    if table.kind == "TABLE" and kind == "VIEW":
         table.kind = "VIEW"
         table.extra["view"] = {
             "query": node.expression.sql(dialect="bigquery"),

@@ -161,7 +161,9 @@ class Engine:
         )
         for name in plan.tables:
             table = self.catalog.find_table(name)
-            if table is None or table.kind != "TABLE" or name in plan.created:
+            # A materialized view is billed for its own stored rows, as a table is.
+            stored = ("TABLE", "MATERIALIZED_VIEW")
+            if table is None or table.kind not in stored or name in plan.created:
                 continue
             if not any(self._is_scan(node) for node in self._scans(plan.statements, name)):
                 continue

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import history
 from .catalog import Catalog
 from .engine import Engine, Plan, Scan, bind_parameters
 from .errors import BigQueryError, integer
@@ -167,6 +168,11 @@ class JobManager:
             )
         default = query.get("defaultDataset") or {}
         job.plan = self.engine.plan(sql, job.project, default.get("datasetId"))
+        for name in job.plan.tables:
+            if history.is_jobs_view(name):
+                with self._lock:
+                    known = list(self.jobs.values())
+                history.refresh(self.catalog, name, known, job)
         self.engine.check(job.plan)
         job.params = bind_parameters(query.get("queryParameters", []), query.get("parameterMode"))
         job.scan = self.engine.scan(job.plan, job.params)

@@ -165,4 +165,10 @@ def seed_demo(bq: LocalBigQuery, *, days: int = 14, end: dt.date | None = None) 
         bq.insert_rows("odds.game_lines", lines)
 
 
-SEEDS = {"demo": seed_demo}
+def _tracker_views(bq: LocalBigQuery) -> None:
+    from .seed_views import seed_tracker_views
+
+    seed_tracker_views(bq)
+
+
+SEEDS = {"demo": seed_demo, "tracker-views": _tracker_views}

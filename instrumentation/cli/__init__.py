@@ -1,4 +1,4 @@
-"""The ``bastion`` command: ``doctor``, ``scan``, ``audit-partitions`` and ``queries``.
+"""The ``bastion`` command: ``doctor``, ``scan``, ``audit-partitions``, ``queries``, ``views``.
 
 Every subcommand prints rich tables for people and, with ``--json``, one JSON
 document for scripts. Exit codes are shared (see :mod:`instrumentation.cli._output`):
@@ -13,6 +13,7 @@ from instrumentation.cli.audit import audit_partitions
 from instrumentation.cli.doctor import doctor
 from instrumentation.cli.queries import queries
 from instrumentation.cli.scan import scan
+from instrumentation.cli.views import views
 
 __all__ = ["main"]
 
@@ -20,8 +21,8 @@ __all__ = ["main"]
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Exit codes: 0 success; 1 findings (low score, invalid settings, tables "
-    "without require_partition_filter); 2 usage or input error; 3 target unreachable "
-    "or unusable (network, TLS, not HTTP, non-2xx, BigQuery API).",
+    "without require_partition_filter, materialized views proposed); 2 usage or input "
+    "error; 3 target unreachable or unusable (network, TLS, not HTTP, non-2xx, BigQuery API).",
 )
 @click.version_option(package_name="bastion", prog_name="bastion")
 def main() -> None:
@@ -32,3 +33,4 @@ main.add_command(doctor)
 main.add_command(scan)
 main.add_command(audit_partitions)
 main.add_command(queries)
+main.add_command(views)

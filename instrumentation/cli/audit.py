@@ -5,6 +5,11 @@ bills) every partition. ``require_partition_filter = TRUE`` makes BigQuery refus
 queries outright; this command lists every table's partitioning and whether the
 option is set, prints the DDL for those missing it and, with ``--apply``, runs it.
 
+With ``--impact SOURCE`` (a span file or ``bq:PROJECT/REGION``, as for ``bastion
+queries``) it also lists, per table lacking the option, the observed query shapes and
+call sites that would fail once it is set, and what those unfiltered shapes cost per
+month now; ``--apply`` then refuses those tables (and says why) unless ``--force``.
+
 It uses the real ``google-cloud-bigquery`` client: with ``--api-endpoint`` (a local
 BigQuery REST server, an emulator) anonymous credentials, otherwise Application
 Default Credentials.
@@ -22,6 +27,15 @@ from rich.progress import Progress
 from rich.table import Table
 
 from instrumentation.cli import _output
+from instrumentation.cli.queries import (
+    bytes_text,
+    price_option,
+    read_report,
+    source_options,
+    usd_text,
+)
+from instrumentation.costs.impact import TableImpact, impact, refusals
+from instrumentation.costs.shapes import Report
 
 
 class AuditError(Exception):
@@ -188,6 +202,15 @@ def apply(
     show_default=True,
     help="Seconds allowed per API call, retries included.",
 )
+@click.option(
+    "--impact",
+    "impact_source",
+    metavar="SOURCE",
+    help="Observed queries (span file or bq:PROJECT/REGION): list what the option would "
+    "break, and make --apply refuse those tables.",
+)
+@click.option("--force", is_flag=True, help="--apply even to tables observed queries break.")
+@source_options
 @click.option("--json", "as_json", is_flag=True, help="Print the audit as JSON.")
 def audit_partitions(
     project: str,
@@ -196,6 +219,13 @@ def audit_partitions(
     do_apply: bool,
     yes: bool,
     timeout: float,
+    impact_source: str | None,
+    force: bool,
+    days: float,
+    usd_per_tib: float | None,
+    usd_per_slot_hour: float | None,
+    workers: int,
+    window_days: float | None,
     as_json: bool,
 ) -> None:
     """List partitioned tables and set require_partition_filter where it is missing."""
@@ -211,32 +241,56 @@ def audit_partitions(
         except AuditError as error:
             _output.fail(str(error), error.exit_code, as_json=as_json)
     missing = [row for row in rows if row.needs_filter]
+    impacts: list[TableImpact] | None = None
+    report = None
+    refused: dict[str, str] = {}
+    if impact_source is not None:
+        _, report = read_report(
+            impact_source,
+            days=days,
+            api_endpoint=api_endpoint,
+            timeout=timeout,
+            price=price_option(usd_per_tib, usd_per_slot_hour, as_json),
+            window_days=window_days,
+            as_json=as_json,
+            workers=workers,
+        )
+        columns = {row.table: row.column or "" for row in missing}
+        impacts = impact(columns, report, project)
+        refused = refusals(impacts)
     applied: dict[str, str] = {}
     if not as_json:
         _print(rows)
+        if impacts is not None and report is not None:
+            _print_impact(impacts, report)
     if do_apply and missing:
-        question = f"Run {len(missing)} ALTER TABLE statement(s)?"
-        confirmed = yes or _confirm(question)
-        if confirmed:
-            with Progress(console=_output.stderr(), transient=True, disable=as_json) as progress:
-                applied = apply(client, rows, progress, timeout)
-            if not as_json:
-                for table, result in applied.items():
-                    mark = (
-                        "[green]applied[/]" if result == "applied" else f"[red]{escape(result)}[/]"
-                    )
-                    _output.stdout().print(f"{escape(table)}: {mark}")
-        elif not as_json:
-            _output.stdout().print("nothing changed")
+        allowed = [row for row in missing if force or row.table not in refused]
+        if allowed:
+            question = f"Run {len(allowed)} ALTER TABLE statement(s)?"
+            if yes or _confirm(question):
+                with Progress(
+                    console=_output.stderr(), transient=True, disable=as_json
+                ) as progress:
+                    applied = apply(client, allowed, progress, timeout)
+            elif not as_json:
+                _output.stdout().print("nothing changed")
+        if not force:
+            applied.update({table: why for table, why in refused.items()})
+        if not as_json:
+            for table, result in applied.items():
+                mark = "[green]applied[/]" if result == "applied" else f"[red]{escape(result)}[/]"
+                _output.stdout().print(f"{escape(table)}: {mark}")
     if as_json:
-        _output.emit_json(
-            {
-                "project": project,
-                "tables": [{**asdict(row), "ddl": row.ddl} for row in rows],
-                "missing_filter": [row.table for row in missing],
-                "applied": applied,
-            }
-        )
+        payload: dict[str, Any] = {
+            "project": project,
+            "tables": [{**asdict(row), "ddl": row.ddl} for row in rows],
+            "missing_filter": [row.table for row in missing],
+            "applied": applied,
+        }
+        if impacts is not None and report is not None:
+            payload["impact"] = [entry.as_dict(report) for entry in impacts]
+            payload["would_break"] = sorted(refused)
+        _output.emit_json(payload)
     if any(row.needs_filter for row in rows):
         raise SystemExit(_output.FINDINGS)
 
@@ -273,3 +327,41 @@ def _print(rows: list[TableAudit]) -> None:
             console.print(escape(statement) + ";", soft_wrap=True)
     elif partitioned:
         console.print("[green]every partitioned table requires a partition filter[/]")
+
+
+def _print_impact(impacts: list[TableImpact], report: Report) -> None:
+    console = _output.stdout()
+    table = Table(
+        title=f"Queries that require_partition_filter would break ({report.records} observed)"
+    )
+    for column, justify in (
+        ("Table", "left"),
+        ("Shape", "left"),
+        ("Runs", "right"),
+        ("Billed", "right"),
+        ("$/month now", "right"),
+        ("Call sites", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for entry in impacts:
+        if not entry.breaking:
+            table.add_row(escape(entry.table), "[green]no observed query breaks[/]", "", "", "", "")
+        for shape in entry.breaking:
+            table.add_row(
+                escape(entry.table),
+                escape(shape.label[:200]),
+                str(shape.count),
+                bytes_text(shape.bytes_billed),
+                usd_text(report.usd_per_month(shape)),
+                escape("\n".join(site for site, _ in shape.call_sites.most_common(3))),
+            )
+        if entry.unjudged:
+            table.add_row(
+                escape(entry.table),
+                f"[yellow]{len(entry.unjudged)} shape(s) without SQL text: not judged[/]",
+                "",
+                "",
+                "",
+                "",
+            )
+    console.print(table)

@@ -1,198 +1,154 @@
-"""``bastion queries SPANS.jsonl``: which BigQuery query shapes cost the most.
+"""``bastion queries SOURCE``: what each BigQuery query shape costs, per month.
 
-Input: the JSON-lines file the demo's exporter writes (one
-``ReadableSpan.to_json(indent=None)`` per line; metric and log lines, which carry a
-``type`` key, and spans of other systems are skipped). A BigQuery span is one with
-``db.system.name = "gcp.bigquery"`` (the instrumentor's CLIENT span).
+SOURCE is Bastion's JSON-lines telemetry file, an OTLP JSON file of the Collector's
+``file`` exporter, or ``bq:PROJECT/REGION`` (the project's
+``INFORMATION_SCHEMA.JOBS`` over ``--days``); see :mod:`instrumentation.costs`.
 
-Shapes are grouped by ``bastion.bq.query_fingerprint`` (the SQL with literals
-normalised), or by ``instrumentation.bigquery.fingerprint(db.query.text)`` for spans
-that carry only the text. Each shape reports count, total bytes billed and processed,
-p50/p95 duration, cache hits and errors, and two flags:
+Each shape (one statement as written in code: literals, ``IN`` lists and generated
+table suffixes normalised) reports runs, bytes billed, dollars observed and per month
+(``--usd-per-tib``, default BigQuery's US on-demand list price; or
+``--usd-per-slot-hour``), p50/p95 duration, the normalised SQL, its tables, call
+sites, services and routes, and two flags:
 
 * **unfiltered**: some run scanned a partitioned table without a partition filter
-  (``bastion.bq.unfiltered_tables``): add the filter, or set
-  ``require_partition_filter`` (``bastion audit-partitions``);
-* **repeated**: the exact same SQL text (``bastion.bq.query_hash``) ran at least
-  ``--repeat-threshold`` times (writes excepted): a materialized view, a scheduled
-  table or an application cache would serve those reads. BigQuery's own result cache
-  (``bastion.bq.cache_hit``) makes some of them free but not instant, and it is lost
-  whenever the table changes; the cache-hit count is shown alongside.
+  (see ``bastion audit-partitions --impact``);
+* **repeated**: the exact same SQL text ran at least ``--repeat-threshold`` times, and
+  it is a read without query parameters: a materialized view, a scheduled table or an
+  application cache would serve it (``--views`` proposes the view).
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import click
 from rich.markup import escape
-from rich.progress import Progress
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from instrumentation.cli import _output
-
-SYSTEM = "gcp.bigquery"
-_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "CREATE_TABLE_AS_SELECT"})
-
-
-class SpanFileError(ValueError):
-    pass
-
-
-@dataclass
-class Shape:
-    key: str
-    summary: str = ""
-    statement_type: str = ""
-    example: str = ""
-    count: int = 0
-    errors: int = 0
-    cache_hits: int = 0
-    bytes_billed: int = 0
-    bytes_processed: int = 0
-    durations: list[float] = field(default_factory=list)
-    unfiltered: set[str] = field(default_factory=set)
-    texts: Counter[str] = field(default_factory=Counter)
-
-    def p(self, quantile: float) -> float:
-        """Nearest-rank percentile of the durations, in seconds."""
-        ordered = sorted(self.durations)
-        return ordered[max(math.ceil(quantile * len(ordered)) - 1, 0)] if ordered else 0.0
-
-    @property
-    def most_repeated(self) -> tuple[str, int]:
-        if not self.texts:
-            return "", 0
-        return self.texts.most_common(1)[0]
-
-    def as_dict(self, repeat_threshold: int) -> dict[str, Any]:
-        query_hash, repeats = self.most_repeated
-        return {
-            "fingerprint": self.key,
-            "summary": self.summary,
-            "statement_type": self.statement_type,
-            "count": self.count,
-            "errors": self.errors,
-            "cache_hits": self.cache_hits,
-            "bytes_billed": self.bytes_billed,
-            "bytes_processed": self.bytes_processed,
-            "p50_seconds": round(self.p(0.5), 6),
-            "p95_seconds": round(self.p(0.95), 6),
-            "unfiltered_tables": sorted(self.unfiltered),
-            "repeated": repeats >= repeat_threshold and self.statement_type not in _WRITES,
-            "most_repeated_hash": query_hash or None,
-            "most_repeated_count": repeats,
-            "example": self.example,
-        }
-
-
-def read_spans(
-    path: Path, progress: Callable[[int], object] | None = None
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, span) for every BigQuery span; raises :class:`SpanFileError`.
-    ``progress`` is called with the byte count of each line read."""
-    try:
-        handle = path.open("rb")
-    except OSError as error:
-        raise SpanFileError(f"{path}: {error.strerror or error}") from None
-    with handle:
-        for number, raw in enumerate(handle, 1):
-            if progress is not None:
-                progress(len(raw))
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise SpanFileError(f"{path}:{number}: not UTF-8 text") from None
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise SpanFileError(f"{path}:{number}: not JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise SpanFileError(f"{path}:{number}: not a JSON object")
-            if "type" in record:  # a metric or log line from the same exporter
-                continue
-            attributes = record.get("attributes")
-            if not isinstance(attributes, dict) or "context" not in record:
-                raise SpanFileError(
-                    f"{path}:{number}: not an OpenTelemetry span (no context/attributes)"
-                )
-            if attributes.get("db.system.name") == SYSTEM:
-                yield number, record
-
-
-def _fingerprinter() -> Callable[[str], str]:
-    from instrumentation.bigquery import fingerprint
-
-    return fingerprint  # type: ignore[no-any-return]
-
-
-def _duration(span: dict[str, Any], where: str) -> float:
-    try:
-        start = datetime.fromisoformat(str(span["start_time"]))
-        end = datetime.fromisoformat(str(span["end_time"]))
-    except (KeyError, ValueError):
-        raise SpanFileError(f"{where}: span without valid start_time/end_time") from None
-    return max((end - start).total_seconds(), 0.0)
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value) if value is not None and not isinstance(value, bool) else 0
-    except (TypeError, ValueError):
-        return 0
-
-
-def analyse(path: Path, progress: Callable[[int], object] | None = None) -> tuple[int, list[Shape]]:
-    """(BigQuery spans read, shapes) from a span file."""
-    shapes: dict[str, Shape] = {}
-    fingerprint: Callable[[str], str] | None = None
-    total = 0
-    for number, span in read_spans(path, progress):
-        total += 1
-        attributes: dict[str, Any] = span["attributes"]
-        key = attributes.get("bastion.bq.query_fingerprint")
-        text = attributes.get("db.query.text")
-        if not key and text:
-            fingerprint = fingerprint or _fingerprinter()
-            key = fingerprint(str(text))
-        key = str(key or f"summary:{attributes.get('db.query.summary', span.get('name', '?'))}")
-        shape = shapes.setdefault(key, Shape(key))
-        shape.count += 1
-        shape.summary = shape.summary or str(attributes.get("db.query.summary", ""))
-        shape.statement_type = shape.statement_type or str(
-            attributes.get("bastion.bq.statement_type", "")
-        )
-        shape.example = shape.example or str(text or "")[:500]
-        shape.durations.append(_duration(span, f"{path}:{number}"))
-        shape.bytes_billed += _int(attributes.get("bastion.bq.bytes_billed"))
-        shape.bytes_processed += _int(attributes.get("bastion.bq.bytes_processed"))
-        shape.errors += bool(attributes.get("error.type"))
-        shape.cache_hits += bool(attributes.get("bastion.bq.cache_hit"))
-        shape.unfiltered.update(map(str, attributes.get("bastion.bq.unfiltered_tables") or ()))
-        query_hash = attributes.get("bastion.bq.query_hash")
-        if query_hash:
-            shape.texts[str(query_hash)] += 1
-    return total, list(shapes.values())
-
+from instrumentation.costs.parallel import analyse_file, default_workers
+from instrumentation.costs.pricing import DAYS_PER_MONTH, Price
+from instrumentation.costs.records import SYSTEM, SourceError
+from instrumentation.costs.shapes import Report, Shape, analyse
+from instrumentation.costs.sources import Source, SourceUnreachable
 
 _SORTS: dict[str, Callable[[Shape], tuple[float, ...]]] = {
-    "bytes": lambda s: (s.bytes_billed, s.count, s.p(0.95)),
+    "bytes": lambda s: (s.bytes_billed, s.slot_ms, s.count, s.p(0.95)),
     "count": lambda s: (s.count, s.bytes_billed, s.p(0.95)),
     "p95": lambda s: (s.p(0.95), s.bytes_billed, s.count),
 }
 
 
+def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by every command that reads a SOURCE."""
+    for option in reversed(
+        [
+            click.option(
+                "--days",
+                type=click.FloatRange(min=0.001),
+                default=30.0,
+                show_default=True,
+                help="bq:PROJECT/REGION sources: the job-history window.",
+            ),
+            click.option(
+                "--usd-per-tib",
+                type=click.FloatRange(min=0),
+                help="On-demand price per TiB billed (default: 6.25, US multi-region list "
+                "price since 2023-07-05).",
+            ),
+            click.option(
+                "--usd-per-slot-hour",
+                type=click.FloatRange(min=0),
+                help="Capacity (editions) price: cost from slot time instead of bytes.",
+            ),
+            click.option(
+                "--workers",
+                type=click.IntRange(min=1),
+                default=default_workers(),
+                show_default=True,
+                help="Processes reading a span file of 64 MiB or more.",
+            ),
+            click.option(
+                "--window-days",
+                type=click.FloatRange(min=0.001),
+                help="Days the source covers, for the monthly figures (default: a job "
+                "history's --days, a file's first to last record).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def price_option(
+    usd_per_tib: float | None, usd_per_slot_hour: float | None, as_json: bool
+) -> Price:
+    """The price the options ask for (one model at a time)."""
+    if usd_per_tib is not None and usd_per_slot_hour is not None:
+        _output.fail(
+            "give --usd-per-tib (on-demand) or --usd-per-slot-hour (editions), not both",
+            _output.USAGE,
+            as_json=as_json,
+        )
+    return Price.of(usd_per_tib, usd_per_slot_hour)
+
+
+def read_report(
+    spec: str,
+    *,
+    days: float,
+    api_endpoint: str | None,
+    timeout: float,
+    price: Price,
+    window_days: float | None,
+    as_json: bool,
+    workers: int = 1,
+) -> tuple[Source, Report]:
+    """Read SOURCE into a report, with a progress bar; exits 2/3 on a bad source."""
+    try:
+        source = Source.parse(spec, days=days, api_endpoint=api_endpoint, timeout=timeout)
+    except SourceError as error:
+        _output.fail(str(error), _output.USAGE, as_json=as_json)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}" if source.size is None else "{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_output.stderr(), transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"reading {spec}", total=source.size)
+        window = window_days * 86_400 if window_days else source.window_seconds
+        try:
+            if source.path is not None:
+                report = analyse_file(
+                    source.path,
+                    price,
+                    workers=workers,
+                    window_seconds=window,
+                    progress=lambda size: bar.advance(task, size),
+                )
+            else:
+                report = analyse(
+                    source.records(lambda size: bar.advance(task, size)), price, window
+                )
+        except SourceError as error:
+            _output.fail(str(error), _output.USAGE, as_json=as_json)
+        except SourceUnreachable as error:
+            _output.fail(str(error), _output.UNREACHABLE, as_json=as_json)
+    if not report.records and source.path is not None:
+        _output.fail(
+            f"{spec}: no BigQuery spans (db.system.name={SYSTEM}); was the file written "
+            "with the BigQuery instrumentor enabled?",
+            _output.USAGE,
+            as_json=as_json,
+        )
+    return source, report
+
+
 @click.command("queries")
-@click.argument("spans", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("source")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option(
     "--sort", "sort_by", type=click.Choice(sorted(_SORTS)), default="bytes", show_default=True
@@ -204,55 +160,101 @@ _SORTS: dict[str, Callable[[Shape], tuple[float, ...]]] = {
     show_default=True,
     help="Runs of the exact same SQL that flag a shape as repeated.",
 )
+@source_options
+@click.option("--api-endpoint", metavar="URL", help="BigQuery REST endpoint (a local server).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds allowed for the job-history query.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the ranking as JSON.")
-def queries(spans: Path, top: int, sort_by: str, repeat_threshold: int, as_json: bool) -> None:
-    """Rank BigQuery query shapes in SPANS (JSON lines) by cost."""
-    with Progress(console=_output.stderr(), transient=True, disable=as_json) as bar:
-        task = bar.add_task("reading spans", total=spans.stat().st_size)
-        try:
-            total, shapes = analyse(spans, lambda size: bar.advance(task, size))
-        except SpanFileError as error:
-            _output.fail(str(error), _output.USAGE, as_json=as_json)
-    if not total:
-        _output.fail(
-            f"{spans}: no BigQuery spans (db.system.name={SYSTEM}); was the file written "
-            "with the BigQuery instrumentor enabled?",
-            _output.USAGE,
-            as_json=as_json,
-        )
-    ranked = sorted(shapes, key=_SORTS[sort_by], reverse=True)[:top]
-    rows = [shape.as_dict(repeat_threshold) for shape in ranked]
+def queries(
+    source: str,
+    top: int,
+    sort_by: str,
+    repeat_threshold: int,
+    days: float,
+    usd_per_tib: float | None,
+    usd_per_slot_hour: float | None,
+    workers: int,
+    window_days: float | None,
+    api_endpoint: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Rank the BigQuery query shapes of SOURCE by cost.
+
+    SOURCE: a JSON-lines or OTLP JSON span file, or bq:PROJECT/REGION (the project's
+    INFORMATION_SCHEMA.JOBS over --days)."""
+    price = price_option(usd_per_tib, usd_per_slot_hour, as_json)
+    _, report = read_report(
+        source,
+        days=days,
+        api_endpoint=api_endpoint,
+        timeout=timeout,
+        price=price,
+        window_days=window_days,
+        as_json=as_json,
+        workers=workers,
+    )
+    ranked = sorted(report.shapes, key=_SORTS[sort_by], reverse=True)[:top]
+    rows = [report.shape_dict(shape, repeat_threshold) for shape in ranked]
+    summary = {
+        "source": source,
+        "spans": report.records,
+        "records": report.records,
+        "shapes": len(report.shapes),
+        "window_days": round(report.window_seconds / 86_400, 6),
+        "price": price.as_dict(),
+        "usd": round(report.total_usd, 6),
+        "usd_per_month": round(
+            sum(report.usd_per_month(s) for s in report.shapes),
+            4,
+        ),
+        "sort": sort_by,
+    }
     if as_json:
-        _output.emit_json(
-            {
-                "file": str(spans),
-                "spans": total,
-                "shapes": len(shapes),
-                "sort": sort_by,
-                "top": rows,
-            }
-        )
+        _output.emit_json({**summary, "top": rows})
         return
-    _print(spans, total, len(shapes), rows)
+    _print(summary, rows)
 
 
-def _bytes(count: int) -> str:
+def bytes_text(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if count < 1024 or unit == "TiB":
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024  # type: ignore[assignment]
+        count /= 1024
     return str(count)
 
 
-def _print(path: Path, total: int, shapes: int, rows: list[dict[str, Any]]) -> None:
+def usd_text(amount: float) -> str:
+    return f"${amount:,.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
+
+
+def _print(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     console = _output.stdout()
-    console.print(f"{escape(str(path))}: {total} BigQuery spans, {shapes} query shapes")
+    days = summary["window_days"]
+    console.print(
+        f"{escape(summary['source'])}: {summary['records']} BigQuery jobs, "
+        f"{summary['shapes']} query shapes over {days:.3g} days; "
+        f"{usd_text(summary['usd'])} observed, about {usd_text(summary['usd_per_month'])} "
+        f"per month ({DAYS_PER_MONTH:.2f} days)"
+    )
+    console.print(f"[dim]price: {escape(summary['price']['source'])}[/]")
+    if days < 1:
+        console.print(
+            f"[yellow]note:[/] the monthly figures extrapolate from {days * 1440:.3g} minutes "
+            "of data; give --window-days if the source covers a longer period"
+        )
     table = Table()
     for column, justify in (
         ("#", "right"),
         ("Shape", "left"),
         ("Runs", "right"),
         ("Billed", "right"),
+        ("$/month", "right"),
         ("p95", "right"),
         ("Flags", "left"),
     ):
@@ -267,12 +269,20 @@ def _print(path: Path, total: int, shapes: int, rows: list[dict[str, Any]]) -> N
                 f"[yellow]repeated:[/] same SQL x{row['most_repeated_count']}{cached} "
                 "(materialized view / cache candidate)"
             )
-        label = row["summary"] or row["fingerprint"]
+        label = row["sql"] or row["summary"] or row["fingerprint"]
+        details = [f"[dim]{escape(row['fingerprint'][:16])}[/]"]
+        if row["tables"]:
+            details.append("tables: " + escape(", ".join(row["tables"][:4])))
+        if row["call_sites"]:
+            details.append("at: " + escape(", ".join(row["call_sites"][:3])))
+        if row["services"]:
+            details.append("services: " + escape(", ".join(row["services"][:4])))
         table.add_row(
             str(rank),
-            f"{escape(label)}\n[dim]{escape(row['fingerprint'][:16])}[/]",
+            escape(label[:300]) + "\n" + "\n".join(details),
             f"{row['count']}" + (f" ({row['errors']} err)" if row["errors"] else ""),
-            _bytes(row["bytes_billed"]),
+            bytes_text(row["bytes_billed"]),
+            usd_text(row["usd_per_month"]),
             f"{row['p95_seconds']:.3f} s",
             "\n".join(flags),
         )
