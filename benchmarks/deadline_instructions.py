@@ -1,0 +1,131 @@
+"""Instructions per Flask request, bare and under ``DeadlineMiddleware``, counted by
+Valgrind's callgrind: unlike CPU time, the count does not move with what the machine's
+other cores are doing, so it resolves the microsecond the timed benchmark
+(``python -m benchmarks deadline``) cannot on a busy 2-core machine.
+
+Each candidate runs in a fresh process under callgrind twice, with 200 and with 1,200
+requests after the same warm-up; the difference divided by 1,000 is the count per
+request, start-up and warm-up cancelled out. The cost in microseconds is the
+instructions added times the bare request's measured µs per instruction.
+
+``python -m benchmarks.deadline_instructions`` (needs ``valgrind``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+
+from middleware._flags import Mode
+from middleware.settings import Settings
+
+COUNTS = (200, 1200)
+ENVIRON = {
+    "REQUEST_METHOD": "GET",
+    "PATH_INFO": "/",
+    "SERVER_NAME": "bench",
+    "SERVER_PORT": "80",
+    "wsgi.url_scheme": "http",
+    "HTTP_HOST": "bench",
+}
+
+
+def _app(candidate: str) -> Callable[..., Iterable[bytes]]:
+    app = Flask("bench")
+
+    @app.get("/")
+    def index() -> str:
+        return "ok"
+
+    if candidate == "bare":
+        return app.wsgi_app
+    from middleware.deadline.wsgi import DeadlineMiddleware
+
+    mode = Mode.ENFORCE if candidate == "enforce" else Mode.OBSERVE
+    return DeadlineMiddleware(app.wsgi_app, Settings(deadline=mode, deadline_seconds=25.0))
+
+
+def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    return None
+
+
+def run(candidate: str, n: int) -> float:
+    """Serve ``n`` requests (after a warm-up of 200); µs per request."""
+    app = _app(candidate)
+
+    def serve(count: int) -> None:
+        for _ in range(count):
+            environ = dict(ENVIRON)
+            environ["wsgi.input"] = io.BytesIO()
+            body = app(environ, _start_response)
+            for _chunk in body:
+                pass
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+    serve(200)
+    started = time.thread_time()
+    serve(n)
+    return (time.thread_time() - started) / max(n, 1) * 1e6
+
+
+def instructions(candidate: str, n: int) -> int:
+    out = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-c",
+            f"from benchmarks.deadline_instructions import run; run({candidate!r}, {n})",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    found = re.search(r"Collected : (\d+)", out)
+    if found is None:
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{out[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed: apt-get install valgrind")
+        return
+    per_request: dict[str, float] = {}
+    for candidate in ("bare", "observe", "enforce"):
+        low, high = (instructions(candidate, n) for n in COUNTS)
+        per_request[candidate] = (high - low) / (COUNTS[1] - COUNTS[0])
+    bare_us = min(run("bare", 3000) for _ in range(5))
+    ns_per_instruction = bare_us * 1000 / per_request["bare"]
+    print(
+        f"Instructions per Flask request (callgrind, {COUNTS[1] - COUNTS[0]} requests "
+        f"counted); bare Flask {per_request['bare']:,.0f} instructions, "
+        f"{bare_us:.1f} µs here ({ns_per_instruction:.3f} ns per instruction)"
+    )
+    print()
+    print("| candidate | instructions per request | added | CPU added at that rate | bar |")
+    print("|---|---|---|---|---|")
+    for candidate in ("observe", "enforce"):
+        added = per_request[candidate] - per_request["bare"]
+        print(
+            f"| `DeadlineMiddleware`, {candidate} | {per_request[candidate]:,.0f} | "
+            f"{added:+,.0f} ({added / per_request['bare']:+.1%}) | "
+            f"{added * ns_per_instruction / 1000:+.2f} µs | ≤ +3 µs |"
+        )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()
