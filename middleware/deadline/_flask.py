@@ -25,12 +25,15 @@ replaces that answer too.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from middleware.deadline import problem
 from middleware.deadline._context import DeadlineExceeded, running_here
 
 __all__ = ["answer_deadlines_in_flask"]
+
+logger = logging.getLogger("bastion.deadline")
 
 
 def _flask_app(app: object) -> Any:
@@ -76,7 +79,13 @@ def answer_deadlines_in_flask(app: object) -> bool:
         return False
     handlers = flask_app.error_handler_spec.get(None, {}).get(None, {})
     if DeadlineExceeded not in handlers:
-        flask_app.register_error_handler(DeadlineExceeded, _answer)
+        try:
+            flask_app.register_error_handler(DeadlineExceeded, _answer)
+        except AssertionError:  # Flask refuses setup once the app has served requests
+            logger.warning(
+                "Flask app already serving: deadlines in views are answered by the "
+                "middleware, after Flask's 500 path; protect() the app at startup"
+            )
     if not isinstance(flask_app.handle_exception, _HandleException):
         flask_app.handle_exception = _HandleException(flask_app.handle_exception)
     return True
