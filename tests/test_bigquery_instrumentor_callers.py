@@ -133,11 +133,13 @@ def test_library_warning_points_at_the_callers_line(
     bq_server: LocalBigQuery, telemetry: Telemetry, mode: str
 ) -> None:
     client = bq_server.client()
-    with instrumented(telemetry, Settings(bigquery=mode)):
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always")
-            line = _line_after()
-            client.query("SELECT 1", job_id=f"fixed-{mode}-{time.time_ns()}").result()
+    with (
+        instrumented(telemetry, Settings(bigquery=mode)),
+        warnings.catch_warnings(record=True) as seen,
+    ):
+        warnings.simplefilter("always")
+        line = _line_after()
+        client.query("SELECT 1", job_id=f"fixed-{mode}-{time.time_ns()}").result()
     (warning,) = [w for w in seen if issubclass(w.category, FutureWarning)]
     assert "job_retry must be explicitly set to None" in str(warning.message)
     assert (warning.filename, warning.lineno) == (__file__, line)
