@@ -20,6 +20,7 @@ import ipaddress
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,7 @@ _DEADLINE = float(os.environ.get("BASTION_COMPAT_DEADLINE_SECONDS", "120"))
 
 _outcomes: dict[str, str] = {}
 _reached_out: set[str] = set()
+_bastion_reached: set[str] = set()
 _current: list[str] = [""]
 
 # --- loopback only ------------------------------------------------------------------------
@@ -59,8 +61,17 @@ def _loopback(address: Any) -> bool:
     return ip.is_loopback or ip.is_unspecified
 
 
+def _note_reach() -> None:
+    # Bastion's own background threads (the BigQuery table lookups, which build a client
+    # from a test's fake credentials) are not the test reaching out: counted apart.
+    if threading.current_thread().name.startswith("bastion-"):
+        _bastion_reached.add(_current[0] or "<collection>")
+    else:
+        _reached_out.add(_current[0] or "<collection>")
+
+
 def _refuse(what: str) -> None:
-    _reached_out.add(_current[0] or "<collection>")
+    _note_reach()
     raise ConnectionRefusedError(111, f"compat harness: no traffic beyond loopback ({what})")
 
 
@@ -77,8 +88,8 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
 
 
 def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-    if host is not None and not _loopback((host,)):
-        _reached_out.add(_current[0] or "<collection>")
+    if host is not None and host != "" and not _loopback((host,)):
+        _note_reach()
         raise socket.gaierror(socket.EAI_NONAME, f"compat harness: no lookup of {host!r}")
     return _getaddrinfo(host, *args, **kwargs)
 
@@ -136,4 +147,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _REPORT:
         with open(_REPORT, "w", encoding="utf-8") as out:
-            json.dump({"outcomes": _outcomes, "reached_out": sorted(_reached_out)}, out)
+            json.dump(
+                {
+                    "outcomes": _outcomes,
+                    "reached_out": sorted(_reached_out),
+                    "bastion_reached_out": sorted(_bastion_reached),
+                },
+                out,
+            )

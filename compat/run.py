@@ -124,6 +124,9 @@ def source(suite: Suite, version: str) -> Path:
                 shutil.copytree(origin, target)
             else:
                 shutil.copy2(origin, target)
+        if not any((staging / n).exists() for n in ("pyproject.toml", "pytest.ini", "setup.cfg")):
+            # Its own rootdir: not the project's pytest settings from the directory above.
+            (staging / "pytest.ini").write_text("[pytest]\n")
         staging.rename(work)
     return work
 
@@ -145,7 +148,7 @@ def run(
     if mode != "baseline":
         env["BASTION_COMPAT_MODE"] = mode
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "bastion_compat_plugin"]
-    argv += ["-p", "no:cacheprovider", "--timeout=120"]
+    argv += ["-p", "no:cacheprovider", "--timeout=120", "--rootdir", str(where)]
     for nodeid in deselected:
         argv += ["--deselect", nodeid]
     argv += only if only else list(suite.args)
@@ -216,6 +219,12 @@ def main() -> int:
                 f"{result['seconds']:.0f}s: "
                 + ", ".join(f"{v} {k}" for k, v in sorted(tally.items()))
             )
+            background = result.get("bastion_reached_out") or []
+            if background:
+                print(
+                    f"  Bastion's own table lookups (its own client, built from the tests' "
+                    f"fake credentials) refused by the guard during {len(background)} tests"  # type: ignore[arg-type]
+                )
             for nodeid in result["reached_out"]:  # type: ignore[attr-defined]
                 if nodeid == "<collection>":
                     continue  # a suite probing the network while it loads: refused, harmless
@@ -231,9 +240,9 @@ def main() -> int:
                 again_base = run(suite, where, "baseline", [], only=list(found))["outcomes"]
                 again = run(suite, where, mode, [], only=list(found))["outcomes"]
                 found = {
-                    k: (again_base.get(k, "absent"), again.get(k, "absent"))  # type: ignore[attr-defined]
-                    for k in found
-                    if again_base.get(k) != again.get(k)  # type: ignore[attr-defined]
+                    k: (again_base.get(k, before), again.get(k, after))  # type: ignore[attr-defined]
+                    for k, (before, after) in found.items()
+                    if again_base.get(k, before) != again.get(k, after)  # type: ignore[attr-defined]
                 }
             for nodeid, (before, after) in found.items():
                 key = f"{name}::{nodeid}"
