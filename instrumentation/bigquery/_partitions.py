@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -86,23 +85,24 @@ def lookup_source(client: Any) -> Source | None:
 
 
 class LookupClients:
-    """Bastion's own ``bigquery.Client`` per (credentials, endpoint, project), made in
-    the lookup thread: the caller's credentials and endpoint, a separate transport.
-    Held while the credentials object lives, and at most ``limit`` of them."""
+    """Bastion's own ``bigquery.Client`` per (credentials, project, endpoint), made in the
+    lookup thread: the caller's credentials and endpoint, a transport of its own. At most
+    ``limit`` are kept (a service has one or a few); past that they start over."""
 
     def __init__(self, limit: int = 32) -> None:
-        self._clients: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, str | None], Any]]
-        self._clients = weakref.WeakKeyDictionary()
+        # (id(credentials), project, endpoint) -> (credentials, client): the credentials
+        # are held so that their id cannot be reused while the entry exists.
+        self._clients: dict[tuple[int, str | None, str | None], tuple[Any, Any]] = {}
         self._limit = limit
         self._lock = threading.Lock()
 
     def get(self, source: Source) -> Any:
         project, credentials, endpoint = source
+        key = (id(credentials), project, endpoint)
         with self._lock:
-            known = self._clients.get(credentials)
-            client = known.get((project, endpoint)) if known else None
-        if client is not None:
-            return client
+            known = self._clients.get(key)
+        if known is not None and known[0] is credentials:
+            return known[1]
         from google.api_core.client_options import ClientOptions
         from google.cloud import bigquery
 
@@ -114,12 +114,12 @@ class LookupClients:
         with self._lock:
             if len(self._clients) >= self._limit:
                 self._clients.clear()
-            self._clients.setdefault(credentials, {})[(project, endpoint)] = client
+            self._clients[key] = (credentials, client)
         return client
 
     def close(self) -> None:
         with self._lock:
-            clients = [c for known in self._clients.values() for c in known.values()]
+            clients = [client for _, client in self._clients.values()]
             self._clients.clear()
         for client in clients:
             try:
