@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv tools bqemu promtool observatory-ref clean
+.PHONY: demo test lint typecheck bench venv tools bqemu promtool observatory-ref compat clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,26 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/python -m examples.demo
 
-## Lint, type-check, then the whole test suite (real servers on loopback).
+## Lint, type-check, the whole test suite (real servers on loopback), then compat.
 test: lint typecheck tools
 	$(BIN)/python -m pytest
+	$(MAKE) compat
+
+## The instrumented libraries' own test suites (pinned sdists from PyPI), without Bastion,
+## in observe and in enforce, compared test by test (compat/run.py). Their test
+## dependencies live in their own virtualenv, next to an editable install of Bastion.
+COMPAT_VENV  := .compat-venv
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+
+$(COMPAT_STAMP): pyproject.toml compat/requirements.txt compat/constraints.txt
+	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(COMPAT_VENV)/bin/python -m pip install -q -c compat/constraints.txt -e . \
+		-r compat/requirements.txt
+	touch $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP)
+	$(COMPAT_VENV)/bin/python compat/run.py
 
 lint: venv
 	$(BIN)/ruff check .
@@ -88,4 +105,5 @@ bench: venv
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(BQEMU_VENV) $(OBSREF)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BQEMU_VENV) $(OBSREF)/node_modules $(COMPAT_VENV) .compat \
+		.pytest_cache .mypy_cache .ruff_cache

@@ -139,7 +139,12 @@ def test_partition_check_uses_the_emulators_tables_get(
     bqemulator_client: Client, dataset: str, telemetry: Telemetry
 ) -> None:
     unfiltered = f"SELECT COUNT(*) FROM `{P}.{dataset}.games`"
-    with instrumented(telemetry, Settings(bigquery="observe")):
+    with instrumented(telemetry, Settings(bigquery="observe")) as instrumentor:
+        # Observe does not wait for the lookup (Bastion's own client, in the
+        # background): the first query runs unjudged, the next one is judged.
+        assert _query_and_wait(bqemulator_client, unfiltered) == [(2,)]
+        assert instrumentor.guard is not None and instrumentor.guard.partitions.settled(10)
+        telemetry.clear()
         assert _query_and_wait(bqemulator_client, unfiltered) == [(2,)]
     event = telemetry.only_span().events[0]
     assert dict(event.attributes or {})["bastion.bq.partition_column"] == "game_date"

@@ -121,25 +121,47 @@ def test_slow_job_cancelled_at_the_request_deadline(
     assert attributes["bastion.bq.timeout_seconds"] <= 1.5
 
 
-def test_explicit_wait_timeout_gives_up_and_cancels(
+def test_explicit_wait_timeout_ends_the_wait_only(
     bq_server: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=30)
     with instrumented(telemetry, Settings(bigquery="enforce")), pytest.raises(TimeoutError):
         bq_server.client().query(SLOW, job_config=LONG_JOB).result(timeout=0.5)
-    assert _cancelled_job(bq_server).error.reason == "stopped"
+    # As in the library: the caller's own wait ended, the job goes on.
+    assert bq_server.requests.of("jobs.cancel") == []
     # The caller's 0.5 s is kept, and honoured: the library alone would let the server
     # hold getQueryResults for its default 10 s before noticing (see the observe test).
     (poll,) = bq_server.requests.of("jobs.getQueryResults")[:1]
     assert int(poll.params["timeoutMs"]) <= 500
 
 
+def test_explicit_wait_past_the_request_deadline_is_cancelled(
+    bq_server: LocalBigQuery, telemetry: Telemetry
+) -> None:
+    bq_server.add_rule(match="slow_marker", running_seconds=30)
+    settings = Settings(bigquery="enforce", bq_deadline_margin_seconds=0.5)
+    with (
+        instrumented(telemetry, settings),
+        deadline.scope(1.5),
+        pytest.raises(TimeoutError),
+    ):
+        bq_server.client().query(SLOW, job_config=LONG_JOB).result(timeout=20)
+    # The request deadline, a bound of Bastion's, ended the wait: the job is stopped.
+    assert _cancelled_job(bq_server).error.reason == "stopped"
+
+
 def test_observe_does_not_cancel_but_says_it_would(
     bq_server: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=30)
-    with instrumented(telemetry, Settings(bigquery="observe")), pytest.raises(TimeoutError):
-        bq_server.client().query(SLOW).result(timeout=0.5)  # the library's own give-up
+    settings = Settings(bigquery="observe", bq_deadline_margin_seconds=0.5)
+    with (
+        instrumented(telemetry, settings),
+        deadline.scope(0.5),
+        pytest.raises(TimeoutError),
+    ):
+        # The library's own give-up, after the request deadline: enforce would cancel.
+        bq_server.client().query(SLOW).result(timeout=1.0)
     assert bq_server.requests.of("jobs.cancel") == []
     assert "jobTimeoutMs" not in bq_server.requests.of("jobs.insert")[0].body["configuration"]
     assert "timeoutMs" not in bq_server.requests.of("jobs.getQueryResults")[0].params
@@ -206,7 +228,11 @@ def test_observe_unpartitioned_event_counter_and_one_log_per_site(
 ) -> None:
     client = games.client()
     caplog.set_level(logging.WARNING, "bastion.bigquery")
-    with instrumented(telemetry, Settings(bigquery="observe")):
+    with instrumented(telemetry, Settings(bigquery="observe")) as instrumentor:
+        # Observe never waits for the table's partitioning: the first query of the
+        # table goes unjudged while Bastion looks it up in the background.
+        client.query_and_wait(FILTERED)
+        assert instrumentor.guard is not None and instrumentor.guard.partitions.settled(10)
         for _ in range(2):
             assert [tuple(r) for r in client.query_and_wait(UNFILTERED)] == [(1,)]  # site A
         client.query(UNFILTERED).result()  # site B
@@ -215,7 +241,7 @@ def test_observe_unpartitioned_event_counter_and_one_log_per_site(
     assert len(lines) == 2
     assert all(f"{P}.nba.games" in line and "game_date" in line for line in lines)
     assert "test_bigquery_instrumentor_guard.py" in lines[0]
-    spans = telemetry.client_spans()
+    spans = telemetry.client_spans()[1:]
     assert [len(s.events) for s in spans] == [1, 1, 1, 0]
     event = spans[0].events[0]
     assert event.name == "bastion.bq.unpartitioned"

@@ -90,12 +90,14 @@ def test_tls_decision_is_an_attribute_and_event(
     assert str((event.attributes or {})["code.location"]).startswith(f"{__file__}:")
 
 
-def test_the_instrumentor_turns_on_requests_spans_and_off_again() -> None:
+def test_the_instrumentor_turns_on_requests_spans_when_asked_and_off_again() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     assert not RequestsInstrumentor().is_instrumented_by_opentelemetry
-    HttpInstrumentor().instrument(settings=ENFORCE, tracer_provider=provider, skip_dep_check=True)
+    HttpInstrumentor().instrument(
+        settings=ENFORCE, tracer_provider=provider, skip_dep_check=True, requests_spans=True
+    )
     try:
         assert RequestsInstrumentor().is_instrumented_by_opentelemetry
         with AppServer() as server:

@@ -21,6 +21,7 @@ from google.api_core.client_options import ClientOptions
 from google.api_core.exceptions import GoogleAPICallError
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
 from instrumentation.bigquery import UnpartitionedQueryError
 from instrumentation.http import InsecureTLSError
@@ -38,6 +39,10 @@ configure()
 app = protect(Flask(__name__), routes={"/slow": Route(deadline_seconds=1.0)})
 instrument_all(app)  # BigQuery, requests, Flask server spans
 # ----------------------------------------------------------------------------------------
+# Client spans for outbound calls are OpenTelemetry's requests instrumentor, turned on by
+# the service (Bastion switches on no instrumentor by itself); Bastion adds its timeouts
+# and deadline cuts to those spans.
+RequestsInstrumentor().instrument()
 
 PROJECT = os.environ.get("DEMO_BIGQUERY_PROJECT", "nba-props-demo")
 PEER = os.environ.get("DEMO_PEER_URL", "http://127.0.0.1:9")

@@ -119,13 +119,18 @@ def http_table(records: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for span in spans(records):
         a = span["attributes"]
-        if "bastion.http.timeout_source" not in a:
+        # enforce: bastion.http.timeout_*; observe: bastion.http.would_timeout_*
+        prefix = next(
+            (p for p in ("bastion.http.", "bastion.http.would_") if f"{p}timeout_source" in a),
+            None,
+        )
+        if prefix is None:
             continue
         table.add_row(
             span["name"][:40],
-            str(a["bastion.http.timeout_source"]),
-            _seconds(a.get("bastion.http.timeout_connect")),
-            _seconds(a.get("bastion.http.timeout_read")),
+            str(a[f"{prefix}timeout_source"]),
+            _seconds(a.get(f"{prefix}timeout_connect")),
+            _seconds(a.get(f"{prefix}timeout_read")),
         )
     return table
 

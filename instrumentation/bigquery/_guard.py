@@ -183,19 +183,25 @@ class Guard:
 
     def unfiltered(
         self, sql: str, description: Description, client: Any, project: str | None, dataset: Any
-    ) -> list[tuple[str, str]]:
-        """(table, partition column) for each partitioned table read without a filter.
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """((table, partition column) for each partitioned table read without a filter,
+        whether every table's partitioning was known).
 
-        The verdict per (SQL, project, dataset) is kept until the earliest of its
-        tables' cache entries expires, so a repeated query costs one dict look-up."""
+        The partition columns come from a lookup with a client of Bastion's own, never
+        ``client``: in observe the query does not wait for it (a first query of a table
+        goes unjudged), in enforce it waits at most the lookup budget. The verdict per
+        (SQL, project, dataset) is kept until the earliest of its tables' cache entries
+        expires, so a repeated query costs one dict look-up."""
         if not description.tables:
-            return []
+            return [], True
         key = (sql, project, dataset)
         now = time.monotonic()
         kept = self._verdicts.get(key)
         if kept is not None and kept[0] > now:
-            return kept[1]
-        columns, holds_until, complete = self.partitions.resolve(client, description.tables)
+            return kept[1], True
+        columns, holds_until, complete = self.partitions.resolve(
+            client, description.tables, None if self.enforce else 0.0
+        )
         found: list[tuple[str, str]] = []
         if columns:
             analysis = self.analyze(
@@ -211,7 +217,7 @@ class Guard:
                 with contextlib.suppress(StopIteration, RuntimeError):
                     self._verdicts.pop(next(iter(self._verdicts)), None)
             self._verdicts[key] = (holds_until, found)
-        return found
+        return found, complete
 
     def report_unfiltered(self, table: str, column: str) -> None:
         """One log line per (table, call site) in the process's life."""

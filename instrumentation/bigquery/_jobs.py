@@ -2,7 +2,10 @@
 and streaming inserts, on top of the query wrappers of :mod:`._wrappers`.
 
 Waiting is where the client gives up: here the guard sets the wait where the caller
-gave none (enforce), and cancels the job server-side when the wait ends without it.
+gave none (enforce), and cancels the job server-side when a bound of Bastion's (the
+wait it set from the class timeout, or the request deadline) ended the wait. A wait the
+caller bounded explicitly (``job.result(timeout=1)`` in a polling loop) ends the wait
+only, as in the library: the job goes on and is not cancelled.
 """
 
 from __future__ import annotations
@@ -27,8 +30,12 @@ from instrumentation.bigquery._wrappers import (
     _with_arg,
 )
 from middleware.deadline import DeadlineExceeded, DeadlineTimeoutError
+from middleware.deadline import remaining as deadline_remaining
 
 __all__ = ["JobWrappers"]
+
+#: A deadline this close to its margin is spent: its waits are Bastion's to end.
+_SPENT = 0.05
 
 
 class JobWrappers(Wrappers):
@@ -118,6 +125,15 @@ class JobWrappers(Wrappers):
                 if owned:
                     self._finish(op, error)
                 raise
+            if not self._bound_by_bastion(explicit):
+                # The caller's own wait ended; the job goes on. A job created in an
+                # operation keeps it open for the caller's next result().
+                if owned and self._tracked(op, job):
+                    owned = False
+                    op.applied["bastion.bq.caller_waits_ended"] = (
+                        int(op.applied.get("bastion.bq.caller_waits_ended", 0)) + 1
+                    )
+                raise
             self._give_up(op, job)
             cut = self._deadline_cut(op, error)
             if owned:
@@ -144,6 +160,22 @@ class JobWrappers(Wrappers):
             f"BigQuery job {job_id} stopped at the request deadline "
             f"({'cancelled' if op.cancelled else 'not cancelled'})"
         )
+
+    def _tracked(self, op: Operation, job: Any) -> bool:
+        try:
+            return bool(self.guard.operation_of(job) is op)
+        except Exception:
+            return False
+
+    def _bound_by_bastion(self, explicit: bool) -> bool:
+        """Whether the wait that just ended was ended by a bound of Bastion's: the wait
+        it set (class seconds or deadline) or the request deadline itself. A caller's own
+        ``result(timeout=)`` ends the caller's wait only, as in the library: the job goes
+        on, and the caller may wait for it again."""
+        if not explicit:
+            return True
+        left = deadline_remaining()
+        return left is not None and left - self.guard.policy.margin <= _SPENT
 
     def _give_up(self, op: Operation, job: Any) -> None:
         """The client stopped waiting: cancel the job server-side (enforce)."""

@@ -25,6 +25,7 @@ class Instruments:
         "long_queries",
         "refusals",
         "timeouts",
+        "unjudged",
         "unpartitioned",
     )
 
@@ -55,6 +56,11 @@ class Instruments:
         self.unpartitioned = meter.create_counter(
             "bastion.bigquery.unpartitioned_queries",
             description="Queries reading a partitioned table without a partition filter.",
+        )
+        self.unjudged = meter.create_counter(
+            "bastion.bigquery.unjudged_queries",
+            description="Queries run without a partition judgement because a table's "
+            "partitioning was still being looked up, by mode.",
         )
         # Metric attribute sets are few (classes x outcomes): one dict each, reused.
         self._bound: dict[tuple[str, str | None], dict[str, str]] = {}

@@ -176,6 +176,13 @@ class Operation:
             )
             guard.report_unfiltered(table, column)
 
+    def mark_unjudged(self) -> None:
+        """A table's partitioning was still being looked up: the query runs unjudged."""
+        self.applied["bastion.bq.unjudged"] = "table_lookup_pending"
+        self.guard.instruments.unjudged.add(
+            1, {"bastion.reason": "table_lookup_pending", "bastion.mode": self.guard.mode.value}
+        )
+
     # --- each REST request -----------------------------------------------------------
     def prepare(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The ``_call_api`` keyword arguments to send (a modified copy in enforce)."""

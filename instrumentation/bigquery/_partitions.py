@@ -3,11 +3,16 @@
 The unpartitioned-query check needs each table's partition column. ``tables.get`` is
 free but rate-limited and a network call, so:
 
+* the lookup never uses the caller's client object: it runs on a small background
+  pool with a client of Bastion's own (:class:`LookupClients`: the caller's project,
+  credentials and endpoint, its own HTTP session), so the caller's client makes no
+  request the caller did not ask for (its retries, session, quota, mocks);
 * answers are cached per table with a TTL (``BASTION_BQ_TABLE_CACHE_TTL_SECONDS``)
   in a bounded LRU (``BASTION_BQ_TABLE_CACHE_SIZE``);
-* a miss starts the lookup on a small background pool and the query waits for it at
-  most ``BASTION_BQ_TABLE_LOOKUP_BUDGET_SECONDS``; past that the query goes on
-  *unjudged* (fail open) and the answer, when it comes, serves the next query;
+* a miss starts the lookup and the query waits for it at most ``wait`` seconds: in
+  observe none (the first query of a table goes on *unjudged*, and is counted), in
+  enforce ``BASTION_BQ_TABLE_LOOKUP_BUDGET_SECONDS``; past that the query goes on
+  unjudged (fail open) and the answer, when it comes, serves the next query;
 * one lookup per table is in flight at a time, however many queries want it;
 * a failed lookup (403, 404, 500, timeout, anything) counts as "unknown" and is
   cached for a shorter time so a broken table does not cost a lookup per query;
@@ -22,14 +27,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from typing import Any
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from middleware.settings import Settings
 
-__all__ = ["PartitionCache", "partition_column"]
+__all__ = ["LookupClients", "PartitionCache", "lookup_source", "partition_column"]
 
 logger = logging.getLogger("bastion.bigquery")
 
@@ -39,6 +45,8 @@ ERROR_TTL_SECONDS = 30.0
 LOOKUP_HTTP_TIMEOUT = 10.0
 
 Fetch = Callable[[Any, str], "str | None"]
+#: What Bastion's own lookup client is built from: (project, credentials, endpoint).
+Source = tuple[str | None, Any, str | None]
 
 
 def partition_column(table: Any) -> str | None:
@@ -54,10 +62,70 @@ def partition_column(table: Any) -> str | None:
 
 
 def fetch_partition_column(client: Any, table_id: str) -> str | None:
-    """One ``tables.get`` with the caller's client, no retry, not traced."""
+    """One ``tables.get`` with ``client`` (Bastion's own), no retry, not traced."""
     with suppress_instrumentation():
         table = client.get_table(table_id, retry=None, timeout=LOOKUP_HTTP_TIMEOUT)
     return partition_column(table)
+
+
+def lookup_source(client: Any) -> Source | None:
+    """What a lookup client for the caller's ``client`` is built from, or None.
+
+    google-cloud-bigquery has no public accessor for a client's credentials or API
+    endpoint, so this reads ``_credentials`` (google.cloud.client.Client) and
+    ``_connection.API_BASE_URL``; on any client that lacks them the table goes
+    unjudged. Attribute reads only: nothing is sent from the caller's thread."""
+    credentials = getattr(client, "_credentials", None)
+    connection = getattr(client, "_connection", None)
+    endpoint = getattr(connection, "API_BASE_URL", None)
+    project = getattr(client, "project", None)
+    if credentials is None or not isinstance(endpoint, str):
+        return None
+    return (project if isinstance(project, str) else None, credentials, endpoint)
+
+
+class LookupClients:
+    """Bastion's own ``bigquery.Client`` per (credentials, project, endpoint), made in the
+    lookup thread: the caller's credentials and endpoint, a transport of its own. At most
+    ``limit`` are kept (a service has one or a few); past that they start over."""
+
+    def __init__(self, limit: int = 32) -> None:
+        # (id(credentials), project, endpoint) -> (credentials, client): the credentials
+        # are held so that their id cannot be reused while the entry exists.
+        self._clients: dict[tuple[int, str | None, str | None], tuple[Any, Any]] = {}
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def get(self, source: Source) -> Any:
+        project, credentials, endpoint = source
+        key = (id(credentials), project, endpoint)
+        with self._lock:
+            known = self._clients.get(key)
+        if known is not None and known[0] is credentials:
+            return known[1]
+        from google.api_core.client_options import ClientOptions
+        from google.cloud import bigquery
+
+        client = bigquery.Client(
+            project=project,
+            credentials=credentials,
+            client_options=ClientOptions(api_endpoint=endpoint),
+        )
+        with self._lock:
+            if len(self._clients) >= self._limit:
+                self._clients.clear()
+            self._clients[key] = (credentials, client)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients = [client for _, client in self._clients.values()]
+            self._clients.clear()
+        for client in clients:
+            try:
+                client.close()
+            except Exception:  # closing is best effort
+                logger.debug("bastion: closing a table lookup client failed", exc_info=True)
 
 
 class PartitionCache:
@@ -70,21 +138,33 @@ class PartitionCache:
         self._size = settings.bq_table_cache_size
         self._budget = settings.bq_table_lookup_budget_seconds
         self._fetch = fetch
+        # The default fetch gets a client of Bastion's own; an injected one (tests)
+        # gets what the caller passed.
+        self._own_clients = fetch is fetch_partition_column
+        self._clients = LookupClients()
         self._entries: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
         self._pending: dict[str, Future[str | None]] = {}
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._failed_once: set[str] = set()
 
-    def columns(self, client: Any, tables: Iterable[str]) -> dict[str, str]:
+    def columns(
+        self, client: Any, tables: Iterable[str], wait: float | None = None
+    ) -> dict[str, str]:
         """The partition column of each of ``tables`` that has one and is known
-        within the lookup budget. Tables absent from the answer are unpartitioned
-        or unknown: either way the query is not judged on them."""
-        return self.resolve(client, tables)[0]
+        within ``wait`` seconds (default: the lookup budget). Tables absent from the
+        answer are unpartitioned or unknown: either way the query is not judged on them."""
+        return self.resolve(client, tables, wait)[0]
 
-    def resolve(self, client: Any, tables: Iterable[str]) -> tuple[dict[str, str], float, bool]:
+    def resolve(
+        self, client: Any, tables: Iterable[str], wait: float | None = None
+    ) -> tuple[dict[str, str], float, bool]:
         """(columns as :meth:`columns`, until when that answer holds on the monotonic
-        clock, whether every table was settled rather than left to a pending lookup)."""
+        clock, whether every table was settled rather than left to a pending lookup).
+
+        ``client`` is the caller's: only its project, credentials and endpoint are read
+        (:func:`lookup_source`); the lookup itself runs with a client of Bastion's own."""
+        budget = self._budget if wait is None else wait
         found: dict[str, str] = {}  # keyed by the caller's spelling of the table
         waiting: list[tuple[str, Future[str | None]]] = []
         now = time.monotonic()
@@ -105,12 +185,17 @@ class PartitionCache:
                     continue
                 future = self._pending.get(key)
                 if future is None:
-                    future = self._pool().submit(self._lookup, client, key)
+                    source = self._source(client) if self._own_clients else client
+                    future = self._pool().submit(self._lookup, source, key)
                     self._pending[key] = future
             waiting.append((table, future))
         complete = True
         if waiting:
-            done, _ = wait([f for _, f in waiting], timeout=self._budget)
+            done = (
+                wait_for([f for _, f in waiting], timeout=budget)[0]
+                if budget > 0
+                else {f for _, f in waiting if f.done()}
+            )
             for table, future in waiting:
                 if future in done:
                     column = future.result()  # _lookup never raises
@@ -129,11 +214,26 @@ class PartitionCache:
         entry = self._entries.get(key)
         return entry[0] if entry else None
 
+    def settled(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the lookups in flight; True when none is
+        left (tests, and a service warming its cache at startup)."""
+        with self._lock:
+            pending = list(self._pending.values())
+        return not pending or not wait_for(pending, timeout=timeout)[1]
+
+    @staticmethod
+    def _source(client: Any) -> Source | None:
+        try:
+            return lookup_source(client)
+        except Exception:  # an odd client object: its tables go unjudged
+            return None
+
     def close(self) -> None:
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
+        self._clients.close()
 
     # --- internals -----------------------------------------------------------------
     def _pool(self) -> ThreadPoolExecutor:
@@ -141,11 +241,15 @@ class PartitionCache:
             self._executor = ThreadPoolExecutor(2, thread_name_prefix="bastion-bq-tables")
         return self._executor
 
-    def _lookup(self, client: Any, key: str) -> str | None:
+    def _lookup(self, source: Any, key: str) -> str | None:
         column: str | None = None
         ttl = self._ttl
         try:
-            column = self._fetch(client, key)
+            if self._own_clients:
+                if source is None:
+                    raise LookupError("no credentials or endpoint to make a lookup client from")
+                source = self._clients.get(source)
+            column = self._fetch(source, key)
         except Exception as error:  # any failure: unknown, fail open
             ttl = self._error_ttl
             if key not in self._failed_once:

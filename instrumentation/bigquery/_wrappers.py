@@ -162,9 +162,11 @@ class Wrappers:
             timeout_class, source = guard.policy.resolve_class(description.timeout_class, labels)
             op.describe(description, timeout_class, source)
             if description.tables:
-                unfiltered = guard.unfiltered(sql, description, client, project, dataset)
+                unfiltered, judged = guard.unfiltered(sql, description, client, project, dataset)
                 if unfiltered:
                     op.mark_unfiltered(unfiltered)
+                if not judged:
+                    op.mark_unjudged()
         except Exception as error:
             guard.failed("describe", error)
             return

@@ -18,15 +18,23 @@ What it does, by mode (``BASTION_BIGQUERY``):
     default; ``keep`` leaves them as its children); metrics; for
     each partitioned table read without a filter, a span event, a counter and one log
     line per (table, call site). The timeouts and cancellations that *would* apply are
-    recorded (``bastion.bq.would_*``); no request is changed.
+    recorded (``bastion.bq.would_*``); no request is changed, and no request is added to
+    the caller's client: table partitioning is looked up in the background with a
+    client of Bastion's own, and a query whose tables are not known yet runs unjudged
+    (``bastion.bq.unjudged``, counter ``bastion.bigquery.unjudged_queries``).
 ``enforce``
     As observe, plus: where the caller gave none, ``jobTimeoutMs``, the ``result()`` /
     ``query_and_wait`` wait and each HTTP request's timeout are set to
-    ``min(class seconds, deadline.remaining() - margin)``; a job the client gives up on
-    is cancelled server-side; ``maximumBytesBilled`` per class; a query reading a
-    partitioned table without a filter raises :class:`UnpartitionedQueryError` before
-    the job exists; a call made after the request deadline is spent raises
-    :class:`~middleware.deadline.DeadlineExceeded` instead of being sent.
+    ``min(class seconds, deadline.remaining() - margin)``; a job whose wait a bound of
+    Bastion's ended (the wait it set, or the request deadline) is cancelled
+    server-side, while a wait the caller bounded itself (``job.result(timeout=1)`` in a
+    polling loop) ends the wait only, as in the library; a query waits for its tables'
+    partitioning at most ``BASTION_BQ_TABLE_LOOKUP_BUDGET_SECONDS`` (looked up in the
+    background with Bastion's own client), then runs unjudged; ``maximumBytesBilled``
+    per class; a query reading a partitioned table without a filter raises
+    :class:`UnpartitionedQueryError` before the job exists; a call made after the
+    request deadline is spent raises :class:`~middleware.deadline.DeadlineExceeded`
+    instead of being sent.
 
 Parameters of :meth:`instrument` (all optional): ``settings`` (a
 :class:`~middleware.settings.Settings`; default ``get_settings()``),
@@ -53,6 +61,8 @@ from wrapt import wrap_function_wrapper
 from instrumentation.bigquery._guard import Guard, UnpartitionedQueryError
 from instrumentation.bigquery._jobs import JobWrappers
 from instrumentation.bigquery._timeouts import CLASS_LABEL, timeout_class
+from instrumentation.bigquery._warnings import install as attribute_warnings
+from instrumentation.bigquery._warnings import uninstall as restore_warnings
 from middleware.settings import Settings, get_settings
 
 __all__ = ["CLASS_LABEL", "BigQueryInstrumentor", "UnpartitionedQueryError", "timeout_class"]
@@ -84,6 +94,7 @@ class BigQueryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     google-cloud-bigquery. ``BigQueryInstrumentor().instrument(settings=...)``."""
 
     _guard: Guard | None = None
+    _warning_modules: list[Any] | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("google-cloud-bigquery >= 3.14",)
@@ -113,6 +124,8 @@ class BigQueryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for module, name, attribute in TARGETS:
             importlib.import_module(module)
             wrap_function_wrapper(module, name, getattr(wrappers, attribute))
+        # The library's warnings point past the wrappers' frames, at the caller.
+        self._warning_modules = attribute_warnings()
         self._guard = guard
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -121,6 +134,9 @@ class BigQueryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         for module, name, _ in TARGETS:
             owner_name, method = name.split(".")
             unwrap(getattr(importlib.import_module(module), owner_name), method)
+        if self._warning_modules is not None:
+            restore_warnings(self._warning_modules)
+            self._warning_modules = None
         if self._guard is not None:
             self._guard.close()
             self._guard = None

@@ -71,10 +71,11 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     * ``settings``: a :class:`~middleware.settings.Settings` (default: the process-wide
       ``get_settings()``, read from ``BASTION_*``);
     * ``meter_provider``: where the ``bastion`` counters go (default: the global one);
-    * ``requests_spans`` (default True): also turn on opentelemetry-instrumentation-
-      requests when it is installed and not on yet, with ``tracer_provider``; the guard
-      makes no spans of its own, it adds attributes and events to that client span.
-      ``uninstrument()`` turns it off again only if it was turned on here.
+    * ``requests_spans`` (default False): an explicit request to also turn on
+      opentelemetry-instrumentation-requests when it is installed and not on yet, with
+      ``tracer_provider``; ``uninstrument()`` turns it off again only if it was turned
+      on here. The guard stands alone: it makes no spans of its own, and when that
+      instrumentor is on (by the user) it adds attributes and events to its client span.
 
     Instrumenting twice is a no-op (``BaseInstrumentor`` keeps one instance);
     ``uninstrument()`` removes the wrappers and restores ``response_class``.
@@ -94,7 +95,7 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if not (settings.http.active or settings.tls.active):
             return
         meter = get_meter("bastion", meter_provider=kwargs.get("meter_provider"))
-        if kwargs.get("requests_spans", True):
+        if kwargs.get("requests_spans", False):
             self._requests_spans = _turn_on_requests_spans(kwargs.get("tracer_provider"))
         self._guard = OutboundGuard(settings, meter)
         wrapt.wrap_function_wrapper(HTTPAdapter, "send", self._guard)

@@ -42,6 +42,7 @@ __all__ = [
     "DeadlineHTTPResponse",
     "bound_body",
     "converting_reads",
+    "unsupported_socket",
     "watch_body",
     "watching_reads",
 ]
@@ -111,9 +112,17 @@ class DeadlineHTTPResponse(http.client.HTTPResponse):
         _http_response_init(self, sock, debuglevel, method, url)
         deadline = current()
         if deadline is not None:
-            socket_io = getattr(self.fp, "raw", None)
-            if type(socket_io) is socket.SocketIO:
-                _bound_socket_io(socket_io, deadline.expires_at)
+            try:
+                socket_io = getattr(self.fp, "raw", None)
+                # Only a standard-library socket (plain or ssl) has the interface the
+                # cut uses; pyOpenSSL's WrappedSocket and unknown ones are left alone
+                # here, and reported by the guard when it meets them (bound_body).
+                if type(socket_io) is socket.SocketIO and isinstance(
+                    getattr(socket_io, "_sock", None), socket.socket
+                ):
+                    _bound_socket_io(socket_io, deadline.expires_at)
+            except Exception:  # never an exception of Bastion's in the caller's response
+                pass
 
 
 _http_response_init = http.client.HTTPResponse.__init__
@@ -235,6 +244,23 @@ def watching_reads(read: _Read, read_chunked: _ReadChunked) -> tuple[_Read, _Rea
     return read_watching, read_chunked_watching
 
 
+def unsupported_socket(raw: Any) -> str | None:
+    """The type of the socket under a urllib3 response when the deadline cannot be put
+    on it (anything but a standard-library socket: pyOpenSSL's ``WrappedSocket``, a
+    test double, an unknown transport), else None."""
+    try:
+        socket_io = raw._fp.fp.raw
+    except AttributeError:
+        return None
+    if type(socket_io) is not socket.SocketIO:
+        return None
+    sock = getattr(socket_io, "_sock", None)
+    if sock is None or isinstance(sock, socket.socket):
+        return None
+    kind = type(sock)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
 def bound_body(
     raw: Any,
     deadline: Deadline,
@@ -242,7 +268,9 @@ def bound_body(
     on_cut: Callable[[T], None],
     context: T,
 ) -> bool:
-    """Make every network wait while reading ``raw`` end at ``deadline``; False if not possible.
+    """Make every network wait while reading ``raw`` end at ``deadline``; False if not possible
+    (no socket under the body, a socket other than the standard library's: see
+    :func:`unsupported_socket`).
 
     ``on_cut(context)`` is called when the deadline cuts the body. The response itself is
     not changed beyond one attribute: the reads from :func:`converting_reads`,

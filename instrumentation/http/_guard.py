@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 
 import requests
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.trace import Span, get_current_span
+from opentelemetry.trace import INVALID_SPAN, Span, get_current_span
 from requests.structures import CaseInsensitiveDict
 
-from instrumentation.http._body import bound_body, watch_body
+from instrumentation.http._body import bound_body, unsupported_socket, watch_body
 from instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
 from instrumentation.http._timeouts import plan_timeout
 from instrumentation.http._tls import CallSites, HostAllowList, call_site
@@ -42,6 +42,9 @@ _log = logging.getLogger("instrumentation.http")
 _monotonic = time.monotonic
 _TOLERANCE = 0.005
 _DEADLINE_KEY = DEADLINE_HEADER.lower()
+#: The scope of opentelemetry-instrumentation-requests' client spans, the only spans the
+#: guard writes to (never an enclosing server or BigQuery span).
+_REQUESTS_SCOPE = "opentelemetry.instrumentation.requests"
 # HTTPAdapter.send(request, stream=False, timeout=None, verify=True, cert=None, proxies=None)
 _SEND_PARAMETERS = ("stream", "timeout", "verify", "cert", "proxies")
 _FIXES = (
@@ -49,6 +52,18 @@ _FIXES = (
     "truststore.inject_into_ssl() for the system store; or list the host in "
     "BASTION_TLS_ALLOW_INSECURE_HOSTS"
 )
+
+
+def _client_span() -> Span:
+    """The current span if it is the client span of opentelemetry-instrumentation-requests
+    (which the user turned on), else a non-recording span: Bastion makes no spans of its
+    own and writes to no other."""
+    span = get_current_span()
+    if span.is_recording():
+        scope = getattr(span, "instrumentation_scope", None)
+        if scope is None or getattr(scope, "name", None) != _REQUESTS_SCOPE:
+            return INVALID_SPAN
+    return span
 
 
 class _Tally:
@@ -126,11 +141,25 @@ class OutboundGuard:
             unit="{request}",
             description="Outbound requests cut (observe: that would be cut) at the deadline.",
         )
+        self._uncuttable = meter.create_counter(
+            "bastion.http.client.deadline_uncuttable",
+            unit="{request}",
+            description="Outbound requests inside a deadline whose body the deadline cannot "
+            "bound (a socket other than the standard library's, e.g. pyOpenSSL).",
+        )
         self._tls_insecure = meter.create_counter(
             "bastion.tls.insecure",
             unit="{request}",
             description="HTTPS requests with certificate verification off, by decision.",
         )
+        # Observe names what it did not do as the BigQuery guard does: ``would_*``.
+        would = "" if settings.http.enforcing else "would_"
+        self._timeout_keys = (
+            f"bastion.http.{would}timeout_source",
+            f"bastion.http.{would}timeout_connect",
+            f"bastion.http.{would}timeout_read",
+        )
+        self._cut_name = f"bastion.http.{would}deadline_cut"
         self._cut_attrs = {
             phase: {"bastion.mode": mode, "bastion.http.phase": phase}
             for phase in ("before-send", "response", "body")
@@ -164,9 +193,13 @@ class OutboundGuard:
         if deadline is not None:
             try:
                 if self._enforce_http:
-                    bound_body(response.raw, deadline, request, self._on_body_cut, call[3])
+                    bounded = bound_body(
+                        response.raw, deadline, request, self._on_body_cut, call[3]
+                    )
                 else:
-                    self._watch_body(call, response)
+                    bounded = self._watch_body(call, response)
+                if not bounded:
+                    self._check_socket(response.raw)
             except Exception:
                 self._internal_error("body")
         return response
@@ -182,7 +215,7 @@ class OutboundGuard:
         else:
             return None  # request passed by keyword: unusual enough to leave alone
         if self._tls_active and not send_kwargs.get("verify", True) and _is_https(request.url):
-            self._judge_tls(request, request.url, get_current_span())
+            self._judge_tls(request, request.url, _client_span())
         if not self._http_active:
             return None
         deadline = current()
@@ -217,7 +250,7 @@ class OutboundGuard:
                 else:
                     timeout, connect, read = plan.timeout, plan.connect, plan.read
                     source = "deadline" if plan.capped else "default" if plan.defaulted else None
-        span = get_current_span()
+        span = _client_span()
         if remaining == 0.0:
             assert deadline is not None
             self._record_cut(span, span.is_recording(), "before-send")
@@ -234,14 +267,15 @@ class OutboundGuard:
             else:
                 self._bump_deadline()
         if span.is_recording():
+            source_key, connect_key, read_key = self._timeout_keys
             attributes: dict[str, Any] = {
                 "bastion.mode": self._mode,
-                "bastion.http.timeout_source": source or "caller",
+                source_key: source or "caller",
             }
             if connect is not None:
-                attributes["bastion.http.timeout_connect"] = connect
+                attributes[connect_key] = connect
             if read is not None:
-                attributes["bastion.http.timeout_read"] = read
+                attributes[read_key] = read
             span.set_attributes(attributes)
         if self._propagate and remaining is not None:
             headers = request.headers
@@ -315,14 +349,32 @@ class OutboundGuard:
             request=request,
         )
 
-    def _watch_body(self, call: _Call, response: Any) -> None:
+    def _watch_body(self, call: _Call, response: Any) -> bool:
         _, _, deadline, span = call
         assert deadline is not None
         if _monotonic() >= deadline.expires_at:
             # observe: the headers themselves came after the deadline.
             self._record_cut(span, span.is_recording(), "response")
-        else:
-            watch_body(response.raw, deadline, self._on_body_cut, span)
+            return True
+        if unsupported_socket(response.raw) is not None:
+            return False  # enforce could not cut it: say so, as enforce does
+        return watch_body(response.raw, deadline, self._on_body_cut, span)
+
+    def _check_socket(self, raw: Any) -> None:
+        """A body the deadline cannot bound because of its socket type: counted, and
+        logged once per type; the call goes on under the caller's own timeouts."""
+        kind = unsupported_socket(raw)
+        if kind is None:
+            return
+        self._uncuttable.add(1, {"bastion.mode": self._mode, "bastion.http.socket_type": kind})
+        if self._sites.first_time("uncuttable", kind):
+            _log.warning(
+                "the request deadline cannot bound response bodies read from %s sockets "
+                "(only the standard library's socket and ssl have the interface it uses); "
+                "such calls keep their own timeouts (BASTION_HTTP=%s). Logged once.",
+                kind,
+                self._mode,
+            )
 
     def _on_body_cut(self, span: Span) -> None:
         self._record_cut(span, span.is_recording(), "body")
@@ -330,9 +382,9 @@ class OutboundGuard:
     def _record_cut(self, span: Span, recording: bool, phase: str) -> None:
         self._deadline_cuts.add(1, self._cut_attrs[phase])
         if recording:
-            span.set_attribute("bastion.http.deadline_cut", True)
+            span.set_attribute(self._cut_name, True)
             span.add_event(
-                "bastion.http.deadline_cut",
+                self._cut_name,
                 {"bastion.mode": self._http.value, "bastion.http.phase": phase},
             )
 
