@@ -5,7 +5,7 @@ own CSP never leaks onto a governed one (or the reverse).
 
 Property-tested: hypothesis picks a sequence of requests (pages, an exempt docs page,
 preflights, CSP reports, with and without Origin) and drives one long-lived stack built
-by ``protect`` (security headers, CSP intake, CORS; the deadline is the lead's) whose
+by ``protect`` (security headers, CSP intake, CORS, and the deadline below) whose
 app answers every request with module-level constant messages."""
 
 from __future__ import annotations
@@ -182,3 +182,49 @@ def test_the_cors_layers_alone_leave_the_apps_messages_alone() -> None:
         wsgi(environ, lambda status, headers, exc_info=None: None)
     assert snapshot == CONSTANTS
     assert sent[0] is not START
+
+
+# The deadline's own 504s go through the same layers: each is a new message, so every
+# 504 page gets its own nonce, and one answered on the exempt docs route leaves nothing
+# of that route behind.
+WITH_DEADLINE = SETTINGS.replace(deadline=Mode.ENFORCE, deadline_seconds=0.02)
+
+
+async def slow_or_constant_app(scope: Any, receive: Any, send: Any) -> None:
+    if scope.get("query_string") == b"slow":
+        await asyncio.sleep(5)
+    await constant_app(scope, receive, send)
+
+
+@hypothesis_settings(max_examples=25, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(st.sampled_from(["page", "docs"]), st.booleans()), min_size=2, max_size=8
+    )
+)
+def test_the_deadlines_504s_share_nothing_between_responses(
+    requests: list[tuple[str, bool]],
+) -> None:
+    app = protect(slow_or_constant_app, WITH_DEADLINE)
+    seen: set[str] = set()
+    for kind, slow in requests:
+        path = "/docs/a" if kind == "docs" else "/page"
+        scope = {"type": "http", "method": "GET", "scheme": "https", "path": path}
+        scope |= {"headers": [(b"host", b"svc")], "client": ("198.51.100.1", 1)}
+        scope["query_string"] = b"slow" if slow else b""
+        sent: list[Any] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any, sent: list[Any] = sent) -> None:
+            sent.append(message)
+
+        asyncio.run(app(scope, receive, send))
+        start = sent[0]
+        assert start["status"] == (504 if slow else 200)
+        headers = dict(start["headers"])
+        if kind == "page":
+            _check_page(headers, scope[NONCE_KEY], seen)
+        else:
+            assert headers.get(b"content-security-policy") in (None, DOCS_CSP)
