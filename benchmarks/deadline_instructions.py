@@ -13,70 +13,34 @@ instructions added times the bare request's measured µs per instruction.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from flask import Flask
-
+from benchmarks.bench_deadline import flask_app, run_wsgi
 from middleware._flags import Mode
+from middleware.deadline.wsgi import DeadlineMiddleware
 from middleware.settings import Settings
 
 COUNTS = (200, 1200)
-ENVIRON = {
-    "REQUEST_METHOD": "GET",
-    "PATH_INFO": "/",
-    "SERVER_NAME": "bench",
-    "SERVER_PORT": "80",
-    "wsgi.url_scheme": "http",
-    "HTTP_HOST": "bench",
-}
 
 
 def _app(candidate: str) -> Callable[..., Iterable[bytes]]:
-    app = Flask("bench")
-
-    @app.get("/")
-    def index() -> str:
-        return "ok"
-
+    bare = flask_app().wsgi_app
     if candidate == "bare":
-        return app.wsgi_app
-    from middleware.deadline.wsgi import DeadlineMiddleware
-
+        return bare
     mode = Mode.ENFORCE if candidate == "enforce" else Mode.OBSERVE
-    return DeadlineMiddleware(app.wsgi_app, Settings(deadline=mode, deadline_seconds=25.0))
-
-
-def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-    return None
+    return DeadlineMiddleware(bare, Settings(deadline=mode, deadline_seconds=25.0))
 
 
 def run(candidate: str, n: int) -> float:
     """Serve ``n`` requests (after a warm-up of 200); µs per request."""
     app = _app(candidate)
-
-    def serve(count: int) -> None:
-        for _ in range(count):
-            environ = dict(ENVIRON)
-            environ["wsgi.input"] = io.BytesIO()
-            body = app(environ, _start_response)
-            for _chunk in body:
-                pass
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
-
-    serve(200)
-    started = time.thread_time()
-    serve(n)
-    return (time.thread_time() - started) / max(n, 1) * 1e6
+    run_wsgi(app, 200)
+    return run_wsgi(app, n)
 
 
 def instructions(candidate: str, n: int) -> int:
