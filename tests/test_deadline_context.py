@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -151,3 +152,24 @@ def test_package_exports_the_public_names() -> None:
         "scope",
     ):
         assert hasattr(deadline, name), name
+
+
+def test_an_executors_worker_threads_do_not_keep_the_deadline_of_the_first_submitter() -> None:
+    """A pool created lazily inside a request starts its worker thread on the first
+    submit: that thread must not run later tasks under the first request's deadline."""
+    was_installed = fanout.installed()
+    fanout.install()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            with scope(0.05):
+                inside = pool.submit(remaining).result()
+            time.sleep(0.1)  # the first request's deadline has passed
+            outside = pool.submit(remaining).result()
+            with scope(3.0):
+                another = pool.submit(remaining).result()
+    finally:
+        if not was_installed:
+            fanout.uninstall()
+    assert inside is not None and inside <= 0.05
+    assert outside is None
+    assert another is not None and 2.9 < another <= 3.0

@@ -12,7 +12,13 @@ OpenTelemetry's threading instrumentation does for trace context:
 * ``threading.Thread.start`` and ``Thread.run``: a thread started under a deadline
   runs ``run()`` under it. A subclass that overrides ``run()`` without calling
   ``Thread.run`` is not covered: wrap its work in
-  :func:`~middleware.deadline.propagate`.
+  :func:`~middleware.deadline.propagate`. The worker threads an executor starts
+  while a task is submitted are the executor's, and carry nothing.
+
+A thread that outlives the request that started it (a pool or a background worker
+created lazily, on first use) keeps that request's deadline for its whole life, and
+its outbound calls are refused once it has passed: start such machinery at startup,
+or inside ``deadline.detached()``.
 
 There, :func:`~middleware.deadline.remaining` and :func:`~middleware.deadline.check`
 see the request's deadline, and the outbound guards cap their calls by it and send
@@ -83,9 +89,15 @@ class _UnderDeadline:
 
 def _submit(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     deadline = _deadline_to_carry()
-    if deadline is None or not args:
-        return wrapped(*args, **kwargs)
-    return wrapped(_UnderDeadline(deadline, args[0]), *args[1:], **kwargs)
+    # A worker thread the executor starts now belongs to the executor, not to this
+    # request: it must not run every later task under this request's deadline.
+    token = _detached.set(True)
+    try:
+        if deadline is None or not args:
+            return wrapped(*args, **kwargs)
+        return wrapped(_UnderDeadline(deadline, args[0]), *args[1:], **kwargs)
+    finally:
+        _detached.reset(token)
 
 
 def _start(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
