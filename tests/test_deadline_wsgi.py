@@ -85,6 +85,27 @@ def test_a_stream_closed_early_or_exhausted_without_close_leaves_nothing() -> No
     assert_nothing_left()
 
 
+def test_a_body_its_server_drops_unclosed_does_not_cap_the_threads_next_request() -> None:
+    def stream(environ: Any, start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield from (b"a", b"b")
+
+    short = DeadlineMiddleware(stream, Settings(deadline="enforce", deadline_seconds=0.05))
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
+    dropped = short(environ, lambda *a: None)
+    assert next(iter(dropped)) == b"a"  # and never closed nor exhausted
+    time.sleep(0.1)
+    seen: list[float | None] = []
+
+    def app(environ: Any, start_response: Any) -> Iterable[bytes]:
+        seen.append(remaining())
+        return plain(environ, start_response)
+
+    assert call(DeadlineMiddleware(app, LONG))[0] == "200 OK"
+    assert seen[0] is not None and seen[0] > 4.5
+    assert_nothing_left()
+
+
 def test_the_servers_refusal_of_a_status_ends_the_request() -> None:
     def refusing(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         raise ValueError("invalid header value")  # as gunicorn refuses '\x01'

@@ -142,15 +142,19 @@ class GuardedBody:
         if request.ended:
             raise StopIteration  # exhausted, or cut
         owner = request.owner
+        request.serving = True  # the app's code runs to make the chunk
         try:
             chunk = next(self.iterator)
         except StopIteration:
+            request.serving = False
             owner.end(request)
             raise
         except BaseException as error:
+            request.serving = False
             self.drop()
             owner.stream_raised(request, error)
             raise  # stream_raised always raises; this keeps the type checker informed
+        request.serving = False
         if owner.enforce and owner.is_late(request):
             self.drop()
             owner.stream_cut(request)

@@ -119,6 +119,7 @@ class Registration:
 
     thread_id = 0
     outer: Registration | None = None
+    serving = False  # the app's code is being run for it (a request inside is nested)
     ended = False  # the watchdog must leave it alone from now on
     finished = False  # ... and the thread's state is restored
     busy = False  # the watchdog is reporting or interrupting it right now
@@ -170,6 +171,11 @@ class Watchdog:
         live = self._live
         thread_id = registration.thread_id = _get_ident()
         outer = live.get(thread_id)
+        while outer is not None and not outer.serving:
+            # Left over on this thread: a streamed body its server dropped without
+            # closing. It ends now, or it would cap every later request here.
+            self.end(outer)
+            outer = live.get(thread_id)
         if outer is not None:
             # A request inside another (a WSGI app calling one): no later than the outer.
             registration.outer = outer
@@ -267,6 +273,9 @@ class Watchdog:
             # contention the watchdog may lose the GIL before it is done.
             for registration in expired:
                 if registration.ended or not registration.owner.enforce or registration.injected:
+                    continue
+                if not registration.serving:  # between chunks: the server's code runs
+                    wait = RETRY
                     continue
                 frame = frames.get(registration.thread_id)
                 if self._interrupt(registration, frame):

@@ -116,6 +116,7 @@ class DeadlineMiddleware:
         result: Iterable[bytes] | None = None
         try:
             self._watchdog.begin(request)
+            request.serving = True
             result = self.app(environ, request.start_response)
             kind = type(result)
             if kind is list or kind is tuple:
@@ -123,6 +124,8 @@ class DeadlineMiddleware:
             return self._first_chunk(request, result)
         except BaseException as error:
             return self.app_raised(request, error, result)
+        finally:
+            request.serving = False
 
     def _budget(self, environ: Environ) -> tuple[float, str] | None:
         try:
