@@ -120,8 +120,8 @@ def test_load_slow_requests_end_in_504_and_fast_ones_never_fail(
     # ones among 64 busy threads wait their turn for it, so the tail bound is wider.
     ordered = sorted(server_side)
     assert statistics.median(ordered) < BUDGET + 0.1
-    assert ordered[int(len(ordered) * 0.95)] < BUDGET + 0.2
-    assert ordered[-1] < BUDGET + 0.4
+    assert ordered[int(len(ordered) * 0.95)] < BUDGET + 0.4
+    assert ordered[-1] < BUDGET + 1.0
     assert fast_failures == []
     assert peak_threads <= THREADS + 4  # the pool, the main thread, watchdog and reporter
     assert threads_after <= THREADS + 4  # gthread grows its pool on demand, never past it
