@@ -154,8 +154,9 @@ class Watchdog:
     def _reset(self) -> None:
         # Also run in a forked child: threads do not survive fork (gunicorn's workers
         # are forked, with --preload after the app and its middleware exist).
-        if getattr(self, "_saved_interval", None) is not None:  # forked while hastened
-            sys.setswitchinterval(self._saved_interval)
+        saved: float | None = getattr(self, "_saved_interval", None)
+        if saved is not None:  # forked while hastened
+            sys.setswitchinterval(saved)
         running.clear()  # a forked child has only the forking thread, between requests
         self._live: dict[int, Registration] = running  # type: ignore[assignment]
         self._wake: SimpleQueue[None] = SimpleQueue()
