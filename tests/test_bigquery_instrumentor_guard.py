@@ -307,9 +307,12 @@ def test_failed_table_lookup_fails_open(
     games: LocalBigQuery, telemetry: Telemetry, status: int, mode: str
 ) -> None:
     games.add_rule(endpoint="tables.get", status=status)
-    with instrumented(telemetry, Settings(bigquery=mode)):
+    with instrumented(telemetry, Settings(bigquery=mode)) as instrumentor:
         assert [tuple(r) for r in games.client().query_and_wait(UNFILTERED)] == [(1,)]
+        # The lookup runs in the background (observe never waits for it): let it end.
+        assert instrumentor.guard is not None and instrumentor.guard.partitions.settled(10)
         assert [tuple(r) for r in games.client().query_and_wait(UNFILTERED)] == [(1,)]
+        assert instrumentor.guard.partitions.settled(10)
     assert len(games.requests.of("tables.get")) == 1  # the failure is cached too
     attributes = dict(telemetry.client_spans()[0].attributes or {})
     assert attributes["bastion.outcome"] == "ok"
