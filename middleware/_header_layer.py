@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from dataclasses import replace
 from secrets import token_urlsafe
 from typing import Any, Generic
 
@@ -18,6 +19,7 @@ from middleware._header_policy import (
     cors_plan,
     header_plan,
     hsts,
+    observe_plan,
 )
 from middleware.proxies import TrustedProxies
 from middleware.routes import Route, RouteTable
@@ -54,11 +56,14 @@ class Core(Generic[S]):
         self.mode = settings.headers
         self.observing = self.mode is Mode.OBSERVE
         self.html = settings.headers_preset == "html"
-        self.hsts = hsts(settings) is not None
+        # The scheme matters only when HTTP and HTTPS answers differ: HSTS, report-to.
+        self.by_scheme = hsts(settings) is not None or bool(
+            settings.csp_report_uri or settings.csp_report_path
+        )
         self.proxies = TrustedProxies.from_settings(settings)
         self.cors = cors if cors is not None and cors.mode.active else None
         self._cors_part = cors_plan() if self.cors and self.cors.mode.enforcing else None
-        self.routes = RouteTable.of(routes)
+        self.routes = _with_report_intake(RouteTable.of(routes), settings.csp_report_path)
         self._exempt_exact = frozenset(p for p in settings.headers_exempt_paths if p[-1] != "/")
         self._exempt_prefixes = tuple(p for p in settings.headers_exempt_paths if p[-1] == "/")
         self.by_path = bool(self.routes or self._exempt_exact or self._exempt_prefixes)
@@ -72,7 +77,7 @@ class Core(Generic[S]):
         self.observed: set[str] = set()
         self.would: Editors = (None, None)
         if self.mode is Mode.OBSERVE:
-            # Applied to what the app sent after any CORS edits, so without the CORS part.
+            # Applied to what the app sent (before any edit), without the CORS part.
             self.would = (
                 self._compile(header_plan(settings, https=False), with_cors=False),
                 self._compile(header_plan(settings, https=True), with_cors=False),
@@ -84,6 +89,11 @@ class Core(Generic[S]):
         return None if plan is None else HeaderEditor(plan, self._encode)
 
     def _editors(self, route: Route | None) -> Editors:
+        if self.observing:  # the CSP report-only, nothing else
+            return (
+                self._compile(observe_plan(self._settings, https=False, route=route)),
+                self._compile(observe_plan(self._settings, https=True, route=route)),
+            )
         if not self.mode.enforcing:
             cors_only = self._compile(None)
             return (cors_only, cors_only)
@@ -116,7 +126,7 @@ class Core(Generic[S]):
         if cors is not None and cors.enforcing:
             grants = cors.grants if self._encode is str else cors.grants_bytes
         return (
-            self.hsts,
+            self.by_scheme,
             bool(self.proxies),
             self.html,
             self.by_path,
@@ -162,6 +172,23 @@ class Core(Generic[S]):
             replaced,
             removed,
         )
+
+
+_CROSS_ORIGIN = {"Cross-Origin-Resource-Policy": "cross-origin"}
+
+
+def _with_report_intake(routes: RouteTable, report_path: str) -> RouteTable:
+    """The routes, plus ``Cross-Origin-Resource-Policy: cross-origin`` on the report
+    intake's answers: any page may post reports (a frame, a worker, ``Origin: null``),
+    and a ``same-origin`` answer makes Chromium log a blocked response in that page.
+    A route the app gave that path keeps its values (its own CORP included)."""
+    if not report_path:
+        return routes
+    own = routes.match(report_path) or Route()
+    if own.exempt_headers:
+        return routes
+    headers = {**_CROSS_ORIGIN, **own.headers}
+    return routes.with_route(report_path, replace(own, headers=headers))
 
 
 def text(value: str | bytes) -> str:

@@ -81,7 +81,9 @@ class Settings:
         "BASTION_CSP_REPORT_ONLY",
         p.parse_bool,
         False,
-        "Send the CSP as Content-Security-Policy-Report-Only (rollout).",
+        "With `BASTION_HEADERS=enforce`: send the CSP as Content-Security-Policy-Report-Only "
+        "and enforce the other headers. `observe` always sends it report-only; set with "
+        "`off` (true) or `observe` (false) it fails at startup.",
     )
     csp_report_uri: str = _flag(
         "BASTION_CSP_REPORT_URI",
@@ -451,7 +453,35 @@ class Settings:
                 except ValueError:
                     env = _field_env(mode_field)
                     errors.append(FlagError(env, value, "off | observe | enforce"))
+        errors += self._report_only_errors()
         return errors
+
+    def _report_only_errors(self) -> list[FlagError]:
+        """``BASTION_CSP_REPORT_ONLY``, when set, must be able to take effect: headers
+        ``off`` send no CSP at all, and ``observe`` always sends it report-only."""
+        if self.sources.get("BASTION_CSP_REPORT_ONLY") not in ("env", "code"):
+            return []
+        value = render(self.csp_report_only)
+        if self.csp_report_only and self.headers is Mode.OFF:
+            return [
+                FlagError(
+                    "BASTION_CSP_REPORT_ONLY",
+                    value,
+                    "unset, or BASTION_HEADERS=observe|enforce",
+                    "BASTION_HEADERS=off sends no CSP to report on",
+                )
+            ]
+        if not self.csp_report_only and self.headers is Mode.OBSERVE:
+            return [
+                FlagError(
+                    "BASTION_CSP_REPORT_ONLY",
+                    value,
+                    "unset or true when BASTION_HEADERS=observe",
+                    "BASTION_HEADERS=observe always sends the CSP report-only; "
+                    "an enforced CSP needs BASTION_HEADERS=enforce",
+                )
+            ]
+        return []
 
     def _code_value_errors(self) -> list[FlagError]:
         """Values set in code that reach response headers or widen trust get the checks

@@ -276,6 +276,7 @@ def test_observe_changes_no_response_and_records(observe: Running, framework: st
     assert response.status_code == 200
     for name in ("content-security-policy", "x-frame-options", "vary", *API_HEADERS):
         assert name not in response.headers, name
+    assert response.headers["content-security-policy-report-only"].startswith("default-src")
     assert cors_headers(response) == []
     if framework == "flask":
         assert response.headers["x-powered-by"] == "Flask"
