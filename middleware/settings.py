@@ -101,13 +101,30 @@ class Settings:
         "BASTION_CSP_REPORT_MAX_BYTES",
         p.integer(minimum=256, maximum=1 << 20),
         8192,
-        "Largest report body (at most 1 MiB: the body is read into memory).",
+        "Largest single report: an `application/csp-report` body (larger: 413), or one "
+        "report of a Reporting API batch (larger: dropped and counted). A CSP report is "
+        "~750 bytes.",
+    )
+    csp_report_batch_max_bytes: int = _flag(
+        "BASTION_CSP_REPORT_BATCH_MAX_BYTES",
+        p.integer(minimum=256, maximum=4 << 20),
+        262144,
+        "Largest `application/reports+json` body (a browser's batch; larger: 413). At "
+        "most 4 MiB: the body is read into memory. Chromium posts all of a page's queued "
+        "reports (at most 100) at once.",
+    )
+    csp_report_batch_max_reports: int = _flag(
+        "BASTION_CSP_REPORT_BATCH_MAX_REPORTS",
+        p.integer(minimum=1, maximum=10000),
+        100,
+        "Reports kept from one batch; the rest are dropped and counted "
+        "(`bastion.csp.dropped{bastion.reason=batch_full}`), and the batch still gets 204.",
     )
     csp_report_rate_per_minute: int = _flag(
         "BASTION_CSP_REPORT_RATE_PER_MINUTE",
         p.integer(minimum=1),
         60,
-        "Reports accepted per client per minute; more get 429.",
+        "Report requests (one report, or one batch) accepted per client per minute; more get 429.",
     )
     trusted_proxies: tuple[IPNetwork, ...] = _flag(
         "BASTION_TRUSTED_PROXIES",
@@ -437,6 +454,15 @@ class Settings:
                             f"under the public suffix {host!r}",
                         )
                     )
+        if self.csp_report_batch_max_bytes < self.csp_report_max_bytes:
+            errors.append(
+                FlagError(
+                    "BASTION_CSP_REPORT_BATCH_MAX_BYTES",
+                    self.csp_report_batch_max_bytes,
+                    "at least BASTION_CSP_REPORT_MAX_BYTES "
+                    f"({self.csp_report_max_bytes}): a batch holds whole reports",
+                )
+            )
         if self.deadline_seconds > self.deadline_max_seconds:
             errors.append(
                 FlagError(

@@ -61,6 +61,7 @@ CONTRACT: dict[str, tuple[str, str, frozenset[str]]] = {
     "bastion.tls.insecure": ("counter", "", frozenset({"bastion.decision", "server.address"})),
     "bastion.csp.reports": ("counter", "", frozenset({"bastion.csp.directive"})),
     "bastion.csp.rejected": ("counter", "", frozenset({"bastion.reason"})),
+    "bastion.csp.dropped": ("counter", "", frozenset({"bastion.reason"})),
 }
 
 
