@@ -415,6 +415,19 @@ class Settings:
         value = getattr(self, f"bq_max_bytes_billed_{timeout_class}")
         return int(value) if value is not None else None
 
+    def warnings(self) -> list[str]:
+        """Valid settings that do not do what they seem to ask for (``bastion doctor``
+        prints them; ``protect`` logs them at startup). Each names its variables."""
+        found = []
+        asked = self.sources.get("BASTION_CORS") in ("env", "code")
+        if asked and self.cors.active and not self.cors_origins:
+            found.append(
+                f"BASTION_CORS={self.cors.value} but BASTION_CORS_ORIGINS is empty: the "
+                "CORS guard is off (no origin is allowed and the app's own CORS headers "
+                "pass through); list the origins of the pages that call this service"
+            )
+        return found
+
     def as_env(self) -> dict[str, str]:
         """The settings rendered back as variables (for doctor and manifests)."""
         return {f.metadata["env"]: render(getattr(self, f.name)) for f in _bound_fields()}

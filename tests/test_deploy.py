@@ -139,6 +139,9 @@ def test_stages_move_the_guards_from_off_to_observe_to_enforce(stage: int) -> No
             )
             assert getattr(settings, guard) is expected, (stage, service, guard)
         assert settings.csp_report_path == ("/csp-reports" if stage else "")
+        # CORS acts where the runbook switches it on: origins listed, nothing to warn about
+        assert settings.cors_origins, service
+        assert settings.warnings() == [], (stage, service)
         # What the stage file says: no CSP at 0, report-only at 1, enforced from 2.
         assert csp_header_sent(settings) == (
             None
