@@ -5,6 +5,7 @@ precompiled editors, the CORS paths off the hot one, and the ``start_response`` 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import replace
 from secrets import token_urlsafe
@@ -37,7 +38,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Editors = tuple["HeaderEditor[Any] | None", "HeaderEditor[Any] | None"]  # (http, https)
 
-_OBSERVED_PATHS_MAX = 1024
+_OBSERVED_ROUTES_MAX = 1024
 
 
 class Core(Generic[S]):
@@ -74,7 +75,8 @@ class Core(Generic[S]):
         self._by_route: dict[int, Editors] = {
             id(route): self._editors(route) for route in self.routes.values() if route.headers
         }
-        self.observed: set[str] = set()
+        self.observed: set[str] = set()  # route templates logged in observe mode
+        self._observed_lock = threading.Lock()
         self.would: Editors = (None, None)
         if self.mode is Mode.OBSERVE:
             # Applied to what the app sent (before any edit), without the CORS part.
@@ -138,9 +140,16 @@ class Core(Generic[S]):
             cors.path_exempt if cors is not None else None,
         )
 
-    def first_sight(self, path: str) -> bool:
-        """True the first time a path is seen in observe mode (bounded)."""
-        return path not in self.observed and len(self.observed) < _OBSERVED_PATHS_MAX
+    def claim(self, route: str) -> bool:
+        """True exactly once per route in observe mode, whichever thread asks first
+        (bounded: past the bound, nothing more is logged)."""
+        if route in self.observed:  # the common case, without the lock
+            return False
+        with self._observed_lock:
+            if route in self.observed or len(self.observed) >= _OBSERVED_ROUTES_MAX:
+                return False
+            self.observed.add(route)
+            return True
 
     def forwarded_https_wsgi(self, environ: Environ) -> bool:
         """A trusted proxy says the client used HTTPS (:mod:`middleware.proxies`)."""
@@ -151,12 +160,12 @@ class Core(Generic[S]):
 
     def log_observed(
         self,
+        route: str,
         path: str,
         https: bool,
         headers: list[tuple[S, S]],
         nonce: S | None,
     ) -> None:
-        self.observed.add(path)
         editor = self.would[https]
         if editor is None:
             return
@@ -166,11 +175,13 @@ class Core(Generic[S]):
         removed = sorted(set(before) - set(after))
         replaced = sorted(k for k in set(before) & set(after) if before[k] != after[k])
         logger.info(
-            "security headers (observe) on %.200r: would add %s; replace %s; remove %s",
-            path,
+            "security headers (observe) on %.200r: would add %s; replace %s; remove %s "
+            "(first seen at %.200r)",
+            route,
             added,
             replaced,
             removed,
+            path,
         )
 
 
@@ -255,13 +266,41 @@ class EditingStart:
 
 
 def observing_start(
-    start_response: StartResponse, core: Core[str], path: str, https: bool, nonce: str | None
+    start_response: StartResponse, core: Core[str], environ: Environ, https: bool, nonce: str | None
 ) -> StartResponse:
+    """Logs the first response of each route (observe mode), from the app's headers."""
+
     def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        core.log_observed(path, https, headers, nonce)
+        path = environ.get("PATH_INFO", "")
+        route = wsgi_route(environ, path)
+        if core.claim(route):
+            core.log_observed(route, path, https, headers, nonce)
         return start_response(status, headers, exc_info)
 
     return start
+
+
+def wsgi_route(environ: Environ, path: str) -> str:
+    """The route template that served a WSGI request: Flask's ``url_rule`` through
+    werkzeug's public ``environ["werkzeug.request"]`` (set for every werkzeug request,
+    readable after Flask's context is gone); a Flask request no rule matched is one
+    ``(no route)``; other apps fall back to the path."""
+    request = environ.get("werkzeug.request")
+    if request is None:
+        return path
+    rule = getattr(request, "url_rule", None)
+    return str(getattr(rule, "rule", None) or NO_ROUTE)
+
+
+def asgi_route(scope: Scope, path: str) -> str:
+    """The route template that served an ASGI request: the ``route`` Starlette's router
+    puts in the scope (its ``path``), else the path."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    return template if isinstance(template, str) and template else path
+
+
+NO_ROUTE = "(no route)"
 
 
 class EditingSend:
@@ -292,11 +331,17 @@ class EditingSend:
 
 
 def observing_send(
-    send: Send, core: Core[bytes], path: str, https: bool, nonce: bytes | None
+    send: Send, core: Core[bytes], scope: Scope, https: bool, nonce: bytes | None
 ) -> Send:
+    """Logs the first response of each route (observe mode), from the app's headers."""
+
     def send_observed(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            core.log_observed(path, https, list(message.get("headers") or ()), nonce)
+            path = scope.get("path", "")
+            route = asgi_route(scope, path)
+            if core.claim(route):
+                headers = list(message.get("headers") or ())
+                core.log_observed(route, path, https, headers, nonce)
         return send(message)
 
     return send_observed

@@ -39,8 +39,9 @@ no-store``.
 ``observe`` mode sends the CSP enforce would send as
 ``Content-Security-Policy-Report-Only`` (with ``Reporting-Endpoints`` over HTTPS when
 reports are configured), so browsers report what it would block; nothing else in the
-response changes. The first response of each path is logged (logger
-``bastion.headers``) with what ``enforce`` would add, replace and remove.
+response changes. The first response of each route is logged (logger
+``bastion.headers``, once per route template such as ``/lines/<date>``, whichever
+thread serves it first) with what ``enforce`` would add, replace and remove.
 
 Report intake: when ``BASTION_CSP_REPORT_PATH`` is set, its answers carry
 ``Cross-Origin-Resource-Policy: cross-origin`` (any page may post reports).
@@ -150,10 +151,8 @@ class SecurityHeadersMiddleware:
                     return [answer.body]
         if editor is not None:
             start_response = EditingStart(start_response, editor, nonce, extra)
-        if governed and observing:
-            path = environ.get("PATH_INFO", "")
-            if self._core.first_sight(path):  # logged from the app's own headers
-                start_response = observing_start(start_response, self._core, path, https, nonce)
+        if governed and observing:  # logged from the app's own headers, once per route
+            start_response = observing_start(start_response, self._core, environ, https, nonce)
         return self.app(environ, start_response)
 
 
@@ -223,8 +222,6 @@ class SecurityHeadersASGIMiddleware:
                         return
         if editor is not None:
             send = EditingSend(send, editor, nonce, extra)
-        if governed and observing:
-            path = scope.get("path", "")
-            if self._core.first_sight(path):  # logged from the app's own headers
-                send = observing_send(send, self._core, path, https, nonce)
+        if governed and observing:  # logged from the app's own headers, once per route
+            send = observing_send(send, self._core, scope, https, nonce)
         await self.app(scope, receive, send)

@@ -139,6 +139,12 @@ def test_stages_move_the_guards_from_off_to_observe_to_enforce(stage: int) -> No
             )
             assert getattr(settings, guard) is expected, (stage, service, guard)
         assert settings.csp_report_path == ("/csp-reports" if stage else "")
+        # stage 4 caps bytes billed per class (maximum_bytes_billed, enforce only)
+        caps = [settings.max_bytes_billed_for(c) for c in ("read", "write", "merge", "analytics")]
+        if stage == 4:
+            assert all(cap is not None and cap >= 10**10 for cap in caps), (service, caps)
+        else:
+            assert caps == [None] * 4, (stage, service)
         # CORS acts where the runbook switches it on: origins listed, nothing to warn about
         assert settings.cors_origins, service
         assert settings.warnings() == [], (stage, service)

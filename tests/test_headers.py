@@ -366,6 +366,57 @@ def test_observe_sends_only_the_csp_report_only_and_logs_once_per_path(
     assert "content-security-policy-report-only" not in records[0]
 
 
+def test_observe_logs_once_per_flask_route_template_and_once_for_unmatched_paths(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from flask import Flask
+
+    from middleware import protect
+
+    app = Flask(__name__)
+
+    @app.get("/lines/<date>")
+    def lines(date: str) -> dict[str, str]:
+        return {"date": date}
+
+    protect(app, settings(headers=Mode.OBSERVE))
+    client = app.test_client()
+    with caplog.at_level(logging.INFO, logger="bastion.headers"):
+        for day in range(1, 10):
+            assert client.get(f"/lines/2026-12-0{day}").status_code == 200
+        for missing in ("/wp-admin", "/.env", "/x/y"):
+            assert client.get(missing).status_code == 404
+    records = [r.getMessage() for r in caplog.records if r.name == "bastion.headers"]
+    assert len(records) == 2, records
+    assert records[0].startswith("security headers (observe) on '/lines/<date>': would add")
+    assert records[0].endswith("(first seen at '/lines/2026-12-01')")
+    assert records[1].startswith("security headers (observe) on '(no route)'")
+
+
+def test_observe_logs_a_route_once_when_threads_race_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import threading
+
+    threads = 16
+    barrier = threading.Barrier(threads)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        barrier.wait(timeout=10)  # every thread is past the middleware before any responds
+        start_response("200 OK", list(JSON))
+        return [b"{}"]
+
+    mw = SecurityHeadersMiddleware(app, settings(headers=Mode.OBSERVE))
+    with caplog.at_level(logging.INFO, logger="bastion.headers"):
+        workers = [threading.Thread(target=call, args=(mw,)) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=20)
+    records = [r for r in caplog.records if r.name == "bastion.headers"]
+    assert len(records) == 1
+
+
 def test_observe_html_report_only_carries_the_nonce_and_keeps_the_app_s_cache() -> None:
     page = [("Content-Type", "text/html"), ("Cache-Control", "public, max-age=60")]
     s = settings(headers=Mode.OBSERVE, headers_preset="html", csp_report_path="/csp-reports")

@@ -290,6 +290,17 @@ def test_observe_changes_no_response_and_records(observe: Running, framework: st
     assert "CORS would refuse origin not allowed on '/api/items'" in log
 
 
+def test_observe_logs_once_per_route_template(observe: Running, framework: str) -> None:
+    for day in range(1, 8):
+        assert observe.client.get(f"/lines/2026-12-0{day}").status_code == 200
+    template = "/lines/<date>" if framework == "flask" else "/lines/{date}"
+    wanted = f"security headers (observe) on '{template}': would add"
+    log = observe.log(lambda text: wanted in text)
+    lines = [line for line in log.splitlines() if "security headers (observe) on '/lines" in line]
+    assert len(lines) == 1 and wanted in lines[0], lines
+    assert "(first seen at '/lines/2026-12-01')" in lines[0]
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
