@@ -21,6 +21,7 @@ from middleware._header_policy import (
     header_plan,
     hsts,
     observe_plan,
+    winners,
 )
 from middleware.proxies import TrustedProxies
 from middleware.routes import Route, RouteTable
@@ -64,7 +65,7 @@ class Core(Generic[S]):
         self.proxies = TrustedProxies.from_settings(settings)
         self.cors = cors if cors is not None and cors.mode.active else None
         self._cors_part = cors_plan() if self.cors and self.cors.mode.enforcing else None
-        self.routes = _with_report_intake(RouteTable.of(routes), settings.csp_report_path)
+        self.routes = _with_report_intake(RouteTable.of(routes), settings)
         self._exempt_exact = frozenset(p for p in settings.headers_exempt_paths if p[-1] != "/")
         self._exempt_prefixes = tuple(p for p in settings.headers_exempt_paths if p[-1] == "/")
         self.by_path = bool(self.routes or self._exempt_exact or self._exempt_prefixes)
@@ -186,14 +187,19 @@ class Core(Generic[S]):
 
 
 _CROSS_ORIGIN = {"Cross-Origin-Resource-Policy": "cross-origin"}
+_CORP = "cross-origin-resource-policy"
 
 
-def _with_report_intake(routes: RouteTable, report_path: str) -> RouteTable:
-    """The routes, plus ``Cross-Origin-Resource-Policy: cross-origin`` on the report
-    intake's answers: any page may post reports (a frame, a worker, ``Origin: null``),
-    and a ``same-origin`` answer makes Chromium log a blocked response in that page.
-    A route the app gave that path keeps its values (its own CORP included)."""
-    if not report_path:
+def _with_report_intake(routes: RouteTable, settings: Settings) -> RouteTable:
+    """The report intake's answers carry ``Cross-Origin-Resource-Policy: cross-origin``
+    (any page may post reports: a frame, a worker, ``Origin: null``; a ``same-origin``
+    answer makes Chromium log a blocked response in that page). The intake sends it
+    itself, which the app-wins default keeps; when ``BASTION_HEADERS_MERGE`` makes
+    Bastion win CORP, the intake's path gets it as a per-route value instead (so the
+    common case adds no per-path lookup). A route the app gave that path keeps its
+    values (its own CORP included)."""
+    report_path = settings.csp_report_path
+    if not report_path or winners(settings).get(_CORP) != "bastion":
         return routes
     own = routes.match(report_path) or Route()
     if own.exempt_headers:

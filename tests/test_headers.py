@@ -171,9 +171,16 @@ def test_html_preset_asks_for_report_samples() -> None:
     assert f"style-src 'self' 'nonce-{nonce}' 'report-sample'" in csp
 
 
-def test_report_intake_answers_may_be_read_cross_origin() -> None:
-    s = settings(csp_report_path="/csp-reports")
-    mw = SecurityHeadersMiddleware(wsgi_app([]), s, routes={"/api/": Route(headers={"X-A": "1"})})
+@pytest.mark.parametrize("winner", ["app", "bastion"])
+def test_report_intake_answers_may_be_read_cross_origin(winner: str) -> None:
+    from middleware.csp_reports import CSPReportMiddleware
+
+    s = settings(
+        csp_report_path="/csp-reports",
+        headers_merge={"cross-origin-resource-policy": winner},
+    )
+    inner = CSPReportMiddleware(wsgi_app(JSON), s)
+    mw = SecurityHeadersMiddleware(inner, s, routes={"/api/": Route(headers={"X-A": "1"})})
     _, headers, _ = call(mw, PATH_INFO="/csp-reports", REQUEST_METHOD="POST")
     found = as_dict(headers)
     assert found["cross-origin-resource-policy"] == "cross-origin"
