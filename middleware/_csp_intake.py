@@ -81,7 +81,6 @@ _REPORTING_FIELDS = {
     "sample": "sample",
 }
 _MAX_FIELD = 256
-_MAX_REPORTS_PER_BODY = 32
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -151,7 +150,9 @@ class ReportIntake:
 
     def __init__(self, settings: Settings, *, max_clients: int = 4096) -> None:
         self.path = settings.csp_report_path
-        self.max_bytes = settings.csp_report_max_bytes
+        self.report_max_bytes = settings.csp_report_max_bytes
+        self.batch_max_bytes = settings.csp_report_batch_max_bytes
+        self.batch_max_reports = settings.csp_report_batch_max_reports
         self.buckets = TokenBuckets(settings.csp_report_rate_per_minute, max_clients)
         self.proxies = TrustedProxies.from_settings(settings)
         meter = metrics.get_meter("bastion")
@@ -161,7 +162,20 @@ class ReportIntake:
         self.rejected = meter.create_counter(
             "bastion.csp.rejected", unit="{request}", description="CSP report requests refused"
         )
+        self.dropped = meter.create_counter(
+            "bastion.csp.dropped",
+            unit="{report}",
+            description="Reports dropped from an accepted batch",
+        )
         self.tracer = trace.get_tracer("bastion")
+
+    def max_bytes(self, content_type: str) -> int:
+        """The largest body of this content type: one report, or a Reporting API batch."""
+        return (
+            self.batch_max_bytes
+            if media_type(content_type) == REPORTING_TYPE
+            else (self.report_max_bytes)
+        )
 
     # --- before the body is read ---------------------------------------------------
     def precheck(
@@ -172,7 +186,7 @@ class ReportIntake:
             return PREFLIGHT
         if method != "POST":
             return self.refuse(Answer(405, (("Allow", "POST, OPTIONS"),), "method"))
-        media = content_type.split(";", 1)[0].strip().lower()
+        media = media_type(content_type)
         if media not in (LEGACY_TYPE, REPORTING_TYPE):
             return self.refuse(
                 Answer(415, (("Accept-Post", f"{LEGACY_TYPE}, {REPORTING_TYPE}"),), "content_type")
@@ -182,7 +196,7 @@ class ReportIntake:
                 length = int(content_length)
             except ValueError:
                 return self.refuse(Answer(400, (), "bad_length"))
-            if length > self.max_bytes:
+            if length > self.max_bytes(media):
                 return self.refuse(Answer(413, (), "too_large"))
             if length < 0:
                 return self.refuse(Answer(400, (), "bad_length"))
@@ -195,7 +209,8 @@ class ReportIntake:
 
     # --- the body ------------------------------------------------------------------
     def accept(self, content_type: str, body: bytes) -> Answer:
-        if len(body) > self.max_bytes:
+        media = media_type(content_type)
+        if len(body) > self.max_bytes(media):
             return self.refuse(Answer(413, (), "too_large"))
         try:
             document = json.loads(body)
@@ -203,15 +218,34 @@ class ReportIntake:
             return self.refuse(Answer(400, (), "malformed"))
         except RecursionError:  # nesting deeper than the parser's limit: hostile, not a bug
             return self.refuse(Answer(400, (), "too_deep"))
-        media = content_type.split(";", 1)[0].strip().lower()
-        found = _legacy(document) if media == LEGACY_TYPE else _reporting(document)
+        dropped: dict[str, int] = {}
+        if media == LEGACY_TYPE:
+            found = _legacy(document)
+        else:
+            found = _reporting(document, self.batch_max_reports, self.report_max_bytes, dropped)
         if found is None:
             return self.refuse(Answer(400, (), "shape"))
         try:
             self.record(found)
+            if dropped:
+                self.drop(dropped, kept=len(found))
         except Exception:  # telemetry trouble must not refuse a valid report
             log.exception("recording a CSP report failed")
+        # Accepted even when reports were dropped: a browser retries a refused batch as
+        # it was, so refusing it would lose the kept reports too.
         return ACCEPTED
+
+    def drop(self, dropped: Mapping[str, int], *, kept: int) -> None:
+        for reason, count in dropped.items():
+            self.dropped.add(count, {"bastion.reason": reason})
+        log.warning(
+            "CSP report batch: kept %d, dropped %s (BASTION_CSP_REPORT_BATCH_MAX_REPORTS=%d, "
+            "BASTION_CSP_REPORT_MAX_BYTES=%d)",
+            kept,
+            ", ".join(f"{count} {reason}" for reason, count in sorted(dropped.items())),
+            self.batch_max_reports,
+            self.report_max_bytes,
+        )
 
     def record(self, found: list[dict[str, str]]) -> None:
         span = trace.get_current_span()
@@ -279,23 +313,52 @@ def _legacy(document: Any) -> list[dict[str, str]] | None:
     return [_summary("csp-violation", directive, body, _LEGACY_FIELDS)]
 
 
-def _reporting(document: Any) -> list[dict[str, str]] | None:
-    """``[{"type": "csp-violation", "url": ..., "body": {...}}, ...]`` (Reporting API)."""
-    if not isinstance(document, list) or not 0 < len(document) <= _MAX_REPORTS_PER_BODY:
+def _reporting(
+    document: Any, max_reports: int, report_max_bytes: int, dropped: dict[str, int]
+) -> list[dict[str, str]] | None:
+    """``[{"type": "csp-violation", "url": ..., "body": {...}}, ...]`` (Reporting API).
+
+    The first ``max_reports`` well-formed reports of at most ``report_max_bytes`` (as
+    compact JSON) are kept; the others are counted in ``dropped`` by reason
+    (``batch_full``, ``too_large``, ``shape``). None if no entry has a report's shape."""
+    if not isinstance(document, list) or not document:
         return None
-    found = []
-    for entry in document:
-        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
-            return None
-        body = entry.get("body")
-        if not isinstance(body, dict):
-            return None
-        kind = _clean(entry["type"], 40)
-        directive = body.get("effectiveDirective", "") if kind == "csp-violation" else ""
-        if kind == "csp-violation" and not (isinstance(directive, str) and directive):
-            return None
-        found.append(_summary(kind, str(directive), body, _REPORTING_FIELDS))
-    return found
+    found: list[dict[str, str]] = []
+    shaped = False
+    for index, entry in enumerate(document):
+        if len(found) >= max_reports:
+            dropped["batch_full"] = len(document) - index
+            break
+        summary = _reporting_entry(entry)
+        if summary is None:
+            reason = "shape"
+        else:
+            shaped = True
+            size = len(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode())
+            if size <= report_max_bytes:
+                found.append(summary)
+                continue
+            reason = "too_large"
+        dropped[reason] = dropped.get(reason, 0) + 1
+    return found if shaped else None
+
+
+def _reporting_entry(entry: Any) -> dict[str, str] | None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+        return None
+    body = entry.get("body")
+    if not isinstance(body, dict):
+        return None
+    kind = _clean(entry["type"], 40)
+    directive = body.get("effectiveDirective", "") if kind == "csp-violation" else ""
+    if kind == "csp-violation" and not (isinstance(directive, str) and directive):
+        return None
+    return _summary(kind, str(directive), body, _REPORTING_FIELDS)
+
+
+def media_type(content_type: str) -> str:
+    """``application/reports+json; charset=utf-8`` → ``application/reports+json``."""
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 def _summary(

@@ -5,7 +5,9 @@ precompiled editors, the CORS paths off the hot one, and the ``start_response`` 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from dataclasses import replace
 from secrets import token_urlsafe
 from typing import Any, Generic
 
@@ -18,6 +20,8 @@ from middleware._header_policy import (
     cors_plan,
     header_plan,
     hsts,
+    observe_plan,
+    winners,
 )
 from middleware.proxies import TrustedProxies
 from middleware.routes import Route, RouteTable
@@ -35,7 +39,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Editors = tuple["HeaderEditor[Any] | None", "HeaderEditor[Any] | None"]  # (http, https)
 
-_OBSERVED_PATHS_MAX = 1024
+_OBSERVED_ROUTES_MAX = 1024
 
 
 class Core(Generic[S]):
@@ -54,11 +58,14 @@ class Core(Generic[S]):
         self.mode = settings.headers
         self.observing = self.mode is Mode.OBSERVE
         self.html = settings.headers_preset == "html"
-        self.hsts = hsts(settings) is not None
+        # The scheme matters only when HTTP and HTTPS answers differ: HSTS, report-to.
+        self.by_scheme = hsts(settings) is not None or bool(
+            settings.csp_report_uri or settings.csp_report_path
+        )
         self.proxies = TrustedProxies.from_settings(settings)
         self.cors = cors if cors is not None and cors.mode.active else None
         self._cors_part = cors_plan() if self.cors and self.cors.mode.enforcing else None
-        self.routes = RouteTable.of(routes)
+        self.routes = _with_report_intake(RouteTable.of(routes), settings)
         self._exempt_exact = frozenset(p for p in settings.headers_exempt_paths if p[-1] != "/")
         self._exempt_prefixes = tuple(p for p in settings.headers_exempt_paths if p[-1] == "/")
         self.by_path = bool(self.routes or self._exempt_exact or self._exempt_prefixes)
@@ -69,10 +76,11 @@ class Core(Generic[S]):
         self._by_route: dict[int, Editors] = {
             id(route): self._editors(route) for route in self.routes.values() if route.headers
         }
-        self.observed: set[str] = set()
+        self.observed: set[str] = set()  # route templates logged in observe mode
+        self._observed_lock = threading.Lock()
         self.would: Editors = (None, None)
         if self.mode is Mode.OBSERVE:
-            # Applied to what the app sent after any CORS edits, so without the CORS part.
+            # Applied to what the app sent (before any edit), without the CORS part.
             self.would = (
                 self._compile(header_plan(settings, https=False), with_cors=False),
                 self._compile(header_plan(settings, https=True), with_cors=False),
@@ -84,6 +92,11 @@ class Core(Generic[S]):
         return None if plan is None else HeaderEditor(plan, self._encode)
 
     def _editors(self, route: Route | None) -> Editors:
+        if self.observing:  # the CSP report-only, nothing else
+            return (
+                self._compile(observe_plan(self._settings, https=False, route=route)),
+                self._compile(observe_plan(self._settings, https=True, route=route)),
+            )
         if not self.mode.enforcing:
             cors_only = self._compile(None)
             return (cors_only, cors_only)
@@ -116,7 +129,7 @@ class Core(Generic[S]):
         if cors is not None and cors.enforcing:
             grants = cors.grants if self._encode is str else cors.grants_bytes
         return (
-            self.hsts,
+            self.by_scheme,
             bool(self.proxies),
             self.html,
             self.by_path,
@@ -128,9 +141,16 @@ class Core(Generic[S]):
             cors.path_exempt if cors is not None else None,
         )
 
-    def first_sight(self, path: str) -> bool:
-        """True the first time a path is seen in observe mode (bounded)."""
-        return path not in self.observed and len(self.observed) < _OBSERVED_PATHS_MAX
+    def claim(self, route: str) -> bool:
+        """True exactly once per route in observe mode, whichever thread asks first
+        (bounded: past the bound, nothing more is logged)."""
+        if route in self.observed:  # the common case, without the lock
+            return False
+        with self._observed_lock:
+            if route in self.observed or len(self.observed) >= _OBSERVED_ROUTES_MAX:
+                return False
+            self.observed.add(route)
+            return True
 
     def forwarded_https_wsgi(self, environ: Environ) -> bool:
         """A trusted proxy says the client used HTTPS (:mod:`middleware.proxies`)."""
@@ -141,12 +161,12 @@ class Core(Generic[S]):
 
     def log_observed(
         self,
+        route: str,
         path: str,
         https: bool,
         headers: list[tuple[S, S]],
         nonce: S | None,
     ) -> None:
-        self.observed.add(path)
         editor = self.would[https]
         if editor is None:
             return
@@ -156,12 +176,36 @@ class Core(Generic[S]):
         removed = sorted(set(before) - set(after))
         replaced = sorted(k for k in set(before) & set(after) if before[k] != after[k])
         logger.info(
-            "security headers (observe) on %.200r: would add %s; replace %s; remove %s",
-            path,
+            "security headers (observe) on %.200r: would add %s; replace %s; remove %s "
+            "(first seen at %.200r)",
+            route,
             added,
             replaced,
             removed,
+            path,
         )
+
+
+_CROSS_ORIGIN = {"Cross-Origin-Resource-Policy": "cross-origin"}
+_CORP = "cross-origin-resource-policy"
+
+
+def _with_report_intake(routes: RouteTable, settings: Settings) -> RouteTable:
+    """The report intake's answers carry ``Cross-Origin-Resource-Policy: cross-origin``
+    (any page may post reports: a frame, a worker, ``Origin: null``; a ``same-origin``
+    answer makes Chromium log a blocked response in that page). The intake sends it
+    itself, which the app-wins default keeps; when ``BASTION_HEADERS_MERGE`` makes
+    Bastion win CORP, the intake's path gets it as a per-route value instead (so the
+    common case adds no per-path lookup). A route the app gave that path keeps its
+    values (its own CORP included)."""
+    report_path = settings.csp_report_path
+    if not report_path or winners(settings).get(_CORP) != "bastion":
+        return routes
+    own = routes.match(report_path) or Route()
+    if own.exempt_headers:
+        return routes
+    headers = {**_CROSS_ORIGIN, **own.headers}
+    return routes.with_route(report_path, replace(own, headers=headers))
 
 
 def text(value: str | bytes) -> str:
@@ -228,13 +272,41 @@ class EditingStart:
 
 
 def observing_start(
-    start_response: StartResponse, core: Core[str], path: str, https: bool, nonce: str | None
+    start_response: StartResponse, core: Core[str], environ: Environ, https: bool, nonce: str | None
 ) -> StartResponse:
+    """Logs the first response of each route (observe mode), from the app's headers."""
+
     def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        core.log_observed(path, https, headers, nonce)
+        path = environ.get("PATH_INFO", "")
+        route = wsgi_route(environ, path)
+        if core.claim(route):
+            core.log_observed(route, path, https, headers, nonce)
         return start_response(status, headers, exc_info)
 
     return start
+
+
+def wsgi_route(environ: Environ, path: str) -> str:
+    """The route template that served a WSGI request: Flask's ``url_rule`` through
+    werkzeug's public ``environ["werkzeug.request"]`` (set for every werkzeug request,
+    readable after Flask's context is gone); a Flask request no rule matched is one
+    ``(no route)``; other apps fall back to the path."""
+    request = environ.get("werkzeug.request")
+    if request is None:
+        return path
+    rule = getattr(request, "url_rule", None)
+    return str(getattr(rule, "rule", None) or NO_ROUTE)
+
+
+def asgi_route(scope: Scope, path: str) -> str:
+    """The route template that served an ASGI request: the ``route`` Starlette's router
+    puts in the scope (its ``path``), else the path."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    return template if isinstance(template, str) and template else path
+
+
+NO_ROUTE = "(no route)"
 
 
 class EditingSend:
@@ -265,11 +337,17 @@ class EditingSend:
 
 
 def observing_send(
-    send: Send, core: Core[bytes], path: str, https: bool, nonce: bytes | None
+    send: Send, core: Core[bytes], scope: Scope, https: bool, nonce: bytes | None
 ) -> Send:
+    """Logs the first response of each route (observe mode), from the app's headers."""
+
     def send_observed(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            core.log_observed(path, https, list(message.get("headers") or ()), nonce)
+            path = scope.get("path", "")
+            route = asgi_route(scope, path)
+            if core.claim(route):
+                headers = list(message.get("headers") or ())
+                core.log_observed(route, path, https, headers, nonce)
         return send(message)
 
     return send_observed

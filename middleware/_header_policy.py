@@ -52,6 +52,7 @@ __all__ = [
     "Plan",
     "cors_plan",
     "header_plan",
+    "observe_plan",
 ]
 
 NONCE_KEY = "bastion.csp_nonce"
@@ -68,29 +69,41 @@ APP, DROP, VARY, CTYPE, CACHE = 1, 2, 3, 4, 5
 
 
 # --- the preset, built with secure's builders ------------------------------------------
-def preset_headers(settings: Settings) -> list[BaseHeader]:
+def preset_headers(
+    settings: Settings, *, https: bool = True, report_only: bool | None = None
+) -> list[BaseHeader]:
     """Bastion's headers for the configured preset (HSTS excluded: see :func:`hsts`).
-    In the ``html`` preset the CSP carries a placeholder replaced by each request's nonce."""
+    In the ``html`` preset the CSP carries a placeholder replaced by each request's nonce.
+
+    Reports: ``report-uri`` always; ``report-to`` and ``Reporting-Endpoints`` only on
+    HTTPS, where Chromium uses them (it ignores ``Reporting-Endpoints`` on a plain-http
+    origin, and ``report-uri`` whenever ``report-to`` is present, so an http page with
+    both would report nothing). ``report_only`` defaults to ``BASTION_CSP_REPORT_ONLY``."""
     csp = ContentSecurityPolicy()
     if settings.headers_preset == "html":
         nonce = ContentSecurityPolicy.nonce(_PLACEHOLDER)
         (
+            # 'report-sample': reports of inline violations carry the first 40
+            # characters of the offending code instead of "".
             csp.default_src("'self'")
-            .script_src(nonce, "'strict-dynamic'")
-            .style_src("'self'", nonce)
+            .script_src(nonce, "'strict-dynamic'", "'report-sample'")
+            .style_src("'self'", nonce, "'report-sample'")
             .object_src("'none'")
             .base_uri("'none'")
             .frame_ancestors("'none'")
             .form_action("'self'")
         )
     else:
+        # An API serves no documents to sample from, and 'none' must stand alone.
         csp.default_src("'none'").frame_ancestors("'none'")
     headers: list[BaseHeader] = [csp]
     report_uri = settings.csp_report_uri or settings.csp_report_path
     if report_uri:
-        csp.report_uri(report_uri).report_to(REPORT_GROUP)
-        headers.append(CustomHeader("Reporting-Endpoints", f'{REPORT_GROUP}="{report_uri}"'))
-    if settings.csp_report_only:
+        csp.report_uri(report_uri)
+        if https:
+            csp.report_to(REPORT_GROUP)
+            headers.append(CustomHeader("Reporting-Endpoints", f'{REPORT_GROUP}="{report_uri}"'))
+    if settings.csp_report_only if report_only is None else report_only:
         csp.report_only()
     headers += [
         XFrameOptions().deny(),
@@ -114,12 +127,17 @@ def hsts(settings: Settings) -> tuple[str, str] | None:
 # --- plans: what one response variant gets, as plain strings ---------------------------
 @dataclass(frozen=True)
 class Plan:
-    """Merge rules by lower-case name, Bastion's headers, and the nonce CSP if any."""
+    """Merge rules by lower-case name, Bastion's headers, and the nonce CSP if any.
+
+    ``covers``: a Bastion header (lower-case name) is also left out when the app set one
+    of these app-wins headers (observe: the app's enforced CSP covers Bastion's
+    report-only copy, as in enforce the app's CSP would win)."""
 
     rules: Mapping[str, int] = field(default_factory=dict)
     tail: tuple[tuple[str, str], ...] = ()
     nonce_csp: tuple[str, tuple[str, ...]] | None = None  # (name, value split on nonce)
     vary: bool = False
+    covers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __or__(self, other: Plan) -> Plan:
         return Plan(
@@ -127,6 +145,7 @@ class Plan:
             self.tail + other.tail,
             self.nonce_csp or other.nonce_csp,
             self.vary or other.vary,
+            {**self.covers, **other.covers},
         )
 
 
@@ -138,17 +157,11 @@ def winners(settings: Settings) -> dict[str, str]:
 
 def header_plan(settings: Settings, *, https: bool, route: Route | None = None) -> Plan:
     """The security-header part of a response's plan (enforce mode)."""
-    pairs = [(h.header_name, h.header_value) for h in preset_headers(settings)]
+    pairs = [(h.header_name, h.header_value) for h in preset_headers(settings, https=https)]
     strict = hsts(settings)
     if https and strict:
         pairs.append(strict)
-    if route is not None:
-        for name, value in route.headers.items():
-            pairs = [p for p in pairs if p[0].lower() != name.lower()]
-            if value is not None:
-                # set() rejects CR/LF (header injection); the name must be a token.
-                custom = CustomHeader(_token(name), "").set(value)
-                pairs.append((custom.header_name, custom.header_value))
+    pairs = _with_route(pairs, route)
     who = winners(settings)
     rules: dict[str, int] = {}
     for name in [*(p[0].lower() for p in pairs), *REMOVED]:
@@ -160,12 +173,7 @@ def header_plan(settings: Settings, *, https: bool, route: Route | None = None) 
     for name in REMOVED:
         if who.get(name) == "app":
             rules.pop(name, None)
-    nonce_csp = None
-    for i, (name, value) in enumerate(pairs):
-        if _PLACEHOLDER in value:
-            nonce_csp = (name, tuple(value.split(_PLACEHOLDER)))
-            del pairs[i]
-            break
+    nonce_csp = _split_nonce(pairs)
     if nonce_csp is not None:
         # Nonce-bearing documents must not be cached (a cached nonce is a known one):
         # the app's Cache-Control is replaced on HTML responses unless the merge
@@ -174,6 +182,58 @@ def header_plan(settings: Settings, *, https: bool, route: Route | None = None) 
         if rules.get("cache-control") == APP:
             rules["cache-control"] = CACHE
     return Plan(rules, tuple(pairs), nonce_csp)
+
+
+_CSP = "content-security-policy"
+_CSP_RO = "content-security-policy-report-only"
+_REPORTING = "reporting-endpoints"
+
+
+def observe_plan(settings: Settings, *, https: bool, route: Route | None = None) -> Plan:
+    """Observe mode: the CSP enforce would send, as ``Content-Security-Policy-Report-Only``
+    (with its ``Reporting-Endpoints`` on HTTPS), and nothing else: no app header is
+    dropped or replaced, no other header added, Cache-Control left alone.
+
+    Bastion's report-only policy is left out where enforce would not send Bastion's
+    CSP either: when the app sets its own ``Content-Security-Policy`` or
+    ``-Report-Only`` and the app wins them (the default)."""
+    preset = [
+        (h.header_name, h.header_value)
+        for h in preset_headers(settings, https=https, report_only=True)
+    ]
+    if route is not None:  # a route's own CSP is what enforce would send there
+        renamed = {
+            (_CSP_RO if name.lower() == _CSP else name): value
+            for name, value in route.headers.items()
+        }
+        route = Route(headers=renamed)
+    pairs = [p for p in _with_route(preset, route) if p[0].lower() in (_CSP_RO, _REPORTING)]
+    who = winners(settings)
+    rules = {name: APP for name in (_CSP, _CSP_RO, _REPORTING) if who.get(name) == "app"}
+    covers = {_CSP_RO: tuple(n for n in (_CSP,) if n in rules)}
+    nonce_csp = _split_nonce(pairs)
+    return Plan(rules, tuple(pairs), nonce_csp, covers=covers)
+
+
+def _with_route(pairs: list[tuple[str, str]], route: Route | None) -> list[tuple[str, str]]:
+    if route is None:
+        return pairs
+    for name, value in route.headers.items():
+        pairs = [p for p in pairs if p[0].lower() != name.lower()]
+        if value is not None:
+            # set() rejects CR/LF (header injection); the name must be a token.
+            custom = CustomHeader(_token(name), "").set(value)
+            pairs.append((custom.header_name, custom.header_value))
+    return pairs
+
+
+def _split_nonce(pairs: list[tuple[str, str]]) -> tuple[str, tuple[str, ...]] | None:
+    """Takes the nonce-bearing CSP out of ``pairs`` (it is built per response)."""
+    for i, (name, value) in enumerate(pairs):
+        if _PLACEHOLDER in value:
+            del pairs[i]
+            return name, tuple(value.split(_PLACEHOLDER))
+    return None
 
 
 def _token(name: str) -> str:
@@ -198,7 +258,7 @@ class HeaderEditor(Generic[S]):
         "cache_key",
         "comma",
         "csp",
-        "csp_key",
+        "csp_keys",
         "html_types",
         "keyed_tail",
         "known",
@@ -222,15 +282,19 @@ class HeaderEditor(Generic[S]):
             return enc(text.lower()) if encode is bytes else enc(text)  # type: ignore[comparison-overlap]
 
         self.tail: tuple[tuple[S, S], ...] = tuple((name_of(n), enc(v)) for n, v in plan.tail)
-        self.keyed_tail: tuple[tuple[S, tuple[S, S]], ...] = tuple(
-            (n.lower(), (n, v)) for n, v in self.tail
+
+        def keys(name: str) -> frozenset[S]:  # the app headers that leave it out
+            return frozenset(enc(k) for k in (name.lower(), *plan.covers.get(name.lower(), ())))
+
+        self.keyed_tail: tuple[tuple[frozenset[S], tuple[S, S]], ...] = tuple(
+            (keys(n), (name_of(n), enc(v))) for n, v in plan.tail
         )
         self.csp: tuple[S, tuple[S, ...]] | None = None
-        self.csp_key: S | None = None
+        self.csp_keys: frozenset[S] = frozenset()
         if plan.nonce_csp is not None:
             name, parts = plan.nonce_csp
             self.csp = (name_of(name), tuple(enc(p) for p in parts))
-            self.csp_key = enc(name.lower())
+            self.csp_keys = keys(name)
         self.cache_key: S = enc("cache-control")
         self.html_types: tuple[S, ...] = (enc("text/html"), enc("application/xhtml"))
         self.vary: tuple[S, S] | None = (name_of("Vary"), enc("Origin")) if plan.vary else None
@@ -319,11 +383,11 @@ class HeaderEditor(Generic[S]):
         if seen is None:
             out.extend(self.tail)
         else:
-            out.extend(pair for key, pair in self.keyed_tail if key not in seen)
+            out.extend(pair for keys, pair in self.keyed_tail if seen.isdisjoint(keys))
         if (
             nonce is not None
             and self.csp is not None
-            and (seen is None or self.csp_key not in seen)
+            and (seen is None or seen.isdisjoint(self.csp_keys))
         ):
             out.append((self.csp[0], nonce.join(self.csp[1])))
         if extra:

@@ -17,8 +17,16 @@ Threat model: the endpoint is public and unauthenticated by nature (browsers pos
 without credentials), so anyone can send anything. Hence:
 
 * the body size is checked from ``Content-Length`` before reading and again while
-  reading (chunked bodies), and anything over ``BASTION_CSP_REPORT_MAX_BYTES`` gets 413;
-* each client gets ``BASTION_CSP_REPORT_RATE_PER_MINUTE`` reports per minute (a token
+  reading (chunked bodies): an ``application/csp-report`` body (one report) over
+  ``BASTION_CSP_REPORT_MAX_BYTES``, or an ``application/reports+json`` batch over
+  ``BASTION_CSP_REPORT_BATCH_MAX_BYTES``, gets 413;
+* a batch is a browser's queue of the last minute (Chromium: up to 100 reports of
+  ~750 bytes each): its first ``BASTION_CSP_REPORT_BATCH_MAX_REPORTS`` reports are
+  kept; later ones, reports over ``BASTION_CSP_REPORT_MAX_BYTES`` and entries without
+  a report's shape are dropped and counted in ``bastion.csp.dropped{bastion.reason}``
+  (``batch_full``, ``too_large``, ``shape``) with one WARNING line, and the batch
+  still gets 204 (a browser retries a refused batch as it was);
+* each client gets ``BASTION_CSP_REPORT_RATE_PER_MINUTE`` requests per minute (a token
   bucket; 429 with ``Retry-After`` past it), in a table bounded to ``max_clients``
   entries, so a flood from many addresses costs bounded memory;
 * the client is the TCP peer, or the address a trusted proxy forwarded, by the one rule
@@ -63,7 +71,13 @@ _STATUS = {
     415: "415 Unsupported Media Type",
     429: "429 Too Many Requests",
 }
-_COMMON = (("Content-Length", "0"), ("Cache-Control", "no-store"))
+# Any page may post reports (frames, workers, ``Origin: null``): an answer marked
+# same-origin makes Chromium log a blocked response in that page.
+_COMMON = (
+    ("Content-Length", "0"),
+    ("Cache-Control", "no-store"),
+    ("Cross-Origin-Resource-Policy", "cross-origin"),
+)
 
 
 class CSPReportMiddleware:
@@ -103,7 +117,7 @@ class CSPReportMiddleware:
             if answer is not None:
                 return answer
             stream = environ["wsgi.input"]
-            body = stream.read(intake.max_bytes + 1)
+            body = stream.read(intake.max_bytes(content_type) + 1)
             return intake.accept(content_type, body)
         except Exception:  # a broken stream or a bug here must not become a 500
             log.exception("CSP report intake failed; answering 400")
@@ -156,13 +170,14 @@ class CSPReportASGIMiddleware:
                 return answer
             chunks: list[bytes] = []
             size = 0
+            limit = intake.max_bytes(content_type)
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     return Answer(400, (), "disconnect")
                 chunk = message.get("body", b"")
                 size += len(chunk)
-                if size > intake.max_bytes:
+                if size > limit:
                     return intake.refuse(Answer(413, (), "too_large"))
                 chunks.append(chunk)
                 if not message.get("more_body", False):

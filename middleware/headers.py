@@ -36,8 +36,15 @@ and the ASGI scope under ``"bastion.csp_nonce"`` (and in Jinja as ``csp_nonce()`
 see :mod:`middleware.flask`); HTML responses carrying it get ``Cache-Control:
 no-store``.
 
-``observe`` mode changes no response; the first response of each path is logged
-(logger ``bastion.headers``) with what ``enforce`` would add, replace and remove.
+``observe`` mode sends the CSP enforce would send as
+``Content-Security-Policy-Report-Only`` (with ``Reporting-Endpoints`` over HTTPS when
+reports are configured), so browsers report what it would block; nothing else in the
+response changes. The first response of each route is logged (logger
+``bastion.headers``, once per route template such as ``/lines/<date>``, whichever
+thread serves it first) with what ``enforce`` would add, replace and remove.
+
+Report intake: when ``BASTION_CSP_REPORT_PATH`` is set, its answers carry
+``Cross-Origin-Resource-Policy: cross-origin`` (any page may post reports).
 """
 
 from __future__ import annotations
@@ -103,10 +110,19 @@ class SecurityHeadersMiddleware:
         self._hot = core.hot()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        hsts, forwarded, html, by_path, observing, editors, governed, cors, grants, report_path = (
-            self._hot
-        )
-        https = hsts and (
+        (
+            by_scheme,
+            forwarded,
+            html,
+            by_path,
+            observing,
+            editors,
+            governed,
+            cors,
+            grants,
+            report_path,
+        ) = self._hot
+        https = by_scheme and (
             environ.get("wsgi.url_scheme") == "https"
             or (forwarded and self._core.forwarded_https_wsgi(environ))
         )
@@ -133,13 +149,11 @@ class SecurityHeadersMiddleware:
                         headers = headers + answer.grant
                     start_response(answer.status, headers)
                     return [answer.body]
-        if governed and observing:
-            path = environ.get("PATH_INFO", "")
-            if self._core.first_sight(path):
-                start_response = observing_start(start_response, self._core, path, https, nonce)
-        if editor is None:
-            return self.app(environ, start_response)
-        return self.app(environ, EditingStart(start_response, editor, nonce, extra))
+        if editor is not None:
+            start_response = EditingStart(start_response, editor, nonce, extra)
+        if governed and observing:  # logged from the app's own headers, once per route
+            start_response = observing_start(start_response, self._core, environ, https, nonce)
+        return self.app(environ, start_response)
 
 
 class SecurityHeadersASGIMiddleware:
@@ -166,10 +180,19 @@ class SecurityHeadersASGIMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        hsts, forwarded, html, by_path, observing, editors, governed, cors, grants, report_path = (
-            self._hot
-        )
-        https = hsts and (
+        (
+            by_scheme,
+            forwarded,
+            html,
+            by_path,
+            observing,
+            editors,
+            governed,
+            cors,
+            grants,
+            report_path,
+        ) = self._hot
+        https = by_scheme and (
             scope.get("scheme") == "https" or (forwarded and self._core.forwarded_https_asgi(scope))
         )
         if by_path:
@@ -197,11 +220,8 @@ class SecurityHeadersASGIMiddleware:
                     if answer is not None:
                         await send_preflight(send, answer, editor, nonce)
                         return
-        if governed and observing:
-            path = scope.get("path", "")
-            if self._core.first_sight(path):
-                send = observing_send(send, self._core, path, https, nonce)
-        if editor is None:
-            await self.app(scope, receive, send)
-        else:
-            await self.app(scope, receive, EditingSend(send, editor, nonce, extra))
+        if editor is not None:
+            send = EditingSend(send, editor, nonce, extra)
+        if governed and observing:  # logged from the app's own headers, once per route
+            send = observing_send(send, self._core, scope, https, nonce)
+        await self.app(scope, receive, send)

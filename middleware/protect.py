@@ -13,6 +13,7 @@ The layers, outermost first, and why in that order:
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from middleware.routes import Route, RouteTable
 from middleware.settings import Settings, get_settings
 
 App = TypeVar("App")
+logger = logging.getLogger("bastion")
 
 
 def protect(
@@ -43,6 +45,8 @@ def protect(
     ``routes`` maps paths to per-route overrides.
     """
     settings = settings if settings is not None else get_settings()
+    for warning in settings.warnings():
+        logger.warning("Bastion settings: %s", warning)
     table = RouteTable.of(routes)
     flask_wsgi = getattr(app, "wsgi_app", None)
     if flask_wsgi is not None and callable(flask_wsgi):

@@ -30,10 +30,11 @@ class Route:
 class RouteTable:
     """Path → :class:`Route`, compiled once."""
 
-    __slots__ = ("_exact", "_prefixes")
+    __slots__ = ("_exact", "_given", "_prefixes")
 
     def __init__(self, routes: Mapping[str, Route] | None = None) -> None:
         routes = dict(routes or {})
+        self._given = routes
         for path in routes:
             if not path.startswith("/"):
                 raise ValueError(f"route {path!r} must start with '/'")
@@ -58,6 +59,10 @@ class RouteTable:
     def values(self) -> list[Route]:
         """Every route, so layers can compile per-route state at startup."""
         return [*self._exact.values(), *(route for _, route in self._prefixes)]
+
+    def with_route(self, path: str, route: Route) -> RouteTable:
+        """A new table with ``path`` set to ``route`` (this one is left as it is)."""
+        return RouteTable({**self._given, path: route})
 
     @classmethod
     def of(cls, routes: RouteTable | Mapping[str, Route] | None) -> RouteTable:

@@ -81,7 +81,9 @@ class Settings:
         "BASTION_CSP_REPORT_ONLY",
         p.parse_bool,
         False,
-        "Send the CSP as Content-Security-Policy-Report-Only (rollout).",
+        "With `BASTION_HEADERS=enforce`: send the CSP as Content-Security-Policy-Report-Only "
+        "and enforce the other headers. `observe` always sends it report-only; set with "
+        "`off` (true) or `observe` (false) it fails at startup.",
     )
     csp_report_uri: str = _flag(
         "BASTION_CSP_REPORT_URI",
@@ -99,13 +101,30 @@ class Settings:
         "BASTION_CSP_REPORT_MAX_BYTES",
         p.integer(minimum=256, maximum=1 << 20),
         8192,
-        "Largest report body (at most 1 MiB: the body is read into memory).",
+        "Largest single report: an `application/csp-report` body (larger: 413), or one "
+        "report of a Reporting API batch (larger: dropped and counted). A CSP report is "
+        "~750 bytes.",
+    )
+    csp_report_batch_max_bytes: int = _flag(
+        "BASTION_CSP_REPORT_BATCH_MAX_BYTES",
+        p.integer(minimum=256, maximum=4 << 20),
+        262144,
+        "Largest `application/reports+json` body (a browser's batch; larger: 413). At "
+        "most 4 MiB: the body is read into memory. Chromium posts all of a page's queued "
+        "reports (at most 100) at once.",
+    )
+    csp_report_batch_max_reports: int = _flag(
+        "BASTION_CSP_REPORT_BATCH_MAX_REPORTS",
+        p.integer(minimum=1, maximum=10000),
+        100,
+        "Reports kept from one batch; the rest are dropped and counted "
+        "(`bastion.csp.dropped{bastion.reason=batch_full}`), and the batch still gets 204.",
     )
     csp_report_rate_per_minute: int = _flag(
         "BASTION_CSP_REPORT_RATE_PER_MINUTE",
         p.integer(minimum=1),
         60,
-        "Reports accepted per client per minute; more get 429.",
+        "Report requests (one report, or one batch) accepted per client per minute; more get 429.",
     )
     trusted_proxies: tuple[IPNetwork, ...] = _flag(
         "BASTION_TRUSTED_PROXIES",
@@ -396,6 +415,19 @@ class Settings:
         value = getattr(self, f"bq_max_bytes_billed_{timeout_class}")
         return int(value) if value is not None else None
 
+    def warnings(self) -> list[str]:
+        """Valid settings that do not do what they seem to ask for (``bastion doctor``
+        prints them; ``protect`` logs them at startup). Each names its variables."""
+        found = []
+        asked = self.sources.get("BASTION_CORS") in ("env", "code")
+        if asked and self.cors.active and not self.cors_origins:
+            found.append(
+                f"BASTION_CORS={self.cors.value} but BASTION_CORS_ORIGINS is empty: the "
+                "CORS guard is off (no origin is allowed and the app's own CORS headers "
+                "pass through); list the origins of the pages that call this service"
+            )
+        return found
+
     def as_env(self) -> dict[str, str]:
         """The settings rendered back as variables (for doctor and manifests)."""
         return {f.metadata["env"]: render(getattr(self, f.name)) for f in _bound_fields()}
@@ -435,6 +467,15 @@ class Settings:
                             f"under the public suffix {host!r}",
                         )
                     )
+        if self.csp_report_batch_max_bytes < self.csp_report_max_bytes:
+            errors.append(
+                FlagError(
+                    "BASTION_CSP_REPORT_BATCH_MAX_BYTES",
+                    self.csp_report_batch_max_bytes,
+                    "at least BASTION_CSP_REPORT_MAX_BYTES "
+                    f"({self.csp_report_max_bytes}): a batch holds whole reports",
+                )
+            )
         if self.deadline_seconds > self.deadline_max_seconds:
             errors.append(
                 FlagError(
@@ -451,7 +492,35 @@ class Settings:
                 except ValueError:
                     env = _field_env(mode_field)
                     errors.append(FlagError(env, value, "off | observe | enforce"))
+        errors += self._report_only_errors()
         return errors
+
+    def _report_only_errors(self) -> list[FlagError]:
+        """``BASTION_CSP_REPORT_ONLY``, when set, must be able to take effect: headers
+        ``off`` send no CSP at all, and ``observe`` always sends it report-only."""
+        if self.sources.get("BASTION_CSP_REPORT_ONLY") not in ("env", "code"):
+            return []
+        value = render(self.csp_report_only)
+        if self.csp_report_only and self.headers is Mode.OFF:
+            return [
+                FlagError(
+                    "BASTION_CSP_REPORT_ONLY",
+                    value,
+                    "unset, or BASTION_HEADERS=observe|enforce",
+                    "BASTION_HEADERS=off sends no CSP to report on",
+                )
+            ]
+        if not self.csp_report_only and self.headers is Mode.OBSERVE:
+            return [
+                FlagError(
+                    "BASTION_CSP_REPORT_ONLY",
+                    value,
+                    "unset or true when BASTION_HEADERS=observe",
+                    "BASTION_HEADERS=observe always sends the CSP report-only; "
+                    "an enforced CSP needs BASTION_HEADERS=enforce",
+                )
+            ]
+        return []
 
     def _code_value_errors(self) -> list[FlagError]:
         """Values set in code that reach response headers or widen trust get the checks

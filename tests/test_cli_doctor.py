@@ -104,3 +104,20 @@ def test_invalid_settings_in_code_and_bad_references() -> None:
         no_traceback(result)
         assert result.returncode == 2, spec
         assert "--settings" in result.stderr
+
+
+def test_cors_switched_on_without_origins_is_a_warning() -> None:
+    for mode in ("enforce", "observe"):
+        result = bastion("doctor", "--json", env={"BASTION_CORS": mode})
+        report = as_json(result)
+        assert result.returncode == 0 and report["valid"] is True
+        (warning,) = report["warnings"]
+        assert f"BASTION_CORS={mode} but BASTION_CORS_ORIGINS is empty" in warning
+    text = bastion("doctor", env={"BASTION_CORS": "enforce"})
+    assert "BASTION_CORS=enforce but BASTION_CORS_ORIGINS is empty" in text.stdout
+    for env in (
+        {},  # nobody asked for CORS
+        {"BASTION_CORS": "off"},
+        {"BASTION_CORS": "enforce", "BASTION_CORS_ORIGINS": "https://app.example.com"},
+    ):
+        assert as_json(bastion("doctor", "--json", env=env))["warnings"] == [], env

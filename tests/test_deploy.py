@@ -61,6 +61,7 @@ CONTRACT: dict[str, tuple[str, str, frozenset[str]]] = {
     "bastion.tls.insecure": ("counter", "", frozenset({"bastion.decision", "server.address"})),
     "bastion.csp.reports": ("counter", "", frozenset({"bastion.csp.directive"})),
     "bastion.csp.rejected": ("counter", "", frozenset({"bastion.reason"})),
+    "bastion.csp.dropped": ("counter", "", frozenset({"bastion.reason"})),
 }
 
 
@@ -137,8 +138,42 @@ def test_stages_move_the_guards_from_off_to_observe_to_enforce(stage: int) -> No
                 else Mode.OBSERVE
             )
             assert getattr(settings, guard) is expected, (stage, service, guard)
-        assert settings.csp_report_only is (stage == 1)
         assert settings.csp_report_path == ("/csp-reports" if stage else "")
+        # stage 4 caps bytes billed per class (maximum_bytes_billed, enforce only)
+        caps = [settings.max_bytes_billed_for(c) for c in ("read", "write", "merge", "analytics")]
+        if stage == 4:
+            assert all(cap is not None and cap >= 10**10 for cap in caps), (service, caps)
+        else:
+            assert caps == [None] * 4, (stage, service)
+        # CORS acts where the runbook switches it on: origins listed, nothing to warn about
+        assert settings.cors_origins, service
+        assert settings.warnings() == [], (stage, service)
+        # What the stage file says: no CSP at 0, report-only at 1, enforced from 2.
+        assert csp_header_sent(settings) == (
+            None
+            if stage == 0
+            else "content-security-policy-report-only"
+            if stage == 1
+            else "content-security-policy"
+        ), (stage, service)
+
+
+def csp_header_sent(settings: Settings) -> str | None:
+    """The name of the CSP header a JSON response gets under these settings."""
+    from middleware.protect import protect
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    got: list[list[tuple[str, str]]] = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http"}
+    protect(app, settings.replace(deadline=Mode.OFF))(
+        environ, lambda status, headers, exc_info=None: got.append(headers)
+    )
+    names = [n.lower() for n, _ in got[0] if n.lower().startswith("content-security-policy")]
+    assert len(names) <= 1
+    return names[0] if names else None
 
 
 def test_moving_one_stage_changes_only_the_guard_flags_and_the_stage_label() -> None:

@@ -130,9 +130,11 @@ def test_api_preset_keeps_the_app_s_cache_control() -> None:
     assert as_dict(headers)["cache-control"] == "public, max-age=60"
 
 
-def test_report_only_and_report_endpoint() -> None:
+def test_report_only_and_report_endpoint_over_https() -> None:
     s = settings(csp_report_only=True, csp_report_uri="https://reports.example.com/csp")
-    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(JSON), s))
+    _, headers, _ = call(
+        SecurityHeadersMiddleware(wsgi_app(JSON), s), **{"wsgi.url_scheme": "https"}
+    )
     found = as_dict(headers)
     assert "content-security-policy" not in found
     assert found["content-security-policy-report-only"] == (
@@ -140,6 +142,52 @@ def test_report_only_and_report_endpoint() -> None:
         "report-uri https://reports.example.com/csp; report-to csp-endpoint"
     )
     assert found["reporting-endpoints"] == 'csp-endpoint="https://reports.example.com/csp"'
+    assert found["x-frame-options"] == "DENY"  # the other headers still enforced
+
+
+def test_plain_http_gets_report_uri_only_even_without_hsts() -> None:
+    # Chromium ignores Reporting-Endpoints on http and report-uri next to report-to.
+    s = settings(csp_report_path="/csp-reports", hsts_max_age=0)
+    mw = SecurityHeadersMiddleware(wsgi_app(JSON), s)
+    _, headers, _ = call(mw)
+    found = as_dict(headers)
+    assert found["content-security-policy"].endswith("; report-uri /csp-reports")
+    assert "reporting-endpoints" not in found
+    _, headers, _ = call(mw, **{"wsgi.url_scheme": "https"})
+    found = as_dict(headers)
+    assert found["content-security-policy"].endswith(
+        "; report-uri /csp-reports; report-to csp-endpoint"
+    )
+    assert found["reporting-endpoints"] == 'csp-endpoint="/csp-reports"'
+    assert "strict-transport-security" not in found
+
+
+def test_html_preset_asks_for_report_samples() -> None:
+    s = settings(headers_preset="html")
+    _, headers, env = call(SecurityHeadersMiddleware(wsgi_app(JSON), s))
+    csp = as_dict(headers)["content-security-policy"]
+    nonce = env[NONCE_KEY]
+    assert f"script-src 'nonce-{nonce}' 'strict-dynamic' 'report-sample'" in csp
+    assert f"style-src 'self' 'nonce-{nonce}' 'report-sample'" in csp
+
+
+@pytest.mark.parametrize("winner", ["app", "bastion"])
+def test_report_intake_answers_may_be_read_cross_origin(winner: str) -> None:
+    from middleware.csp_reports import CSPReportMiddleware
+
+    s = settings(
+        csp_report_path="/csp-reports",
+        headers_merge={"cross-origin-resource-policy": winner},
+    )
+    inner = CSPReportMiddleware(wsgi_app(JSON), s)
+    mw = SecurityHeadersMiddleware(inner, s, routes={"/api/": Route(headers={"X-A": "1"})})
+    _, headers, _ = call(mw, PATH_INFO="/csp-reports", REQUEST_METHOD="POST")
+    found = as_dict(headers)
+    assert found["cross-origin-resource-policy"] == "cross-origin"
+    assert found["x-content-type-options"] == "nosniff"
+    _, headers, _ = call(mw, PATH_INFO="/api/x")
+    assert as_dict(headers)["cross-origin-resource-policy"] == "same-origin"
+    assert as_dict(headers)["x-a"] == "1"
 
 
 def test_report_path_is_the_report_uri_when_no_uri_is_given() -> None:
@@ -304,17 +352,166 @@ def test_route_header_value_with_newline_is_refused_at_startup() -> None:
 
 
 # --- observe ------------------------------------------------------------------------------
-def test_observe_changes_nothing_and_logs_once_per_path(caplog: pytest.LogCaptureFixture) -> None:
-    app_headers = [*JSON, ("Server", "svc"), ("Set-Cookie", "a=1")]
+def test_observe_sends_only_the_csp_report_only_and_logs_once_per_path(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app_headers = [*JSON, ("Server", "svc"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
     mw = SecurityHeadersMiddleware(wsgi_app(app_headers), settings(headers=Mode.OBSERVE))
     with caplog.at_level(logging.INFO, logger="bastion.headers"):
         for _ in range(3):
             _, headers, _ = call(mw)
-            assert headers == app_headers
+            assert headers == [
+                *app_headers,
+                ("Content-Security-Policy-Report-Only", API["content-security-policy"]),
+            ]
         call(mw, PATH_INFO="/other")
     records = [r.getMessage() for r in caplog.records if r.name == "bastion.headers"]
     assert len(records) == 2
+    # logged from the app's own headers: enforce would add the CSP (not just keep ours)
     assert "on '/':" in records[0] and "x-frame-options" in records[0] and "'server'" in records[0]
+    assert "'content-security-policy'" in records[0]
+    assert "content-security-policy-report-only" not in records[0]
+
+
+def test_observe_logs_once_per_flask_route_template_and_once_for_unmatched_paths(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from flask import Flask
+
+    from middleware import protect
+
+    app = Flask(__name__)
+
+    @app.get("/lines/<date>")
+    def lines(date: str) -> dict[str, str]:
+        return {"date": date}
+
+    protect(app, settings(headers=Mode.OBSERVE))
+    client = app.test_client()
+    with caplog.at_level(logging.INFO, logger="bastion.headers"):
+        for day in range(1, 10):
+            assert client.get(f"/lines/2026-12-0{day}").status_code == 200
+        for missing in ("/wp-admin", "/.env", "/x/y"):
+            assert client.get(missing).status_code == 404
+    records = [r.getMessage() for r in caplog.records if r.name == "bastion.headers"]
+    assert len(records) == 2, records
+    assert records[0].startswith("security headers (observe) on '/lines/<date>': would add")
+    assert records[0].endswith("(first seen at '/lines/2026-12-01')")
+    assert records[1].startswith("security headers (observe) on '(no route)'")
+
+
+def test_observe_logs_a_route_once_when_threads_race_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import threading
+
+    threads = 16
+    barrier = threading.Barrier(threads)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        barrier.wait(timeout=10)  # every thread is past the middleware before any responds
+        start_response("200 OK", list(JSON))
+        return [b"{}"]
+
+    mw = SecurityHeadersMiddleware(app, settings(headers=Mode.OBSERVE))
+    with caplog.at_level(logging.INFO, logger="bastion.headers"):
+        workers = [threading.Thread(target=call, args=(mw,)) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=20)
+    records = [r for r in caplog.records if r.name == "bastion.headers"]
+    assert len(records) == 1
+
+
+def test_observe_html_report_only_carries_the_nonce_and_keeps_the_app_s_cache() -> None:
+    page = [("Content-Type", "text/html"), ("Cache-Control", "public, max-age=60")]
+    s = settings(headers=Mode.OBSERVE, headers_preset="html", csp_report_path="/csp-reports")
+    mw = SecurityHeadersMiddleware(wsgi_app(page), s)
+    _, headers, env = call(mw, **{"wsgi.url_scheme": "https"})
+    found = as_dict(headers)
+    assert set(found) == {
+        "content-type",
+        "cache-control",
+        "content-security-policy-report-only",
+        "reporting-endpoints",
+    }
+    assert found["cache-control"] == "public, max-age=60"
+    policy = found["content-security-policy-report-only"]
+    assert f"'nonce-{env[NONCE_KEY]}'" in policy and "report-to csp-endpoint" in policy
+    _, headers, _ = call(mw)  # plain http: report-uri only, no Reporting-Endpoints
+    found = as_dict(headers)
+    assert "reporting-endpoints" not in found
+    assert found["content-security-policy-report-only"].endswith("report-uri /csp-reports")
+
+
+def test_observe_leaves_out_bastion_s_policy_where_the_app_s_csp_wins() -> None:
+    own = [*JSON, ("Content-Security-Policy", "default-src 'self'")]
+    mw = SecurityHeadersMiddleware(wsgi_app(own), settings(headers=Mode.OBSERVE))
+    _, headers, _ = call(mw)
+    assert headers == own
+    s = settings(headers=Mode.OBSERVE, headers_merge={"content-security-policy": "bastion"})
+    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(own), s))
+    assert headers == [
+        *own,
+        ("Content-Security-Policy-Report-Only", API["content-security-policy"]),
+    ]
+
+
+def test_observe_uses_a_route_s_own_policy_and_exemptions() -> None:
+    routes = {
+        "/docs/": Route(headers={"Content-Security-Policy": "default-src 'self'"}),
+        "/bare": Route(headers={"Content-Security-Policy": None}),
+        "/healthz": Route(exempt_headers=True),
+    }
+    mw = SecurityHeadersMiddleware(wsgi_app(JSON), settings(headers=Mode.OBSERVE), routes=routes)
+    _, headers, _ = call(mw, PATH_INFO="/docs/a")
+    assert as_dict(headers)["content-security-policy-report-only"] == "default-src 'self'"
+    for path in ("/bare", "/healthz"):
+        _, headers, _ = call(mw, PATH_INFO=path)
+        assert headers == JSON
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"BASTION_HEADERS": "off", "BASTION_CSP_REPORT_ONLY": "true"}, "BASTION_HEADERS=off"),
+        (
+            {"BASTION_HEADERS": "observe", "BASTION_CSP_REPORT_ONLY": "false"},
+            "BASTION_HEADERS=observe",
+        ),
+    ],
+)
+def test_report_only_that_cannot_take_effect_fails_at_startup(
+    env: dict[str, str], fragment: str
+) -> None:
+    from middleware import SettingsError
+
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    message = str(caught.value)
+    assert "BASTION_CSP_REPORT_ONLY=" in message and fragment in message
+
+
+def test_report_only_set_in_code_with_headers_off_fails_too() -> None:
+    from middleware import SettingsError
+
+    with pytest.raises(SettingsError, match="BASTION_CSP_REPORT_ONLY='true'"):
+        Settings(headers=Mode.OFF, csp_report_only=True)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BASTION_HEADERS": "observe", "BASTION_CSP_REPORT_ONLY": "true"},
+        {"BASTION_HEADERS": "observe"},
+        {"BASTION_HEADERS": "off"},
+        {"BASTION_HEADERS": "enforce", "BASTION_CSP_REPORT_ONLY": "true"},
+        {"BASTION_HEADERS": "enforce", "BASTION_CSP_REPORT_ONLY": "false"},
+    ],
+)
+def test_report_only_settings_that_take_effect_are_accepted(env: dict[str, str]) -> None:
+    Settings.from_env(env)
 
 
 # --- settings and pass-through ----------------------------------------------------------
@@ -347,6 +544,8 @@ def test_observe_headers_with_cors_enforced_logs_only_header_changes(
     found = as_dict(headers)
     assert found["access-control-allow-origin"] == "https://app.example.com"  # CORS enforces
     assert "content-security-policy" not in found  # headers only observe
+    assert found["content-security-policy-report-only"] == API["content-security-policy"]
+    assert "x-frame-options" not in found
     (message,) = [r.getMessage() for r in caplog.records if r.name == "bastion.headers"]
     assert "content-security-policy" in message and "access-control" not in message
     assert "remove []" in message

@@ -122,10 +122,12 @@ def test_asgi_exempt_route() -> None:
     assert "content-security-policy" not in response.headers
 
 
-def test_asgi_observe_changes_nothing() -> None:
+def test_asgi_observe_sends_only_the_csp_report_only() -> None:
     response = asgi(headers=Mode.OBSERVE).get("/page")
     assert response.headers["server"] == "app"
     assert "content-security-policy" not in response.headers
+    assert "x-frame-options" not in response.headers
+    assert response.headers["content-security-policy-report-only"].startswith("default-src")
 
 
 @pytest.mark.parametrize("kind", ["websocket", "lifespan"])

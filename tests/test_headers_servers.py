@@ -276,6 +276,7 @@ def test_observe_changes_no_response_and_records(observe: Running, framework: st
     assert response.status_code == 200
     for name in ("content-security-policy", "x-frame-options", "vary", *API_HEADERS):
         assert name not in response.headers, name
+    assert response.headers["content-security-policy-report-only"].startswith("default-src")
     assert cors_headers(response) == []
     if framework == "flask":
         assert response.headers["x-powered-by"] == "Flask"
@@ -287,6 +288,17 @@ def test_observe_changes_no_response_and_records(observe: Running, framework: st
     log = observe.log(lambda text: "CORS would refuse" in text and "would add" in text)
     assert "security headers (observe) on '/api/items': would add" in log
     assert "CORS would refuse origin not allowed on '/api/items'" in log
+
+
+def test_observe_logs_once_per_route_template(observe: Running, framework: str) -> None:
+    for day in range(1, 8):
+        assert observe.client.get(f"/lines/2026-12-0{day}").status_code == 200
+    template = "/lines/<date>" if framework == "flask" else "/lines/{date}"
+    wanted = f"security headers (observe) on '{template}': would add"
+    log = observe.log(lambda text: wanted in text)
+    lines = [line for line in log.splitlines() if "security headers (observe) on '/lines" in line]
+    assert len(lines) == 1 and wanted in lines[0], lines
+    assert "(first seen at '/lines/2026-12-01')" in lines[0]
 
 
 @pytest.mark.parametrize(

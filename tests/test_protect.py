@@ -189,3 +189,20 @@ def test_reads_the_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> No
 def test_rejects_what_is_not_an_app() -> None:
     with pytest.raises(TypeError, match="needs a Flask, WSGI or ASGI app"):
         protect(42, settings())
+
+
+def test_protect_logs_settings_that_do_not_do_what_they_ask(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="bastion"):
+        protect(flask_app(), Settings.from_env({"BASTION_CORS": "enforce"}))
+        protect(
+            flask_app(),
+            Settings.from_env(
+                {"BASTION_CORS": "enforce", "BASTION_CORS_ORIGINS": "https://a.example.com"}
+            ),
+        )
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "bastion"]
+    assert "BASTION_CORS=enforce but BASTION_CORS_ORIGINS is empty" in message

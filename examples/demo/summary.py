@@ -19,6 +19,7 @@ SPLIT_BY = {
     "bastion.tls.insecure": "bastion.decision",
     "bastion.csp.reports": "bastion.csp.directive",
     "bastion.csp.rejected": "bastion.reason",
+    "bastion.csp.dropped": "bastion.reason",
     "bastion.cors.refused": "bastion.mode",
     "bastion.http.client.timeouts_applied": "bastion.http.timeout_source",
 }

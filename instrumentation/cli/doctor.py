@@ -1,4 +1,5 @@
-"""``bastion doctor``: the effective settings, where each came from, and every error.
+"""``bastion doctor``: the effective settings, where each came from, every error, and
+warnings for valid settings that do not do what they seem to ask for (exit status 0).
 
 It reads the same variables the service reads at startup (:meth:`Settings.collect`),
 so a value that would stop the service is reported here first, all errors at once.
@@ -67,6 +68,7 @@ def diagnose(settings: Settings | None, errors: list[FlagError]) -> dict[str, An
         )
     return {
         "valid": not errors,
+        "warnings": settings.warnings() if settings is not None else [],
         "settings": rows,
         "errors": [
             {
@@ -121,6 +123,8 @@ def _print(report: dict[str, Any], changed: bool) -> None:
         source = {"env": "[cyan]env[/]", "code": "[magenta]code[/]"}.get(row["source"], "default")
         table.add_row(row["variable"], value, source, escape(row["doc"]))
     console.print(table)
+    for warning in report["warnings"]:
+        console.print(f"  [yellow]![/] {escape(warning)}")
     if report["errors"]:
         console.print(f"[bold red]{len(report['errors'])} invalid setting(s):[/]")
         for error in report["errors"]:

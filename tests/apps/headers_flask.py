@@ -41,6 +41,11 @@ def page() -> ResponseReturnValue:
     return render_template_string(PAGE)
 
 
+@app.get("/lines/<date>")
+def lines(date: str) -> ResponseReturnValue:
+    return jsonify({"date": date, "lines": []})
+
+
 @app.get("/healthz")
 def healthz() -> ResponseReturnValue:
     return "ok"

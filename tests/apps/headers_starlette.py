@@ -31,6 +31,10 @@ async def page(request: Request) -> Response:
     return HTMLResponse(f'<!doctype html><script nonce="{nonce}">1</script>')
 
 
+async def lines(request: Request) -> Response:
+    return JSONResponse({"date": request.path_params["date"], "lines": []})
+
+
 async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -41,6 +45,7 @@ app = protect(
             Route("/api/items", items, methods=["GET", "POST"]),
             Route("/page", page),
             Route("/healthz", healthz),
+            Route("/lines/{date}", lines),
         ]
     )
 )
