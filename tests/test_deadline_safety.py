@@ -163,8 +163,10 @@ def test_cpu_bound_overruns_under_concurrency_all_get_504_in_time(tmp_path: Path
             assert {r.status for r in results} == {504}, results
             times = sorted(elapsed(r) for r in results)
             # Deadline + 100 ms is the aim; each interrupted thread must still wait its
-            # turn for the GIL among the busy ones, so the last gets a wider bound.
-            assert times[len(times) // 2] < 0.2 + SLACK, times
+            # turn for the GIL among the 8 busy ones (5 ms each, several rounds), so the
+            # bounds asserted are wider: the first answers, and then all of them.
+            assert times[0] < 0.2 + SLACK, times
+            assert times[len(times) // 2] < 0.2 + 1.5 * SLACK, times
             assert times[-1] < 0.2 + 4 * SLACK, times
 
 
