@@ -1,0 +1,54 @@
+"""The analytics processor: the long nightly rollup (CTAS) and the dashboard reading it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from google.cloud import bigquery
+
+from examples.demo.services import _platform
+from examples.demo.services._platform import date_param, table
+from instrumentation.telemetry import configure, instrument_all
+from middleware import protect
+
+# --- Bastion: the whole integration ------------------------------------------------------
+configure()
+app = protect(Flask(__name__))
+instrument_all(app)
+# ----------------------------------------------------------------------------------------
+
+bq = _platform.bigquery_client()
+
+
+@app.post("/rollup/<game_date>")
+def rollup(game_date: str) -> dict[str, Any]:
+    """The season-to-date rollup, rebuilt as a table (long: minutes on the platform)."""
+    job = bq.query(
+        f"""
+        CREATE OR REPLACE TABLE {table("analytics.player_rollup")} AS
+        SELECT /* nightly rollup */ player_lookup, team_abbr, COUNT(*) AS games,
+               AVG(points) AS ppg, AVG(rebounds) AS rpg, AVG(assists) AS apg
+        FROM {table("nba.player_game_summary")}
+        WHERE game_date BETWEEN DATE_SUB(@game_date, INTERVAL 30 DAY) AND @game_date
+        GROUP BY player_lookup, team_abbr
+        """,
+        job_config=bigquery.QueryJobConfig(query_parameters=[date_param("game_date", game_date)]),
+    )
+    job.result()
+    return {"rollup": "analytics.player_rollup", "job": job.job_id}
+
+
+@app.get("/dashboard")
+def dashboard() -> dict[str, Any]:
+    rows = bq.query_and_wait(
+        f"SELECT player_lookup, ppg FROM {table('analytics.player_rollup')} "
+        f"ORDER BY ppg DESC LIMIT 3"
+    )
+    return {"leaders": [dict(row.items()) for row in rows]}
+
+
+@app.get("/health")
+def health() -> dict[str, str]:
+    bq.query_and_wait("SELECT 1 AS ok")
+    return {"status": "ok"}
