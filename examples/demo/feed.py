@@ -2,6 +2,7 @@
 
 * ``/odds/<date>``: the day's game lines, at once;
 * ``/injuries``: answers after ``slow_seconds`` (longer than the scraper's read timeout);
+* ``/live``: live lines, one byte every 0.3 s (2.4 s in all);
 * ``/props`` (https): served with a certificate from a CA nobody trusts, which is why
   the legacy backfill turned verification off.
 """
@@ -40,10 +41,26 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/injuries":
             time.sleep(self.server.slow_seconds)
             self._json([{"player_lookup": "jamalmurray", "status": "questionable"}])
+        elif self.path == "/live":
+            self._drip(b"[      ]", 0.3)
         elif self.path == "/props":
             self._json([{"player_lookup": "lebronjames", "line": 25.5}])
         else:
             self._json({"error": "not found"}, 404)
+
+    def _drip(self, body: bytes, every: float) -> None:
+        """One byte every ``every`` seconds: no read timeout ever fires, only a deadline."""
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(every)
+        except OSError:
+            pass  # the client gave up (a cut the demo shows)
 
     def _json(self, value: Any, status: int = 200) -> None:
         body = json.dumps(value).encode()

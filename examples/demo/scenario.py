@@ -115,6 +115,13 @@ CALLS: dict[str, list[Call]] = {
         Call("scrapers", "POST", f"/scrape/odds/{DAY}", "feed -> load job into raw staging"),
         Call("scrapers", "POST", "/scrape/injuries", "feed page slower than the read timeout"),
         Call("scrapers", "POST", "/scrape/props-backfill", "feed over https with verify=False"),
+        Call(
+            "scrapers",
+            "POST",
+            "/scrape/live-lines",
+            "trickling feed, caller's budget 1.5 s",
+            headers={"X-Bastion-Timeout-Ms": "1500"},  # a Bastion caller's remaining budget
+        ),
     ],
     "raw-processor": [
         Call("raw-processor", "POST", f"/process/odds/{DAY}", "MERGE staging into odds"),
@@ -123,6 +130,7 @@ CALLS: dict[str, list[Call]] = {
     "analytics-processor": [
         Call("analytics-processor", "POST", f"/rollup/{DAY}", "long rollup (CTAS)"),
         Call("analytics-processor", "GET", "/dashboard", "reads the rollup"),
+        Call("analytics-processor", "GET", "/dashboard/season", "read over its class timeout"),
         preflight("analytics-processor", "/dashboard", CONSOLE, "CORS preflight, console"),
         preflight("analytics-processor", "/dashboard", FOREIGN, "CORS preflight, foreign"),
     ],
@@ -138,6 +146,14 @@ CALLS: dict[str, list[Call]] = {
             "Chrome's batch of 40 CSP reports",
             headers={"Content-Type": "application/reports+json", "Origin": CONSOLE},
             body=chrome_batch(40),
+        ),
+        Call(
+            "prediction-coordinator",
+            "POST",
+            "/csp-reports",
+            "a malformed report",
+            headers={"Content-Type": "application/csp-report"},
+            body=b"{",
         ),
     ],
     "prediction-worker": [

@@ -48,6 +48,17 @@ def dashboard() -> dict[str, Any]:
     return {"leaders": [dict(row.items()) for row in rows]}
 
 
+@app.get("/dashboard/season")
+def season_dashboard() -> dict[str, Any]:
+    """The season view: reads a month of partitions (slow on the platform: ~100 s)."""
+    rows = bq.query_and_wait(
+        f"SELECT /* season dashboard */ player_lookup, AVG(points) AS ppg "
+        f"FROM {table('nba.player_game_summary')} "
+        f"WHERE game_date >= '2025-12-20' GROUP BY player_lookup ORDER BY ppg DESC LIMIT 3"
+    )
+    return {"leaders": [dict(row.items()) for row in rows]}
+
+
 @app.get("/health")
 def health() -> dict[str, str]:
     bq.query_and_wait("SELECT 1 AS ok")

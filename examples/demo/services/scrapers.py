@@ -53,6 +53,12 @@ def scrape_injuries() -> dict[str, Any]:
     return {"injuries": len(report)}
 
 
+@app.post("/scrape/live-lines")
+def live_lines() -> dict[str, Any]:
+    """The feed's live stream: it trickles, so only the caller's deadline can end it."""
+    return {"lines": len(requests.get(f"{_platform.FEED}/live").json())}
+
+
 @app.post("/scrape/props-backfill")
 def props_backfill() -> dict[str, Any]:
     """The legacy backfill: the feed's certificate is not trusted, so it turned TLS off."""
