@@ -8,7 +8,7 @@
    README's three lines) under gunicorn, runs the same calls against them
    (``examples.demo.scenario``), stops them, and prints what changed since the stage
    before: answers, headers, Bastion's guard counters and log lines, the BigQuery jobs'
-   cost caps. Time runs at 1/50 (``examples.demo.platform``).
+   cost caps. Time runs at 1/50 (``examples.demo.rollout``).
 3. The cost advisor on the tracker's three materialized views (``examples.demo.costs``).
 4. Prints the stages side by side, and writes every answer and counter to
    ``demo-out/stages.json`` (what ``tests/test_demo.py`` checks against the runbook).
@@ -32,7 +32,7 @@ from rich.table import Table
 from examples.demo import summary
 from examples.demo.costs import stage_costs
 from examples.demo.feed import Feed
-from examples.demo.platform import ROOT, SCALE, STAGES, Platform, Service, stage_env
+from examples.demo.rollout import ROOT, SCALE, STAGES, Platform, Service, stage_env
 from examples.demo.scenario import CALLS, WATCHED, Exchange, run
 from instrumentation.bqserver import LocalBigQuery
 from instrumentation.bqserver.seed import seed_demo
@@ -45,6 +45,9 @@ console = Console(width=140, highlight=False)
 
 def seed(bq: LocalBigQuery) -> None:
     seed_demo(bq)
+    # BigQuery holds a jobs.query/getQueryResults answer up to 10 s for a running job;
+    # at the demo's time scale, 10 s / SCALE, like every other timeout.
+    bq.default_wait_ms = int(10_000 / SCALE)
     for dataset in ("analytics", "precompute"):
         bq.create_dataset(dataset)
     bq.create_table(

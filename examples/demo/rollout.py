@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,13 +195,13 @@ def start(service: Service, app: str, env: dict[str, str]) -> subprocess.Popen[b
 
 
 def wait_until_up(service: Service) -> None:
+    """Until the service answers HTTP: gunicorn's worker has imported the app (the
+    master binds the port before that), so no scripted call pays for the boot."""
     assert service.process is not None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and service.process.poll() is None:
-        with (
-            contextlib.suppress(OSError),
-            socket.create_connection(("127.0.0.1", service.port), 0.2),
-        ):
+        with contextlib.suppress(requests.RequestException):
+            requests.get(f"{service.url}/", timeout=5)
             return
         time.sleep(0.05)
     tail = service.log.read_text(errors="replace")[-3000:]
