@@ -39,7 +39,11 @@ from instrumentation.bqserver.seed import seed_demo
 
 PROJECT = "nba-props-demo"
 #: Metrics kept in stages.json but not printed per stage (one line per query class).
-QUIET = ("bastion.bigquery.duration", "bastion.bigquery.bytes_billed")
+QUIET = (
+    "bastion.bigquery.duration",
+    "bastion.bigquery.bytes_billed",
+    "bastion.http.client.timeouts_applied",
+)
 console = Console(width=140, highlight=False)
 
 
@@ -136,10 +140,6 @@ def cell(exchange: dict[str, Any]) -> str:
     return f"{status} {exchange['seconds']:.1f}s"
 
 
-def header_state(exchange: dict[str, Any]) -> set[str]:
-    return set(exchange["headers"])
-
-
 def print_stage(result: dict[str, Any], before: dict[str, Any] | None) -> None:
     stage = result["stage"]
     modes = ", ".join(
@@ -149,22 +149,26 @@ def print_stage(result: dict[str, Any], before: dict[str, Any] | None) -> None:
     )
     console.rule(f"Stage {stage}: {modes}")
     console.print(f"six services up under gunicorn in {result['seconds_to_start']:.1f}s")
-    table = Table(title_justify="left", show_lines=False)
-    for column in ("service", "request", "status", "changed since the stage before"):
-        table.add_column(column, overflow="fold")
     previous = {(e["service"], e["request"]): e for e in (before or {}).get("exchanges", [])}
-    for exchange in result["exchanges"]:
-        old = previous.get((exchange["service"], exchange["request"]))
+    pairs = [(e, previous.get((e["service"], e["request"]))) for e in result["exchanges"]]
+    common = set.intersection(*(header_change(e, old) for e, old in pairs))
+    if common:
+        console.print(f"Headers on every answer since the stage before: {' '.join(sorted(common))}")
+    table = Table(title_justify="left", show_lines=False)
+    for column in ("service", "request", "status", "what", "changed since the stage before"):
+        table.add_column(column, overflow="fold")
+    for exchange, old in pairs:
         table.add_row(
             exchange["service"],
             exchange["request"],
             cell(exchange),
-            describe_change(exchange, old),
+            exchange["what"],
+            describe_change(exchange, old, common),
         )
     console.print(table)
-    counters = changed_counters(result, before)
+    counters = stage_counters(result)
     if counters:
-        console.print("[bold]Bastion's counters[/bold] (service: metric{split=value} total):")
+        console.print("[bold]Bastion's counters[/bold] (service: metric{attributes} total):")
         for line in counters:
             console.print(f"  {line}", markup=False, soft_wrap=True)
     kinds: dict[str, list[str]] = {}
@@ -176,38 +180,45 @@ def print_stage(result: dict[str, Any], before: dict[str, Any] | None) -> None:
         for lines in sorted(kinds.values()):
             count = f" (x{len(lines)})" if len(lines) > 1 else ""
             console.print(f"  {shorten(lines[0])}{count}", markup=False, soft_wrap=True)
-    capped = sorted({(j["service"], j["maximumBytesBilled"]) for j in result["jobs"]})
-    caps = [f"{service} {cap}" for service, cap in capped if cap]
-    console.print("maximumBytesBilled sent: " + (", ".join(caps) if caps else "none"))
+    caps: dict[str, set[int]] = {}
+    for job in result["jobs"]:
+        if job["maximumBytesBilled"]:
+            caps.setdefault(job["service"], set()).add(int(job["maximumBytesBilled"]))
+    shown = [f"{name} {', '.join(size(c) for c in sorted(cs))}" for name, cs in caps.items()]
+    console.print("maximumBytesBilled sent: " + ("; ".join(shown) if shown else "none"))
 
 
-def describe_change(exchange: dict[str, Any], old: dict[str, Any] | None) -> str:
+def size(count: int) -> str:
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6)):
+        if count >= scale:
+            return f"{count / scale:g} {unit}"
+    return f"{count} B"
+
+
+def header_change(exchange: dict[str, Any], old: dict[str, Any] | None) -> set[str]:
+    """``+Name`` for each header added since the stage before, ``-Name`` removed."""
+    now, then = set(exchange["headers"]), set(old["headers"]) if old else set()
+    return {f"+{name}" for name in now - then} | {f"-{name}" for name in then - now}
+
+
+def describe_change(exchange: dict[str, Any], old: dict[str, Any] | None, common: set[str]) -> str:
     notes = []
-    if old is None:
-        notes.append(exchange["what"])
-    else:
-        if old["status"] != exchange["status"]:
-            notes.append(f"was {old['status']}")
-        added = header_state(exchange) - header_state(old)
-        removed = header_state(old) - header_state(exchange)
-        if added:
-            notes.append("+" + " +".join(sorted(added)))
-        if removed:
-            notes.append("-" + " -".join(sorted(removed)))
+    if old is not None and old["status"] != exchange["status"]:
+        notes.append(f"was {old['status']}")
+    own = header_change(exchange, old) - common
+    if old is not None and own:
+        notes.append(" ".join(sorted(own)))
     problem = Exchange(**exchange).problem()
     if problem is not None:
-        notes.append(f"{problem.get('title', '')}: {problem.get('detail', '')}"[:120])
+        notes.append(f"{problem.get('title', '')}: {problem.get('detail', '')}"[:140])
     return "; ".join(notes) or "-"
 
 
-def changed_counters(result: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
+def stage_counters(result: dict[str, Any]) -> list[str]:
     lines = []
     for service, counters in result["counters"].items():
         for name, total in sorted(counters.items()):
-            if name.startswith(QUIET):
-                continue
-            old = (before or {}).get("counters", {}).get(service, {}).get(name)
-            if total and (before is None or old != total):
+            if total and not name.startswith(QUIET):
                 lines.append(f"{service}: {name} {total:g}")
     return lines
 
