@@ -129,22 +129,43 @@ def test_the_output_shows_each_stage_and_the_stages_side_by_side(demo: DemoRun) 
 
 # --- the runbook's promises (deploy/README.md), stage by stage ---------------------------
 
+SCRAPE = ("scrapers", "POST /scrape/odds/2026-01-20")
+SLOW_FEED = ("scrapers", "POST /scrape/injuries")  # 40 s page, 30 s default read timeout
+INSECURE = ("scrapers", "POST /scrape/props-backfill")  # verify=False
+TRICKLE = ("scrapers", "POST /scrape/live-lines")  # outlives the caller's 1.5 s budget
+MERGE = ("raw-processor", "POST /process/odds/2026-01-20")
+UNFILTERED = ("raw-processor", "GET /health")  # no partition filter
+ROLLUP = ("analytics-processor", "POST /rollup/2026-01-20")  # CTAS, 150 s
+DASHBOARD = ("analytics-processor", "GET /dashboard")
+SEASON = ("analytics-processor", "GET /dashboard/season")  # a 100 s read
+PRECOMPUTE = ("precompute-processor", "POST /precompute/2026-01-20")
+FAN_OUT = ("prediction-coordinator", "POST /start/2026-01-20")  # 4 worker calls of 45 s
+SLATE = ("prediction-worker", "POST /predict/2026-01-20")  # over the worker's 100 s
 BUSINESS = [
-    ("scrapers", "POST /scrape/odds/2026-01-20"),
-    ("scrapers", "POST /scrape/injuries"),
-    ("scrapers", "POST /scrape/props-backfill"),
-    ("raw-processor", "POST /process/odds/2026-01-20"),
-    ("raw-processor", "GET /health"),
-    ("analytics-processor", "POST /rollup/2026-01-20"),
-    ("analytics-processor", "GET /dashboard"),
-    ("precompute-processor", "POST /precompute/2026-01-20"),
-    ("prediction-coordinator", "POST /start/2026-01-20"),
-    ("prediction-worker", "POST /predict/2026-01-20"),
+    SCRAPE,
+    SLOW_FEED,
+    INSECURE,
+    TRICKLE,
+    MERGE,
+    UNFILTERED,
+    ROLLUP,
+    DASHBOARD,
+    SEASON,
+    PRECOMPUTE,
+    FAN_OUT,
+    SLATE,
 ]
 CONSOLE_PREFLIGHT = ("analytics-processor", "OPTIONS /dashboard from console.platform.example")
 FOREIGN_PREFLIGHT = ("analytics-processor", "OPTIONS /dashboard from evil.example.net")
 REPORTS = ("prediction-coordinator", "POST /csp-reports from console.platform.example")
+MALFORMED_REPORT = ("prediction-coordinator", "POST /csp-reports")
 ENFORCED_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options")
+OBSERVED = {"bastion.mode": "observe", "bastion.outcome": "observed"}
+CUT = {"bastion.mode": "enforce", "bastion.outcome": "504"}
+
+
+def is_problem(answer: dict[str, Any]) -> bool:
+    return bool(answer["content_type"].startswith("application/problem+json"))
 
 
 @pytest.mark.slow
@@ -152,8 +173,8 @@ def test_stage_0_is_the_baseline_every_call_succeeds_and_bastion_adds_nothing(
     demo: DemoRun,
 ) -> None:
     stage = demo.stage(0)
-    for service, request in BUSINESS:
-        assert stage.answer(service, request)["status"] == 200, (service, request)
+    for call in BUSINESS:
+        assert stage.answer(*call)["status"] == 200, call
     for exchange in stage.exchanges:
         assert not set(exchange["headers"]) & {
             *ENFORCED_HEADERS,
@@ -168,66 +189,72 @@ def test_stage_0_is_the_baseline_every_call_succeeds_and_bastion_adds_nothing(
 @pytest.mark.slow
 def test_stage_1_observes_changes_nothing_but_the_report_only_csp(demo: DemoRun) -> None:
     before, stage = demo.stage(0), demo.stage(1)
-    for service, request in [*BUSINESS, CONSOLE_PREFLIGHT, FOREIGN_PREFLIGHT]:
-        assert (
-            stage.answer(service, request)["status"] == before.answer(service, request)["status"]
-        ), (service, request)
-    for service, request in BUSINESS:
-        headers = stage.answer(service, request)["headers"]
-        assert "Content-Security-Policy-Report-Only" in headers, (service, request)
-        assert not set(headers) & set(ENFORCED_HEADERS), (service, request)
+    for call in [*BUSINESS, CONSOLE_PREFLIGHT, FOREIGN_PREFLIGHT]:
+        assert stage.answer(*call)["status"] == before.answer(*call)["status"], call
+    for call in BUSINESS:
+        headers = stage.answer(*call)["headers"]
+        assert "Content-Security-Policy-Report-Only" in headers, call
+        assert not set(headers) & set(ENFORCED_HEADERS), call
     # the browser's reports reach the intake: Chrome's batch of 40, all counted
     assert stage.answer(*REPORTS)["status"] == 204
     assert stage.count("prediction-coordinator", "bastion.csp.reports") == 40
-    # what stage 2-4 will do, recorded (counter + log line) and not done
+    assert stage.answer(*MALFORMED_REPORT)["status"] == 400
+    assert stage.count("prediction-coordinator", "bastion.csp.rejected") == 1
+    # what stages 2-4 will do: recorded (counter and log line), not done
     assert stage.count("analytics-processor", "bastion.cors.refused", **{"bastion.mode": "observe"})
-    worker = {"bastion.mode": "observe", "bastion.outcome": "observed"}
-    assert stage.count("prediction-worker", "bastion.deadline.exceeded", **worker) == 1
+    assert stage.count("prediction-worker", "bastion.deadline.exceeded", **OBSERVED) == 1
+    assert stage.count("scrapers", "bastion.deadline.exceeded", **OBSERVED) == 1
+    observe = {"bastion.mode": "observe"}
+    assert stage.count("scrapers", "bastion.http.client.deadline_cuts", **observe) == 1
     assert stage.count("scrapers", "bastion.tls.insecure", **{"bastion.decision": "observed"})
-    unpartitioned = {"bastion.mode": "observe"}
-    assert stage.count("raw-processor", "bastion.bigquery.unpartitioned_queries", **unpartitioned)
+    assert stage.count("raw-processor", "bastion.bigquery.unpartitioned_queries", **observe)
     assert any("verify=False" in line for line in stage.log("scrapers"))
+    assert any("observe mode, left running" in line for line in stage.log("prediction-worker"))
     assert any(
         "without a filter on its partition column" in line for line in stage.log("raw-processor")
     )
-    assert not stage.record["jobs"] or all(
-        not j["maximumBytesBilled"] for j in stage.record["jobs"]
-    )
+    assert all(not job["maximumBytesBilled"] for job in stage.record["jobs"])
 
 
 @pytest.mark.slow
 def test_stage_2_enforces_headers_and_cors_and_nothing_else(demo: DemoRun) -> None:
     before, stage = demo.stage(1), demo.stage(2)
-    for service, request in BUSINESS:
-        answer = stage.answer(service, request)
-        assert answer["status"] == before.answer(service, request)["status"], (service, request)
-        assert set(ENFORCED_HEADERS) <= set(answer["headers"]), (service, request)
+    for call in BUSINESS:
+        answer = stage.answer(*call)
+        assert answer["status"] == before.answer(*call)["status"], call
+        assert set(ENFORCED_HEADERS) <= set(answer["headers"]), call
         assert "Content-Security-Policy-Report-Only" not in answer["headers"]
     allowed = stage.answer(*CONSOLE_PREFLIGHT)
     assert allowed["status"] == 204
     assert allowed["headers"]["Access-Control-Allow-Origin"] == "https://console.platform.example"
     assert stage.answer(*FOREIGN_PREFLIGHT)["status"] == 403
+    assert stage.count("analytics-processor", "bastion.cors.refused", **{"bastion.mode": "enforce"})
     assert stage.answer(*REPORTS)["status"] == 204
-    # deadlines still observed: the slate over its budget answers 200, and is counted again
-    assert stage.answer("prediction-worker", "POST /predict/2026-01-20")["status"] == 200
-    worker = {"bastion.mode": "observe", "bastion.outcome": "observed"}
-    assert stage.count("prediction-worker", "bastion.deadline.exceeded", **worker) == 1
+    # deadlines still observed: the slate over its budget answers 200, counted again
+    assert stage.count("prediction-worker", "bastion.deadline.exceeded", **OBSERVED) == 1
 
 
 @pytest.mark.slow
 def test_stage_3_cuts_what_stages_1_and_2_recorded(demo: DemoRun) -> None:
     stage = demo.stage(3)
-    # the deadline: recorded as "would 504" in stages 1-2, a 504 problem+json now
-    slate = stage.answer("prediction-worker", "POST /predict/2026-01-20")
-    assert slate["status"] == 504
-    assert slate["content_type"].startswith("application/problem+json")
+    # the deadline: "would 504" in stages 1-2, a 504 problem+json now, at the budget
+    slate = stage.answer(*SLATE)
+    assert slate["status"] == 504 and is_problem(slate)
     assert slate["seconds"] < 2.0 + 1.5  # the worker's 100 s budget at the demo's 1/50
+    assert stage.count("prediction-worker", "bastion.deadline.exceeded", **CUT) == 1
+    # the trickling feed: a would-be deadline cut in stages 1-2, cut at the caller's 1.5 s
+    trickle = stage.answer(*TRICKLE)
+    assert trickle["status"] == 504 and is_problem(trickle)
+    assert trickle["seconds"] < 1.5 + 1.5
+    enforce = {"bastion.mode": "enforce"}
+    assert stage.count("scrapers", "bastion.http.client.deadline_cuts", **enforce) == 1
     # TLS: the verify=False call observed in stages 1-2 is refused
     assert stage.count("scrapers", "bastion.tls.insecure", **{"bastion.decision": "refused"}) == 1
-    assert stage.answer("scrapers", "POST /scrape/props-backfill")["status"] >= 500
-    # BigQuery still observed: the unfiltered health check runs
-    assert stage.answer("raw-processor", "GET /health")["status"] == 200
-    assert all(not j["maximumBytesBilled"] for j in stage.record["jobs"])
+    assert stage.answer(*INSECURE)["status"] >= 500
+    # what stage 3 does not touch: BigQuery observed (the unfiltered health check runs)
+    for call in (SCRAPE, MERGE, UNFILTERED, ROLLUP, DASHBOARD):
+        assert stage.answer(*call)["status"] == 200, call
+    assert all(not job["maximumBytesBilled"] for job in stage.record["jobs"])
 
 
 @pytest.mark.slow
@@ -235,14 +262,14 @@ def test_stage_4_enforces_bigquery_refusals_and_cost_caps(demo: DemoRun) -> None
     stage = demo.stage(4)
     refusals = {"bastion.reason": "unpartitioned"}
     assert stage.count("raw-processor", "bastion.bigquery.refusals", **refusals) == 1
-    assert stage.answer("raw-processor", "GET /health")["status"] >= 400
-    # the rest of the processors' work (loads, MERGEs, the long rollup) still succeeds
-    for service, request in BUSINESS[:1] + BUSINESS[3:4] + BUSINESS[5:8]:
-        assert stage.answer(service, request)["status"] == 200, (service, request)
-    # every query job carries its class's cap from stage-4.env (or the service's own)
-    caps = {j["maximumBytesBilled"] for j in stage.record["jobs"] if j["statement"]}
+    assert stage.answer(*UNFILTERED)["status"] >= 400
+    # the rest of the processors' work (load, MERGE, the long rollup) still succeeds
+    for call in (SCRAPE, MERGE, ROLLUP, DASHBOARD):
+        assert stage.answer(*call)["status"] == 200, call
+    # every query job carries a cap: its class's from stage-4.env
+    caps = {job["maximumBytesBilled"] for job in stage.record["jobs"]}
     assert caps and "" not in caps
-    assert {"100000000000", "5000000000000"} <= caps  # read 100GB; analytics 5TB
+    assert {"100000000000", "1000000000000", "5000000000000"} <= caps  # read, merge, analytics
 
 
 # --- deploy/ against the names this run emitted ----------------------------------------
