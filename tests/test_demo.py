@@ -136,8 +136,8 @@ TRICKLE = ("scrapers", "POST /scrape/live-lines")  # outlives the caller's 1.5 s
 MERGE = ("raw-processor", "POST /process/odds/2026-01-20")
 UNFILTERED = ("raw-processor", "GET /health")  # no partition filter
 ROLLUP = ("analytics-processor", "POST /rollup/2026-01-20")  # CTAS, 150 s
-DASHBOARD = ("analytics-processor", "GET /dashboard")
-SEASON = ("analytics-processor", "GET /dashboard/season")  # a 100 s read
+DASHBOARD = ("analytics-processor", "GET /dashboards/leaders")
+SEASON = ("analytics-processor", "GET /dashboards/season")  # a 100 s read
 PRECOMPUTE = ("precompute-processor", "POST /precompute/2026-01-20")
 FAN_OUT = ("prediction-coordinator", "POST /start/2026-01-20")  # 4 worker calls of 45 s
 SLATE = ("prediction-worker", "POST /predict/2026-01-20")  # over the worker's 100 s
@@ -155,8 +155,11 @@ BUSINESS = [
     FAN_OUT,
     SLATE,
 ]
-CONSOLE_PREFLIGHT = ("analytics-processor", "OPTIONS /dashboard from console.platform.example")
-FOREIGN_PREFLIGHT = ("analytics-processor", "OPTIONS /dashboard from evil.example.net")
+CONSOLE_PREFLIGHT = (
+    "analytics-processor",
+    "OPTIONS /dashboards/leaders from console.platform.example",
+)
+FOREIGN_PREFLIGHT = ("analytics-processor", "OPTIONS /dashboards/leaders from evil.example.net")
 REPORTS = ("prediction-coordinator", "POST /csp-reports from console.platform.example")
 MALFORMED_REPORT = ("prediction-coordinator", "POST /csp-reports")
 ENFORCED_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options")

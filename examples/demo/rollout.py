@@ -54,6 +54,8 @@ DEFAULT_SECONDS = {
     "BASTION_BQ_TIMEOUT_ANALYTICS": 600.0,
 }
 UPSTREAM_TIMEOUTS = "BASTION_HTTP_UPSTREAM_TIMEOUTS"
+#: The placeholder services.yaml uses for the worker's host (its Cloud Run URL's).
+WORKER_HOST = "prediction-worker.platform.example"
 
 
 def stage_env(stage: int) -> dict[str, str]:
@@ -133,11 +135,9 @@ class Platform:
             **{k: str(v) for k, v in service.get("env", {}).items()},
             **stage_env(stage),
         }
-        if name == "prediction-coordinator":
-            # The worker's Cloud Run URL in production; its loopback address here. Its
-            # calls legitimately take 45 s: their own read timeout, 60 s.
+        if UPSTREAM_TIMEOUTS in deployed:  # the worker's host stands for its loopback address
             worker = f"127.0.0.1:{self.ports['prediction-worker']}"
-            deployed[UPSTREAM_TIMEOUTS] = f"{worker}=60"
+            deployed[UPSTREAM_TIMEOUTS] = deployed[UPSTREAM_TIMEOUTS].replace(WORKER_HOST, worker)
         env = {
             **self.base_env,
             **{k: v for k, v in scaled(deployed).items() if not k.startswith("OTEL_")},

@@ -139,10 +139,16 @@ CALLS: dict[str, list[Call]] = {
     ],
     "analytics-processor": [
         Call("analytics-processor", "POST", f"/rollup/{DAY}", "long rollup (CTAS)"),
-        Call("analytics-processor", "GET", "/dashboard", "reads the rollup", after_previous=True),
-        Call("analytics-processor", "GET", "/dashboard/season", "read over its class timeout"),
-        preflight("analytics-processor", "/dashboard", CONSOLE, "CORS preflight, console"),
-        preflight("analytics-processor", "/dashboard", FOREIGN, "CORS preflight, foreign"),
+        Call(
+            "analytics-processor",
+            "GET",
+            "/dashboards/leaders",
+            "reads the rollup",
+            after_previous=True,
+        ),
+        Call("analytics-processor", "GET", "/dashboards/season", "read over its class timeout"),
+        preflight("analytics-processor", "/dashboards/leaders", CONSOLE, "CORS preflight, console"),
+        preflight("analytics-processor", "/dashboards/leaders", FOREIGN, "CORS preflight, foreign"),
     ],
     "precompute-processor": [
         Call("precompute-processor", "POST", f"/precompute/{DAY}", "MERGE of player features"),

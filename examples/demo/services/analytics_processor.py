@@ -39,8 +39,8 @@ def rollup(game_date: str) -> dict[str, Any]:
     return {"rollup": "analytics.player_rollup", "job": job.job_id}
 
 
-@app.get("/dashboard")
-def dashboard() -> dict[str, Any]:
+@app.get("/dashboards/leaders")
+def leaders() -> dict[str, Any]:
     rows = bq.query_and_wait(
         f"SELECT player_lookup, ppg FROM {table('analytics.player_rollup')} "
         f"ORDER BY ppg DESC LIMIT 3"
@@ -48,7 +48,7 @@ def dashboard() -> dict[str, Any]:
     return {"leaders": [dict(row.items()) for row in rows]}
 
 
-@app.get("/dashboard/season")
+@app.get("/dashboards/season")
 def season_dashboard() -> dict[str, Any]:
     """The season view: reads a month of partitions (slow on the platform: ~100 s)."""
     rows = bq.query_and_wait(
