@@ -71,22 +71,6 @@ def seed(bq: LocalBigQuery) -> None:
     bq.add_rule(match="season dashboard", running_seconds=100 / SCALE)
 
 
-def guard_counters(service: Service) -> dict[str, float]:
-    """``metric{attribute=value,...}`` -> total over the stage, for Bastion's metrics
-    (a histogram counts its observations). The files hold deltas: totals are sums."""
-    totals: dict[str, float] = {}
-    for record in summary.read(service.telemetry):
-        if record.get("type") != "metric" or not record["name"].startswith("bastion."):
-            continue
-        for point in record["data"].get("data_points", []):
-            attributes = ",".join(
-                f"{k}={v}" for k, v in sorted(point.get("attributes", {}).items())
-            )
-            key = f"{record['name']}{{{attributes}}}"
-            totals[key] = totals.get(key, 0) + point.get("count", point.get("value", 0))
-    return totals
-
-
 def bastion_log_lines(service: Service) -> list[str]:
     """Bastion's WARNING/ERROR lines in the service's log, trace ids and paths removed."""
     lines = []
@@ -125,7 +109,9 @@ def run_stage(platform: Platform, bq: LocalBigQuery, stage: int) -> dict[str, An
         "env": stage_env(stage),
         "seconds_to_start": round(up, 2),
         "exchanges": [e.to_dict() for e in exchanges],
-        "counters": {name: guard_counters(s) for name, s in services.items()},
+        "counters": {
+            name: summary.bastion_totals(summary.read(s.telemetry)) for name, s in services.items()
+        },
         "log": {name: bastion_log_lines(s) for name, s in services.items()},
         "jobs": cost_caps(bq),
     }
