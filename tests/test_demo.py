@@ -243,12 +243,14 @@ def test_stage_3_cuts_what_stages_1_and_2_recorded(demo: DemoRun) -> None:
     # the deadline: "would 504" in stages 1-2, a 504 problem+json now, at the budget
     slate = stage.answer(*SLATE)
     assert slate["status"] == 504 and is_problem(slate)
-    assert slate["seconds"] < 2.0 + 1.5  # the worker's 100 s budget at the demo's 1/50
+    budget = float(stage.record["settings"]["prediction-worker"]["BASTION_DEADLINE_SECONDS"])
+    assert budget == 100 / 50  # services.yaml's 100 s at the demo's time scale
+    assert budget <= slate["seconds"] < budget + 1.5
     assert stage.count("prediction-worker", "bastion.deadline.exceeded", **CUT) == 1
     # the trickling feed: a would-be deadline cut in stages 1-2, cut at the caller's 1.5 s
     trickle = stage.answer(*TRICKLE)
     assert trickle["status"] == 504 and is_problem(trickle)
-    assert trickle["seconds"] < 1.5 + 1.5
+    assert 1.5 <= trickle["seconds"] < 1.5 + 1.5
     enforce = {"bastion.mode": "enforce"}
     assert stage.count("scrapers", "bastion.http.client.deadline_cuts", **enforce) == 1
     # TLS: the verify=False call observed in stages 1-2 is refused

@@ -108,6 +108,10 @@ def run_stage(platform: Platform, bq: LocalBigQuery, stage: int) -> dict[str, An
         "stage": stage,
         "env": stage_env(stage),
         "seconds_to_start": round(up, 2),
+        "settings": {  # each service's Bastion variables as it got them (time-scaled)
+            name: {k: v for k, v in platform.env(name, stage).items() if k.startswith("BASTION_")}
+            for name in services
+        },
         "exchanges": [e.to_dict() for e in exchanges],
         "counters": {
             name: summary.bastion_totals(summary.read(s.telemetry)) for name, s in services.items()
