@@ -135,7 +135,7 @@ INSECURE = ("scrapers", "POST /scrape/props-backfill")  # verify=False
 TRICKLE = ("scrapers", "POST /scrape/live-lines")  # outlives the caller's 1.5 s budget
 MERGE = ("raw-processor", "POST /process/odds/2026-01-20")
 UNFILTERED = ("raw-processor", "GET /health")  # no partition filter
-ROLLUP = ("analytics-processor", "POST /rollup/2026-01-20")  # CTAS, 150 s
+ROLLUP = ("analytics-processor", "POST /rollup")  # CTAS, 150 s
 DASHBOARD = ("analytics-processor", "GET /dashboards/leaders")
 SEASON = ("analytics-processor", "GET /dashboards/season")  # a 100 s read
 PRECOMPUTE = ("precompute-processor", "POST /precompute/2026-01-20")

@@ -163,8 +163,8 @@ def print_stage(result: dict[str, Any], before: dict[str, Any] | None) -> None:
             console.print(f"  {line}", markup=False, soft_wrap=True)
     kinds: dict[str, list[str]] = {}
     for found in result["log"].values():
-        for line in found:  # one entry per kind of line: numbers and ids masked
-            kinds.setdefault(re.sub(r"\d+|[0-9a-f-]{36}", "#", line), []).append(line)
+        for line in found:  # one entry per kind: numbers masked, not a call site's line
+            kinds.setdefault(re.sub(r"(?<!\.py:)\b\d[\w.-]*", "#", line), []).append(line)
     if kinds:
         console.print(f"[bold]Bastion's log lines[/bold] ({len(kinds)} kinds):")
         for lines in sorted(kinds.values()):

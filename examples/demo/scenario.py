@@ -138,7 +138,14 @@ CALLS: dict[str, list[Call]] = {
         ),
     ],
     "analytics-processor": [
-        Call("analytics-processor", "POST", f"/rollup/{DAY}", "long rollup (CTAS)"),
+        Call(
+            "analytics-processor",
+            "POST",
+            "/rollup",
+            "long rollup (CTAS)",
+            headers={"Content-Type": "application/json"},
+            body=json.dumps({"game_date": DAY}).encode(),
+        ),
         Call(
             "analytics-processor",
             "GET",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from google.cloud import bigquery
 
 from examples.demo.services import _platform
@@ -21,9 +21,10 @@ instrument_all(app)
 bq = _platform.bigquery_client()
 
 
-@app.post("/rollup/<game_date>")
-def rollup(game_date: str) -> dict[str, Any]:
+@app.post("/rollup")
+def rollup() -> dict[str, Any]:
     """The season-to-date rollup, rebuilt as a table (long: minutes on the platform)."""
+    game_date = str((request.get_json(silent=True) or {}).get("game_date", ""))
     job = bq.query(
         f"""
         CREATE OR REPLACE TABLE {table("analytics.player_rollup")} AS
