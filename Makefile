@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## The main job: a demo service wrapped by Bastion, driven by a scripted client.
+## The main job: six services shaped like the platform's through the rollout stages 0-4 (README: The demo).
 demo: venv
 	$(BIN)/python -m examples.demo
 

@@ -81,6 +81,12 @@ def bastion_log_lines(service: Service) -> list[str]:
     return lines
 
 
+def timeout_order(service: Service) -> str:
+    """The line gunicorn's config logs at startup: deadline < gunicorn < Cloud Run."""
+    found = re.search(r"timeouts: .*", service.log.read_text(errors="replace"))
+    return found.group(0) if found else ""
+
+
 def cost_caps(bq: LocalBigQuery) -> list[dict[str, str]]:
     """Service, statement start and ``maximumBytesBilled`` of every query job sent."""
     caps = []
@@ -117,6 +123,7 @@ def run_stage(platform: Platform, bq: LocalBigQuery, stage: int) -> dict[str, An
             name: summary.bastion_totals(summary.read(s.telemetry)) for name, s in services.items()
         },
         "log": {name: bastion_log_lines(s) for name, s in services.items()},
+        "timeouts": {name: timeout_order(s) for name, s in services.items()},
         "jobs": cost_caps(bq),
     }
 
@@ -139,6 +146,9 @@ def print_stage(result: dict[str, Any], before: dict[str, Any] | None) -> None:
     )
     console.rule(f"Stage {stage}: {modes}")
     console.print(f"six services up under gunicorn in {result['seconds_to_start']:.1f}s")
+    if before is None:  # the same in every stage
+        for name, line in result["timeouts"].items():
+            console.print(f"  {name}: {line}", markup=False)
     previous = {(e["service"], e["request"]): e for e in (before or {}).get("exchanges", [])}
     pairs = [(e, previous.get((e["service"], e["request"]))) for e in result["exchanges"]]
     common = set.intersection(*(header_change(e, old) for e, old in pairs))
