@@ -121,6 +121,8 @@ def test_the_output_shows_each_stage_and_the_stages_side_by_side(demo: DemoRun) 
     for stage in range(5):
         assert re.search(rf"Stage {stage}: HEADERS=\w+, CORS=\w+", out), stage
     assert out.count("six services up under gunicorn") == 5
+    # services.yaml's timeouts at the demo's 1/50, in the order gunicorn's config checks
+    assert "prediction-worker: timeouts: Bastion deadline 2s < gunicorn 7s < Cloud Run 120s" in out
     assert "Every call, stage by stage" in out and "Headers on the worker's answer" in out
     assert re.search(r"POST /predict/2026-01-20\s+│ 200\s+│ 200\s+│ 200\s+│ 504", out)
     assert "maximumBytesBilled sent: none" in out  # stages 0-3

@@ -83,7 +83,7 @@ def bastion_log_lines(service: Service) -> list[str]:
 
 def timeout_order(service: Service) -> str:
     """The line gunicorn's config logs at startup: deadline < gunicorn < Cloud Run."""
-    found = re.search(r"timeouts: .*", service.log.read_text(errors="replace"))
+    found = re.search(r"timeouts: [^;\n]*", service.log.read_text(errors="replace"))
     return found.group(0) if found else ""
 
 
