@@ -229,6 +229,15 @@ def test_stage_2_enforces_headers_and_cors_and_nothing_else(demo: DemoRun) -> No
         assert answer["status"] == before.answer(*call)["status"], call
         assert set(ENFORCED_HEADERS) <= set(answer["headers"]), call
         assert "Content-Security-Policy-Report-Only" not in answer["headers"]
+    # the policy stage 1 sent report-only is the one enforced now; over plain http with
+    # report-uri only (Chromium ignores Reporting-Endpoints on http origins)
+    for call in BUSINESS:
+        policy = stage.answer(*call)["headers"]["Content-Security-Policy"]
+        assert policy == before.answer(*call)["headers"]["Content-Security-Policy-Report-Only"]
+        assert "report-uri /csp-reports" in policy and "report-to" not in policy
+        assert "Reporting-Endpoints" not in stage.answer(*call)["headers"]
+    # the intake's answer may be read from any page's context
+    assert stage.answer(*REPORTS)["headers"]["Cross-Origin-Resource-Policy"] == "cross-origin"
     allowed = stage.answer(*CONSOLE_PREFLIGHT)
     assert allowed["status"] == 204
     assert allowed["headers"]["Access-Control-Allow-Origin"] == "https://console.platform.example"
