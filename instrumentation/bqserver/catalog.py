@@ -90,6 +90,8 @@ class Catalog:
         self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self.datasets: dict[tuple[str, str], dict[str, Any]] = {}
         self.tables: dict[str, Table] = {}
+        #: Stored procedures by full ``project.dataset.name`` (see ``procedures``).
+        self.routines: dict[str, Any] = {}
 
     # -- datasets -----------------------------------------------------------------
     def create_dataset(self, project: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,12 +145,15 @@ class Catalog:
             owned = [
                 t for t in self.tables.values() if (t.project, t.dataset) == (project, dataset_id)
             ]
-            if owned and not delete_contents:
+            routines = [n for n in self.routines if n.startswith(f"{project}.{dataset_id}.")]
+            if (owned or routines) and not delete_contents:
                 raise BigQueryError(
                     400, "resourceInUse", f"Dataset {project}:{dataset_id} is still in use"
                 )
             for table in owned:
                 self.drop_table(table.full_name)
+            for name in routines:
+                del self.routines[name]
             del self.datasets[(project, dataset_id)]
 
     def list_datasets(self, project: str) -> list[dict[str, Any]]:
