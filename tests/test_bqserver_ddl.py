@@ -154,7 +154,7 @@ def test_call_of_a_missing_procedure_fails_not_found_and_runs_nothing(
 ) -> None:
     client = predictions
     script = f"DELETE FROM {PREDICTIONS} WHERE TRUE; CALL nba_predictions.nope(1)"
-    with pytest.raises(exceptions.NotFound, match="Procedure test-project:nba_predictions.nope"):
+    with pytest.raises(exceptions.NotFound, match=r"Procedure test-project:nba_predictions\.nope"):
         client.query(script).result()
     assert _rows(client, f"SELECT COUNT(*) FROM {PREDICTIONS}") == [(3,)]
     with pytest.raises(exceptions.NotFound):

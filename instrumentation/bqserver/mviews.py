@@ -2,10 +2,10 @@
 
 The view is a sqlite view over the base tables, so it is never stale (as a BigQuery
 materialized view reads, thanks to its delta merge, unless ``max_staleness`` allows
-otherwise): a read after inserts into a base table sees them, is not a cache hit, and
-``CALL BQ.REFRESH_MATERIALIZED_VIEW('dataset.view')`` records a refresh
-(``materializedView.lastRefreshTime``). Reads of it are billed like a stored table's (its own rows, pruned by its
-partitioning), which is what a materialized view saves.
+otherwise): a read after inserts into a base table sees them and is not a cache
+hit, and ``CALL BQ.REFRESH_MATERIALIZED_VIEW('dataset.view')`` records a refresh
+(``materializedView.lastRefreshTime``). Reads of it are billed like a stored table's
+(its own rows, pruned by its partitioning), which is what a materialized view saves.
 
 Checked at creation, after BigQuery's documented limits for incremental materialized
 views (cloud.google.com/bigquery/docs/materialized-views-create, "Supported
@@ -25,7 +25,7 @@ from typing import Any
 from sqlglot import exp
 
 from .catalog import Catalog, Table, now_ms
-from .errors import BigQueryError, invalid_query
+from .errors import invalid_query
 
 OPTIONS = frozenset(
     {
