@@ -186,6 +186,32 @@ def test_call_checks_arguments_and_drop_procedure_removes_it(
     client.query("DROP PROCEDURE IF EXISTS nba_predictions.echo").result()
 
 
+def test_call_inside_a_script_and_bodies_this_server_cannot_run(
+    predictions: bigquery.Client,
+) -> None:
+    client = predictions
+    client.query(
+        "CREATE PROCEDURE nba_predictions.count_for(player STRING) BEGIN "
+        f"SELECT COUNT(*) AS n FROM {PREDICTIONS} WHERE player_lookup = player; END"
+    ).result()
+    script = (
+        f"INSERT INTO {PREDICTIONS} VALUES ('2026-01-22', 'lebronjames', 23.0, 'v1');\n"
+        "CALL nba_predictions.count_for(CONCAT('lebron', 'james'));"
+    )
+    assert _rows(client, script) == [(3,)]
+    client.query(
+        "CREATE PROCEDURE nba_predictions.branchy(x INT64) BEGIN "
+        "IF x > 0 THEN SELECT 1; ELSE SELECT 2; END IF; END"
+    ).result()
+    with pytest.raises(exceptions.BadRequest, match="procedural statements"):
+        client.query("CALL nba_predictions.branchy(1)").result()
+    client.query(
+        "CREATE PROCEDURE nba_predictions.outs(x INT64, OUT y INT64) BEGIN SET y = x; END"
+    ).result()
+    with pytest.raises(exceptions.BadRequest, match="OUT/INOUT"):
+        client.query("CALL nba_predictions.outs(1, 2)").result()
+
+
 # -- STDDEV / VARIANCE --------------------------------------------------------------------
 def test_stddev_and_variance_match_their_definitions(predictions: bigquery.Client) -> None:
     client = predictions

@@ -223,10 +223,13 @@ def call(engine: Engine, node: exp.Command, plan: Plan, params: Params) -> Outco
     try:
         statements = translate.parse(f"BEGIN {procedure.body} END")
     except sqlglot.errors.SqlglotError:
+        statements = []
+    # sqlglot reads what it does not know (IF … THEN, LOOP, WHILE) as opaque commands.
+    if not statements or any(isinstance(s, exp.Command) and not is_call(s) for s in statements):
         raise invalid_query(
             f"bqserver cannot run the body of {full}: procedural statements (IF, LOOP, "
-            "DECLARE … DEFAULT, variables) are not supported"
-        ) from None
+            "WHILE, variables) are not supported"
+        )
     text = ";\n".join(_bind(s, bound).sql(dialect="bigquery") for s in statements)
     body = engine.plan(text, plan.project, plan.dataset)
     engine.check(body)
