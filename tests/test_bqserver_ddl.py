@@ -212,6 +212,27 @@ def test_call_inside_a_script_and_bodies_this_server_cannot_run(
         client.query("CALL nba_predictions.outs(1, 2)").result()
 
 
+def test_procedures_are_routines_to_the_client(predictions: bigquery.Client) -> None:
+    client = predictions
+    client.query(
+        "CREATE PROCEDURE nba_predictions.for_day(day DATE, system STRING) BEGIN "
+        f"SELECT * FROM {PREDICTIONS} WHERE game_date = day AND system_id = system; END"
+    ).result()
+    routine = client.get_routine(f"{P}.nba_predictions.for_day")
+    assert (routine.type_, routine.language) == ("PROCEDURE", "SQL")
+    assert [(a.name, a.mode, a.data_type.type_kind) for a in routine.arguments] == [
+        ("day", "IN", "DATE"),
+        ("system", "IN", "STRING"),
+    ]
+    assert "WHERE game_date = day" in routine.body
+    assert [r.routine_id for r in client.list_routines("nba_predictions")] == ["for_day"]
+    client.delete_routine(f"{P}.nba_predictions.for_day")
+    with pytest.raises(exceptions.NotFound):
+        client.get_routine(f"{P}.nba_predictions.for_day")
+    with pytest.raises(exceptions.NotFound, match="Procedure"):
+        client.query("CALL nba_predictions.for_day('2026-01-20', 'v1')").result()
+
+
 # -- STDDEV / VARIANCE --------------------------------------------------------------------
 def test_stddev_and_variance_match_their_definitions(predictions: bigquery.Client) -> None:
     client = predictions

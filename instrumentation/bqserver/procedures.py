@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlglot
 from sqlglot import exp
@@ -161,6 +161,29 @@ def drop(catalog: Catalog, node: exp.Drop, project: str, dataset: str | None) ->
                 raise _missing(full)
             del catalog.routines[full]
     return Outcome(ddl_operation="DROP")
+
+
+def resource(procedure: Procedure) -> dict[str, Any]:
+    """The REST ``Routine`` resource (routines.get / routines.list)."""
+    project, dataset, name = procedure.full_name.split(".")
+    return {
+        "etag": f"{name}-{procedure.created_ms}",
+        "routineReference": {"projectId": project, "datasetId": dataset, "routineId": name},
+        "routineType": "PROCEDURE",
+        "language": "SQL",
+        "definitionBody": procedure.body,
+        "arguments": [
+            {"name": p.name, "mode": p.mode, "dataType": {"typeKind": _type_kind(p.type)}}
+            for p in procedure.parameters
+        ],
+        "creationTime": str(procedure.created_ms),
+        "lastModifiedTime": str(procedure.created_ms),
+    }
+
+
+def _type_kind(written: str) -> str:
+    kind = re.sub(r"[<(].*$", "", written).strip().upper()
+    return {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(kind, kind)
 
 
 def _missing(full: str) -> BigQueryError:
