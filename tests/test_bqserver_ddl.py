@@ -324,7 +324,8 @@ READ_MV = f"SELECT bookmaker, point, snapshots FROM {MV} ORDER BY bookmaker"
 def test_materialized_view_is_fresh_after_base_table_writes(lines: bigquery.Client) -> None:
     client = lines
     assert _rows(client, READ_MV) == [("draftkings", -4.0, 2), ("fanduel", -4.0, 1)]
-    assert client.get_table(MV.strip("`")).table_type == "MATERIALIZED_VIEW"
+    view = client.get_table(MV.strip("`"))
+    assert (view.table_type, view.num_rows) == ("MATERIALIZED_VIEW", 2)
     # A DML insert and a streaming insert into the base table: the next read sees both,
     # and is not answered from the query cache.
     client.query(
@@ -350,6 +351,7 @@ def test_materialized_view_is_fresh_after_base_table_writes(lines: bigquery.Clie
         ("fanduel", -4.5, 2),
     ]
     assert job.cache_hit is False
+    assert client.get_table(MV.strip("`")).num_rows == 3
     again = client.query(READ_MV)
     again.result()
     assert again.cache_hit is True  # nothing changed since: the cache may answer

@@ -20,6 +20,8 @@ from . import _types
 from .errors import BigQueryError, not_found
 
 PSEUDO_COLUMNS = ("_PARTITIONTIME", "_PARTITIONDATE")
+#: Kinds whose rows BigQuery stores (and counts in numRows/numBytes).
+STORED = ("TABLE", "MATERIALIZED_VIEW")
 
 
 def now_ms() -> int:
@@ -287,7 +289,7 @@ class Catalog:
         return len(good), []
 
     def count_rows(self, table: Table) -> int:
-        if table.kind != "TABLE":
+        if table.kind not in STORED:
             return 0
         with self.lock:
             row = self.db.execute(f"SELECT COUNT(*) FROM {quote(table.full_name)}").fetchone()
@@ -295,7 +297,7 @@ class Catalog:
 
     def table_bytes(self, table: Table, where: str = "", params: Sequence[Any] = ()) -> int:
         """Bytes BigQuery would bill to read every column of the rows matching ``where``."""
-        if not table.schema or table.kind != "TABLE":
+        if not table.schema or table.kind not in STORED:
             return 0
         total = " + ".join(_types.size_expression(c["name"], c) for c in table.schema)
         with self.lock:

@@ -31,6 +31,12 @@ def target_name(node: exp.Expr) -> str:
     return target.name if isinstance(target, exp.Table) else ""
 
 
+def names_no_table(statement: exp.Expr) -> bool:
+    """DDL whose target is a dataset or routine, not a table."""
+    kind = str(statement.args.get("kind", "")).upper()
+    return isinstance(statement, exp.Create | exp.Drop) and kind in ("SCHEMA", "PROCEDURE")
+
+
 def partition_key_sql(table: Table) -> str | None:
     """sqlite expression naming the partition a row lives in."""
     if table.ingestion_time:

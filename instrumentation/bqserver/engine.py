@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from . import _types, ddl, procedures, translate
 from ._analysis import Analysis, analyze
-from .catalog import PSEUDO_COLUMNS, Catalog, Table, quote
+from .catalog import PSEUDO_COLUMNS, STORED, Catalog, Table, quote
 from .errors import BigQueryError, invalid_query
 from .outcome import Outcome
 
@@ -95,7 +95,7 @@ class Engine:
         tables: dict[str, list[str]] = {}
         created: set[str] = set()
         for statement in statements:
-            if _names_no_table(statement):
+            if ddl.names_no_table(statement):
                 continue
             for full, names in translate.rewrite_tables(statement, project, dataset).items():
                 tables.setdefault(full, []).extend(names)
@@ -174,8 +174,7 @@ class Engine:
         for name in plan.tables:
             table = self.catalog.find_table(name)
             # A materialized view is billed for its own stored rows, as a table is.
-            stored = ("TABLE", "MATERIALIZED_VIEW")
-            if table is None or table.kind not in stored or name in plan.created:
+            if table is None or table.kind not in STORED or name in plan.created:
                 continue
             if not any(self._is_scan(node) for node in self._scans(plan.statements, name)):
                 continue
@@ -374,12 +373,6 @@ class Engine:
         if column:
             return invalid_query(f"Unrecognized name: {column.group(1)}")
         return invalid_query(f"Query error: {text}")
-
-
-def _names_no_table(statement: exp.Expr) -> bool:
-    """DDL whose target is a dataset or routine, not a table."""
-    kind = str(statement.args.get("kind", "")).upper()
-    return isinstance(statement, exp.Create | exp.Drop) and kind in ("SCHEMA", "PROCEDURE")
 
 
 def bind_parameters(parameters: Sequence[Mapping[str, Any]], mode: str | None) -> Params:
