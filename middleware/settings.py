@@ -234,6 +234,15 @@ class Settings:
         "Timeout class of every query of this service (a per-call override still wins); "
         "empty: from the SQL.",
     )
+    bq_route_classes: dict[str, str] = _flag(
+        "BASTION_BQ_ROUTE_CLASSES",
+        p.route_map(*TIMEOUT_CLASSES),
+        {},
+        "Timeout class per inbound route: comma list of `PATTERN=CLASS` (Flask template "
+        "`/games/<int:id>`, exact path `/health`, `*` for one segment `/dashboards/*`, "
+        "prefix `/admin/`); wins over `BASTION_BQ_DEFAULT_CLASS` and the SQL, not over "
+        "per-call overrides (see Timeout classes).",
+    )
     bq_slow_seconds_read: float | None = _flag(
         "BASTION_BQ_SLOW_SECONDS_READ",
         p.optional_seconds,
@@ -545,6 +554,7 @@ _RECHECKED = frozenset(
         "BASTION_HEADERS_MERGE",
         "BASTION_TRUSTED_PROXIES",
         "BASTION_CORS_ORIGINS",
+        "BASTION_BQ_ROUTE_CLASSES",
     }
 )
 
