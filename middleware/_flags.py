@@ -320,7 +320,6 @@ def partition_map(name: str, raw: str) -> dict[str, str]:
     return found
 
 
-
 def route_map(*values: str) -> Parser:
     """``PATTERN=VALUE`` pairs, comma separated: each pattern a route pattern of
     :class:`middleware.routes.RoutePatterns`, each value one of ``values``, each
@@ -346,6 +345,7 @@ def route_map(*values: str) -> Parser:
         return found
 
     return parse
+
 
 # URL paths and report URIs end up in response headers (CSP, Reporting-Endpoints) and
 # are compared with the decoded request path: ASCII only, and none of the characters

@@ -172,4 +172,3 @@ def _is_prefix(pattern: str) -> bool:
 
 def _glob_regex(pattern: str) -> str:
     return "[^/]+".join(re.escape(part) for part in pattern.split("*"))
-
