@@ -231,8 +231,8 @@ class Settings:
         "BASTION_BQ_DEFAULT_CLASS",
         p.choice("", *TIMEOUT_CLASSES),
         "",
-        "Timeout class of every query of this service (a per-call override still wins); "
-        "empty: from the SQL.",
+        "Timeout class of every query of this service (per-call overrides and "
+        "`BASTION_BQ_ROUTE_CLASSES` still win); empty: from the SQL.",
     )
     bq_route_classes: dict[str, str] = _flag(
         "BASTION_BQ_ROUTE_CLASSES",

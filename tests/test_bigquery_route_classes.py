@@ -83,9 +83,9 @@ class Service:
         found = []
         for line in self.jsonl.read_text().splitlines():
             record = json.loads(line)
-            if isinstance(record, dict) and "kind" in record and "context" in record:
-                if record["attributes"].get("db.system.name") == "gcp.bigquery":
-                    found.append(record["attributes"])
+            is_span = isinstance(record, dict) and "kind" in record and "context" in record
+            if is_span and record["attributes"].get("db.system.name") == "gcp.bigquery":
+                found.append(record["attributes"])
         return found
 
 
@@ -234,7 +234,7 @@ def test_settings_parse_render_and_reject_code_values() -> None:
     # A converter with arguments keeps its '=': the class is after the last one.
     odd = Settings.from_env({"BASTION_BQ_ROUTE_CLASSES": "/c/<string(length=2):code>=read"})
     assert odd.bq_route_classes == {"/c/<string(length=2):code>": "read"}
-    with pytest.raises(SettingsError, match="BASTION_BQ_ROUTE_CLASSES.*unknown value 'fast'"):
+    with pytest.raises(SettingsError, match=r"BASTION_BQ_ROUTE_CLASSES.*unknown value 'fast'"):
         Settings(bq_route_classes={"/health": "fast"})
 
 

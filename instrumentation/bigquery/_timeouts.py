@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from middleware.deadline import remaining as deadline_remaining
 from instrumentation.bigquery._request import request_route
+from middleware.deadline import remaining as deadline_remaining
 from middleware.routes import RoutePatterns
 from middleware.settings import TIMEOUT_CLASSES, Settings
 
