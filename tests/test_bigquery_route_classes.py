@@ -189,7 +189,10 @@ def test_observe_shows_the_route_class_and_sends_nothing(observing_service: Serv
         "read",
         11_000,
     )
-    assert rollup["bastion.bq.class_source"] == "route"
+    assert (rollup["bastion.bq.class_source"], rollup["bastion.bq.class_pattern"]) == (
+        "route",
+        "/rollups/<day>",
+    )
     assert rollup["bastion.bq.would_job_timeout_ms"] == 44_000
 
 
