@@ -320,6 +320,33 @@ def partition_map(name: str, raw: str) -> dict[str, str]:
     return found
 
 
+def route_map(*values: str) -> Parser:
+    """``PATTERN=VALUE`` pairs, comma separated: each pattern a route pattern of
+    :class:`middleware.routes.RoutePatterns`, each value one of ``values``, each
+    pattern once."""
+    from middleware.routes import PATTERN_FORMS, pattern_problem
+
+    allowed = f"a comma list of PATTERN={'|'.join(values)}, PATTERN {PATTERN_FORMS}"
+
+    def parse(name: str, raw: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for item in comma_list(name, raw):
+            pattern, sep, value = (part.strip() for part in item.rpartition("="))
+            if not sep or not pattern:
+                raise FlagError(name, raw, allowed, f"{item!r} is not PATTERN=VALUE")
+            if value not in values:
+                raise FlagError(name, raw, allowed, f"{item!r}: unknown value {value!r}")
+            problem = pattern_problem(pattern)
+            if problem:
+                raise FlagError(name, raw, allowed, problem)
+            if pattern in found:
+                raise FlagError(name, raw, allowed, f"{pattern!r} is given twice")
+            found[pattern] = value
+        return found
+
+    return parse
+
+
 # URL paths and report URIs end up in response headers (CSP, Reporting-Endpoints) and
 # are compared with the decoded request path: ASCII only, and none of the characters
 # that end a CSP directive (';'), a policy (','), a structured-field string ('"', '\\'),

@@ -231,8 +231,17 @@ class Settings:
         "BASTION_BQ_DEFAULT_CLASS",
         p.choice("", *TIMEOUT_CLASSES),
         "",
-        "Timeout class of every query of this service (a per-call override still wins); "
-        "empty: from the SQL.",
+        "Timeout class of every query of this service (per-call overrides and "
+        "`BASTION_BQ_ROUTE_CLASSES` still win); empty: from the SQL.",
+    )
+    bq_route_classes: dict[str, str] = _flag(
+        "BASTION_BQ_ROUTE_CLASSES",
+        p.route_map(*TIMEOUT_CLASSES),
+        {},
+        "Timeout class per inbound route: comma list of `PATTERN=CLASS` (Flask template "
+        "`/games/<int:id>`, exact path `/health`, `*` for one segment `/dashboards/*`, "
+        "prefix `/admin/`); wins over `BASTION_BQ_DEFAULT_CLASS` and the SQL, not over "
+        "per-call overrides (see Timeout classes).",
     )
     bq_slow_seconds_read: float | None = _flag(
         "BASTION_BQ_SLOW_SECONDS_READ",
@@ -545,6 +554,7 @@ _RECHECKED = frozenset(
         "BASTION_HEADERS_MERGE",
         "BASTION_TRUSTED_PROXIES",
         "BASTION_CORS_ORIGINS",
+        "BASTION_BQ_ROUTE_CLASSES",
     }
 )
 

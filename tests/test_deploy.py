@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from middleware.deadline.gunicorn import gunicorn_config
+from middleware.routes import RoutePatterns
 from middleware.settings import Mode, Settings, flag_table
 from tests.servers import BIN, ROOT, free_port, wait_for_port
 
@@ -195,13 +196,21 @@ def test_moving_one_stage_changes_only_the_guard_flags_and_the_stage_label() -> 
             assert before == after
 
 
-def test_the_analytics_processor_defaults_to_the_analytics_class_in_every_stage() -> None:
+def test_the_analytics_processor_classes_its_routes_in_every_stage() -> None:
+    """Health check and dashboards read, the rollup analytics, by route: no service-wide
+    pin (which gave the health check 600 s)."""
     for stage in range(5):
         for service in SERVICES:
             env = app_env(load(DEPLOY / f"cloudrun/stage-{stage}/{service}.yaml"))
             settings = Settings.from_env(env)
-            expected = "analytics" if service == "analytics-processor" else ""
-            assert settings.bq_default_class == expected
+            assert settings.bq_default_class == ""
+            if service != "analytics-processor":
+                assert settings.bq_route_classes == {}
+                continue
+            patterns = RoutePatterns(settings.bq_route_classes)
+            assert patterns.match("/health") == ("/health", "read")
+            assert patterns.match("/dashboards/daily-summary") == ("/dashboards/", "read")
+            assert patterns.match("/rollup") == ("/rollup", "analytics")
 
 
 # --- timeouts -------------------------------------------------------------------------

@@ -140,8 +140,12 @@ class Operation:
         self._started = span.get_span_context().is_valid
 
     # --- set up --------------------------------------------------------------------
-    def describe(self, description: Description, timeout_class: str, source: str) -> None:
+    def describe(
+        self, description: Description, timeout_class: str, source: str, pattern: str = ""
+    ) -> None:
         self.described = True
+        if pattern:  # BASTION_BQ_ROUTE_CLASSES: which of its patterns chose the class
+            self.applied["bastion.bq.class_pattern"] = pattern
         self.timeout_class = timeout_class
         self.class_seconds = self.guard.policy.seconds[timeout_class]
         # The span's starting attributes depend only on these three and the statement:
