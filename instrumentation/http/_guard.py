@@ -282,12 +282,10 @@ class OutboundGuard:
                 if remaining < connect:
                     connect, source = remaining, "deadline"
                 if remaining < read:
-                    read, source = remaining, "deadline"
-                if source == "deadline":
-                    # The deadline cuts first: its own record covers the call.
-                    timeout, budget = (connect, read), None
-                else:
-                    timeout = default_timeout
+                    # The deadline ends the wait for a response first: its own record
+                    # covers the call.
+                    read, source, budget = remaining, "deadline", None
+                timeout = (connect, read) if source == "deadline" else default_timeout
             else:
                 plan = plan_timeout(given, self._connect_default, self._read_default, remaining)
                 if plan is None:  # a form requests will reject: leave it to requests
