@@ -27,7 +27,7 @@ from instrumentation.http._timeouts import UpstreamTimeouts
 from middleware import deadline
 from middleware.settings import Mode, Settings, SettingsError
 from tests.apps.http_harness import guarded
-from tests.apps.http_servers import AppServer
+from tests.apps.http_servers import AppServer, FullBacklogServer
 
 FAST, SLOW = 0.0, 0.8  # seconds the upstream waits before answering
 READ = 0.3  # the default read timeout in these tests
@@ -271,3 +271,16 @@ def test_the_most_specific_upstream_entry_wins(url: str, expected: str | None) -
     ).http_upstream_timeouts
     found: Any = UpstreamTimeouts(table).read_for(url)
     assert (found[0] if found else None) == expected
+
+
+def test_enforce_counts_a_connect_cut_at_the_default_connect_timeout() -> None:
+    # Observe cannot show this one before it happens: without a timeout the connect hangs
+    # as long as the kernel retries (README: a slow connect is not compared in observe).
+    settings = _settings(Mode.ENFORCE, BASTION_HTTP_CONNECT_SECONDS="0.2")
+    with (
+        FullBacklogServer() as unreachable,
+        guarded(settings) as counters,
+        pytest.raises(requests.exceptions.ConnectTimeout),
+    ):
+        requests.get(unreachable.url)
+    assert counters.value(CUTS, bastion__mode="enforce", bastion__http__phase="connect") == 1
