@@ -207,7 +207,10 @@ class OutboundGuard:
             if cut is None:
                 if budget is not None and self._enforce_http:
                     phase = "connect" if isinstance(error, ConnectTimeout) else "response"
-                    self._timeout_cut(call, phase, _monotonic() - started)
+                    try:
+                        self._timeout_cut(call, phase, _monotonic() - started)
+                    except Exception:
+                        self._internal_error("timeout")
                 raise
             raise cut from error
         except Exception:
@@ -452,8 +455,10 @@ class OutboundGuard:
         Enforce's read timeout bounds each socket wait for the response instead, so this
         over-reports a call whose connect and upload took part of the time, or whose
         headers came in several parts each within the timeout; it never misses a call
-        whose headers took longer than the timeout. A slow connect within the read
-        timeout, and gaps in the body, are not compared.
+        that waited longer than the timeout for its status line or a part of its headers.
+        A slow connect within the read timeout, and gaps in the body, are not compared;
+        with urllib3 read retries (``Retry(read=N)``) enforce would retry the cut call,
+        observe records the one call.
         """
         budget = call[4]
         assert budget is not None
