@@ -289,10 +289,6 @@ PANELS: list[tuple[str, str, list[Target]]] = [
                 "sum by (job) (increase(bastion_http_client_deadline_cuts_total[5m]))",
                 "deadline cuts {{job}}",
             ),
-            (
-                "sum by (job, bastion_mode) (increase(bastion_http_client_timeout_cuts_total[5m]))",
-                "timeout cuts ({{bastion_mode}}) {{job}}",
-            ),
         ],
     ),
     (

@@ -58,11 +58,6 @@ CONTRACT: dict[str, tuple[str, str, frozenset[str]]] = {
     "bastion.bigquery.refusals": ("counter", "", frozenset({"bastion.reason"})),
     "bastion.http.client.timeouts_applied": ("counter", "", frozenset()),
     "bastion.http.client.deadline_cuts": ("counter", "", frozenset()),
-    "bastion.http.client.timeout_cuts": (
-        "counter",
-        "",
-        frozenset({"bastion.mode", "bastion.http.timeout_source"}),
-    ),
     "bastion.tls.insecure": ("counter", "", frozenset({"bastion.decision", "server.address"})),
     "bastion.csp.reports": ("counter", "", frozenset({"bastion.csp.directive"})),
     "bastion.csp.rejected": ("counter", "", frozenset({"bastion.reason"})),
