@@ -426,3 +426,45 @@ def header_winners(name: str, raw: str) -> dict[str, str]:
             raise FlagError(name, raw, allowed, f"{header!r} is given two winners")
         found[header] = winner
     return found
+
+
+UPSTREAM_TIMEOUTS_ALLOWED = (
+    "a comma list of host[:port]=SECONDS: host a DNS name, an IPv4 address or an [IPv6] "
+    "address, or *.example.com for every subdomain of example.com; port 1-65535; "
+    f"SECONDS a finite number from {SECONDS_LEAST:g} to {SECONDS_MOST:g}"
+)
+_UPSTREAM = re.compile(
+    rf"(?P<wild>\*\.)?(?P<host>{_HOST}|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{{1,5}}))?", re.ASCII
+)
+
+
+def upstream_timeouts(name: str, raw: str) -> dict[str, float]:
+    """Per-upstream read timeouts: ``host[:port]=SECONDS`` pairs, comma separated, keyed by
+    the pattern in canonical form (lower case, IPv6 in brackets). ``host`` matches every
+    port, ``host:443`` only that one. Each pattern at most once."""
+    found: dict[str, float] = {}
+    for item in comma_list(name, raw):
+        pattern, sep, value = (part.strip() for part in item.partition("="))
+        pattern = pattern.lower().rstrip(".")
+        match = _UPSTREAM.fullmatch(pattern)
+        if not sep or match is None:
+            raise FlagError(name, raw, UPSTREAM_TIMEOUTS_ALLOWED, f"{item!r}")
+        wild, host, port = match.group("wild", "host", "port")
+        literal = _ip_literal(host)
+        if literal == "" or (wild and literal is not None):
+            raise FlagError(
+                name, raw, UPSTREAM_TIMEOUTS_ALLOWED, f"{item!r}: {host!r} is no host to match"
+            )
+        if port is not None and not 0 < int(port) <= 65535:
+            raise FlagError(name, raw, UPSTREAM_TIMEOUTS_ALLOWED, f"{item!r}: port {port}")
+        try:
+            timeout = float(seconds()(name, value))
+        except FlagError:
+            raise FlagError(
+                name, raw, UPSTREAM_TIMEOUTS_ALLOWED, f"{item!r}: {value!r} is no timeout"
+            ) from None
+        key = f"{wild or ''}{literal or host}" + (f":{int(port)}" if port is not None else "")
+        if key in found:
+            raise FlagError(name, raw, UPSTREAM_TIMEOUTS_ALLOWED, f"{key!r} is given twice")
+        found[key] = timeout
+    return found

@@ -330,6 +330,14 @@ class Settings:
     http_read_seconds: float = _flag(
         "BASTION_HTTP_READ_SECONDS", p.seconds(), 30.0, "Default read timeout."
     )
+    http_upstream_timeouts: dict[str, float] = _flag(
+        "BASTION_HTTP_UPSTREAM_TIMEOUTS",
+        p.upstream_timeouts,
+        {},
+        "Read timeout per upstream, comma list of `host[:port]=SECONDS` (`*.example.com` "
+        "for subdomains; most specific wins); replaces the default read timeout for calls "
+        "without their own timeout.",
+    )
     http_propagate_deadline: bool = _flag(
         "BASTION_HTTP_PROPAGATE_DEADLINE",
         p.parse_bool,
@@ -555,6 +563,7 @@ _RECHECKED = frozenset(
         "BASTION_TRUSTED_PROXIES",
         "BASTION_CORS_ORIGINS",
         "BASTION_BQ_ROUTE_CLASSES",
+        "BASTION_HTTP_UPSTREAM_TIMEOUTS",
     }
 )
 
