@@ -25,19 +25,26 @@ from instrumentation.bigquery._metrics import Instruments
 from instrumentation.bigquery._partitions import PartitionCache
 from instrumentation.bigquery._spans import SYSTEM, query_hash, summary
 from instrumentation.bigquery._timeouts import Policy
+from middleware.refusals import PROBLEM_TYPE_BASE, BastionRefusal
 from middleware.settings import Settings
 
-__all__ = ["Description", "Guard", "UnpartitionedQueryError"]
+__all__ = ["ClassTimeoutError", "Description", "Guard", "UnpartitionedQueryError"]
 
 logger = logging.getLogger("bastion.bigquery")
 
 Analyze = Callable[..., Any]
 
 
-class UnpartitionedQueryError(ValueError):
+class UnpartitionedQueryError(ValueError, BastionRefusal):
     """Raised in enforce mode, before any job is created, for a query that reads a
     partitioned table without filtering on its partition column: a client-side
-    ``require_partition_filter`` for tables that lack it server-side."""
+    ``require_partition_filter`` for tables that lack it server-side. Unhandled, the
+    client gets a 500 problem document (a fault of the service, not the client's)."""
+
+    problem_status = 500
+    problem_type = PROBLEM_TYPE_BASE + "unpartitioned-query"
+    problem_title = "Query refused by cost policy"
+    problem_detail = "A database query of this service was refused before it ran."
 
     def __init__(self, table: str, column: str) -> None:
         self.table = table
@@ -48,6 +55,24 @@ class UnpartitionedQueryError(ValueError):
             "was created: BASTION_BIGQUERY=enforce; add a filter on "
             f"{column}, or run it under observe)"
         )
+
+
+class ClassTimeoutError(TimeoutError, BastionRefusal):
+    """Raised in enforce mode when the wait Bastion set from the statement's timeout
+    class ran out (the job is cancelled server-side): a builtin :class:`TimeoutError`,
+    as the library's own give-up is, which it is raised from. ``timeout_class`` and
+    ``seconds`` say which bound acted. Unhandled, the client gets a 504 problem
+    document: the service gave up waiting for its upstream."""
+
+    problem_status = 504
+    problem_type = PROBLEM_TYPE_BASE + "query-timeout"
+    problem_title = "Database query timed out"
+    problem_detail = "A database query of this service ran past its time limit and was stopped."
+
+    def __init__(self, message: str, *, timeout_class: str, seconds: float) -> None:
+        super().__init__(message)
+        self.timeout_class = timeout_class
+        self.seconds = seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from instrumentation.bigquery._guard import UnpartitionedQueryError
+from instrumentation.bigquery._guard import ClassTimeoutError, UnpartitionedQueryError
 from instrumentation.bigquery._operation import ACTIVE, Operation, gave_up
 from instrumentation.bigquery._timeouts import MIN_HTTP_SECONDS
 from instrumentation.bigquery._wrappers import (
@@ -135,7 +135,7 @@ class JobWrappers(Wrappers):
                     )
                 raise
             self._give_up(op, job)
-            cut = self._deadline_cut(op, error)
+            cut = self._deadline_cut(op, error) or self._class_cut(op, error)
             if owned:
                 self._finish(op, cut or error)
             if cut is not None:
@@ -159,6 +159,29 @@ class JobWrappers(Wrappers):
         return DeadlineTimeoutError(
             f"BigQuery job {job_id} stopped at the request deadline "
             f"({'cancelled' if op.cancelled else 'not cancelled'})"
+        )
+
+    def _class_cut(self, op: Operation, error: BaseException) -> ClassTimeoutError | None:
+        """In enforce, a wait the guard bounded by the timeout class, ended by the
+        library's own give-up (a TimeoutError), ends in ClassTimeoutError: still a
+        TimeoutError, and a refusal ``protect()`` answers with a 504. A give-up of
+        another kind (``requests.Timeout``, ``RetryError``) is left as it is, so that
+        handlers keyed on it still catch it."""
+        if (
+            not self.guard.enforce
+            or not isinstance(error, TimeoutError)
+            or isinstance(error, DeadlineExceeded)
+            or op.applied.get("bastion.bq.wait_bound_by") != "class"
+        ):
+            return None
+        job_id = op.stats.job_id or "?"
+        seconds = float(op.applied.get("bastion.bq.timeout_seconds", 0.0))
+        timeout_class = str(op.timeout_class or "?")
+        return ClassTimeoutError(
+            f"BigQuery job {job_id} stopped at its {timeout_class} class timeout ({seconds:g} s; "
+            f"{'cancelled' if op.cancelled else 'not cancelled'})",
+            timeout_class=timeout_class,
+            seconds=seconds,
         )
 
     def _tracked(self, op: Operation, job: Any) -> bool:
