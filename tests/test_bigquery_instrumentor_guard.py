@@ -14,7 +14,7 @@ from google.cloud import bigquery
 from google.cloud.bigquery import dbapi
 from google.cloud.bigquery.client import Client
 
-from instrumentation.bigquery import UnpartitionedQueryError
+from instrumentation.bigquery import ClassTimeoutError, UnpartitionedQueryError
 from instrumentation.bqserver import LocalBigQuery
 from middleware import deadline
 from middleware.deadline import DeadlineExceeded
@@ -83,8 +83,11 @@ def test_slow_job_cancelled_server_side_at_its_class_timeout(
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=30)
     settings = Settings(bigquery="enforce", bq_timeout_read=1.0)
-    with instrumented(telemetry, settings), pytest.raises(TimeoutError):
+    with instrumented(telemetry, settings), pytest.raises(TimeoutError) as raised:
         PATHS[path](bq_server.client(), SLOW, LONG_JOB)
+    # Still a TimeoutError, and the refusal protect() answers with a 504.
+    assert isinstance(raised.value, ClassTimeoutError), repr(raised.value)
+    assert (raised.value.timeout_class, raised.value.seconds) == ("read", 1.0)
     job = _cancelled_job(bq_server)
     assert job.done and job.error is not None and job.error.reason == "stopped"
     assert job.ended - job.created < 10  # stopped long before its 30 s
