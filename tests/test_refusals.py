@@ -106,6 +106,7 @@ def _assert_refused(
     # The detail the client was not given is in the guards' log lines.
     log = server.log()
     assert f"{P}.nba.games" in log, log
+    assert "ran past its read class timeout" in log, log
 
 
 def test_flask_under_gunicorn(

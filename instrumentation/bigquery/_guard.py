@@ -257,6 +257,18 @@ class Guard:
                 self.mode.value,
             )
 
+    def report_class_cut(self, error: ClassTimeoutError) -> None:
+        """One log line per (timeout class, call site) in the process's life."""
+        site = _callsite()
+        if self._first(("class-cut:" + error.timeout_class, site)):
+            logger.warning(
+                "bastion: query at %s ran past its %s class timeout: %s (BASTION_BIGQUERY=%s)",
+                site,
+                error.timeout_class,
+                error,
+                self.mode.value,
+            )
+
     # --- never break the caller --------------------------------------------------------
     def failed(self, site: str, error: BaseException) -> None:
         """Log an internal error once per (site, error type); the call goes on as written."""

@@ -177,12 +177,14 @@ class JobWrappers(Wrappers):
         job_id = op.stats.job_id or "?"
         seconds = float(op.applied.get("bastion.bq.timeout_seconds", 0.0))
         timeout_class = str(op.timeout_class or "?")
-        return ClassTimeoutError(
+        cut = ClassTimeoutError(
             f"BigQuery job {job_id} stopped at its {timeout_class} class timeout ({seconds:g} s; "
             f"{'cancelled' if op.cancelled else 'not cancelled'})",
             timeout_class=timeout_class,
             seconds=seconds,
         )
+        self.guard.report_class_cut(cut)
+        return cut
 
     def _tracked(self, op: Operation, job: Any) -> bool:
         try:
