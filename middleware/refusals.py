@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from functools import lru_cache
 from http import HTTPStatus
 from typing import Any, ClassVar, NamedTuple
 
@@ -45,7 +44,7 @@ logger = logging.getLogger("bastion")
 PROBLEM_TYPE_BASE = "tag:bastion,2026:problem/"
 
 
-class BastionRefusal(Exception):  # noqa: N818 - a marker base, not an error name
+class BastionRefusal(Exception):
     """Base of every exception a Bastion guard raises to refuse or cut a call.
 
     Subclasses keep their own hierarchy (``class X(ValueError, BastionRefusal)``) and
@@ -71,10 +70,17 @@ class Problem(NamedTuple):
 
 def problem_for(refusal: BastionRefusal | type[BastionRefusal]) -> Problem:
     """The answer for ``refusal`` (an instance or a class); computed once per class."""
-    return _render(refusal if isinstance(refusal, type) else type(refusal))
+    cls = refusal if isinstance(refusal, type) else type(refusal)
+    problem = _RENDERED.get(cls)
+    if problem is None:  # a race renders the same bytes twice: harmless
+        problem = _RENDERED[cls] = _render(cls)
+    return problem
 
 
-@lru_cache(maxsize=64)
+#: Per refusal class (a handful): constant bytes, nothing of any request.
+_RENDERED: dict[type[BastionRefusal], Problem] = {}
+
+
 def _render(cls: type[BastionRefusal]) -> Problem:
     status = HTTPStatus(cls.problem_status)
     body = json.dumps(

@@ -122,7 +122,10 @@ def test_flask_under_gunicorn(
     ) as server:
         _assert_refused(server, "/call", list(EXPECTED), bq_server, https)
         # The app's own handlers (a blueprint's, for base classes) win.
-        for call, name in (("unfiltered", "UnpartitionedQueryError"), ("insecure", "InsecureTLSError")):
+        for call, name in (
+            ("unfiltered", "UnpartitionedQueryError"),
+            ("insecure", "InsecureTLSError"),
+        ):
             answer = _get(server, f"/handled/{call}")
             assert (answer.status_code, answer.text) == (409, f"handled by the app: {name}")
         # An ordinary bug: Flask's usual 500 page, and its error log.

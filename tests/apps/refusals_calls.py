@@ -35,7 +35,9 @@ def unfiltered() -> Any:
 
 def slow_query() -> Any:
     """A job the server keeps RUNNING past the `read` class timeout."""
-    return [list(row) for row in client.query("SELECT 1 AS slow_marker", job_config=LONG_JOB).result()]
+    return [
+        list(row) for row in client.query("SELECT 1 AS slow_marker", job_config=LONG_JOB).result()
+    ]
 
 
 def insecure() -> Any:
