@@ -11,6 +11,8 @@ handler the app wrote wins; an ordinary bug still gets the framework's usual 500
 
 from __future__ import annotations
 
+import asyncio
+import json
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,12 @@ import requests
 import trustme
 
 from instrumentation.bqserver import LocalBigQuery
-from middleware.refusals import PROBLEM_TYPE_BASE
+from middleware.refusals import (
+    PROBLEM_TYPE_BASE,
+    BastionRefusal,
+    RefusalASGIMiddleware,
+    problem_for,
+)
 from tests.apps.http_servers import AppServer, SilentServer
 from tests.servers import Server, gunicorn, uvicorn
 
@@ -128,6 +135,8 @@ def test_flask_under_gunicorn(
         ):
             answer = _get(server, f"/handled/{call}")
             assert (answer.status_code, answer.text) == (409, f"handled by the app: {name}")
+        # Raised in an after_request hook, outside the view's error handlers.
+        _assert_problem(_get(server, "/late/unfiltered"), "unfiltered")
         # An ordinary bug: Flask's usual 500 page, and its error log.
         answer = _get(server, "/call/boom")
         assert answer.status_code == 500 and answer.headers["Content-Type"].startswith("text/html")
@@ -172,3 +181,68 @@ def test_observe_refuses_nothing(
         assert _get(server, "/call/insecure").json() == {"result": "ok"}
         assert https.connections == connections + 1  # sent, unverified, as written
     assert bq_server.requests.of("jobs.cancel") == []
+
+
+# --- the ASGI layer's edges, in process (a recorded ``send`` stands for the server) ------
+
+
+def _run_asgi(
+    app: Any, scope_type: str = "http"
+) -> tuple[list[dict[str, Any]], BaseException | None]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(dict(message))
+
+    try:
+        asyncio.run(RefusalASGIMiddleware(app)({"type": scope_type}, receive, send))
+    except BaseException as error:
+        return sent, error
+    return sent, None
+
+
+class _Refused(ValueError, BastionRefusal):
+    problem_status = 503
+    problem_type = "https://example.com/problems/test"
+    problem_detail = "Refused for the test."
+
+
+def test_asgi_refusal_before_the_response_is_answered() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise _Refused("SELECT secret FROM t")
+
+    sent, error = _run_asgi(app)
+    assert error is None
+    assert sent[0] == {
+        "type": "http.response.start",
+        "status": 503,
+        "headers": list(problem_for(_Refused).asgi_headers),
+    }
+    assert json.loads(sent[1]["body"]) == {
+        "type": "https://example.com/problems/test",
+        "title": "Service Unavailable",  # the status phrase when no title is set
+        "status": 503,
+        "detail": "Refused for the test.",
+    }
+
+
+def test_asgi_refusal_after_the_response_started_is_left_to_the_server() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise _Refused("late")
+
+    sent, error = _run_asgi(app)
+    assert isinstance(error, _Refused)
+    assert [message["type"] for message in sent] == ["http.response.start"]
+
+
+@pytest.mark.parametrize("scope_type", ["http", "websocket"])
+def test_asgi_other_exceptions_and_scopes_pass_through(scope_type: str) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise (_Refused("ws") if scope["type"] == "websocket" else KeyError("bug"))
+
+    sent, error = _run_asgi(app, scope_type)
+    assert sent == [] and isinstance(error, (_Refused if scope_type == "websocket" else KeyError))
