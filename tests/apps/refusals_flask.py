@@ -1,8 +1,8 @@
 """A Flask service without error handlers of its own for Bastion's refusals, wrapped by
 ``protect(app)``: ``/call/<name>`` runs one of tests/apps/refusals_calls.py's calls. Its
 ``/handled`` blueprint has the app's own handlers for ``ValueError`` and
-``requests.RequestException``, which must win over Bastion's answer; its ``/late`` blueprint runs the call in an
-``after_request`` hook."""
+``requests.RequestException``, which must win over Bastion's answer; its ``/late``
+blueprint runs the call in an ``after_request`` hook."""
 
 from __future__ import annotations
 
