@@ -28,7 +28,14 @@ from instrumentation.bigquery._timeouts import Policy
 from middleware.refusals import PROBLEM_TYPE_BASE, BastionRefusal
 from middleware.settings import Settings
 
-__all__ = ["ClassTimeoutError", "Description", "Guard", "UnpartitionedQueryError"]
+__all__ = [
+    "ClassTimeoutError",
+    "Description",
+    "Guard",
+    "QueryTimeoutRefusal",
+    "UnpartitionedQueryError",
+    "stopped_at_class_timeout",
+]
 
 logger = logging.getLogger("bastion.bigquery")
 
@@ -57,22 +64,50 @@ class UnpartitionedQueryError(ValueError, BastionRefusal):
         )
 
 
-class ClassTimeoutError(TimeoutError, BastionRefusal):
-    """Raised in enforce mode when the wait Bastion set from the statement's timeout
-    class ran out (the job is cancelled server-side): a builtin :class:`TimeoutError`,
-    as the library's own give-up is, which it is raised from. ``timeout_class`` and
-    ``seconds`` say which bound acted. Unhandled, the client gets a 504 problem
-    document: the service gave up waiting for its upstream."""
+class QueryTimeoutRefusal(BastionRefusal):
+    """What a BigQuery wait or job ended by its timeout class is, for ``protect()``: a
+    504 problem document (the service gave up waiting for its upstream). Raised as
+    :class:`ClassTimeoutError`, or as :func:`stopped_at_class_timeout` makes it."""
 
     problem_status = 504
     problem_type = PROBLEM_TYPE_BASE + "query-timeout"
     problem_title = "Database query timed out"
     problem_detail = "A database query of this service ran past its time limit and was stopped."
 
+
+class ClassTimeoutError(TimeoutError, QueryTimeoutRefusal):
+    """Raised in enforce mode when the wait Bastion set from the statement's timeout
+    class ran out (the job is cancelled server-side): a builtin :class:`TimeoutError`,
+    as the library's own give-up is, which it is raised from. ``timeout_class`` and
+    ``seconds`` say which bound acted."""
+
     def __init__(self, message: str, *, timeout_class: str, seconds: float) -> None:
         super().__init__(message)
         self.timeout_class = timeout_class
         self.seconds = seconds
+
+
+#: Library error class -> its subclass that is also a QueryTimeoutRefusal (a few).
+_STOPPED: dict[type[BaseException], type[BaseException]] = {}
+
+
+def stopped_at_class_timeout(error: BaseException) -> BaseException:
+    """The library's error for a job the server stopped at the ``jobTimeoutMs`` Bastion
+    set, as an instance of a subclass of its own class that is also a
+    :class:`QueryTimeoutRefusal`: every handler written for the library's error
+    (``GoogleAPICallError``, ``exc.errors[0]["reason"]``) still catches and reads it."""
+    cls = type(error)
+    refused_cls = _STOPPED.get(cls)
+    if refused_cls is None:
+        refused_cls = _STOPPED[cls] = type(
+            cls.__name__,
+            (cls, QueryTimeoutRefusal),
+            {"__module__": cls.__module__, "__doc__": cls.__doc__},
+        )
+    refused = refused_cls.__new__(refused_cls, *error.args)
+    refused.__dict__.update(vars(error))
+    refused.args = error.args
+    return refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,14 +292,14 @@ class Guard:
                 self.mode.value,
             )
 
-    def report_class_cut(self, error: ClassTimeoutError) -> None:
+    def report_class_cut(self, timeout_class: str, error: BaseException) -> None:
         """One log line per (timeout class, call site) in the process's life."""
         site = _callsite()
-        if self._first(("class-cut:" + error.timeout_class, site)):
+        if self._first(("class-cut:" + timeout_class, site)):
             logger.warning(
                 "bastion: query at %s ran past its %s class timeout: %s (BASTION_BIGQUERY=%s)",
                 site,
-                error.timeout_class,
+                timeout_class,
                 error,
                 self.mode.value,
             )

@@ -17,8 +17,12 @@ from typing import Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from instrumentation.bigquery._guard import ClassTimeoutError, UnpartitionedQueryError
-from instrumentation.bigquery._operation import ACTIVE, Operation, gave_up
+from instrumentation.bigquery._guard import (
+    ClassTimeoutError,
+    UnpartitionedQueryError,
+    stopped_at_class_timeout,
+)
+from instrumentation.bigquery._operation import ACTIVE, Operation, gave_up, stopped_at_job_timeout
 from instrumentation.bigquery._timeouts import MIN_HTTP_SECONDS
 from instrumentation.bigquery._wrappers import (
     _UNSET,
@@ -124,6 +128,9 @@ class JobWrappers(Wrappers):
             if not (gave_up(error) or isinstance(error, DeadlineExceeded)):
                 if owned:
                     self._finish(op, error)
+                refused = self._server_cut(op, error)
+                if refused is not None:
+                    raise refused from error
                 raise
             if not self._bound_by_bastion(explicit):
                 # The caller's own wait ended; the job goes on. A job created in an
@@ -183,8 +190,23 @@ class JobWrappers(Wrappers):
             timeout_class=timeout_class,
             seconds=seconds,
         )
-        self.guard.report_class_cut(cut)
+        self.guard.report_class_cut(timeout_class, cut)
         return cut
+
+    def _server_cut(self, op: Operation, error: BaseException) -> BaseException | None:
+        """In enforce, a job the server stopped at the jobTimeoutMs Bastion set (the
+        caller gave none) raises the library's error as a refusal ``protect()``
+        answers with a 504, still of the library's class (see
+        :func:`stopped_at_class_timeout`)."""
+        if not (self.guard.enforce and op.job_timeout_set and stopped_at_job_timeout(error)):
+            return None
+        try:
+            refused = stopped_at_class_timeout(error)
+        except Exception as failed:  # an odd error class: raise it as it was
+            self.guard.failed("class timeout", failed)
+            return None
+        self.guard.report_class_cut(str(op.timeout_class), error)
+        return refused
 
     def _tracked(self, op: Operation, job: Any) -> bool:
         try:

@@ -40,6 +40,12 @@ def slow_query() -> Any:
     ]
 
 
+def slow_query_default() -> Any:
+    """The same without a job timeout of its own: Bastion sets ``jobTimeoutMs`` to the
+    class's seconds too, so the server may stop the job before the client gives up."""
+    return [list(row) for row in client.query_and_wait("SELECT 1 AS slow_marker")]
+
+
 def insecure() -> Any:
     """``verify=False`` to the HTTPS upstream."""
     return requests.get(os.environ["BASTION_TEST_HTTPS_URL"], verify=False, timeout=10).text
@@ -57,6 +63,7 @@ def boom() -> Any:
 CALLS = {
     "unfiltered": unfiltered,
     "slow-query": slow_query,
+    "slow-query-default": slow_query_default,
     "insecure": insecure,
     "silent": silent,
     "boom": boom,
