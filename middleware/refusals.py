@@ -198,9 +198,10 @@ class RefusalASGIMiddleware:
 
 
 def add_to_starlette(app: Any) -> bool:
-    """Put :class:`RefusalASGIMiddleware` inside a Starlette app's 500 handling; True if
-    done. Not done (True: nothing to do) when the app answers 500s itself; False when
-    ``app`` is not Starlette-like or already serves requests."""
+    """Put :class:`RefusalASGIMiddleware` inside a Starlette app's 500 handling. True
+    when the app's refusals are taken care of: the layer was added, or the app has its
+    own 500/``Exception`` handler (which answers them); False when ``app`` is not
+    Starlette-like or already serves requests (then wrap it instead)."""
     handlers = getattr(app, "exception_handlers", None)
     add = getattr(app, "add_middleware", None)
     if not isinstance(handlers, dict) or not callable(add):
