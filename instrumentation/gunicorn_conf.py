@@ -67,9 +67,10 @@ def _number(environ: Mapping[str, str], name: str, kind: type[Any], allowed: str
 
 
 def _positive(name: str, default: str, kind: type[Any], allowed: str) -> Any:
-    value = _number({name: os.environ.get(name, "") or default}, name, kind, allowed)
+    environ = {name: os.environ.get(name, "").strip() or default}
+    value = _number(environ, name, kind, allowed)
     if not value > 0:
-        raise ValueError(f"{name}={value!r}: expected {allowed}")
+        raise ValueError(f"{name}={environ[name]!r}: expected {allowed}")
     return value
 
 

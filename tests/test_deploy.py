@@ -214,7 +214,7 @@ def test_timeouts_are_ordered_deadline_gunicorn_cloud_run(path: Path) -> None:
     cloud_run = manifest["spec"]["template"]["spec"]["timeoutSeconds"]
     settings = Settings.from_env(env)
     assert float(env["CLOUD_RUN_TIMEOUT_SECONDS"]) == cloud_run
-    # what deploy/gunicorn.conf.py computes from the same variables
+    # what instrumentation.gunicorn_conf computes from the same variables
     timeout = gunicorn_config(settings, cloud_run_timeout=cloud_run)["timeout"]
     assert settings.deadline_seconds < timeout < cloud_run
 
@@ -228,7 +228,7 @@ def _gunicorn_with_deploy_config(
         [
             str(BIN / "gunicorn"),
             "--config",
-            str(DEPLOY / "gunicorn.conf.py"),
+            "python:instrumentation.gunicorn_conf",  # as the manifests run it
             "--bind",
             f"127.0.0.1:{port}",  # the config binds 0.0.0.0:$PORT; tests stay on loopback
             "tests.apps.csp_app:app",
