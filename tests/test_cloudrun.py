@@ -47,7 +47,7 @@ def test_cloudrun_stands_for_the_front_ends_link_local_range() -> None:
     assert PROXY_PRESETS["cloudrun"] == (link_local,)
     settings = Settings.from_env({"BASTION_TRUSTED_PROXIES": "CloudRun, 203.0.113.10"})
     assert settings.trusted_proxies == (link_local, ipaddress.ip_network("203.0.113.10/32"))
-    with pytest.raises(SettingsError, match="BASTION_TRUSTED_PROXIES.*named front ends cloudrun"):
+    with pytest.raises(SettingsError, match=r"BASTION_TRUSTED_PROXIES.*named front ends cloudrun"):
         Settings.from_env({"BASTION_TRUSTED_PROXIES": "cloud-run"})
 
 
@@ -181,7 +181,9 @@ def test_without_the_setting_https_clients_get_no_hsts(
         cloud_run_instance(APP, tmp_path, env) as server,
         front_end(server.port, tls["cert"], tls["key"]) as url,
     ):
-        report = as_json(bastion("scan", url + "/api/matches", "--ca-bundle", str(tls["ca"]), "--json"))
+        report = as_json(
+            bastion("scan", url + "/api/matches", "--ca-bundle", str(tls["ca"]), "--json")
+        )
     rows = {t["name"]: t["result"] for t in report["tests"]}
     assert rows["strict-transport-security"] == "hsts-not-implemented"
     assert report["grade"] != "A+"
