@@ -14,6 +14,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from middleware.proxies import PROXY_PRESETS
+
 
 class Mode(StrEnum):
     """How a guard behaves: ``off`` does nothing, ``observe`` records what it
@@ -159,10 +161,19 @@ _MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 
 def networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """IP addresses or CIDR networks, exactly as meant: no host bits set (``10.0.0.1/8``
-    is refused, not widened), no IPv4-mapped IPv6 ranges (peers are judged as IPv4)."""
-    allowed = "a comma list of IP addresses or CIDR networks without host bits set"
-    found = []
+    is refused, not widened), no IPv4-mapped IPv6 ranges (peers are judged as IPv4).
+    A named front end (``cloudrun``, :data:`middleware.proxies.PROXY_PRESETS`) stands
+    for its networks."""
+    allowed = (
+        "a comma list of IP addresses or CIDR networks without host bits set, or of "
+        f"the named front ends {', '.join(PROXY_PRESETS)}"
+    )
+    found: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for item in comma_list(name, raw):
+        preset = PROXY_PRESETS.get(item.lower())
+        if preset is not None:
+            found.extend(preset)
+            continue
         try:
             network = ipaddress.ip_network(item, strict=False)
         except ValueError:

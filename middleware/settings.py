@@ -131,7 +131,8 @@ class Settings:
         p.networks,
         (),
         "IPs/CIDRs of the proxies whose forwarded headers (and Envoy deadline header) are "
-        "believed; see `middleware.proxies`.",
+        "believed; `cloudrun` stands for Cloud Run's front end (169.254.0.0/16); see "
+        "`middleware.proxies`.",
     )
     proxy_headers: str = _flag(
         "BASTION_PROXY_HEADERS",

@@ -4,7 +4,7 @@
    partitioned tables of props, games, predictions, odds) and a tiny odds feed, both on
    loopback, in this process.
 2. Serves ``examples.demo.service`` (a Flask app shaped like the prediction worker) with
-   gunicorn and ``deploy/gunicorn.conf.py``, with the flags of rollout stage 3
+   gunicorn and ``python:instrumentation.gunicorn_conf``, with the flags of rollout stage 3
    (``deploy/stages/stage-3.env``), and drives it with a scripted client: response
    headers, CORS, an unfiltered query (observed), outbound calls, the deadline's 504,
    the CSP report sink.
@@ -102,7 +102,7 @@ def service(stage: int, out: Path, bq: LocalBigQuery, peer: Peer) -> Iterator[st
             [
                 str(gunicorn),
                 "--config",
-                str(ROOT / "deploy" / "gunicorn.conf.py"),
+                "python:instrumentation.gunicorn_conf",
                 "--bind",
                 f"127.0.0.1:{port}",
                 "examples.demo.service:app",
