@@ -122,6 +122,7 @@ class Browser:
         page = Page(self, session)
         page.call("Page.enable")
         page.call("Runtime.enable")
+        page.call("Log.enable")
         try:
             yield page
         finally:
@@ -145,8 +146,9 @@ class Page:
         if answer.get("errorText"):
             raise DevToolsError(f"navigating to {url}: {answer['errorText']}")
         loaded = self.browser.wait_event(
-            lambda e: e.get("sessionId") == self.session
-            and e.get("method") == "Page.loadEventFired",
+            lambda e: (
+                e.get("sessionId") == self.session and e.get("method") == "Page.loadEventFired"
+            ),
             timeout,
             since=mark,
         )
@@ -162,6 +164,14 @@ class Page:
         if "exceptionDetails" in answer:
             raise DevToolsError(f"{expression!r}: {answer['exceptionDetails']}")
         return answer["result"].get("value")
+
+    def log(self) -> list[str]:
+        """Browser log entries of this page so far (CSP, CORS and network errors)."""
+        return [
+            str(event["params"]["entry"].get("text", ""))
+            for event in self.browser.events
+            if event.get("sessionId") == self.session and event.get("method") == "Log.entryAdded"
+        ]
 
     def console(self) -> list[str]:
         """Console messages of this page so far (CSP and CORS errors land here)."""
@@ -236,7 +246,9 @@ def _devtools_url(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"Chromium exited with {process.returncode}:\n{log_path.read_text()}")
+            raise RuntimeError(
+                f"Chromium exited with {process.returncode}:\n{log_path.read_text()}"
+            )
         with contextlib.suppress(FileNotFoundError, ValueError):
             lines = port_file.read_text().splitlines()
             if len(lines) >= 2:

@@ -2,8 +2,9 @@
 
 Pages come from ``tests/apps/browser_app.py`` under gunicorn on loopback, over plain
 http and over real HTTPS (a throw-away trustme CA whose certificate Chromium accepts
-by its SPKI hash). Chromium resolves ``*.test`` to 127.0.0.1, so ``app.test`` and
-``api.test`` are distinct, non-loopback origins (plain http is then not a secure
+by its SPKI hash). Chromium resolves ``*.test`` to 127.0.0.1, so ``app.example.test``,
+``api.example.test`` (same site, other origins) and ``evil.test`` (another site) are
+distinct, non-loopback origins (plain http is then not a secure
 context, as on any internal http host) while no byte leaves loopback.
 ``--short-reporting-delay`` makes the Reporting API post its queue within a second
 instead of once a minute.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.cdp import Browser, Page, chromium, chromium_path
-from tests.servers import Server, gunicorn
+from tests.servers import Server, free_port, gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +41,9 @@ APP = "tests.apps.browser_app:app"
 INTAKE = "/csp-reports"
 ACCESS_FORMAT = "access %(m)s %(U)s %(s)s [%({content-type}i)s] [%({content-length}i)s]"
 _ACCESS = re.compile(r"^access (\S+) (\S+) (\d{3}) \[([^\]]*)\] \[([^\]]*)\]$", re.M)
-_REPORT = re.compile(r"^bastion\.csp WARNING csp-violation: (\S+) blocked (\S+) on (\S+) \((\w+)\)$", re.M)
+_REPORT = re.compile(
+    r"^bastion\.csp WARNING csp-violation: (\S+) blocked (\S+) on (\S+) \((\w+)\)$", re.M
+)
 
 
 # --- the browser and TLS --------------------------------------------------------------
@@ -53,7 +57,7 @@ class TLS:
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TLS:
     folder = tmp_path_factory.mktemp("tls")
-    cert = trustme.CA().issue_cert("app.test", "api.test", "evil.test")
+    cert = trustme.CA().issue_cert("app.example.test", "api.example.test", "evil.test")
     certfile, keyfile = folder / "cert.pem", folder / "key.pem"
     cert.cert_chain_pems[0].write_to_path(str(certfile))
     cert.private_key_pem.write_to_path(str(keyfile))
@@ -63,7 +67,10 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TLS:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory, tls: TLS) -> Iterator[Browser]:
+def browser(
+    tmp_path_factory: pytest.TempPathFactory, tls: TLS, sites: SiteFactory
+) -> Iterator[Browser]:
+    # ``sites``: the servers stop after the browser, so none waits on its idle connections.
     if chromium_path() is None:
         pytest.fail("Chromium is missing: `make tools` (part of `make test`) installs it")
     args = [
@@ -92,7 +99,9 @@ class Site:
         found = []
         for method, url_path, status, ctype, length in _ACCESS.findall(self.server.log()):
             if path is None or url_path == path:
-                found.append((method, url_path, int(status), ctype, int(length or 0)))
+                found.append(
+                    (method, url_path, int(status), ctype, int(length) if length.isdigit() else 0)
+                )
         return found
 
     def reports(self, document: str) -> list[tuple[str, str, str]]:
@@ -115,14 +124,16 @@ def sites(tmp_path_factory: pytest.TempPathFactory, tls: TLS) -> Iterator[SiteFa
     tmp = tmp_path_factory.mktemp("sites")
     with contextlib.ExitStack() as stack:
 
-        def site(*, https: bool, **env: str) -> Site:
-            key = (https, *sorted(env.items()))
+        def site(*, https: bool, port: int | None = None, **env: str) -> Site:
+            key = (https, port, *sorted(env.items()))
             if key not in started:
                 extra = ["--access-logfile", "-", "--access-logformat", ACCESS_FORMAT]
                 if https:
                     extra += ["--certfile", str(tls.certfile), "--keyfile", str(tls.keyfile)]
                 server = stack.enter_context(
-                    gunicorn(APP, tmp, env=env, threads=4, worker_class="gthread", extra=extra)
+                    gunicorn(
+                        APP, tmp, env=env, threads=4, worker_class="gthread", extra=extra, port=port
+                    )
                 )
                 started[key] = Site(server, "https" if https else "http")
             return started[key]
@@ -149,6 +160,20 @@ def poll(check: Callable[[], bool], timeout: float = 20.0) -> bool:
     return True
 
 
+def settled(count: Callable[[], int], quiet: float = 1.0, timeout: float = 30.0) -> int:
+    """``count()`` once it has not changed for ``quiet`` seconds (reports stopped coming)."""
+    deadline = time.monotonic() + timeout
+    last, since = count(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif last and time.monotonic() - since >= quiet:
+            break
+    return last
+
+
 # --- CSP: nonces ------------------------------------------------------------------------
 @pytest.mark.parametrize("https", [True, False], ids=["https", "http"])
 def test_enforce_runs_nonced_scripts_and_blocks_the_others(
@@ -156,7 +181,7 @@ def test_enforce_runs_nonced_scripts_and_blocks_the_others(
 ) -> None:
     site = page_site(sites, https=https, mode="enforce")
     with browser.page() as page:
-        page.goto(site.url("app.test", "/page"))
+        page.goto(site.url("app.example.test", "/page"))
         assert poll(lambda: "strict-dynamic child" in page.evaluate("window.ran"))
         ran = page.evaluate("window.ran")
     # The nonce'd script and what it loaded ('strict-dynamic') ran; an inline script
@@ -167,7 +192,7 @@ def test_enforce_runs_nonced_scripts_and_blocks_the_others(
 def test_observe_blocks_nothing(browser: Browser, sites: SiteFactory) -> None:
     site = page_site(sites, https=True, mode="observe")
     with browser.page() as page:
-        page.goto(site.url("app.test", "/page"))
+        page.goto(site.url("app.example.test", "/page"))
         assert poll(lambda: len(page.evaluate("window.ran")) == 5)
         ran = page.evaluate("window.ran")
     assert sorted(ran) == [
@@ -177,3 +202,166 @@ def test_observe_blocks_nothing(browser: Browser, sites: SiteFactory) -> None:
         "src without nonce",
         "strict-dynamic child",
     ]
+
+
+# --- CSP: violation reports --------------------------------------------------------------
+MODES = [
+    pytest.param(True, "enforce", id="https-enforce"),
+    pytest.param(True, "observe", id="https-observe"),
+    pytest.param(False, "enforce", id="http-enforce"),
+    pytest.param(False, "observe", id="http-observe"),
+]
+
+
+# --- CSP: violation reports --------------------------------------------------------------
+MODES = [
+    pytest.param(True, "enforce", id="https-enforce"),
+    pytest.param(True, "observe", id="https-observe"),
+    pytest.param(False, "enforce", id="http-enforce"),
+    pytest.param(False, "observe", id="http-observe"),
+]
+# Over HTTPS the Reporting API (report-to): batches; over http report-uri: one per report.
+CONTENT_TYPE = {True: "application/reports+json", False: "application/csp-report"}
+DISPOSITION = {"enforce": "enforce", "observe": "report"}
+
+
+@pytest.mark.parametrize(("https", "mode"), MODES)
+def test_violations_are_reported_and_accepted(
+    browser: Browser, sites: SiteFactory, https: bool, mode: str
+) -> None:
+    site = page_site(sites, https=https, mode=mode)
+    document = site.url("app.example.test", "/page")
+    with browser.page() as page:
+        page.goto(document)
+        assert poll(lambda: len(site.reports(document)) >= 3), site.server.log()[-3000:]
+    disposition = DISPOSITION[mode]
+    # (Report-only, Chromium reports the inline handler twice.)
+    assert set(site.reports(document)) == {
+        ("script-src-attr", "inline", disposition),  # the onerror handler
+        ("script-src-elem", "inline", disposition),  # the inline script without nonce
+        ("script-src-elem", site.url("app.example.test", "/js/plain.js"), disposition),
+    }
+    posts = site.requests(INTAKE)
+    assert posts, "no report reached the intake"
+    assert {(method, status, ctype) for method, _, status, ctype, _ in posts} == {
+        ("POST", 204, CONTENT_TYPE[https])
+    }
+
+
+@pytest.mark.parametrize(("https", "mode"), MODES)
+def test_a_noisy_page_loses_no_report(
+    browser: Browser, sites: SiteFactory, https: bool, mode: str
+) -> None:
+    """120 violations in one page view. Chromium keeps at most ~100 per page (it drops
+    the rest itself); every report it sends must be accepted: over HTTPS as batches of
+    tens of reports, over http as ~100 requests from one client within a minute."""
+    site = page_site(sites, https=https, mode=mode)
+    document = site.url("app.example.test", "/noisy?count=120")
+    with browser.page() as page:
+        page.goto(document)
+        assert page.evaluate("window.ran.length") == (0 if mode == "enforce" else 120)
+        assert settled(lambda: len(site.requests(INTAKE))) > 0
+
+    posts = site.requests(INTAKE)
+    refused = [post for post in posts if post[2] != 204]
+    assert refused == [], f"{len(refused)} of {len(posts)} report requests refused"
+    assert all(ctype == CONTENT_TYPE[https] for _, _, _, ctype, _ in posts)
+    reports = site.reports(document)
+    assert len(reports) >= 100
+    assert {r[2] for r in reports} == {DISPOSITION[mode]}
+    if https:
+        largest = max(length for *_, length in posts)
+        assert largest > 50 * 700, f"no batch of 50+ reports: {posts}"
+        assert "dropped" not in site.server.log()
+
+
+# --- CORS from a real page --------------------------------------------------------------
+FETCH = """fetch(%s, {credentials: %s}).then(
+  async r => ({ok: true, status: r.status, body: await r.text(),
+               requestId: r.headers.get("X-Request-Id"), internal: r.headers.get("X-Internal"),
+               sawCookie: r.headers.get("X-Saw-Cookie")}),
+  e => ({ok: false, error: String(e)}))"""
+
+
+def fetch(page: Page, url: str, credentials: str = "same-origin") -> dict[str, object]:
+    return dict(page.evaluate(FETCH % (json.dumps(url), json.dumps(credentials))))
+
+
+@dataclass
+class CrossOrigin:
+    pages: Site
+    api: Site
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["anonymous", "credentials"])
+def cross_origin(request: pytest.FixtureRequest, sites: SiteFactory) -> CrossOrigin:
+    """A page service on ``app.example.test`` (and ``evil.test``) whose pages may connect
+    to an API service on ``api.example.test``, which allows the first origin only."""
+    credentials: bool = request.param
+    page_port, api_port = free_port(), free_port()
+    api = sites(
+        https=True,
+        port=api_port,
+        BASTION_HEADERS="enforce",
+        BASTION_HEADERS_PRESET="api",
+        BASTION_CORS="enforce",
+        BASTION_CORS_ORIGINS=f"https://app.example.test:{page_port}",
+        BASTION_CORS_EXPOSE_HEADERS="X-Request-Id,X-Saw-Cookie",
+        BASTION_CORS_CREDENTIALS="true" if credentials else "false",
+    )
+    pages = sites(
+        https=True,
+        port=page_port,
+        BASTION_HEADERS="enforce",
+        BASTION_HEADERS_PRESET="html",
+        BASTION_CSP_CONNECT_SRC=f"https://api.example.test:{api_port}",
+    )
+    return CrossOrigin(pages, api)
+
+
+def test_cors_allowed_origin_reads_only_exposed_headers(
+    browser: Browser, cross_origin: CrossOrigin
+) -> None:
+    pages, api = cross_origin.pages, cross_origin.api
+    with browser.page() as page:
+        page.goto(pages.url("app.example.test", "/blank"))
+        answer = fetch(page, api.url("api.example.test", "/api/data"))
+    assert answer["ok"], answer
+    assert answer["status"] == 200
+    assert answer["body"] == '{"rows": 3}'
+    assert answer["requestId"] == "req-42"  # listed in BASTION_CORS_EXPOSE_HEADERS
+    assert answer["internal"] is None  # sent, but not exposed
+    assert answer["sawCookie"] == "no"
+
+
+def test_cors_other_origin_is_blocked(browser: Browser, cross_origin: CrossOrigin) -> None:
+    pages, api = cross_origin.pages, cross_origin.api
+    before = len(api.requests("/api/data"))
+    with browser.page() as page:
+        page.goto(pages.url("evil.test", "/blank"))
+        answer = fetch(page, api.url("api.example.test", "/api/data"))
+        console = " ".join(page.console() + page.log())
+    assert answer == {"ok": False, "error": "TypeError: Failed to fetch"}
+    # The request was made (not stopped by the page's CSP): the browser refused the answer.
+    assert len(api.requests("/api/data")) == before + 1
+    assert "blocked by CORS policy" in console
+
+
+def test_cors_credentials_as_configured(
+    request: pytest.FixtureRequest, browser: Browser, cross_origin: CrossOrigin
+) -> None:
+    credentials = "credentials" in request.node.callspec.id
+    pages, api = cross_origin.pages, cross_origin.api
+    with browser.page() as page:
+        page.goto(api.url("api.example.test", "/api/login"))  # the API's session cookie
+        page.goto(pages.url("app.example.test", "/blank"))
+        anonymous = fetch(page, api.url("api.example.test", "/api/data"), "omit")
+        with_cookie = fetch(page, api.url("api.example.test", "/api/data"), "include")
+    assert anonymous["ok"] and anonymous["sawCookie"] == "no", anonymous
+    if credentials:
+        assert with_cookie["ok"], with_cookie
+        assert with_cookie["sawCookie"] == "yes"
+    else:
+        # Sent with the cookie, but without Access-Control-Allow-Credentials the page
+        # may not read the answer.
+        assert with_cookie == {"ok": False, "error": "TypeError: Failed to fetch"}
