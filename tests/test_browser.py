@@ -276,15 +276,21 @@ def test_a_noisy_page_loses_no_report(
 
 
 # --- CORS from a real page --------------------------------------------------------------
-FETCH = """fetch(%s, {credentials: %s}).then(
+FETCH = """fetch(%s, {credentials: %s, ...%s}).then(
   async r => ({ok: true, status: r.status, body: await r.text(),
                requestId: r.headers.get("X-Request-Id"), internal: r.headers.get("X-Internal"),
                sawCookie: r.headers.get("X-Saw-Cookie")}),
   e => ({ok: false, error: String(e)}))"""
 
 
-def fetch(page: Page, url: str, credentials: str = "same-origin") -> dict[str, object]:
-    return dict(page.evaluate(FETCH % (json.dumps(url), json.dumps(credentials))))
+def fetch(
+    page: Page, url: str, credentials: str = "same-origin", **init: object
+) -> dict[str, object]:
+    """``fetch(url, {credentials, ...init})`` in the page: what the page could read."""
+    return dict(page.evaluate(FETCH % (json.dumps(url), json.dumps(credentials), json.dumps(init))))
+
+
+BLOCKED = {"ok": False, "error": "TypeError: Failed to fetch"}
 
 
 @dataclass
@@ -308,6 +314,8 @@ def cross_origin(request: pytest.FixtureRequest, sites: SiteFactory) -> CrossOri
         BASTION_CORS_ORIGINS=f"https://app.example.test:{page_port}",
         BASTION_CORS_EXPOSE_HEADERS="X-Request-Id,X-Saw-Cookie",
         BASTION_CORS_CREDENTIALS="true" if credentials else "false",
+        BASTION_CORS_ALLOW_HEADERS="Content-Type",
+        BASTION_CSP_REPORT_PATH=INTAKE,  # the intake for both services
     )
     pages = sites(
         https=True,
@@ -315,6 +323,7 @@ def cross_origin(request: pytest.FixtureRequest, sites: SiteFactory) -> CrossOri
         BASTION_HEADERS="enforce",
         BASTION_HEADERS_PRESET="html",
         BASTION_CSP_CONNECT_SRC=f"https://api.example.test:{api_port}",
+        BASTION_CSP_REPORT_URI=f"https://api.example.test:{api_port}{INTAKE}",
     )
     return CrossOrigin(pages, api)
 
@@ -341,7 +350,7 @@ def test_cors_other_origin_is_blocked(browser: Browser, cross_origin: CrossOrigi
         page.goto(pages.url("evil.test", "/blank"))
         answer = fetch(page, api.url("api.example.test", "/api/data"))
         console = " ".join(page.console() + page.log())
-    assert answer == {"ok": False, "error": "TypeError: Failed to fetch"}
+    assert answer == BLOCKED
     # The request was made (not stopped by the page's CSP): the browser refused the answer.
     assert len(api.requests("/api/data")) == before + 1
     assert "blocked by CORS policy" in console
@@ -364,4 +373,50 @@ def test_cors_credentials_as_configured(
     else:
         # Sent with the cookie, but without Access-Control-Allow-Credentials the page
         # may not read the answer.
-        assert with_cookie == {"ok": False, "error": "TypeError: Failed to fetch"}
+        assert with_cookie == BLOCKED
+
+
+def test_cors_preflight_from_a_real_page(browser: Browser, cross_origin: CrossOrigin) -> None:
+    """A JSON POST is preflighted: Bastion answers the OPTIONS itself, and the POST
+    reaches the app only when origin, method and headers are all allowed."""
+    pages, api = cross_origin.pages, cross_origin.api
+    data = api.url("api.example.test", "/api/data")
+    json_post = {"method": "POST", "headers": {"Content-Type": "application/json"}, "body": "{}"}
+    unlisted = {"method": "POST", "headers": {"X-Unlisted": "1"}}
+    before = api.requests("/api/data")
+    with browser.page() as page:
+        page.goto(pages.url("app.example.test", "/blank"))
+        allowed = fetch(page, data, **json_post)
+        refused_header = fetch(page, data, **unlisted)
+        page.goto(pages.url("evil.test", "/blank"))
+        refused_origin = fetch(page, data, **json_post)
+    assert allowed["ok"] and allowed["status"] == 200, allowed
+    assert refused_header == BLOCKED
+    assert refused_origin == BLOCKED
+    seen = [(method, status) for method, _, status, _, _ in api.requests("/api/data")]
+    assert seen[len(before) :] == [
+        ("OPTIONS", 204),
+        ("POST", 200),
+        ("OPTIONS", 403),
+        ("OPTIONS", 403),
+    ]
+
+
+def test_reports_to_an_intake_on_another_origin(
+    browser: Browser, cross_origin: CrossOrigin
+) -> None:
+    """BASTION_CSP_REPORT_URI names another service's intake: Chromium preflights the
+    cross-origin application/reports+json POST, and the intake accepts it."""
+    pages, api = cross_origin.pages, cross_origin.api
+    document = pages.url("app.example.test", "/page")
+    with browser.page() as page:
+        page.goto(document)
+        assert poll(lambda: len(api.reports(document)) >= 3), api.server.log()[-3000:]
+    assert {directive for directive, _, _ in api.reports(document)} == {
+        "script-src-attr",
+        "script-src-elem",
+    }
+    answers = {(method, status, ctype) for method, _, status, ctype, _ in api.requests(INTAKE)}
+    assert ("OPTIONS", 204, "-") in answers  # the preflight, answered by the intake
+    assert ("POST", 204, "application/reports+json") in answers
+    assert {status for _, status, _ in answers} == {204}

@@ -71,7 +71,7 @@ def script(name: str) -> Response:
     return Response(SCRIPTS.get(name, ""), mimetype="text/javascript")
 
 
-@app.get("/api/data")
+@app.route("/api/data", methods=["GET", "POST"])
 def data() -> Response:
     answer = Response('{"rows": 3}', mimetype="application/json")
     answer.headers["X-Request-Id"] = "req-42"  # exposed by BASTION_CORS_EXPOSE_HEADERS
