@@ -21,7 +21,9 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import re
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -139,6 +141,9 @@ def sites(tmp_path_factory: pytest.TempPathFactory, tls: TLS) -> Iterator[SiteFa
             return started[key]
 
         yield site
+        for running in started.values():  # stop them all at once, then wait for each
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(running.server.process.pid, signal.SIGTERM)
 
 
 def page_site(sites: SiteFactory, *, https: bool, mode: str) -> Site:
@@ -260,7 +265,7 @@ def test_a_noisy_page_loses_no_report(
     with browser.page() as page:
         page.goto(document)
         assert page.evaluate("window.ran.length") == (0 if mode == "enforce" else 120)
-        assert settled(lambda: len(site.requests(INTAKE))) > 0
+        assert settled(lambda: len(site.reports(document))) > 0
 
     posts = site.requests(INTAKE)
     refused = [post for post in posts if post[2] != 204]
@@ -270,8 +275,10 @@ def test_a_noisy_page_loses_no_report(
     assert len(reports) >= 100
     assert {r[2] for r in reports} == {DISPOSITION[mode]}
     if https:
-        largest = max(length for *_, length in posts)
-        assert largest > 50 * 700, f"no batch of 50+ reports: {posts}"
+        # Batches (Chromium posted 100 of them in one ~80 kB body here), all accepted:
+        # a batch Bastion refused would be retried, never split.
+        assert len(posts) * 10 <= len(reports), f"not batched: {posts}"
+        assert max(length for *_, length in posts) > 20 * 700, posts
         assert "dropped" not in site.server.log()
 
 
