@@ -205,6 +205,7 @@ def chromium(tmp: Path, extra_args: Sequence[str] = ()) -> Iterator[Browser]:
         "--no-first-run",
         "--no-default-browser-check",
         "--disable-gpu",
+        "--disable-dev-shm-usage",  # containers often have a small /dev/shm
         "--disable-extensions",
         "--disable-background-networking",
         "--disable-component-update",

@@ -165,7 +165,7 @@ def poll(check: Callable[[], bool], timeout: float = 20.0) -> bool:
     return True
 
 
-def settled(count: Callable[[], int], quiet: float = 1.0, timeout: float = 30.0) -> int:
+def settled(count: Callable[[], int], quiet: float = 2.0, timeout: float = 30.0) -> int:
     """``count()`` once it has not changed for ``quiet`` seconds (reports stopped coming)."""
     deadline = time.monotonic() + timeout
     last, since = count(), time.monotonic()
@@ -291,10 +291,12 @@ FETCH = """fetch(%s, {credentials: %s, ...%s}).then(
 
 
 def fetch(
-    page: Page, url: str, credentials: str = "same-origin", **init: object
+    page: Page, url: str, credentials: str = "same-origin", init: dict[str, object] | None = None
 ) -> dict[str, object]:
     """``fetch(url, {credentials, ...init})`` in the page: what the page could read."""
-    return dict(page.evaluate(FETCH % (json.dumps(url), json.dumps(credentials), json.dumps(init))))
+    return dict(
+        page.evaluate(FETCH % (json.dumps(url), json.dumps(credentials), json.dumps(init or {})))
+    )
 
 
 BLOCKED = {"ok": False, "error": "TypeError: Failed to fetch"}
@@ -388,15 +390,19 @@ def test_cors_preflight_from_a_real_page(browser: Browser, cross_origin: CrossOr
     reaches the app only when origin, method and headers are all allowed."""
     pages, api = cross_origin.pages, cross_origin.api
     data = api.url("api.example.test", "/api/data")
-    json_post = {"method": "POST", "headers": {"Content-Type": "application/json"}, "body": "{}"}
-    unlisted = {"method": "POST", "headers": {"X-Unlisted": "1"}}
+    json_post: dict[str, object] = {
+        "method": "POST",
+        "headers": {"Content-Type": "application/json"},
+        "body": "{}",
+    }
+    unlisted: dict[str, object] = {"method": "POST", "headers": {"X-Unlisted": "1"}}
     before = api.requests("/api/data")
     with browser.page() as page:
         page.goto(pages.url("app.example.test", "/blank"))
-        allowed = fetch(page, data, **json_post)
-        refused_header = fetch(page, data, **unlisted)
+        allowed = fetch(page, data, init=json_post)
+        refused_header = fetch(page, data, init=unlisted)
         page.goto(pages.url("evil.test", "/blank"))
-        refused_origin = fetch(page, data, **json_post)
+        refused_origin = fetch(page, data, init=json_post)
     assert allowed["ok"] and allowed["status"] == 200, allowed
     assert refused_header == BLOCKED
     assert refused_origin == BLOCKED
