@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv tools bqemu promtool observatory-ref compat clean
+.PHONY: demo test lint typecheck bench venv tools bqemu promtool chromium observatory-ref compat clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 ## Tools the tests use beyond Python packages (idempotent).
-tools: venv bqemu promtool observatory-ref
+tools: venv bqemu promtool chromium observatory-ref
 
 ## promtool (Debian's `prometheus` package) checks deploy/prometheus/ in the tests.
 promtool:
@@ -57,6 +57,17 @@ promtool:
 				apt-get install -y -qq --no-install-recommends prometheus; \
 		else \
 			echo "promtool missing: sudo apt-get install prometheus" >&2; exit 1; \
+		fi; }
+
+## Chromium (Debian's `chromium`) for the real-browser tests (tests/test_browser.py),
+## driven headless over the DevTools protocol: no chromedriver needed.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends chromium; \
+		else \
+			echo "chromium missing: sudo apt-get install chromium" >&2; exit 1; \
 		fi; }
 
 ## bqemulator (a DuckDB-backed BigQuery emulator the tests compare against) in its own

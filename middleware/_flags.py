@@ -223,6 +223,21 @@ def origins(name: str, raw: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def connect_sources(name: str, raw: str) -> tuple[str, ...]:
+    """CSP ``connect-src`` sources: origins written as for :func:`origins`
+    (``https://*.example.com`` included), never ``*`` or ``null``."""
+    found = origins(name, raw)
+    for value in found:
+        if value in ("*", "null"):
+            raise FlagError(
+                name,
+                raw,
+                "a comma list of origins (https://api.example.com[:port], https://*.example.com)",
+                f"{value!r} is not an origin a page may connect to",
+            )
+    return found
+
+
 def origin_problem(value: str) -> str:
     """Why ``value`` (lower case) cannot be an allowed origin; ``""`` if it can."""
     if value in ("*", "null"):

@@ -123,8 +123,17 @@ class Settings:
     csp_report_rate_per_minute: int = _flag(
         "BASTION_CSP_REPORT_RATE_PER_MINUTE",
         p.integer(minimum=1),
-        60,
-        "Report requests (one report, or one batch) accepted per client per minute; more get 429.",
+        240,
+        "Report requests (one report, or one batch) accepted per client per minute; more get "
+        "429. Over http Chromium posts one `report-uri` request per violation, up to ~100 "
+        "per page view: the default lets two such page views a minute through.",
+    )
+    csp_connect_src: tuple[str, ...] = _flag(
+        "BASTION_CSP_CONNECT_SRC",
+        p.connect_sources,
+        (),
+        "`html` preset: other origins its pages may fetch from (CSP `connect-src`, beside "
+        "'self'), e.g. the API services whose BASTION_CORS_ORIGINS list the pages' origin.",
     )
     trusted_proxies: tuple[IPNetwork, ...] = _flag(
         "BASTION_TRUSTED_PROXIES",
