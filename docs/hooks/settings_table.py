@@ -1,0 +1,121 @@
+"""MkDocs hook: the settings reference, generated from :class:`middleware.settings.Settings`.
+
+Every field of ``Settings`` is bound to one environment variable; its metadata holds the
+parser and the one-line meaning. The page ``reference/settings.md`` carries the marker
+``<!-- settings-table -->``, replaced at build time by one table per guard with each
+variable's default, allowed values (the parser's own words, as ``bastion doctor`` and the
+startup error print them) and meaning. ``tests/test_docs.py`` imports this module to check
+that every ``BASTION_*`` name the code uses is in the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from middleware import _flags
+from middleware.settings import Settings, render
+
+MARKER = "<!-- settings-table -->"
+
+#: Variable-name prefixes → section title, first match wins. A variable no prefix
+#: claims lands in "Other", so a new setting is never left out of the page.
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Service", ("K_SERVICE",)),
+    (
+        "Security headers, CSP and report intake",
+        ("BASTION_HEADERS", "BASTION_HSTS_", "BASTION_CSP_"),
+    ),
+    ("Trusted proxies", ("BASTION_TRUSTED_PROXIES", "BASTION_PROXY_")),
+    ("CORS", ("BASTION_CORS",)),
+    ("Request deadlines", ("BASTION_DEADLINE",)),
+    ("BigQuery guard", ("BASTION_BIGQUERY", "BASTION_BQ_")),
+    ("Outbound HTTP and TLS", ("BASTION_HTTP", "BASTION_TLS")),
+    ("Telemetry", ("BASTION_TELEMETRY",)),
+)
+OTHER = "Other"
+
+# A value no parser accepts: the FlagError it raises states the allowed values.
+_PROBE = "\x00!"
+
+
+def bound_fields() -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(Settings) if "env" in f.metadata]
+
+
+def allowed_values(parse: Any, env: str) -> str:
+    """The allowed values, in the words of the parser's own error."""
+    if parse is _flags.text:
+        return "any text"
+    if parse is _flags.comma_list:
+        return "a comma list"
+    try:
+        parse(env, _PROBE)
+    except _flags.FlagError as error:
+        allowed = str(error.allowed)
+    else:
+        return "any text"
+    if parse(env, "") is None and "empty" not in allowed:
+        allowed += ", or empty"  # an optional value: empty means "derived" (see meaning)
+    return allowed
+
+
+def default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
+
+
+def section_of(env: str) -> str:
+    for title, prefixes in SECTIONS:
+        if env.startswith(prefixes):
+            return title
+    return OTHER
+
+
+def rows() -> list[dict[str, str]]:
+    """One row per variable, in declaration order."""
+    found = []
+    for f in bound_fields():
+        env = f.metadata["env"]
+        found.append(
+            {
+                "env": env,
+                "default": render(default_of(f)),
+                "allowed": allowed_values(f.metadata["parse"], env),
+                "meaning": f.metadata["doc"],
+                "section": section_of(env),
+            }
+        )
+    return found
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def settings_markdown() -> str:
+    """The tables, one per section, in the order of ``SECTIONS``."""
+    by_section: dict[str, list[dict[str, str]]] = {}
+    for row in rows():
+        by_section.setdefault(row["section"], []).append(row)
+    out = []
+    for title in [t for t, _ in SECTIONS] + [OTHER]:
+        if title not in by_section:
+            continue
+        out += [f"## {title}", "", "| Variable | Default | Allowed values | Meaning |"]
+        out.append("|---|---|---|---|")
+        for row in by_section[title]:
+            default = f"`{row['default']}`" if row["default"] else "*(empty)*"
+            out.append(
+                f"| `{row['env']}` | {_cell(default)} | {_cell(row['allowed'])} "
+                f"| {_cell(row['meaning'])} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
+    if MARKER in markdown:
+        return markdown.replace(MARKER, settings_markdown())
+    return markdown
