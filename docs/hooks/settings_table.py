@@ -55,9 +55,16 @@ def allowed_values(parse: Any, env: str) -> str:
         allowed = str(error.allowed)
     else:
         return "any text"
-    if parse(env, "") is None and "empty" not in allowed:
-        allowed += ", or empty"  # an optional value: empty means "derived" (see meaning)
+    if "empty" not in allowed and _accepts_empty_as_none(parse, env):
+        allowed += ", or empty"  # an optional value: see its meaning for what empty does
     return allowed
+
+
+def _accepts_empty_as_none(parse: Any, env: str) -> bool:
+    try:
+        return parse(env, "") is None
+    except _flags.FlagError:
+        return False
 
 
 def default_of(f: dataclasses.Field[Any]) -> Any:
