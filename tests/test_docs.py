@@ -131,3 +131,12 @@ def test_the_settings_page_carries_the_marker_the_hook_replaces(hook: ModuleType
     rendered = hook.on_page_markdown(page, page=None)
     assert hook.MARKER not in rendered
     assert "| `BASTION_CORS_ORIGINS` | *(empty)* |" in rendered
+
+
+def test_a_guard_page_gets_its_own_section_and_an_unknown_one_fails(hook: ModuleType) -> None:
+    page = "# Deadlines\n\n<!-- settings-table: Request deadlines -->\n"
+    rendered = hook.on_page_markdown(page, page=None)
+    assert "| `BASTION_DEADLINE_SECONDS` | `25` |" in rendered
+    assert "BASTION_CORS_ORIGINS" not in rendered
+    with pytest.raises(ValueError, match="no section 'Deadline'"):
+        hook.on_page_markdown("<!-- settings-table: Deadline -->", page=None)

@@ -4,19 +4,22 @@ Every field of ``Settings`` is bound to one environment variable; its metadata h
 parser and the one-line meaning. The page ``reference/settings.md`` carries the marker
 ``<!-- settings-table -->``, replaced at build time by one table per guard with each
 variable's default, allowed values (the parser's own words, as ``bastion doctor`` and the
-startup error print them) and meaning. ``tests/test_docs.py`` imports this module to check
+startup error print them) and meaning; a guard's page carries
+``<!-- settings-table: SECTION -->`` for its own table alone. ``tests/test_docs.py`` imports this module to check
 that every ``BASTION_*`` name the code uses is in the table.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from middleware import _flags
 from middleware.settings import Settings, render
 
 MARKER = "<!-- settings-table -->"
+SECTION_MARKER = re.compile(r"<!-- settings-table: (.+?) -->")
 
 #: Variable-name prefixes → section title, first match wins. A variable no prefix
 #: claims lands in "Other", so a new setting is never left out of the page.
@@ -101,28 +104,42 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def table(section_rows: list[dict[str, str]]) -> list[str]:
+    out = ["| Variable | Default | Allowed values | Meaning |", "|---|---|---|---|"]
+    for row in section_rows:
+        default = f"`{row['default']}`" if row["default"] else "*(empty)*"
+        out.append(
+            f"| `{row['env']}` | {_cell(default)} | {_cell(row['allowed'])} "
+            f"| {_cell(row['meaning'])} |"
+        )
+    return [*out, ""]
+
+
+def by_section() -> dict[str, list[dict[str, str]]]:
+    found: dict[str, list[dict[str, str]]] = {}
+    for row in rows():
+        found.setdefault(row["section"], []).append(row)
+    return found
+
+
 def settings_markdown() -> str:
     """The tables, one per section, in the order of ``SECTIONS``."""
-    by_section: dict[str, list[dict[str, str]]] = {}
-    for row in rows():
-        by_section.setdefault(row["section"], []).append(row)
+    sections = by_section()
     out = []
     for title in [t for t, _ in SECTIONS] + [OTHER]:
-        if title not in by_section:
-            continue
-        out += [f"## {title}", "", "| Variable | Default | Allowed values | Meaning |"]
-        out.append("|---|---|---|---|")
-        for row in by_section[title]:
-            default = f"`{row['default']}`" if row["default"] else "*(empty)*"
-            out.append(
-                f"| `{row['env']}` | {_cell(default)} | {_cell(row['allowed'])} "
-                f"| {_cell(row['meaning'])} |"
-            )
-        out.append("")
+        if title in sections:
+            out += [f"## {title}", "", *table(sections[title])]
     return "\n".join(out)
 
 
+def section_markdown(title: str) -> str:
+    """One section's table; an unknown title fails the build (``mkdocs build`` aborts)."""
+    sections = by_section()
+    if title not in sections:
+        raise ValueError(f"settings-table: no section {title!r}; have {sorted(sections)}")
+    return "\n".join(table(sections[title]))
+
+
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
-    if MARKER in markdown:
-        return markdown.replace(MARKER, settings_markdown())
-    return markdown
+    markdown = markdown.replace(MARKER, settings_markdown())
+    return SECTION_MARKER.sub(lambda m: section_markdown(m.group(1)), markdown)
