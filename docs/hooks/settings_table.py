@@ -5,8 +5,8 @@ parser and the one-line meaning. The page ``reference/settings.md`` carries the 
 ``<!-- settings-table -->``, replaced at build time by one table per guard with each
 variable's default, allowed values (the parser's own words, as ``bastion doctor`` and the
 startup error print them) and meaning; a guard's page carries
-``<!-- settings-table: SECTION -->`` for its own table alone. ``tests/test_docs.py`` imports this module to check
-that every ``BASTION_*`` name the code uses is in the table.
+``<!-- settings-table: SECTION -->`` for its own table alone. ``tests/test_docs.py``
+imports this module to check that every ``BASTION_*`` name the code uses is in the table.
 """
 
 from __future__ import annotations
