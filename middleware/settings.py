@@ -600,7 +600,7 @@ def get_settings() -> Settings:
     return _cached
 
 
-if __name__ == "__main__":  # python -m middleware.settings: the README table
+if __name__ == "__main__":  # python -m middleware.settings: the settings as a Markdown table
     print("| Variable | Default | Meaning |\n|---|---|---|")
     for env_name, default, doc in flag_table():
         shown = f"`{default}`" if default else "*(empty)*"

@@ -73,7 +73,7 @@ def _accepts_empty_as_none(parse: Any, env: str) -> bool:
 def default_of(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
-    return f.default_factory()  # type: ignore[misc]
+    return f.default_factory()  # type: ignore[operator]
 
 
 def section_of(env: str) -> str:
