@@ -2,7 +2,8 @@
 
 Every field is bound to one environment variable (``BASTION_*``, plus Cloud Run's
 ``K_SERVICE``). The binding, parser and documentation of each live in the field's
-metadata, so the README table, ``bastion doctor`` and the parser cannot drift apart.
+metadata, so the documentation's settings table (generated from it), ``bastion doctor``
+and the parser cannot drift apart.
 
 Build it from the environment (``Settings.from_env()``), in code (``Settings(...)``)
 or both (``Settings.from_env(cors_origins=("https://app.example.com",))``: code wins).
