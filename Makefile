@@ -50,7 +50,7 @@ typecheck: venv
 ## link, anchor or API name that does not resolve. The `docs` extra is in `dev`.
 .PHONY: docs
 docs: venv
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## Tools the tests use beyond Python packages (idempotent).
 tools: venv bqemu promtool observatory-ref

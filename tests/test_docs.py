@@ -140,3 +140,15 @@ def test_a_guard_page_gets_its_own_section_and_an_unknown_one_fails(hook: Module
     assert "BASTION_CORS_ORIGINS" not in rendered
     with pytest.raises(ValueError, match="no section 'Deadline'"):
         hook.on_page_markdown("<!-- settings-table: Deadline -->", page=None)
+
+
+def test_make_docs_builds_strictly_and_make_test_runs_it() -> None:
+    """``--quiet`` hides warnings from ``--strict``'s count (the build then passes with an
+    unresolved API name), so the recipe must not use it."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = re.search(r"^docs:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe is not None
+    assert "mkdocs build --strict" in recipe.group(1)
+    assert not re.search(r"\s(-q|--quiet)\b", recipe.group(1))
+    test_target = re.search(r"^test:(.*)$", makefile, re.M)
+    assert test_target is not None and "docs" in test_target.group(1).split()
