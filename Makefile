@@ -19,7 +19,7 @@ demo: venv
 	$(BIN)/python -m examples.demo
 
 ## Lint, type-check, the whole test suite (real servers on loopback), then compat.
-test: lint typecheck tools
+test: lint typecheck docs tools
 	$(BIN)/python -m pytest
 	$(MAKE) compat
 
@@ -45,6 +45,12 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+
+## The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any broken
+## link, anchor or API name that does not resolve. The `docs` extra is in `dev`.
+.PHONY: docs
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## Tools the tests use beyond Python packages (idempotent).
 tools: venv bqemu promtool chromium observatory-ref
@@ -117,4 +123,4 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(BQEMU_VENV) $(OBSREF)/node_modules $(COMPAT_VENV) .compat \
-		.pytest_cache .mypy_cache .ruff_cache
+		.pytest_cache .mypy_cache .ruff_cache site

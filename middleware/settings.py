@@ -2,7 +2,8 @@
 
 Every field is bound to one environment variable (``BASTION_*``, plus Cloud Run's
 ``K_SERVICE``). The binding, parser and documentation of each live in the field's
-metadata, so the README table, ``bastion doctor`` and the parser cannot drift apart.
+metadata, so the documentation's settings table (generated from it), ``bastion doctor``
+and the parser cannot drift apart.
 
 Build it from the environment (``Settings.from_env()``), in code (``Settings(...)``)
 or both (``Settings.from_env(cors_origins=("https://app.example.com",))``: code wins).
@@ -629,7 +630,7 @@ def get_settings() -> Settings:
     return _cached
 
 
-if __name__ == "__main__":  # python -m middleware.settings: the README table
+if __name__ == "__main__":  # python -m middleware.settings: the settings as a Markdown table
     print("| Variable | Default | Meaning |\n|---|---|---|")
     for env_name, default, doc in flag_table():
         shown = f"`{default}`" if default else "*(empty)*"

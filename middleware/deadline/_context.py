@@ -82,7 +82,7 @@ class Deadline(NamedTuple):
     """An absolute expiry on the monotonic clock, with the budget it started from.
 
     Immutable. A named tuple rather than a frozen dataclass because one is built for
-    every request, and a tuple is built about three times faster.
+    every request, and a tuple is the cheaper of the two to build.
     """
 
     expires_at: float
