@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv tools bqemu promtool observatory-ref compat clean
+.PHONY: demo test lint typecheck bench venv tools bqemu promtool chromium observatory-ref compat clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ demo: venv
 	$(BIN)/python -m examples.demo
 
 ## Lint, type-check, the whole test suite (real servers on loopback), then compat.
-test: lint typecheck tools
+test: lint typecheck docs tools
 	$(BIN)/python -m pytest
 	$(MAKE) compat
 
@@ -46,8 +46,14 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+## The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any broken
+## link, anchor or API name that does not resolve. The `docs` extra is in `dev`.
+.PHONY: docs
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 ## Tools the tests use beyond Python packages (idempotent).
-tools: venv bqemu promtool observatory-ref
+tools: venv bqemu promtool chromium observatory-ref
 
 ## promtool (Debian's `prometheus` package) checks deploy/prometheus/ in the tests.
 promtool:
@@ -57,6 +63,17 @@ promtool:
 				apt-get install -y -qq --no-install-recommends prometheus; \
 		else \
 			echo "promtool missing: sudo apt-get install prometheus" >&2; exit 1; \
+		fi; }
+
+## Chromium (Debian's `chromium`) for the real-browser tests (tests/test_browser.py),
+## driven headless over the DevTools protocol: no chromedriver needed.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends chromium; \
+		else \
+			echo "chromium missing: sudo apt-get install chromium" >&2; exit 1; \
 		fi; }
 
 ## bqemulator (a DuckDB-backed BigQuery emulator the tests compare against) in its own
@@ -106,4 +123,4 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) $(BQEMU_VENV) $(OBSREF)/node_modules $(COMPAT_VENV) .compat \
-		.pytest_cache .mypy_cache .ruff_cache
+		.pytest_cache .mypy_cache .ruff_cache site

@@ -29,6 +29,8 @@ from middleware.deadline.gunicorn import gunicorn_config
 from middleware.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parent
+# gunicorn's config, from the installed package; it binds 0.0.0.0:$PORT (Cloud Run sets PORT).
+GUNICORN_CONFIG = "python:instrumentation.gunicorn_conf"
 STAGES = range(5)
 STAGE_NAMES = {
     0: "off",
@@ -91,7 +93,7 @@ def service_env(
         **service.get("env", {}),
         "CLOUD_RUN_TIMEOUT_SECONDS": str(service["timeout_seconds"]),
     }
-    # What deploy/gunicorn.conf.py will compute: refuse to render a bad order.
+    # What instrumentation.gunicorn_conf will compute: refuse to render a bad order.
     gunicorn_config(Settings.from_env(env), cloud_run_timeout=float(service["timeout_seconds"]))
     return {key: str(value) for key, value in env.items()}
 
@@ -133,7 +135,7 @@ def manifest(
                             "name": "app",
                             "image": pick("image"),
                             "command": ["gunicorn"],
-                            "args": ["--config", "deploy/gunicorn.conf.py", service["app"]],
+                            "args": ["--config", GUNICORN_CONFIG, service["app"]],
                             "ports": [{"name": "http1", "containerPort": 8080}],
                             "env": [{"name": k, "value": v} for k, v in env.items()],
                             "resources": {"limits": {"cpu": pick("cpu"), "memory": pick("memory")}},

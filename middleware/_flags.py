@@ -14,6 +14,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from middleware.proxies import PROXY_PRESETS
+
 
 class Mode(StrEnum):
     """How a guard behaves: ``off`` does nothing, ``observe`` records what it
@@ -159,10 +161,19 @@ _MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 
 def networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """IP addresses or CIDR networks, exactly as meant: no host bits set (``10.0.0.1/8``
-    is refused, not widened), no IPv4-mapped IPv6 ranges (peers are judged as IPv4)."""
-    allowed = "a comma list of IP addresses or CIDR networks without host bits set"
-    found = []
+    is refused, not widened), no IPv4-mapped IPv6 ranges (peers are judged as IPv4).
+    A named front end (``cloudrun``, :data:`middleware.proxies.PROXY_PRESETS`) stands
+    for its networks."""
+    allowed = (
+        "a comma list of IP addresses or CIDR networks without host bits set, or of "
+        f"the named front ends {', '.join(PROXY_PRESETS)}"
+    )
+    found: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for item in comma_list(name, raw):
+        preset = PROXY_PRESETS.get(item.lower())
+        if preset is not None:
+            found.extend(preset)
+            continue
         try:
             network = ipaddress.ip_network(item, strict=False)
         except ValueError:
@@ -210,6 +221,21 @@ def origins(name: str, raw: str) -> tuple[str, ...]:
             raise FlagError(name, raw, _ORIGINS_ALLOWED, f"{item!r} {problem}")
         found.append(value)
     return tuple(found)
+
+
+def connect_sources(name: str, raw: str) -> tuple[str, ...]:
+    """CSP ``connect-src`` sources: origins written as for :func:`origins`
+    (``https://*.example.com`` included), never ``*`` or ``null``."""
+    found = origins(name, raw)
+    for value in found:
+        if value in ("*", "null"):
+            raise FlagError(
+                name,
+                raw,
+                "a comma list of origins (https://api.example.com[:port], https://*.example.com)",
+                f"{value!r} is not an origin a page may connect to",
+            )
+    return found
 
 
 def origin_problem(value: str) -> str:
@@ -320,6 +346,33 @@ def partition_map(name: str, raw: str) -> dict[str, str]:
     return found
 
 
+def route_map(*values: str) -> Parser:
+    """``PATTERN=VALUE`` pairs, comma separated: each pattern a route pattern of
+    :class:`middleware.routes.RoutePatterns`, each value one of ``values``, each
+    pattern once."""
+    from middleware.routes import PATTERN_FORMS, pattern_problem
+
+    allowed = f"a comma list of PATTERN={'|'.join(values)}, PATTERN {PATTERN_FORMS}"
+
+    def parse(name: str, raw: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for item in comma_list(name, raw):
+            pattern, sep, value = (part.strip() for part in item.rpartition("="))
+            if not sep or not pattern:
+                raise FlagError(name, raw, allowed, f"{item!r} is not PATTERN=VALUE")
+            if value not in values:
+                raise FlagError(name, raw, allowed, f"{item!r}: unknown value {value!r}")
+            problem = pattern_problem(pattern)
+            if problem:
+                raise FlagError(name, raw, allowed, problem)
+            if pattern in found:
+                raise FlagError(name, raw, allowed, f"{pattern!r} is given twice")
+            found[pattern] = value
+        return found
+
+    return parse
+
+
 # URL paths and report URIs end up in response headers (CSP, Reporting-Endpoints) and
 # are compared with the decoded request path: ASCII only, and none of the characters
 # that end a CSP directive (';'), a policy (','), a structured-field string ('"', '\\'),
@@ -398,4 +451,46 @@ def header_winners(name: str, raw: str) -> dict[str, str]:
         if found.get(header, winner) != winner:
             raise FlagError(name, raw, allowed, f"{header!r} is given two winners")
         found[header] = winner
+    return found
+
+
+UPSTREAM_TIMEOUTS_ALLOWED = (
+    "a comma list of host[:port]=SECONDS: host a DNS name, an IPv4 address or an [IPv6] "
+    "address, or *.example.com for every subdomain of example.com; port 1-65535; "
+    f"SECONDS a finite number from {SECONDS_LEAST:g} to {SECONDS_MOST:g}"
+)
+_UPSTREAM = re.compile(
+    rf"(?P<wild>\*\.)?(?P<host>{_HOST}|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{{1,5}}))?", re.ASCII
+)
+
+
+def upstream_timeouts(name: str, raw: str) -> dict[str, float]:
+    """Per-upstream read timeouts: ``host[:port]=SECONDS`` pairs, comma separated, keyed by
+    the pattern in canonical form (lower case, IPv6 in brackets). ``host`` matches every
+    port, ``host:443`` only that one. Each pattern at most once."""
+    found: dict[str, float] = {}
+    for item in comma_list(name, raw):
+        pattern, sep, value = (part.strip() for part in item.partition("="))
+        pattern = pattern.lower().rstrip(".")
+        match = _UPSTREAM.fullmatch(pattern)
+        if not sep or match is None:
+            raise FlagError(name, raw, UPSTREAM_TIMEOUTS_ALLOWED, f"{item!r}")
+        wild, host, port = match.group("wild", "host", "port")
+        literal = _ip_literal(host)
+        if literal == "" or (wild and literal is not None):
+            raise FlagError(
+                name, raw, UPSTREAM_TIMEOUTS_ALLOWED, f"{item!r}: {host!r} is no host to match"
+            )
+        if port is not None and not 0 < int(port) <= 65535:
+            raise FlagError(name, raw, UPSTREAM_TIMEOUTS_ALLOWED, f"{item!r}: port {port}")
+        try:
+            timeout = float(seconds()(name, value))
+        except FlagError:
+            raise FlagError(
+                name, raw, UPSTREAM_TIMEOUTS_ALLOWED, f"{item!r}: {value!r} is no timeout"
+            ) from None
+        key = f"{wild or ''}{literal or host}" + (f":{int(port)}" if port is not None else "")
+        if key in found:
+            raise FlagError(name, raw, UPSTREAM_TIMEOUTS_ALLOWED, f"{key!r} is given twice")
+        found[key] = timeout
     return found

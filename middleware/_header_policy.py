@@ -93,6 +93,8 @@ def preset_headers(
             .frame_ancestors("'none'")
             .form_action("'self'")
         )
+        if settings.csp_connect_src:  # without it, connect-src falls back to default-src
+            csp.connect_src("'self'", *settings.csp_connect_src)
     else:
         # An API serves no documents to sample from, and 'none' must stand alone.
         csp.default_src("'none'").frame_ancestors("'none'")

@@ -7,7 +7,11 @@ The layers, outermost first, and why in that order:
 2. the CSP/Reporting API intake (when ``BASTION_CSP_REPORT_PATH`` is set): browsers
    post reports without CORS, so it answers before the CORS layer;
 3. CORS: a preflight is answered here and never reaches the app or uses its budget;
-4. the request deadline, innermost, so that the budget is the app's own.
+4. the request deadline, so that the budget is the app's own;
+5. Bastion's refusals (:mod:`middleware.refusals`), innermost: a refusal the app leaves
+   unhandled becomes its problem document, which every layer above treats as the
+   app's answer. In a Flask app this is done in Flask's own error handling, in a
+   Starlette app inside its 500 handling (so the app's handlers win).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from middleware.refusals import RefusalASGIMiddleware, add_to_starlette, answer_refusals_in_flask
 from middleware.routes import Route, RouteTable
 from middleware.settings import Settings, get_settings
 
@@ -50,6 +55,8 @@ def protect(
     table = RouteTable.of(routes)
     flask_wsgi = getattr(app, "wsgi_app", None)
     if flask_wsgi is not None and callable(flask_wsgi):
+        if callable(getattr(app, "handle_user_exception", None)):
+            answer_refusals_in_flask(app)  # before the deadline's, which wraps it
         chain = wrap_wsgi(flask_wsgi, settings, table, flask_app=app)
         app.wsgi_app = chain  # type: ignore[attr-defined]
         extensions = getattr(app, "extensions", None)
@@ -131,6 +138,8 @@ def wrap_wsgi(app: Any, settings: Settings, routes: RouteTable, flask_app: Any =
 
 
 def wrap_asgi(app: Any, settings: Settings, routes: RouteTable) -> Any:
+    if not add_to_starlette(app):
+        app = RefusalASGIMiddleware(app)
     # Each layer is imported only when enabled, so a disabled guard costs nothing.
     if settings.deadline.active:
         from middleware.deadline.asgi import DeadlineASGIMiddleware

@@ -29,6 +29,23 @@ The rule, one for every header:
    and the scheme is the connection's.
 
 Malformed values never raise; they only make the header say less.
+
+Cloud Run (``BASTION_TRUSTED_PROXIES=cloudrun``, see :data:`PROXY_PRESETS`): Google's
+front end (GFE) terminates TLS, redirects plain http to https on the service URLs, and
+reaches the container over plain HTTP/1.1 from a link-local address; it appends the
+client's address to ``X-Forwarded-For`` and sets ``X-Forwarded-Proto``. The preset
+trusts the link-local range ``169.254.0.0/16`` with the ``x-forwarded`` family.
+Threat model: the container port is reachable only through the front end (sidecars
+connect from loopback, which the preset does not trust), so the only writer of a
+believed value is the GFE, or a client whose value the GFE passed on. Such a client
+can forge only its own response: ``X-Forwarded-Proto: https`` over plain http earns
+a ``Strict-Transport-Security`` header that browsers ignore there (RFC 6797 section
+8.1: HSTS received over insecure transport is ignored) and a ``Reporting-Endpoints``
+that Chromium ignores on http; ``http`` over HTTPS drops HSTS from the forger's own
+answer; an earlier ``X-Forwarded-For`` entry is left of the GFE's and never read; the
+Envoy deadline header can only shorten the forger's own budget. Behind an external
+load balancer in front of Cloud Run, which appends its own address after the
+client's, add that address (``cloudrun,203.0.113.10``) so the client is read past it.
 """
 
 from __future__ import annotations
@@ -43,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROXY_HEADER_FAMILIES",
+    "PROXY_PRESETS",
     "Hop",
     "IPNetwork",
     "TrustedProxies",
@@ -56,6 +74,13 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: Values of ``BASTION_PROXY_HEADERS``.
 PROXY_HEADER_FAMILIES: Final = ("x-forwarded", "forwarded")
+
+#: Named entries of ``BASTION_TRUSTED_PROXIES``, each standing for the networks a
+#: platform's front end connects from. ``cloudrun``: Cloud Run's front end, which
+#: reaches the container from a link-local address (see the module docstring).
+PROXY_PRESETS: Final[Mapping[str, tuple[IPNetwork, ...]]] = {
+    "cloudrun": (ipaddress.ip_network("169.254.0.0/16"),),
+}
 
 # An X-Forwarded-For list longer than this is cut to its right-most entries: nobody
 # has that many proxies, and the walk must stay cheap on hostile input.

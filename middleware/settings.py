@@ -2,7 +2,8 @@
 
 Every field is bound to one environment variable (``BASTION_*``, plus Cloud Run's
 ``K_SERVICE``). The binding, parser and documentation of each live in the field's
-metadata, so the README table, ``bastion doctor`` and the parser cannot drift apart.
+metadata, so the documentation's settings table (generated from it), ``bastion doctor``
+and the parser cannot drift apart.
 
 Build it from the environment (``Settings.from_env()``), in code (``Settings(...)``)
 or both (``Settings.from_env(cors_origins=("https://app.example.com",))``: code wins).
@@ -123,15 +124,25 @@ class Settings:
     csp_report_rate_per_minute: int = _flag(
         "BASTION_CSP_REPORT_RATE_PER_MINUTE",
         p.integer(minimum=1),
-        60,
-        "Report requests (one report, or one batch) accepted per client per minute; more get 429.",
+        240,
+        "Report requests (one report, or one batch) accepted per client per minute; more get "
+        "429. Over http Chromium posts one `report-uri` request per violation, up to ~100 "
+        "per page view: the default lets two such page views a minute through.",
+    )
+    csp_connect_src: tuple[str, ...] = _flag(
+        "BASTION_CSP_CONNECT_SRC",
+        p.connect_sources,
+        (),
+        "`html` preset: other origins its pages may fetch from (CSP `connect-src`, beside "
+        "'self'), e.g. the API services whose BASTION_CORS_ORIGINS list the pages' origin.",
     )
     trusted_proxies: tuple[IPNetwork, ...] = _flag(
         "BASTION_TRUSTED_PROXIES",
         p.networks,
         (),
         "IPs/CIDRs of the proxies whose forwarded headers (and Envoy deadline header) are "
-        "believed; see `middleware.proxies`.",
+        "believed; `cloudrun` stands for Cloud Run's front end (169.254.0.0/16); see "
+        "`middleware.proxies`.",
     )
     proxy_headers: str = _flag(
         "BASTION_PROXY_HEADERS",
@@ -231,8 +242,17 @@ class Settings:
         "BASTION_BQ_DEFAULT_CLASS",
         p.choice("", *TIMEOUT_CLASSES),
         "",
-        "Timeout class of every query of this service (a per-call override still wins); "
-        "empty: from the SQL.",
+        "Timeout class of every query of this service (per-call overrides and "
+        "`BASTION_BQ_ROUTE_CLASSES` still win); empty: from the SQL.",
+    )
+    bq_route_classes: dict[str, str] = _flag(
+        "BASTION_BQ_ROUTE_CLASSES",
+        p.route_map(*TIMEOUT_CLASSES),
+        {},
+        "Timeout class per inbound route: comma list of `PATTERN=CLASS` (Flask template "
+        "`/games/<int:id>`, exact path `/health`, `*` for one segment `/dashboards/*`, "
+        "prefix `/admin/`); wins over `BASTION_BQ_DEFAULT_CLASS` and the SQL, not over "
+        "per-call overrides (see Timeout classes).",
     )
     bq_slow_seconds_read: float | None = _flag(
         "BASTION_BQ_SLOW_SECONDS_READ",
@@ -320,6 +340,14 @@ class Settings:
     )
     http_read_seconds: float = _flag(
         "BASTION_HTTP_READ_SECONDS", p.seconds(), 30.0, "Default read timeout."
+    )
+    http_upstream_timeouts: dict[str, float] = _flag(
+        "BASTION_HTTP_UPSTREAM_TIMEOUTS",
+        p.upstream_timeouts,
+        {},
+        "Read timeout per upstream, comma list of `host[:port]=SECONDS` (`*.example.com` "
+        "for subdomains; most specific wins); replaces the default read timeout for calls "
+        "without their own timeout.",
     )
     http_propagate_deadline: bool = _flag(
         "BASTION_HTTP_PROPAGATE_DEADLINE",
@@ -545,6 +573,8 @@ _RECHECKED = frozenset(
         "BASTION_HEADERS_MERGE",
         "BASTION_TRUSTED_PROXIES",
         "BASTION_CORS_ORIGINS",
+        "BASTION_BQ_ROUTE_CLASSES",
+        "BASTION_HTTP_UPSTREAM_TIMEOUTS",
     }
 )
 
@@ -600,7 +630,7 @@ def get_settings() -> Settings:
     return _cached
 
 
-if __name__ == "__main__":  # python -m middleware.settings: the README table
+if __name__ == "__main__":  # python -m middleware.settings: the settings as a Markdown table
     print("| Variable | Default | Meaning |\n|---|---|---|")
     for env_name, default, doc in flag_table():
         shown = f"`{default}`" if default else "*(empty)*"

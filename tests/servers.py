@@ -90,9 +90,10 @@ def gunicorn(
     threads: int = 1,
     timeout: int = 30,
     extra: list[str] | None = None,
+    port: int | None = None,
 ) -> contextlib.AbstractContextManager[Server]:
-    """Start ``gunicorn app`` (``module:attr``) on a free loopback port."""
-    port = free_port()
+    """Start ``gunicorn app`` (``module:attr``) on a free loopback port (or ``port``)."""
+    port = free_port() if port is None else port
     argv = [
         str(BIN / "gunicorn"),
         app,

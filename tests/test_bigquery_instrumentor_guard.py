@@ -10,11 +10,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from google.api_core.exceptions import GoogleAPICallError
 from google.cloud import bigquery
 from google.cloud.bigquery import dbapi
 from google.cloud.bigquery.client import Client
 
-from instrumentation.bigquery import UnpartitionedQueryError
+from instrumentation.bigquery import ClassTimeoutError, UnpartitionedQueryError
+from instrumentation.bigquery._guard import QueryTimeoutRefusal
 from instrumentation.bqserver import LocalBigQuery
 from middleware import deadline
 from middleware.deadline import DeadlineExceeded
@@ -83,8 +85,11 @@ def test_slow_job_cancelled_server_side_at_its_class_timeout(
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=30)
     settings = Settings(bigquery="enforce", bq_timeout_read=1.0)
-    with instrumented(telemetry, settings), pytest.raises(TimeoutError):
+    with instrumented(telemetry, settings), pytest.raises(TimeoutError) as raised:
         PATHS[path](bq_server.client(), SLOW, LONG_JOB)
+    # Still a TimeoutError, and the refusal protect() answers with a 504.
+    assert isinstance(raised.value, ClassTimeoutError), repr(raised.value)
+    assert (raised.value.timeout_class, raised.value.seconds) == ("read", 1.0)
     job = _cancelled_job(bq_server)
     assert job.done and job.error is not None and job.error.reason == "stopped"
     assert job.ended - job.created < 10  # stopped long before its 30 s
@@ -377,3 +382,11 @@ def test_slow_job_stopped_at_its_class_timeout_without_caller_values(
     attributes = dict(telemetry.only_span().attributes or {})
     assert attributes["bastion.outcome"] in ("timeout", "cancelled"), raised.value
     assert telemetry.counter("bastion.bigquery.timeouts") == 1
+    # Either way a refusal protect() answers with a 504, of the class the library
+    # raises (the DB-API wraps the server's error in its DatabaseError: not one).
+    error = raised.value
+    if path != "dbapi" or isinstance(error, TimeoutError):
+        assert isinstance(error, QueryTimeoutRefusal), repr(error)
+        assert isinstance(error, (ClassTimeoutError, GoogleAPICallError)), repr(error)
+    if isinstance(error, GoogleAPICallError):
+        assert error.errors[0]["reason"] == "timeout"  # the library's error, as it was

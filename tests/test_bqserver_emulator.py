@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+from google.api_core import exceptions
 from google.cloud import bigquery
 
 from instrumentation.bqserver import LocalBigQuery
@@ -53,6 +55,12 @@ STATEMENTS = [
         True,
     ),
     ("SELECT COUNT(*) AS n FROM {t} WHERE player IN ('a', 'b') AND minutes >= 31", True),
+    (
+        "SELECT player, ROUND(STDDEV(minutes), 9) AS sd, ROUND(STDDEV_POP(points), 9) AS sdp, "
+        "ROUND(VARIANCE(points), 9) AS v, ROUND(VAR_POP(minutes), 9) AS vp FROM {t} "
+        "GROUP BY player ORDER BY player",
+        True,
+    ),
     ("UPDATE {t} SET points = points + 1 WHERE player = 'a'", False),
     (
         "INSERT INTO {t} (game_date, player, points, minutes) VALUES ('2026-01-03', 'c', 7, 12.0)",
@@ -120,3 +128,36 @@ def test_same_statements_same_answers_on_both_servers(
     theirs = _run_all(bqemulator_client, dataset)
     for statement, mine, emulator in zip(STATEMENTS, ours, theirs, strict=True):
         assert mine == emulator, statement[0]
+
+
+def _procedures(client: bigquery.Client, dataset: str) -> list[object]:
+    """A dataset made by DDL, a procedure with IN arguments called twice, a missing one."""
+    observed: list[object] = []
+    client.query(f"CREATE SCHEMA {dataset}").result()
+    client.query(f"CREATE SCHEMA IF NOT EXISTS {dataset}").result()
+    observed.append(client.get_dataset(dataset).dataset_id == dataset)
+    client.query(f"CREATE TABLE {dataset}.lines (game_id STRING, point FLOAT64)").result()
+    client.query(
+        f"CREATE PROCEDURE {dataset}.add_line(game STRING, value FLOAT64) BEGIN "
+        f"INSERT INTO {dataset}.lines (game_id, point) VALUES (game, value); "
+        f"SELECT game_id, point FROM {dataset}.lines ORDER BY point; END"
+    ).result()
+    for game, value in (("g1", -3.5), ("g2", 4.0)):
+        rows = client.query(f"CALL {dataset}.add_line('{game}', {value})").result()
+        observed.append([tuple(r.values()) for r in rows])
+    with pytest.raises(exceptions.NotFound):
+        client.query(f"CALL {dataset}.no_such_procedure()").result()
+    client.query(f"DROP SCHEMA {dataset} CASCADE").result()
+    observed.append(dataset in [d.dataset_id for d in client.list_datasets()])
+    return observed
+
+
+def test_schemas_and_procedures_agree_on_both_servers(
+    bq_server: LocalBigQuery,
+    bq_client: bigquery.Client,
+    bqemulator_client: bigquery.Client,
+) -> None:
+    dataset = f"procs_{uuid.uuid4().hex[:8]}"
+    ours = _procedures(bq_client, dataset)
+    assert ours == [True, [("g1", -3.5)], [("g1", -3.5), ("g2", 4.0)], False]
+    assert ours == _procedures(bqemulator_client, dataset)

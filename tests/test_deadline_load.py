@@ -3,7 +3,7 @@
 0.5 s budget (half sleeping in Python, half CPU-bound).
 
 It stops by itself (a fixed number of requests, each with a client timeout) and takes
-about 10 s per server. Figures are printed (``pytest -s``) for the README.
+about 10 s per server. Figures are printed (``pytest -s``) for benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

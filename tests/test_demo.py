@@ -169,8 +169,22 @@ OBSERVED = {"bastion.mode": "observe", "bastion.outcome": "observed"}
 CUT = {"bastion.mode": "enforce", "bastion.outcome": "504"}
 
 
-def is_problem(answer: dict[str, Any]) -> bool:
-    return bool(answer["content_type"].startswith("application/problem+json"))
+def is_problem(answer: dict[str, Any], status: int, kind: str = "about:blank") -> bool:
+    """An RFC 9457 answer from protect(): that status, that problem type."""
+    if not answer["content_type"].startswith("application/problem+json"):
+        return False
+    problem = json.loads(answer["body"])
+    return bool(answer["status"] == status == problem["status"] and problem["type"] == kind)
+
+
+def problem_type(name: str) -> str:
+    return f"tag:bastion,2026:problem/{name}"
+
+
+def call_site(module: str, text: str) -> str:
+    """``module:line`` of the demo service's line holding ``text``."""
+    lines = (ROOT / "examples/demo/services" / module).read_text().splitlines()
+    return f"{module}:{next(n for n, line in enumerate(lines, 1) if text in line)}"
 
 
 @pytest.mark.slow
@@ -213,6 +227,19 @@ def test_stage_1_observes_changes_nothing_but_the_report_only_csp(demo: DemoRun)
     assert stage.count("scrapers", "bastion.http.client.deadline_cuts", **observe) == 1
     assert stage.count("scrapers", "bastion.tls.insecure", **{"bastion.decision": "observed"})
     assert stage.count("raw-processor", "bastion.bigquery.unpartitioned_queries", **observe)
+    # the feed page slower than the read timeout: the cut stage 3 makes, one line per site
+    cuts = {**observe, "bastion.http.timeout_source": "default"}
+    assert stage.count("scrapers", "bastion.http.client.timeout_cuts", **cuts) >= 1
+    would_cut = [line for line in stage.log("scrapers") if "would cut it at the default" in line]
+    assert any(call_site("scrapers.py", "FEED}/injuries") in line for line in would_cut), would_cut
+    # the coordinator's 45 s worker calls have their own timeout: nothing to cut
+    upstream = {"bastion.http.timeout_source": "upstream"}
+    assert (
+        stage.count("prediction-coordinator", "bastion.http.client.timeout_cuts", **upstream) == 0
+    )
+    # the season dashboard: a long read (the route's class), which stage 4 stops
+    read = {"bastion.bq.timeout_class": "read"}
+    assert stage.count("analytics-processor", "bastion.bigquery.long_queries", **read) == 1
     assert any("verify=False" in line for line in stage.log("scrapers"))
     assert any("observe mode, left running" in line for line in stage.log("prediction-worker"))
     assert any(
@@ -253,22 +280,44 @@ def test_stage_3_cuts_what_stages_1_and_2_recorded(demo: DemoRun) -> None:
     stage = demo.stage(3)
     # the deadline: "would 504" in stages 1-2, a 504 problem+json now, at the budget
     slate = stage.answer(*SLATE)
-    assert slate["status"] == 504 and is_problem(slate)
+    assert is_problem(slate, 504)
     budget = float(stage.record["settings"]["prediction-worker"]["BASTION_DEADLINE_SECONDS"])
     assert budget == 100 / 50  # services.yaml's 100 s at the demo's time scale
     assert budget <= slate["seconds"] < budget + 1.5
     assert stage.count("prediction-worker", "bastion.deadline.exceeded", **CUT) == 1
     # the trickling feed: a would-be deadline cut in stages 1-2, cut at the caller's 1.5 s
     trickle = stage.answer(*TRICKLE)
-    assert trickle["status"] == 504 and is_problem(trickle)
+    assert is_problem(trickle, 504)
     assert 1.5 <= trickle["seconds"] < 1.5 + 1.5
     enforce = {"bastion.mode": "enforce"}
     assert stage.count("scrapers", "bastion.http.client.deadline_cuts", **enforce) == 1
     # TLS: the verify=False call observed in stages 1-2 is refused
     assert stage.count("scrapers", "bastion.tls.insecure", **{"bastion.decision": "refused"}) == 1
-    assert stage.answer(*INSECURE)["status"] >= 500
+    assert is_problem(stage.answer(*INSECURE), 500, problem_type("insecure-tls"))
+    # the slow feed page: cut at the default read timeout, as stages 1-2 recorded; the
+    # app leaves requests' ReadTimeout unhandled (Flask's own 500)
+    cut = {"bastion.mode": "enforce", "bastion.http.timeout_source": "default"}
+    assert stage.count("scrapers", "bastion.http.client.timeout_cuts", **cut) >= 1
+    slow = stage.answer(*SLOW_FEED)
+    assert slow["status"] == 500 and not slow["content_type"].startswith("application/problem")
+    # the coordinator's calls to the worker run on their own read timeout and succeed
+    fan_out = stage.answer(*FAN_OUT)
+    assert fan_out["status"] == 200
+    assert json.loads(fan_out["body"])["worker_statuses"] == [200] * 4
+    upstream = {"bastion.http.timeout_source": "upstream"}
+    assert (
+        stage.count("prediction-coordinator", "bastion.http.client.timeout_cuts", **upstream) == 0
+    )
+    assert (
+        stage.count(
+            "prediction-coordinator",
+            "bastion.http.client.timeouts_applied",
+            **{"bastion.http.timeout_source": "upstream"},
+        )
+        == 4
+    )
     # what stage 3 does not touch: BigQuery observed (the unfiltered health check runs)
-    for call in (SCRAPE, MERGE, UNFILTERED, ROLLUP, DASHBOARD):
+    for call in (SCRAPE, MERGE, UNFILTERED, ROLLUP, DASHBOARD, SEASON, PRECOMPUTE):
         assert stage.answer(*call)["status"] == 200, call
     assert all(not job["maximumBytesBilled"] for job in stage.record["jobs"])
 
@@ -278,14 +327,22 @@ def test_stage_4_enforces_bigquery_refusals_and_cost_caps(demo: DemoRun) -> None
     stage = demo.stage(4)
     refusals = {"bastion.reason": "unpartitioned"}
     assert stage.count("raw-processor", "bastion.bigquery.refusals", **refusals) == 1
-    assert stage.answer(*UNFILTERED)["status"] >= 400
-    # the rest of the processors' work (load, MERGE, the long rollup) still succeeds
-    for call in (SCRAPE, MERGE, ROLLUP, DASHBOARD):
+    assert is_problem(stage.answer(*UNFILTERED), 500, problem_type("unpartitioned-query"))
+    # the 100 s season read, long in stages 1-3, stopped at its route's class (read, 60 s)
+    assert is_problem(stage.answer(*SEASON), 504, problem_type("query-timeout"))
+    read = {"bastion.bq.timeout_class": "read"}
+    assert stage.count("analytics-processor", "bastion.bigquery.timeouts", **read) == 1
+    assert stage.count("analytics-processor", "bastion.bigquery.cancellations", **read) == 1
+    # the rest of the processors' work (load, MERGEs, the 150 s rollup in its analytics
+    # class) still succeeds
+    for call in (SCRAPE, MERGE, ROLLUP, DASHBOARD, PRECOMPUTE, FAN_OUT):
         assert stage.answer(*call)["status"] == 200, call
+    assert stage.count("analytics-processor", "bastion.bigquery.timeouts") == 1
     # every query job carries a cap: its class's from stage-4.env
     caps = {job["maximumBytesBilled"] for job in stage.record["jobs"]}
     assert caps and "" not in caps
-    assert {"100000000000", "1000000000000", "5000000000000"} <= caps  # read, merge, analytics
+    # read 100 GB, write 500 GB, merge 1 TB, analytics 5 TB
+    assert caps == {"100000000000", "500000000000", "1000000000000", "5000000000000"}
 
 
 # --- deploy/ against the names this run emitted ----------------------------------------

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from middleware.deadline.gunicorn import gunicorn_config
+from middleware.routes import RoutePatterns
 from middleware.settings import Mode, Settings, flag_table
 from tests.servers import BIN, ROOT, free_port, wait_for_port
 
@@ -195,13 +196,21 @@ def test_moving_one_stage_changes_only_the_guard_flags_and_the_stage_label() -> 
             assert before == after
 
 
-def test_the_analytics_processor_defaults_to_the_analytics_class_in_every_stage() -> None:
+def test_the_analytics_processor_classes_its_routes_in_every_stage() -> None:
+    """Health check and dashboards read, the rollup analytics, by route: no service-wide
+    pin (which gave the health check 600 s)."""
     for stage in range(5):
         for service in SERVICES:
             env = app_env(load(DEPLOY / f"cloudrun/stage-{stage}/{service}.yaml"))
             settings = Settings.from_env(env)
-            expected = "analytics" if service == "analytics-processor" else ""
-            assert settings.bq_default_class == expected
+            assert settings.bq_default_class == ""
+            if service != "analytics-processor":
+                assert settings.bq_route_classes == {}
+                continue
+            patterns = RoutePatterns(settings.bq_route_classes)
+            assert patterns.match("/health") == ("/health", "read")
+            assert patterns.match("/dashboards/daily-summary") == ("/dashboards/", "read")
+            assert patterns.match("/rollup") == ("/rollup", "analytics")
 
 
 # --- timeouts -------------------------------------------------------------------------
@@ -214,7 +223,7 @@ def test_timeouts_are_ordered_deadline_gunicorn_cloud_run(path: Path) -> None:
     cloud_run = manifest["spec"]["template"]["spec"]["timeoutSeconds"]
     settings = Settings.from_env(env)
     assert float(env["CLOUD_RUN_TIMEOUT_SECONDS"]) == cloud_run
-    # what deploy/gunicorn.conf.py computes from the same variables
+    # what instrumentation.gunicorn_conf computes from the same variables
     timeout = gunicorn_config(settings, cloud_run_timeout=cloud_run)["timeout"]
     assert settings.deadline_seconds < timeout < cloud_run
 
@@ -228,7 +237,7 @@ def _gunicorn_with_deploy_config(
         [
             str(BIN / "gunicorn"),
             "--config",
-            str(DEPLOY / "gunicorn.conf.py"),
+            "python:instrumentation.gunicorn_conf",  # as the manifests run it
             "--bind",
             f"127.0.0.1:{port}",  # the config binds 0.0.0.0:$PORT; tests stay on loopback
             "tests.apps.csp_app:app",
@@ -259,7 +268,8 @@ def test_the_gunicorn_config_refuses_to_start_with_timeouts_out_of_order(tmp_pat
     process, _ = _gunicorn_with_deploy_config(env, tmp_path)
     assert process.wait(timeout=30) != 0
     log = (tmp_path / "gunicorn.log").read_text()
-    assert "TimeoutOrderError" in log
+    # gunicorn prints a python: config's error as "Error: <message>", without the traceback.
+    assert "Error: gunicorn's --timeout (205s) must be shorter than the Cloud Run request" in log
     assert "must be shorter than the Cloud Run request timeout (120s)" in log
 
 

@@ -114,6 +114,28 @@ def test_html_preset_nonce_is_fresh_per_request_and_in_the_environ() -> None:
     assert len(nonces) == 20
 
 
+def test_html_preset_connect_src_lists_the_configured_origins_only() -> None:
+    app = wsgi_app([("Content-Type", "text/html; charset=utf-8")])
+    plain = as_dict(call(SecurityHeadersMiddleware(app, settings(headers_preset="html")))[1])
+    assert "connect-src" not in plain["content-security-policy"]  # falls back to 'self'
+    connected = Settings.from_env(
+        {
+            "BASTION_HEADERS_PRESET": "html",
+            "BASTION_CSP_CONNECT_SRC": "https://API.example.com/, https://*.example.org:8443",
+        }
+    )
+    _, headers, _ = call(SecurityHeadersMiddleware(app, connected))
+    csp = as_dict(headers)["content-security-policy"]
+    assert "connect-src 'self' https://api.example.com https://*.example.org:8443" in csp
+    assert "default-src 'self'" in csp
+
+
+@pytest.mark.parametrize("value", ["*", "null", "https://*.com", "ftp://x.example.com"])
+def test_csp_connect_src_refuses_what_is_not_an_origin_a_page_may_call(value: str) -> None:
+    with pytest.raises(ValueError, match="BASTION_CSP_CONNECT_SRC"):
+        Settings.from_env({"BASTION_CSP_CONNECT_SRC": value})
+
+
 def test_html_preset_replaces_the_app_s_cache_control_on_nonce_bearing_html_only() -> None:
     s = settings(headers_preset="html")
     page = [("Content-Type", "text/html"), ("Cache-Control", "public, max-age=600")]

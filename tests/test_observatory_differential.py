@@ -4,7 +4,7 @@
 
 The generator is seeded (``SEED``), so a failure names a case that reproduces. Every
 test's result and the final score and grade must agree, except where one of
-:data:`DEVIATIONS` (the README's deliberate differences) explains it.
+:data:`DEVIATIONS` (the deliberate differences in docs/reference/cli-guide.md) explains it.
 """
 
 from __future__ import annotations

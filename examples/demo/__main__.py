@@ -52,8 +52,6 @@ def seed(bq: LocalBigQuery) -> None:
     # BigQuery holds a jobs.query/getQueryResults answer up to 10 s for a running job;
     # at the demo's time scale, 10 s / SCALE, like every other timeout.
     bq.default_wait_ms = int(10_000 / SCALE)
-    for dataset in ("analytics", "precompute"):
-        bq.create_dataset(dataset)
     bq.create_table(
         "raw.odds_lines_staging",
         [

@@ -175,7 +175,8 @@ def gunicorn_command(app: str, port: int) -> list[str]:
     return [
         str(Path(sys.executable).parent / "gunicorn"),
         "--config",
-        str(DEPLOY / "gunicorn.conf.py"),
+        "python:instrumentation.gunicorn_conf",  # as the manifests run it
+        # The config binds 0.0.0.0:$PORT as Cloud Run needs; the demo stays on loopback.
         "--bind",
         f"127.0.0.1:{port}",
         app,

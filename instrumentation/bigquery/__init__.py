@@ -4,6 +4,7 @@ from instrumentation.bigquery.analysis import Analysis, Scan, analyze, fingerpri
 from instrumentation.bigquery.instrumentor import (
     CLASS_LABEL,
     BigQueryInstrumentor,
+    ClassTimeoutError,
     UnpartitionedQueryError,
     timeout_class,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "CLASS_LABEL",
     "Analysis",
     "BigQueryInstrumentor",
+    "ClassTimeoutError",
     "Scan",
     "UnpartitionedQueryError",
     "analyze",

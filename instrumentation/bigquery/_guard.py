@@ -25,19 +25,33 @@ from instrumentation.bigquery._metrics import Instruments
 from instrumentation.bigquery._partitions import PartitionCache
 from instrumentation.bigquery._spans import SYSTEM, query_hash, summary
 from instrumentation.bigquery._timeouts import Policy
+from middleware.refusals import PROBLEM_TYPE_BASE, BastionRefusal
 from middleware.settings import Settings
 
-__all__ = ["Description", "Guard", "UnpartitionedQueryError"]
+__all__ = [
+    "ClassTimeoutError",
+    "Description",
+    "Guard",
+    "QueryTimeoutRefusal",
+    "UnpartitionedQueryError",
+    "stopped_at_class_timeout",
+]
 
 logger = logging.getLogger("bastion.bigquery")
 
 Analyze = Callable[..., Any]
 
 
-class UnpartitionedQueryError(ValueError):
+class UnpartitionedQueryError(ValueError, BastionRefusal):
     """Raised in enforce mode, before any job is created, for a query that reads a
     partitioned table without filtering on its partition column: a client-side
-    ``require_partition_filter`` for tables that lack it server-side."""
+    ``require_partition_filter`` for tables that lack it server-side. Unhandled, the
+    client gets a 500 problem document (a fault of the service, not the client's)."""
+
+    problem_status = 500
+    problem_type = PROBLEM_TYPE_BASE + "unpartitioned-query"
+    problem_title = "Query refused by cost policy"
+    problem_detail = "A database query of this service was refused before it ran."
 
     def __init__(self, table: str, column: str) -> None:
         self.table = table
@@ -48,6 +62,52 @@ class UnpartitionedQueryError(ValueError):
             "was created: BASTION_BIGQUERY=enforce; add a filter on "
             f"{column}, or run it under observe)"
         )
+
+
+class QueryTimeoutRefusal(BastionRefusal):
+    """What a BigQuery wait or job ended by its timeout class is, for ``protect()``: a
+    504 problem document (the service gave up waiting for its upstream). Raised as
+    :class:`ClassTimeoutError`, or as :func:`stopped_at_class_timeout` makes it."""
+
+    problem_status = 504
+    problem_type = PROBLEM_TYPE_BASE + "query-timeout"
+    problem_title = "Database query timed out"
+    problem_detail = "A database query of this service ran past its time limit and was stopped."
+
+
+class ClassTimeoutError(TimeoutError, QueryTimeoutRefusal):
+    """Raised in enforce mode when the wait Bastion set from the statement's timeout
+    class ran out (the job is cancelled server-side): a builtin :class:`TimeoutError`,
+    as the library's own give-up is, which it is raised from. ``timeout_class`` and
+    ``seconds`` say which bound acted."""
+
+    def __init__(self, message: str, *, timeout_class: str, seconds: float) -> None:
+        super().__init__(message)
+        self.timeout_class = timeout_class
+        self.seconds = seconds
+
+
+#: Library error class -> its subclass that is also a QueryTimeoutRefusal (a few).
+_STOPPED: dict[type[BaseException], type[BaseException]] = {}
+
+
+def stopped_at_class_timeout(error: BaseException) -> BaseException:
+    """The library's error for a job the server stopped at the ``jobTimeoutMs`` Bastion
+    set, as an instance of a subclass of its own class that is also a
+    :class:`QueryTimeoutRefusal`: every handler written for the library's error
+    (``GoogleAPICallError``, ``exc.errors[0]["reason"]``) still catches and reads it."""
+    cls = type(error)
+    refused_cls = _STOPPED.get(cls)
+    if refused_cls is None:
+        refused_cls = _STOPPED[cls] = type(
+            cls.__name__,
+            (cls, QueryTimeoutRefusal),
+            {"__module__": cls.__module__, "__doc__": cls.__doc__},
+        )
+    refused = refused_cls.__new__(refused_cls, *error.args)
+    refused.__dict__.update(vars(error))
+    refused.args = error.args
+    return refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +289,18 @@ class Guard:
                 site,
                 table,
                 column,
+                self.mode.value,
+            )
+
+    def report_class_cut(self, timeout_class: str, error: BaseException) -> None:
+        """One log line per (timeout class, call site) in the process's life."""
+        site = _callsite()
+        if self._first(("class-cut:" + timeout_class, site)):
+            logger.warning(
+                "bastion: query at %s ran past its %s class timeout: %s (BASTION_BIGQUERY=%s)",
+                site,
+                timeout_class,
+                error,
                 self.mode.value,
             )
 

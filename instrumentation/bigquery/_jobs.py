@@ -17,8 +17,12 @@ from typing import Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from instrumentation.bigquery._guard import UnpartitionedQueryError
-from instrumentation.bigquery._operation import ACTIVE, Operation, gave_up
+from instrumentation.bigquery._guard import (
+    ClassTimeoutError,
+    UnpartitionedQueryError,
+    stopped_at_class_timeout,
+)
+from instrumentation.bigquery._operation import ACTIVE, Operation, gave_up, stopped_at_job_timeout
 from instrumentation.bigquery._timeouts import MIN_HTTP_SECONDS
 from instrumentation.bigquery._wrappers import (
     _UNSET,
@@ -124,6 +128,9 @@ class JobWrappers(Wrappers):
             if not (gave_up(error) or isinstance(error, DeadlineExceeded)):
                 if owned:
                     self._finish(op, error)
+                refused = self._server_cut(op, error)
+                if refused is not None:
+                    raise refused from error
                 raise
             if not self._bound_by_bastion(explicit):
                 # The caller's own wait ended; the job goes on. A job created in an
@@ -135,7 +142,7 @@ class JobWrappers(Wrappers):
                     )
                 raise
             self._give_up(op, job)
-            cut = self._deadline_cut(op, error)
+            cut = self._deadline_cut(op, error) or self._class_cut(op, error)
             if owned:
                 self._finish(op, cut or error)
             if cut is not None:
@@ -160,6 +167,46 @@ class JobWrappers(Wrappers):
             f"BigQuery job {job_id} stopped at the request deadline "
             f"({'cancelled' if op.cancelled else 'not cancelled'})"
         )
+
+    def _class_cut(self, op: Operation, error: BaseException) -> ClassTimeoutError | None:
+        """In enforce, a wait the guard bounded by the timeout class, ended by the
+        library's own give-up (a TimeoutError), ends in ClassTimeoutError: still a
+        TimeoutError, and a refusal ``protect()`` answers with a 504. A give-up of
+        another kind (``requests.Timeout``, ``RetryError``) is left as it is, so that
+        handlers keyed on it still catch it."""
+        if (
+            not self.guard.enforce
+            or not isinstance(error, TimeoutError)
+            or isinstance(error, DeadlineExceeded)
+            or op.applied.get("bastion.bq.wait_bound_by") != "class"
+        ):
+            return None
+        job_id = op.stats.job_id or "?"
+        seconds = float(op.applied.get("bastion.bq.timeout_seconds", 0.0))
+        timeout_class = str(op.timeout_class or "?")
+        cut = ClassTimeoutError(
+            f"BigQuery job {job_id} stopped at its {timeout_class} class timeout ({seconds:g} s; "
+            f"{'cancelled' if op.cancelled else 'not cancelled'})",
+            timeout_class=timeout_class,
+            seconds=seconds,
+        )
+        self.guard.report_class_cut(timeout_class, cut)
+        return cut
+
+    def _server_cut(self, op: Operation, error: BaseException) -> BaseException | None:
+        """In enforce, a job the server stopped at the jobTimeoutMs Bastion set (the
+        caller gave none) raises the library's error as a refusal ``protect()``
+        answers with a 504, still of the library's class (see
+        :func:`stopped_at_class_timeout`)."""
+        if not (self.guard.enforce and op.job_timeout_set and stopped_at_job_timeout(error)):
+            return None
+        try:
+            refused = stopped_at_class_timeout(error)
+        except Exception as failed:  # an odd error class: raise it as it was
+            self.guard.failed("class timeout", failed)
+            return None
+        self.guard.report_class_cut(str(op.timeout_class), error)
+        return refused
 
     def _tracked(self, op: Operation, job: Any) -> bool:
         try:

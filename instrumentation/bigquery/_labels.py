@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from typing import Any
 
 from instrumentation.bigquery._guard import _callsite
 from instrumentation.bigquery._operation import Operation
+from instrumentation.bigquery._request import route_template
 from instrumentation.bigquery._timeouts import CLASS_LABEL
 
 SERVICE_KEY = "bastion-service"
@@ -46,19 +46,6 @@ def label_value(text: str) -> str:
 
 def service_name() -> str:
     return os.environ.get("OTEL_SERVICE_NAME") or os.environ.get("K_SERVICE") or ""
-
-
-def route_template() -> str:
-    """The Flask route template being served (Flask's public request API), or ""."""
-    flask = sys.modules.get("flask")  # never imported here: only if the app uses it
-    if flask is None:
-        return ""
-    try:
-        if flask.has_request_context() and flask.request.url_rule is not None:
-            return str(flask.request.url_rule.rule)
-    except RuntimeError:
-        pass
-    return ""
 
 
 def label(op: Operation, sent: dict[str, Any], fingerprint: Any, *, send: bool) -> dict[str, Any]:

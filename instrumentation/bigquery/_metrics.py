@@ -1,7 +1,7 @@
 """The BigQuery guard's OpenTelemetry instruments, created once at instrument time.
 
-Names and attributes are a contract with the dashboards (see the README's metric
-table): change them only together with those.
+Names and attributes are a contract with the dashboards (see the metrics
+in docs/guards/bigquery.md): change them only together with those.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from middleware.deadline import remaining as deadline_remaining
 if TYPE_CHECKING:
     from instrumentation.bigquery._guard import Description, Guard
 
-__all__ = ["ACTIVE", "Operation", "gave_up", "is_timeout"]
+__all__ = ["ACTIVE", "Operation", "gave_up", "is_timeout", "stopped_at_job_timeout"]
 
 #: The operation the current code runs for, if any.
 ACTIVE: ContextVar[Operation | None] = ContextVar("bastion_bq_operation", default=None)
@@ -62,6 +62,11 @@ def is_timeout(error: BaseException) -> bool:
     return False
 
 
+def stopped_at_job_timeout(error: BaseException) -> bool:
+    """A job the server stopped at its jobTimeoutMs (the error itself, not a cause)."""
+    return _reason(error) in _TIMEOUT_REASONS
+
+
 def _reason(error: BaseException) -> str | None:
     errors = getattr(error, "errors", None)
     if isinstance(errors, (list, tuple)) and errors and isinstance(errors[0], dict):
@@ -89,6 +94,7 @@ class Operation:
         "explicit",
         "finished",
         "guard",
+        "job_timeout_set",
         "kind",
         "refused",
         "start",
@@ -118,6 +124,7 @@ class Operation:
         self.cancelled = False
         self.refused: str | None = None
         self.finished = False
+        self.job_timeout_set = False  # jobTimeoutMs was Bastion's (the caller gave none)
 
     @property
     def started(self) -> bool:
@@ -140,8 +147,12 @@ class Operation:
         self._started = span.get_span_context().is_valid
 
     # --- set up --------------------------------------------------------------------
-    def describe(self, description: Description, timeout_class: str, source: str) -> None:
+    def describe(
+        self, description: Description, timeout_class: str, source: str, pattern: str = ""
+    ) -> None:
         self.described = True
+        if pattern:  # BASTION_BQ_ROUTE_CLASSES: which of its patterns chose the class
+            self.applied["bastion.bq.class_pattern"] = pattern
         self.timeout_class = timeout_class
         self.class_seconds = self.guard.policy.seconds[timeout_class]
         # The span's starting attributes depend only on these three and the statement:
@@ -276,6 +287,7 @@ class Operation:
         computed = max(1, int(seconds * 1000))
         if given is None:
             self.applied["bastion.bq.job_timeout_ms"] = computed
+            self.job_timeout_set = True
             return computed
         self.applied["bastion.bq.job_timeout_ms"] = given
         cap = self.guard.policy.deadline_cap()

@@ -1,18 +1,23 @@
 """Which timeout class a BigQuery call belongs to, and how long each of its waits may be.
 
 Every timeout the guard applies is ``min(class seconds, deadline.remaining() - margin)``
-(and, while a ``result()`` wait is running, the time left of that wait). The class
-comes from, first match wins:
+(and, while a ``result()`` wait is running, the time left of that wait). A timeout the
+caller passed explicitly is kept (capped by the deadline only with
+``BASTION_BQ_CAP_EXPLICIT_TIMEOUTS``). The class comes from, first match wins (its
+source, ``bastion.bq.class_source``, in brackets):
 
-1. a per-call override: ``with timeout_class("analytics"): ...``;
-2. the job label ``bastion-timeout-class=analytics`` on the job config;
-3. the service's default class (``BASTION_BQ_DEFAULT_CLASS``);
-4. the statement's class from :func:`instrumentation.bigquery.analyze`;
-5. ``analytics`` (the most lenient) when the statement could not be classified.
+1. a per-call override: ``with timeout_class("analytics"): ...`` [override];
+2. the job label ``bastion-timeout-class=analytics`` on the job config [label];
+3. the inbound route's class (``BASTION_BQ_ROUTE_CLASSES``) [route];
+4. the service's default class (``BASTION_BQ_DEFAULT_CLASS``) [service];
+5. the statement's class from :func:`instrumentation.bigquery.analyze` [sql], or
+   ``write`` for loads and ``insert_rows_json`` [operation];
+6. ``analytics`` (the most lenient) when the statement could not be classified [unknown].
 
-The per-call forms win over the service default because they are the more specific
-statement of intent: a service pinned to ``read`` can still run one nightly
-``analytics`` query without a second deployment.
+The more specific statement of intent wins: a call over its route, a route over its
+service, a service over the SQL. So a service pinned to ``read`` can still run one
+nightly ``analytics`` query without a second deployment, and a service's health check
+gets ``read`` while its rollup route gets ``analytics`` without changing its code.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from instrumentation.bigquery._request import request_route
 from middleware.deadline import remaining as deadline_remaining
+from middleware.routes import RoutePatterns
 from middleware.settings import TIMEOUT_CLASSES, Settings
 
 __all__ = ["CLASS_LABEL", "Budget", "Policy", "timeout_class"]
@@ -81,12 +88,19 @@ class Policy:
         "fallback_seconds",
         "margin",
         "max_bytes",
+        "route_classes",
+        "routes_need_path",
         "seconds",
         "slow",
     )
 
     def __init__(self, settings: Settings) -> None:
         self.default_class = settings.bq_default_class
+        # Compiled once: a query costs a request look-up and dict/regex matches.
+        self.route_classes: RoutePatterns[str] | None = (
+            RoutePatterns(settings.bq_route_classes) if settings.bq_route_classes else None
+        )
+        self.routes_need_path = bool(self.route_classes and self.route_classes.needs_path)
         self.margin = settings.bq_deadline_margin_seconds
         self.cap_explicit = settings.bq_cap_explicit_timeouts
         self.seconds = {c: settings.timeout_for(c) for c in TIMEOUT_CLASSES}
@@ -96,20 +110,27 @@ class Policy:
 
     def resolve_class(
         self, analyzed: str | None, labels: Any, origin: str = "sql"
-    ) -> tuple[str, str]:
-        """(class, where it came from: override | label | service | `origin` | unknown)."""
+    ) -> tuple[str, str, str]:
+        """(class, where it came from: override | label | route | service | `origin` |
+        unknown, the route pattern that chose it or "")."""
         override = _override.get()
         if override is not None:
-            return override, "override"
+            return override, "override", ""
         if labels and isinstance(labels, Mapping):  # usually None: skip the ABC check
             label = labels.get(CLASS_LABEL)
             if label in self.seconds:
-                return str(label), "label"
+                return str(label), "label", ""
+        if self.route_classes is not None:
+            template, path = request_route(with_path=self.routes_need_path)
+            if template or path:
+                found = self.route_classes.match(path, template)
+                if found is not None:
+                    return found[1], "route", found[0]
         if self.default_class:
-            return self.default_class, "service"
+            return self.default_class, "service", ""
         if analyzed in self.seconds:
-            return str(analyzed), origin
-        return FALLBACK_CLASS, "unknown"
+            return str(analyzed), origin, ""
+        return FALLBACK_CLASS, "unknown", ""
 
     def budget(self, class_seconds: float, wait_until: float | None = None) -> Budget:
         """The time one wait may take now: class seconds, deadline minus margin, wait left."""

@@ -159,8 +159,10 @@ class Wrappers:
                 if isinstance(sql, str):
                     guard.failed("analyze", error)
                 description = guard.fallback_description(sql, project)
-            timeout_class, source = guard.policy.resolve_class(description.timeout_class, labels)
-            op.describe(description, timeout_class, source)
+            timeout_class, source, pattern = guard.policy.resolve_class(
+                description.timeout_class, labels
+            )
+            op.describe(description, timeout_class, source, pattern)
             if description.tables:
                 unfiltered, judged = guard.unfiltered(sql, description, client, project, dataset)
                 if unfiltered:
@@ -184,11 +186,14 @@ class Wrappers:
         try:
             project = getattr(client, "project", None)
             name = f"{operation} {target}"[:255]
-            timeout_class, source = self.guard.policy.resolve_class("write", None, "operation")
+            timeout_class, source, pattern = self.guard.policy.resolve_class(
+                "write", None, "operation"
+            )
             op.describe(
                 _Other(name, operation, project),  # type: ignore[arg-type]
                 timeout_class,
                 source,
+                pattern,
             )
         except Exception as error:
             self.guard.failed("describe", error)

@@ -62,7 +62,8 @@ Speed: the parse (tokenize once, split, parse each statement from its tokens) is
 cached per ``(sql, default_project, default_dataset)`` in a bounded, thread-safe LRU
 (``BASTION_BQ_ANALYSIS_CACHE_SIZE``); the partition judgement for a given map is a
 set lookup over the cached scans. sqlglot's compiled build (``sqlglotc``, the
-``bigquery`` extra) is used automatically when installed: 2-5x faster here.
+``bigquery`` extra) is used automatically when installed (figures in
+benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

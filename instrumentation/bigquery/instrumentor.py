@@ -58,14 +58,20 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from instrumentation.bigquery._guard import Guard, UnpartitionedQueryError
+from instrumentation.bigquery._guard import ClassTimeoutError, Guard, UnpartitionedQueryError
 from instrumentation.bigquery._jobs import JobWrappers
 from instrumentation.bigquery._timeouts import CLASS_LABEL, timeout_class
 from instrumentation.bigquery._warnings import install as attribute_warnings
 from instrumentation.bigquery._warnings import uninstall as restore_warnings
 from middleware.settings import Settings, get_settings
 
-__all__ = ["CLASS_LABEL", "BigQueryInstrumentor", "UnpartitionedQueryError", "timeout_class"]
+__all__ = [
+    "CLASS_LABEL",
+    "BigQueryInstrumentor",
+    "ClassTimeoutError",
+    "UnpartitionedQueryError",
+    "timeout_class",
+]
 
 logger = logging.getLogger("bastion.bigquery")
 

@@ -20,6 +20,8 @@ from . import _types
 from .errors import BigQueryError, not_found
 
 PSEUDO_COLUMNS = ("_PARTITIONTIME", "_PARTITIONDATE")
+#: Kinds whose rows BigQuery stores (and counts in numRows/numBytes).
+STORED = ("TABLE", "MATERIALIZED_VIEW")
 
 
 def now_ms() -> int:
@@ -90,6 +92,8 @@ class Catalog:
         self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self.datasets: dict[tuple[str, str], dict[str, Any]] = {}
         self.tables: dict[str, Table] = {}
+        #: Stored procedures by full ``project.dataset.name`` (see ``procedures``).
+        self.routines: dict[str, Any] = {}
 
     # -- datasets -----------------------------------------------------------------
     def create_dataset(self, project: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,12 +147,15 @@ class Catalog:
             owned = [
                 t for t in self.tables.values() if (t.project, t.dataset) == (project, dataset_id)
             ]
-            if owned and not delete_contents:
+            routines = [n for n in self.routines if n.startswith(f"{project}.{dataset_id}.")]
+            if (owned or routines) and not delete_contents:
                 raise BigQueryError(
                     400, "resourceInUse", f"Dataset {project}:{dataset_id} is still in use"
                 )
             for table in owned:
                 self.drop_table(table.full_name)
+            for name in routines:
+                del self.routines[name]
             del self.datasets[(project, dataset_id)]
 
     def list_datasets(self, project: str) -> list[dict[str, Any]]:
@@ -282,7 +289,7 @@ class Catalog:
         return len(good), []
 
     def count_rows(self, table: Table) -> int:
-        if table.kind != "TABLE":
+        if table.kind not in STORED:
             return 0
         with self.lock:
             row = self.db.execute(f"SELECT COUNT(*) FROM {quote(table.full_name)}").fetchone()
@@ -290,7 +297,7 @@ class Catalog:
 
     def table_bytes(self, table: Table, where: str = "", params: Sequence[Any] = ()) -> int:
         """Bytes BigQuery would bill to read every column of the rows matching ``where``."""
-        if not table.schema or table.kind != "TABLE":
+        if not table.schema or table.kind not in STORED:
             return 0
         total = " + ".join(_types.size_expression(c["name"], c) for c in table.schema)
         with self.lock:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from . import _types, mviews, translate
+from . import _types, mviews, procedures, schemas, translate
 from .catalog import PSEUDO_COLUMNS, Catalog, Table, quote
 from .errors import BigQueryError, invalid_query
 from .outcome import Outcome
@@ -29,6 +29,12 @@ def target_name(node: exp.Expr) -> str:
     if isinstance(target, exp.Schema):
         target = target.this
     return target.name if isinstance(target, exp.Table) else ""
+
+
+def names_no_table(statement: exp.Expr) -> bool:
+    """DDL whose target is a dataset or routine, not a table."""
+    kind = str(statement.args.get("kind", "")).upper()
+    return isinstance(statement, exp.Create | exp.Drop) and kind in ("SCHEMA", "PROCEDURE")
 
 
 def partition_key_sql(table: Table) -> str | None:
@@ -142,6 +148,10 @@ def run(engine: Engine, node: exp.Expr, plan: Plan, params: Params) -> Outcome:
     catalog = engine.catalog
     if isinstance(node, exp.Drop):
         kind = str(node.args.get("kind", "TABLE")).upper()
+        if kind == "SCHEMA":
+            return schemas.drop(catalog, node, plan.project)
+        if kind == "PROCEDURE":
+            return procedures.drop(catalog, node, plan.project, plan.dataset)
         for table_node in node.args.get("tables") or [node.this]:
             if catalog.find_table(table_node.name) is None:
                 if node.args.get("exists"):
@@ -167,6 +177,8 @@ def run(engine: Engine, node: exp.Expr, plan: Plan, params: Params) -> Outcome:
         table.modified_ms = table.modified_ms + 1
         return Outcome(ddl_operation="ALTER", ddl_target=table)
     assert isinstance(node, exp.Create)
+    if str(node.args.get("kind", "")).upper() == "SCHEMA":
+        return schemas.create(catalog, node, plan.project)
     return _create(engine, node, plan, params)
 
 
@@ -197,6 +209,7 @@ def _create(engine: Engine, node: exp.Create, plan: Plan, params: Params) -> Out
         table.schema = [dict(f) for f in result.schema or []]
     if kind == "VIEW" and mviews.is_materialized(node):
         table.extra["materializedView"] = mviews.check(node)
+        table.extra["materializedView"]["lastRefreshTime"] = str(table.created_ms)
         _apply_partitioning_only(table, node.args.get("properties"))
         table.kind = "MATERIALIZED_VIEW"
     else:
@@ -316,7 +329,9 @@ def merge(engine: Engine, node: exp.Merge, params: Params) -> Outcome:
 
 
 def _insert_parts(then: exp.Expr, table: Table, s_alias: str) -> tuple[list[str], str]:
-    if not isinstance(then, exp.Insert):  # INSERT ROW
+    if not isinstance(then, exp.Insert) or (
+        isinstance(then.this, exp.Var) and then.this.name.upper() == "ROW"
+    ):  # INSERT ROW: every column of the target, from the source's columns of that name
         names = [c["name"] for c in table.schema]
         return names, ", ".join(f"{quote(s_alias)}.{quote(n)}" for n in names)
     columns = (

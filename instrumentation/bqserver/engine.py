@@ -14,9 +14,9 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from . import _types, ddl, translate
+from . import _types, ddl, procedures, translate
 from ._analysis import Analysis, analyze
-from .catalog import PSEUDO_COLUMNS, Catalog, Table, quote
+from .catalog import PSEUDO_COLUMNS, STORED, Catalog, Table, quote
 from .errors import BigQueryError, invalid_query
 from .outcome import Outcome
 
@@ -71,6 +71,8 @@ class Engine:
         self._sqlite: dict[int, tuple[exp.Expr, exp.Expr, str]] = {}
         #: Temp tables of the script being run (under the catalog lock).
         self.temporary: set[str] = set()
+        #: Nesting of CALLs being run (under the catalog lock).
+        self.call_depth = 0
 
     # -- planning -------------------------------------------------------------------
     def _parse(self, sql: str, project: str, dataset: str | None) -> _Parsed | None:
@@ -93,6 +95,8 @@ class Engine:
         tables: dict[str, list[str]] = {}
         created: set[str] = set()
         for statement in statements:
+            if ddl.names_no_table(statement):
+                continue
             for full, names in translate.rewrite_tables(statement, project, dataset).items():
                 tables.setdefault(full, []).extend(names)
             if isinstance(statement, exp.Create):
@@ -107,6 +111,11 @@ class Engine:
         return parsed
 
     def plan(self, sql: str, project: str, dataset: str | None = None) -> Plan:
+        if procedures.CREATE.match(sql):  # a BEGIN … END body sqlglot cannot parse
+            procedures.parse_create(sql, project, dataset)
+            node = exp.Command(this="CREATE PROCEDURE", expression=exp.Literal.string(sql))
+            analysis = Analysis("CREATE_PROCEDURE", frozenset(), frozenset())
+            return Plan(sql, project, dataset, [node], {}, set(), analysis)
         parsed = self._parse(sql, project, dataset)
         if parsed is None:
             return self._opaque_script(sql, project, dataset)
@@ -135,7 +144,10 @@ class Engine:
         return Plan(sql, project, dataset, [], {}, set(), analysis, executable=False)
 
     def check(self, plan: Plan) -> None:
-        """Refuse what BigQuery refuses before running: missing tables, partition filters."""
+        """Refuse what BigQuery refuses before running: missing tables or procedures,
+        unfiltered scans of tables that require a partition filter."""
+        for statement in plan.statements:
+            procedures.check_call(self.catalog, statement, plan.project, plan.dataset)
         if plan.statement_type != "SCRIPT":
             for name in plan.tables:
                 if name not in plan.created:
@@ -162,8 +174,7 @@ class Engine:
         for name in plan.tables:
             table = self.catalog.find_table(name)
             # A materialized view is billed for its own stored rows, as a table is.
-            stored = ("TABLE", "MATERIALIZED_VIEW")
-            if table is None or table.kind not in stored or name in plan.created:
+            if table is None or table.kind not in STORED or name in plan.created:
                 continue
             if not any(self._is_scan(node) for node in self._scans(plan.statements, name)):
                 continue
@@ -262,14 +273,21 @@ class Engine:
             return outcome
         with self.catalog.lock:
             try:
-                for statement in plan.statements:
-                    result = self._run(statement, plan, params)
-                    if result is not None and (result.schema is not None or outcome.schema is None):
-                        outcome = result
+                outcome = self.run_statements(plan, params)
             finally:
                 for name in self.temporary:
                     self.catalog.db.execute(f"DROP TABLE IF EXISTS temp.{quote(name)}")
                 self.temporary.clear()
+        return outcome
+
+    def run_statements(self, plan: Plan, params: Params) -> Outcome:
+        """Run a plan's statements in order (caller holds the catalog lock); the outcome
+        is the last one that returned rows, else the last one."""
+        outcome = Outcome()
+        for statement in plan.statements:
+            result = self._run(statement, plan, params)
+            if result is not None and (result.schema is not None or outcome.schema is None):
+                outcome = result
         return outcome
 
     def _run(self, node: exp.Expr, plan: Plan, params: Params) -> Outcome | None:
@@ -282,6 +300,13 @@ class Engine:
                 return ddl.merge(self, node, params)
             if isinstance(node, exp.Create | exp.Drop | exp.Alter | exp.TruncateTable):
                 return ddl.run(self, node, plan, params)
+            if procedures.is_call(node):
+                assert isinstance(node, exp.Command)
+                return procedures.call(self, node, plan, params)
+            if isinstance(node, exp.Command) and node.name == "CREATE PROCEDURE":
+                return procedures.create(
+                    self.catalog, node.expression.name, plan.project, plan.dataset
+                )
         except sqlite3.Error as exc:
             raise self._sqlite_error(exc) from None
         return None  # DECLARE, transactions, SET: accepted, nothing to do

@@ -193,6 +193,7 @@ class Routes:
 BASE = _BASE
 DATASET = _BASE + "/datasets/" + _D
 TABLE = DATASET + "/tables/" + _T
+ROUTINE = DATASET + "/routines/(?P<routine>[^/]+)"
 JOB = _BASE + "/jobs/" + _J
 QUERY = _BASE + "/queries/" + _J
 UPLOAD = "/upload/bigquery/v2/projects/" + _P + "/jobs"

@@ -200,12 +200,30 @@ class JobManager:
             return None
         if query.get("destinationTable"):
             return None
-        versions = []
-        for name in sorted(plan.tables):
-            table = self.catalog.find_table(name)
-            versions.append(f"{name}@{table.version if table else -1}")
+        seen: set[str] = set()
+        versions = [v for name in sorted(plan.tables) for v in self._versions(name, plan, seen)]
         material = [job.sql, query.get("defaultDataset"), query.get("queryParameters"), versions]
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+    def _versions(self, name: str, plan: Plan, seen: set[str]) -> list[str]:
+        """Data versions a read of ``name`` depends on: a view's or materialized view's
+        own and those of every table it reads, so a write to a base table is a miss."""
+        table = self.catalog.find_table(name)
+        versions = [f"{name}@{table.version if table else -1}"]
+        definition = (
+            (table.extra.get("view") or table.extra.get("materializedView") or {}) if table else {}
+        )
+        query = definition.get("query")
+        if not isinstance(query, str) or name in seen:
+            return versions
+        seen.add(name)
+        try:
+            sources = self.engine.plan(query, plan.project, plan.dataset).tables
+        except BigQueryError:  # a view that no longer parses: its own version only
+            return versions
+        return versions + [
+            v for source in sorted(sources) for v in self._versions(source, plan, seen)
+        ]
 
     def _schedule(self, job: Job, when: float, action: Callable[[], None]) -> None:
         timer = threading.Timer(max(0.0, when - time.time()), action)

@@ -2,8 +2,10 @@
 
 The view is a sqlite view over the base tables, so it is never stale (as a BigQuery
 materialized view reads, thanks to its delta merge, unless ``max_staleness`` allows
-otherwise). Reads of it are billed like a stored table's (its own rows, pruned by its
-partitioning), which is what a materialized view saves.
+otherwise): a read after inserts into a base table sees them and is not a cache
+hit, and ``CALL BQ.REFRESH_MATERIALIZED_VIEW('dataset.view')`` records a refresh
+(``materializedView.lastRefreshTime``). Reads of it are billed like a stored table's
+(its own rows, pruned by its partitioning), which is what a materialized view saves.
 
 Checked at creation, after BigQuery's documented limits for incremental materialized
 views (cloud.google.com/bigquery/docs/materialized-views-create, "Supported
@@ -22,6 +24,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from .catalog import Catalog, Table, now_ms
 from .errors import invalid_query
 
 OPTIONS = frozenset(
@@ -176,3 +179,26 @@ def _check_query(query: exp.Expr, non_incremental: bool) -> None:
                 f"Aggregate function {agg.sql(dialect='bigquery')} is not supported in "
                 "incremental materialized views"
             )
+
+
+def refresh_target(catalog: Catalog, arguments: list[exp.Expr], project: str) -> Table:
+    """The materialized view ``BQ.REFRESH_MATERIALIZED_VIEW(name)`` names, or its error."""
+    if len(arguments) != 1 or not (
+        isinstance(arguments[0], exp.Literal) and arguments[0].is_string
+    ):
+        raise invalid_query("BQ.REFRESH_MATERIALIZED_VIEW takes one STRING: 'dataset.view'")
+    parts = arguments[0].name.replace(":", ".").strip("`").split(".")
+    if len(parts) == 2:
+        parts = [project, *parts]
+    if len(parts) != 3:
+        raise invalid_query(f"Invalid materialized view name: {arguments[0].name}")
+    table = catalog.get_table(".".join(parts))
+    if table.kind != "MATERIALIZED_VIEW":
+        raise invalid_query(f"{arguments[0].name} is not a materialized view")
+    return table
+
+
+def refresh(table: Table) -> None:
+    """A refresh: the view already reads its base tables; record when it was done."""
+    table.extra["materializedView"]["lastRefreshTime"] = str(now_ms())
+    table.touch()

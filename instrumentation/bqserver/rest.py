@@ -7,11 +7,11 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from . import loads, resources, translate
+from . import loads, procedures, resources, translate
 from ._types import to_cell
 from .catalog import table_from_resource, table_resource
 from .errors import BigQueryError, integer
-from .http import BASE, DATASET, JOB, QUERY, TABLE, UPLOAD, Answer, Request, Routes
+from .http import BASE, DATASET, JOB, QUERY, ROUTINE, TABLE, UPLOAD, Answer, Request, Routes
 from .jobs import Job
 from .rules import Rule
 
@@ -43,6 +43,9 @@ class RestAPI:
         r.add("PATCH", TABLE, "tables.patch", self.patch_table)
         r.add("PUT", TABLE, "tables.update", self.patch_table)
         r.add("DELETE", TABLE, "tables.delete", self.delete_table)
+        r.add("GET", DATASET + "/routines", "routines.list", self.list_routines)
+        r.add("GET", ROUTINE, "routines.get", self.get_routine)
+        r.add("DELETE", ROUTINE, "routines.delete", self.delete_routine)
         r.add("POST", TABLE + "/insertAll", "tabledata.insertAll", self.insert_all)
         r.add("GET", TABLE + "/data", "tabledata.list", self.list_rows)
         r.add("POST", BASE + "/jobs", "jobs.insert", self.insert_job)
@@ -82,6 +85,37 @@ class RestAPI:
     def delete_dataset(self, req: Request) -> Answer:
         contents = req.params.get("deleteContents", "false").lower() == "true"
         self.catalog.delete_dataset(req["project"], req["dataset"], contents)
+        return 204, None
+
+    # -- routines (stored procedures) ---------------------------------------------------
+    def list_routines(self, req: Request) -> Answer:
+        project, dataset = req["project"], req["dataset"]
+        with self.catalog.lock:
+            self.catalog.get_dataset(project, dataset)
+            found = [
+                procedures.resource(r)
+                for name, r in sorted(self.catalog.routines.items())
+                if name.startswith(f"{project}.{dataset}.")
+            ]
+        return 200, {"routines": found}
+
+    def _routine(self, req: Request) -> str:
+        full = f"{req['project']}.{req['dataset']}.{req['routine']}"
+        if full not in self.catalog.routines:
+            raise BigQueryError(
+                404,
+                "notFound",
+                f"Not found: Routine {req['project']}:{req['dataset']}.{req['routine']}",
+            )
+        return full
+
+    def get_routine(self, req: Request) -> Answer:
+        with self.catalog.lock:
+            return 200, procedures.resource(self.catalog.routines[self._routine(req)])
+
+    def delete_routine(self, req: Request) -> Answer:
+        with self.catalog.lock:
+            del self.catalog.routines[self._routine(req)]
         return 204, None
 
     # -- tables -------------------------------------------------------------------------

@@ -137,6 +137,7 @@ class LocalBigQuery:
                 for name in list(self.catalog.tables):
                     self.catalog.drop_table(name)
                 self.catalog.datasets.clear()
+                self.catalog.routines.clear()
 
     # -- data -----------------------------------------------------------------------
     def _full(self, name: str) -> str:

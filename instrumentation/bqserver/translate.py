@@ -19,7 +19,7 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from . import _types
+from . import _types, aggregates
 from .catalog import PSEUDO_COLUMNS, Catalog, Table
 
 _ADDERS: dict[type[exp.Expr], int] = {
@@ -244,6 +244,7 @@ def register_functions(db: sqlite3.Connection) -> None:
     db.create_function("BQ_ADD", 4, bq_add, deterministic=True)
     db.create_function("BQ_TRUNC", 2, bq_trunc, deterministic=True)
     db.create_function("BQ_TIMESTAMP", 1, bq_timestamp, deterministic=True)
+    aggregates.register(db)
 
 
 # -- result schemas ---------------------------------------------------------------
@@ -289,7 +290,10 @@ class SchemaResolver:
             return {**inner, "mode": "REPEATED"}
         if isinstance(node, exp.Count | exp.ArraySize):
             return {"type": "INTEGER", "mode": "NULLABLE"}
-        if isinstance(node, exp.Avg):
+        if isinstance(
+            node,
+            exp.Avg | exp.Stddev | exp.StddevSamp | exp.StddevPop | exp.Variance | exp.VariancePop,
+        ):
             return {"type": "FLOAT", "mode": "NULLABLE"}
         if isinstance(node, exp.Sum | exp.Min | exp.Max | exp.AnyValue | exp.Coalesce):
             return self.expression_type(node.this)

@@ -10,7 +10,7 @@ jar keeps them (:mod:`._cookies`), pages as its HTML parser reads them (:mod:`._
 ``tests/test_observatory_differential.py`` grades generated responses with the release
 itself and with this port.
 
-Deliberate differences (the README lists them with their reasons):
+Deliberate differences (docs/reference/cli-guide.md lists them with their reasons):
 
 * no HSTS preload list (never ``hsts-preloaded`` / ``redirection-all-redirects-preloaded``);
 * an HSTS ``max-age`` that is not a number is invalid here; the reference's

@@ -29,8 +29,8 @@ def cors_test(
 
     Universal access (the preflight echoes our foreign origin and allows credentials)
     is flagged here; the reference release never flags it, as it looks for the Origin
-    it sent on the response object, where it is not (see the README's deliberate
-    differences).
+    it sent on the response object, where it is not (see the deliberate differences
+    in docs/reference/cli-guide.md).
     """
     name = "cross-origin-resource-sharing"
     if not answered or not allow_origin:

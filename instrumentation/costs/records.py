@@ -1,6 +1,6 @@
 """Observed BigQuery jobs, one :class:`JobRecord` each, from any of three sources.
 
-* Bastion's JSON-lines telemetry file (``BASTION_TELEMETRY_FILE``): one
+* Bastion's JSON-lines telemetry file (``BASTION_TELEMETRY_JSONL``): one
   ``ReadableSpan.to_json()`` per line, metric and log lines (``type`` key) skipped;
 * OTLP JSON files, as the OpenTelemetry Collector's ``file`` exporter writes them: one
   ``ExportTraceServiceRequest`` (``{"resourceSpans": [...]}``) per line; the two kinds
@@ -29,7 +29,7 @@ Progress = Callable[[int], object]
 
 
 def _json_loads() -> Callable[[bytes], Any]:
-    """orjson's parser when installed (``bastion[costs]``: 3-4x faster on span lines),
+    """orjson's parser when installed (``bastion[costs]``, the faster one on span lines),
     else the standard library's."""
     try:
         import orjson

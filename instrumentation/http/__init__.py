@@ -11,11 +11,15 @@ active it also replaces urllib3's ``HTTPResponse.read`` and ``read_chunked`` wit
 functions that report or convert a deadline cut (restored by ``uninstrument()``):
 
 * ``BASTION_HTTP`` (off | observe | enforce, default observe): a call without a
-  timeout gets ``(BASTION_HTTP_CONNECT_SECONDS, BASTION_HTTP_READ_SECONDS)``; every
-  timeout is capped at the request's remaining deadline (:mod:`middleware.deadline`);
+  timeout gets ``(BASTION_HTTP_CONNECT_SECONDS, BASTION_HTTP_READ_SECONDS)``, the read
+  part replaced by its upstream's entry in ``BASTION_HTTP_UPSTREAM_TIMEOUTS`` if listed;
+  every timeout is capped at the request's remaining deadline (:mod:`middleware.deadline`);
   a body still arriving at the deadline is cut with :class:`DeadlineTimeout` (a
   ``requests.exceptions.ReadTimeout`` and a ``DeadlineExceeded``). observe changes
-  nothing and records what would apply.
+  nothing and records what would apply, and each call enforce would cut (at the deadline,
+  or at the read timeout it would give a call without one: see
+  ``OutboundGuard._judge_wait`` for what is compared) as a span event, a counter and one
+  log line per call site.
 * ``BASTION_TLS`` (off | observe | enforce, default observe): an HTTPS call with
   ``verify=False`` (argument or ``session.verify``) is recorded with its call site, or
   refused with :class:`InsecureTLSError` before a byte is sent, unless the host is in

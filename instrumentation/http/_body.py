@@ -158,7 +158,8 @@ def converting_reads(read: _Read, read_chunked: _ReadChunked) -> tuple[_Read, _R
     body coming out of them as :class:`DeadlineTimeout` (enforce).
 
     Plain functions set on the class at instrument time, not wrapt wrappers: a wrapt
-    method wrapper costs about twice as much per read (bound wrapper, argument repacking).
+    method wrapper costs more per read (bound wrapper, argument repacking); see
+    benchmarks/RESULTS.md.
     """
 
     @functools.wraps(read)

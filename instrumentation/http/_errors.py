@@ -7,19 +7,25 @@ from typing import Any
 import requests
 
 from middleware.deadline import Deadline, DeadlineTimeoutError
+from middleware.refusals import PROBLEM_TYPE_BASE, BastionRefusal
 
 __all__ = ["DeadlinePassed", "DeadlineTimeout", "InsecureTLSError"]
 
 
-class InsecureTLSError(requests.exceptions.SSLError):
+class InsecureTLSError(requests.exceptions.SSLError, BastionRefusal):
     """An HTTPS call with certificate verification switched off, refused (``BASTION_TLS=enforce``).
 
     Raised before any byte is sent. It is a :class:`requests.exceptions.SSLError` (hence a
     ``ConnectionError`` and a ``RequestException``) because that is what the same call
     raises when verification is on and the certificate is not trusted: code that already
     copes with a TLS failure copes with this one. ``host`` and ``call_site`` (``file:line``)
-    say which call was refused.
+    say which call was refused. Unhandled, the client gets a 500 problem document.
     """
+
+    problem_status = 500
+    problem_type = PROBLEM_TYPE_BASE + "insecure-tls"
+    problem_title = "Outbound call refused by TLS policy"
+    problem_detail = "An outbound call of this service was refused before it was sent."
 
     def __init__(self, message: str, *, host: str, call_site: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

@@ -24,19 +24,24 @@ from urllib.parse import urlsplit
 import requests
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import INVALID_SPAN, Span, get_current_span
+from requests.exceptions import ConnectTimeout
 from requests.structures import CaseInsensitiveDict
 
 from instrumentation.http._body import bound_body, unsupported_socket, watch_body
 from instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
-from instrumentation.http._timeouts import plan_timeout
+from instrumentation.http._timeouts import UpstreamTimeouts, plan_timeout
 from instrumentation.http._tls import CallSites, HostAllowList, call_site
 from middleware.deadline import DEADLINE_HEADER, Deadline, current
 from middleware.settings import Settings
 
 __all__ = ["OutboundGuard"]
 
-# (request, adapter keyword arguments, deadline, span): a plain tuple, the cheapest record.
-_Call = tuple[Any, Mapping[str, Any], Deadline | None, Span]
+# The timeout Bastion supplies to (enforce) or would supply to (observe) a call that has
+# none of its own: (source "default" | "upstream", read seconds, the setting it came from).
+_Budget = tuple[str, float, str]
+# (request, adapter keyword arguments, deadline, span, budget or None): a plain tuple, the
+# cheapest record.
+_Call = tuple[Any, Mapping[str, Any], Deadline | None, Span, _Budget | None]
 
 _log = logging.getLogger("instrumentation.http")
 _monotonic = time.monotonic
@@ -121,6 +126,9 @@ class OutboundGuard:
         self._connect_default = settings.http_connect_seconds
         self._read_default = settings.http_read_seconds
         self._default_timeout = (self._connect_default, self._read_default)
+        self._default_budget: _Budget = ("default", self._read_default, "BASTION_HTTP_READ_SECONDS")
+        upstream = UpstreamTimeouts(settings.http_upstream_timeouts)
+        self._upstream = upstream if upstream else None
         self._propagate = settings.http_propagate_deadline and settings.http.active
         self._allow = HostAllowList(settings.tls_allow_insecure_hosts)
         self._sites = CallSites()
@@ -128,6 +136,7 @@ class OutboundGuard:
         _timeouts_applied.reset()
         self._bump_default = _timeouts_applied.bumper(mode, "default")
         self._bump_deadline = _timeouts_applied.bumper(mode, "deadline")
+        self._bump_upstream = _timeouts_applied.bumper(mode, "upstream")
         meter.create_observable_counter(
             "bastion.http.client.timeouts_applied",
             callbacks=[_timeouts_applied.observe],
@@ -140,6 +149,12 @@ class OutboundGuard:
             "bastion.http.client.deadline_cuts",
             unit="{request}",
             description="Outbound requests cut (observe: that would be cut) at the deadline.",
+        )
+        self._timeout_cuts = meter.create_counter(
+            "bastion.http.client.timeout_cuts",
+            unit="{request}",
+            description="Outbound requests without a timeout of their own cut (observe: that "
+            "would be cut) at the timeout Bastion gives them (default or per-upstream).",
         )
         self._uncuttable = meter.create_counter(
             "bastion.http.client.deadline_uncuttable",
@@ -160,6 +175,7 @@ class OutboundGuard:
             f"bastion.http.{would}timeout_read",
         )
         self._cut_name = f"bastion.http.{would}deadline_cut"
+        self._timeout_cut_name = f"bastion.http.{would}timeout_cut"
         self._cut_attrs = {
             phase: {"bastion.mode": mode, "bastion.http.phase": phase}
             for phase in ("before-send", "response", "body")
@@ -182,14 +198,31 @@ class OutboundGuard:
             return wrapped(*args, **kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        request, send_kwargs, deadline, _ = call
+        request, send_kwargs, deadline, _, budget = call
+        started = _monotonic()
         try:
             response = wrapped(request, **send_kwargs)
         except requests.exceptions.Timeout as error:
             cut = self._cut_in_flight(call, error)
             if cut is None:
+                if budget is not None and self._enforce_http:
+                    phase = "connect" if isinstance(error, ConnectTimeout) else "response"
+                    try:
+                        self._timeout_cut(call, phase, _monotonic() - started)
+                    except Exception:
+                        self._internal_error("timeout")
                 raise
             raise cut from error
+        except Exception:
+            if budget is not None and not self._enforce_http:
+                self._judge_wait(call, _monotonic() - started)
+            raise
+        if (
+            budget is not None
+            and not self._enforce_http
+            and self._judge_wait(call, _monotonic() - started)
+        ):
+            return response  # enforce would have cut it here: nothing after it to watch
         if deadline is not None:
             try:
                 if self._enforce_http:
@@ -221,28 +254,41 @@ class OutboundGuard:
         deadline = current()
         given = send_kwargs.get("timeout")
         connect = read = None
+        # Precedence: the caller's timeout > BASTION_HTTP_UPSTREAM_TIMEOUTS > the default;
+        # the deadline caps them all.
+        budget: _Budget | None = None
+        default_timeout = self._default_timeout
+        if given is None:
+            budget = self._default_budget
+            if self._upstream is not None:
+                found = self._upstream.read_for(request.url)
+                if found is not None:
+                    pattern, seconds = found
+                    budget = ("upstream", seconds, f"BASTION_HTTP_UPSTREAM_TIMEOUTS {pattern}")
+                    default_timeout = (self._connect_default, seconds)
         if deadline is None:
             # The common cases, kept short: the caller's own timeout stands; none gets
-            # the default, computed in __init__.
+            # the default (computed in __init__) or its upstream's.
             if given is not None:
                 return None
             remaining = None
-            timeout: object = self._default_timeout
-            connect, read = self._connect_default, self._read_default
-            source: str | None = "default"
+            timeout: object = default_timeout
+            connect, read = default_timeout
+            source: str | None = budget[0]  # type: ignore[index]
         else:
             remaining = deadline.expires_at - _monotonic()  # deadline.remaining(), inlined
             if remaining < 0.0:
                 remaining = 0.0
-            if given is None:  # the common case, spelled out
-                connect = self._connect_default
-                read = self._read_default
-                source = "default"
+            if budget is not None:  # no timeout given: the common case, spelled out
+                connect, read = default_timeout
+                source = budget[0]
                 if remaining < connect:
                     connect, source = remaining, "deadline"
                 if remaining < read:
-                    read, source = remaining, "deadline"
-                timeout = (connect, read) if source == "deadline" else self._default_timeout
+                    # The deadline ends the wait for a response first: its own record
+                    # covers the call.
+                    read, source, budget = remaining, "deadline", None
+                timeout = (connect, read) if source == "deadline" else default_timeout
             else:
                 plan = plan_timeout(given, self._connect_default, self._read_default, remaining)
                 if plan is None:  # a form requests will reject: leave it to requests
@@ -264,6 +310,8 @@ class OutboundGuard:
         if source is not None:
             if source == "default":
                 self._bump_default()
+            elif source == "upstream":
+                self._bump_upstream()
             else:
                 self._bump_deadline()
         if span.is_recording():
@@ -288,7 +336,7 @@ class OutboundGuard:
             # Last, so a failure above falls back to the call as written. The dict is this
             # call's own (wrapt's kwargs, or the one built above from positionals).
             send_kwargs["timeout"] = timeout
-        return request, send_kwargs, deadline, span
+        return request, send_kwargs, deadline, span, budget
 
     def _judge_tls(self, request: Any, url: str, span: Span) -> None:
         host = urlsplit(url).hostname or ""
@@ -331,7 +379,7 @@ class OutboundGuard:
     def _cut_in_flight(
         self, call: _Call, error: requests.exceptions.Timeout
     ) -> DeadlineTimeout | None:
-        request, _, deadline, span = call
+        request, _, deadline, span, _ = call
         if (
             deadline is None
             or isinstance(error, DeadlineTimeout)
@@ -350,7 +398,7 @@ class OutboundGuard:
         )
 
     def _watch_body(self, call: _Call, response: Any) -> bool:
-        _, _, deadline, span = call
+        _, _, deadline, span, _ = call
         assert deadline is not None
         if _monotonic() >= deadline.expires_at:
             # observe: the headers themselves came after the deadline.
@@ -386,6 +434,83 @@ class OutboundGuard:
             span.add_event(
                 self._cut_name,
                 {"bastion.mode": self._http.value, "bastion.http.phase": phase},
+            )
+        if not self._enforce_http:
+            site = call_site()
+            if self._sites.first_time(self._cut_name, site):
+                _log.warning(
+                    "outbound call at %s ran past the request deadline (phase %s); "
+                    "BASTION_HTTP=enforce would cut it there. Logged once per call site.",
+                    site,
+                    phase,
+                )
+
+    # --- timeouts Bastion supplies -----------------------------------------------------
+    def _judge_wait(self, call: _Call, waited: float) -> bool:
+        """observe: True (and recorded) if enforce would have cut this call at the read
+        timeout it would have given it.
+
+        ``waited`` is the time inside ``HTTPAdapter.send``: opening a connection if the
+        pool had none, sending the request, and waiting for the status line and headers.
+        Enforce's read timeout bounds each socket wait for the response instead, so this
+        over-reports a call whose connect and upload took part of the time, or whose
+        headers came in several parts each within the timeout; it never misses a call
+        that waited longer than the timeout for its status line or a part of its headers.
+        A slow connect within the read timeout, and gaps in the body, are not compared;
+        with urllib3 read retries (``Retry(read=N)``) enforce would retry the cut call,
+        observe records the one call.
+        """
+        budget = call[4]
+        assert budget is not None
+        if waited <= budget[1]:
+            return False
+        try:
+            self._timeout_cut(call, "response", waited)
+        except Exception:
+            self._internal_error("timeout")
+        return True
+
+    def _timeout_cut(self, call: _Call, phase: str, waited: float) -> None:
+        """A call cut (observe: that would be cut) at the timeout Bastion gives it: a
+        counter, a span event, and in observe one log line per call site."""
+        request, _, _, span, budget = call
+        assert budget is not None
+        source, read, setting = budget
+        self._timeout_cuts.add(
+            1,
+            {
+                "bastion.mode": self._mode,
+                "bastion.http.timeout_source": source,
+                "bastion.http.phase": phase,
+            },
+        )
+        if span.is_recording():
+            span.set_attribute(self._timeout_cut_name, True)
+            span.add_event(
+                self._timeout_cut_name,
+                {
+                    "bastion.mode": self._mode,
+                    "bastion.http.timeout_source": source,
+                    "bastion.http.phase": phase,
+                    self._timeout_keys[2]: read,
+                    "bastion.http.waited_seconds": round(waited, 3),
+                },
+            )
+        if self._enforce_http:
+            return  # the caller gets requests' Timeout: that is the sign
+        site = call_site()
+        if self._sites.first_time(self._timeout_cut_name, site):
+            _log.warning(
+                "outbound call to %s at %s waited %.3fs for its response headers; "
+                "BASTION_HTTP=enforce would cut it at the %s read timeout of %gs (%s). "
+                "If that wait is legitimate, pass timeout= at the call or list the host in "
+                "BASTION_HTTP_UPSTREAM_TIMEOUTS. Logged once per call site.",
+                urlsplit(request.url).netloc,
+                site,
+                waited,
+                source,
+                read,
+                setting,
             )
 
     def _internal_error(self, where: str) -> None:

@@ -19,11 +19,13 @@ length, strings) are passed through untouched, so the caller gets requests' own 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from urllib3.util.timeout import Timeout
 
-__all__ = ["TimeoutPlan", "plan_timeout"]
+__all__ = ["TimeoutPlan", "UpstreamTimeouts", "plan_timeout"]
 
 
 class TimeoutPlan(NamedTuple):
@@ -104,3 +106,58 @@ def _seconds_of(value: object) -> float | None:
     # Timeout.DEFAULT_TIMEOUT means "the socket module's default" (None unless the
     # process called socket.setdefaulttimeout).
     return _number(Timeout.resolve_default_timeout(value))  # type: ignore[arg-type]
+
+
+class UpstreamTimeouts:
+    """``BASTION_HTTP_UPSTREAM_TIMEOUTS``: the read timeout of a URL's upstream, if listed.
+
+    Patterns are ``host``, ``host:port``, ``*.suffix`` or ``*.suffix:port`` (a wildcard
+    matches subdomains only, not ``suffix`` itself, as ``BASTION_TLS_ALLOW_INSECURE_HOSTS``).
+    The most specific wins: ``host:port``, then ``host``, then the longest wildcard suffix
+    (with its port before without). The port compared is the URL's, or 80/443 by scheme.
+    Everything is ordered once, here; a lookup is a URL split and a few dict probes.
+    """
+
+    def __init__(self, table: Mapping[str, float]) -> None:
+        self._exact: dict[tuple[str, int | None], tuple[str, float]] = {}
+        wildcards: list[tuple[str, int | None, str, float]] = []
+        for raw_pattern, seconds in table.items():
+            pattern = raw_pattern.lower()
+            host, port = _split_pattern(pattern)
+            if host.startswith("*."):
+                wildcards.append((host[1:], port, pattern, float(seconds)))
+            else:
+                self._exact[(host.strip("[]"), port)] = (pattern, float(seconds))
+        # Longest suffix first; at equal suffixes the one naming a port first.
+        wildcards.sort(key=lambda w: (-len(w[0]), w[1] is None))
+        self._wildcards = tuple(wildcards)
+
+    def __bool__(self) -> bool:
+        return bool(self._exact or self._wildcards)
+
+    def read_for(self, url: str) -> tuple[str, float] | None:
+        """``(pattern, seconds)`` for ``url``'s upstream, or None when none is listed."""
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").rstrip(".")
+            port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+        except ValueError:  # a malformed port: requests will refuse the URL itself
+            return None
+        found = self._exact.get((host, port)) or self._exact.get((host, None))
+        if found is not None:
+            return found
+        for suffix, wanted_port, pattern, seconds in self._wildcards:
+            if host.endswith(suffix) and (wanted_port is None or wanted_port == port):
+                return pattern, seconds
+        return None
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _split_pattern(pattern: str) -> tuple[str, int | None]:
+    """``(host, port)`` of a canonical pattern (IPv6 addresses are in brackets)."""
+    host, colon, port = pattern.rpartition(":")
+    if colon and port.isdigit() and (not host.startswith("[") or host.endswith("]")):
+        return host, int(port)
+    return pattern, None

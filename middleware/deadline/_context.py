@@ -32,6 +32,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar
 
+from middleware.refusals import BastionRefusal
+
 __all__ = [
     "DEADLINE_HEADER",
     "Deadline",
@@ -58,9 +60,13 @@ R = TypeVar("R")
 _monotonic = time.monotonic
 
 
-class DeadlineExceeded(Exception):
+class DeadlineExceeded(BastionRefusal):
     """The current deadline has passed (raised by :func:`check`, the WSGI watchdog and
-    the outbound guards). The deadline middleware answers it with a 504."""
+    the outbound guards). The deadline middleware answers it with a 504, as
+    ``protect()`` does where no deadline middleware runs (an app's own ``scope``)."""
+
+    problem_status = 504
+    problem_detail = "The request did not complete within its time budget."
 
     def __init__(self, message: str = "deadline exceeded", deadline: Deadline | None = None):
         super().__init__(message)
@@ -76,7 +82,7 @@ class Deadline(NamedTuple):
     """An absolute expiry on the monotonic clock, with the budget it started from.
 
     Immutable. A named tuple rather than a frozen dataclass because one is built for
-    every request, and a tuple is built about three times faster.
+    every request, and a tuple is the cheaper of the two to build.
     """
 
     expires_at: float

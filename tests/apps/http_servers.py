@@ -213,6 +213,9 @@ class _AppHandler(BaseHTTPRequestHandler):
                     time.sleep(every)
                     self.wfile.write(b"x")
                     self.wfile.flush()
+        elif parts.path == "/slow":  # answers after ?seconds=, all at once
+            time.sleep(float(parse_qs(parts.query).get("seconds", ["1"])[0]))
+            self._send(200, b"slow")
         else:
             self._send(200, b"ok")
 

@@ -25,6 +25,7 @@ bq = _platform.bigquery_client()
 def rollup() -> dict[str, Any]:
     """The season-to-date rollup, rebuilt as a table (long: minutes on the platform)."""
     game_date = str((request.get_json(silent=True) or {}).get("game_date", ""))
+    bq.query_and_wait(f"CREATE SCHEMA IF NOT EXISTS {table('analytics')}")
     job = bq.query(
         f"""
         CREATE OR REPLACE TABLE {table("analytics.player_rollup")} AS

@@ -26,6 +26,7 @@ FEATURES = table("precompute.player_features")
 def precompute(game_date: str) -> dict[str, Any]:
     """MERGE the last ten days' form of every player into the feature table."""
     bq.query_and_wait(
+        f"CREATE SCHEMA IF NOT EXISTS {table('precompute')}; "
         f"CREATE TABLE IF NOT EXISTS {FEATURES} "
         f"(game_date DATE, player_lookup STRING, avg_points FLOAT64, spread_points FLOAT64)"
     )
@@ -42,10 +43,7 @@ def precompute(game_date: str) -> dict[str, Any]:
         ON target.game_date = source.game_date AND target.player_lookup = source.player_lookup
         WHEN MATCHED THEN
           UPDATE SET avg_points = source.avg_points, spread_points = source.spread_points
-        WHEN NOT MATCHED THEN
-          INSERT (game_date, player_lookup, avg_points, spread_points)
-          VALUES (source.game_date, source.player_lookup, source.avg_points,
-                  source.spread_points)
+        WHEN NOT MATCHED THEN INSERT ROW
         """,
         job_config=bigquery.QueryJobConfig(query_parameters=[date_param("game_date", game_date)]),
     )

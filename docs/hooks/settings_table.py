@@ -1,0 +1,145 @@
+"""MkDocs hook: the settings reference, generated from :class:`middleware.settings.Settings`.
+
+Every field of ``Settings`` is bound to one environment variable; its metadata holds the
+parser and the one-line meaning. The page ``reference/settings.md`` carries the marker
+``<!-- settings-table -->``, replaced at build time by one table per guard with each
+variable's default, allowed values (the parser's own words, as ``bastion doctor`` and the
+startup error print them) and meaning; a guard's page carries
+``<!-- settings-table: SECTION -->`` for its own table alone. ``tests/test_docs.py``
+imports this module to check that every ``BASTION_*`` name the code uses is in the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from middleware import _flags
+from middleware.settings import Settings, render
+
+MARKER = "<!-- settings-table -->"
+SECTION_MARKER = re.compile(r"<!-- settings-table: (.+?) -->")
+
+#: Variable-name prefixes → section title, first match wins. A variable no prefix
+#: claims lands in "Other", so a new setting is never left out of the page.
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Service", ("K_SERVICE",)),
+    (
+        "Security headers, CSP and report intake",
+        ("BASTION_HEADERS", "BASTION_HSTS_", "BASTION_CSP_"),
+    ),
+    ("Trusted proxies", ("BASTION_TRUSTED_PROXIES", "BASTION_PROXY_")),
+    ("CORS", ("BASTION_CORS",)),
+    ("Request deadlines", ("BASTION_DEADLINE",)),
+    ("BigQuery guard", ("BASTION_BIGQUERY", "BASTION_BQ_")),
+    ("Outbound HTTP and TLS", ("BASTION_HTTP", "BASTION_TLS")),
+    ("Telemetry", ("BASTION_TELEMETRY",)),
+)
+OTHER = "Other"
+
+# A value no parser accepts: the FlagError it raises states the allowed values.
+_PROBE = "\x00!"
+
+
+def bound_fields() -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(Settings) if "env" in f.metadata]
+
+
+def allowed_values(parse: Any, env: str) -> str:
+    """The allowed values, in the words of the parser's own error."""
+    if parse is _flags.text:
+        return "any text"
+    if parse is _flags.comma_list:
+        return "a comma list"
+    try:
+        parse(env, _PROBE)
+    except _flags.FlagError as error:
+        allowed = str(error.allowed)
+    else:
+        return "any text"
+    if "empty" not in allowed and _accepts_empty_as_none(parse, env):
+        allowed += ", or empty"  # an optional value: see its meaning for what empty does
+    return allowed
+
+
+def _accepts_empty_as_none(parse: Any, env: str) -> bool:
+    try:
+        return parse(env, "") is None
+    except _flags.FlagError:
+        return False
+
+
+def default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[operator]
+
+
+def section_of(env: str) -> str:
+    for title, prefixes in SECTIONS:
+        if env.startswith(prefixes):
+            return title
+    return OTHER
+
+
+def rows() -> list[dict[str, str]]:
+    """One row per variable, in declaration order."""
+    found = []
+    for f in bound_fields():
+        env = f.metadata["env"]
+        found.append(
+            {
+                "env": env,
+                "default": render(default_of(f)),
+                "allowed": allowed_values(f.metadata["parse"], env),
+                "meaning": f.metadata["doc"],
+                "section": section_of(env),
+            }
+        )
+    return found
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(section_rows: list[dict[str, str]]) -> list[str]:
+    out = ["| Variable | Default | Allowed values | Meaning |", "|---|---|---|---|"]
+    for row in section_rows:
+        default = f"`{row['default']}`" if row["default"] else "*(empty)*"
+        out.append(
+            f"| `{row['env']}` | {_cell(default)} | {_cell(row['allowed'])} "
+            f"| {_cell(row['meaning'])} |"
+        )
+    return [*out, ""]
+
+
+def by_section() -> dict[str, list[dict[str, str]]]:
+    found: dict[str, list[dict[str, str]]] = {}
+    for row in rows():
+        found.setdefault(row["section"], []).append(row)
+    return found
+
+
+def settings_markdown() -> str:
+    """The tables, one per section, in the order of ``SECTIONS``."""
+    sections = by_section()
+    out = []
+    for title in [t for t, _ in SECTIONS] + [OTHER]:
+        if title in sections:
+            out += [f"## {title}", "", *table(sections[title])]
+    return "\n".join(out)
+
+
+def section_markdown(title: str) -> str:
+    """One section's table; an unknown title fails the build (``mkdocs build`` aborts)."""
+    sections = by_section()
+    if title not in sections:
+        raise ValueError(f"settings-table: no section {title!r}; have {sorted(sections)}")
+    return "\n".join(table(sections[title]))
+
+
+def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
+    markdown = markdown.replace(MARKER, settings_markdown())
+    return SECTION_MARKER.sub(lambda m: section_markdown(m.group(1)), markdown)
