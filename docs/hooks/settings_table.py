@@ -40,6 +40,9 @@ OTHER = "Other"
 
 # A value no parser accepts: the FlagError it raises states the allowed values.
 _PROBE = "\x00!"
+# Values a general parser accepts and a narrower one built on it may refuse (CSP
+# connect-src is CORS origins without these): the narrower refusal states its own rule.
+_NARROWING_PROBES = ("*", "null")
 
 
 def bound_fields() -> list[dataclasses.Field[Any]]:
@@ -58,8 +61,22 @@ def allowed_values(parse: Any, env: str) -> str:
         allowed = str(error.allowed)
     else:
         return "any text"
+    allowed = _narrowed(parse, env, allowed)
     if "empty" not in allowed and _accepts_empty_as_none(parse, env):
         allowed += ", or empty"  # an optional value: see its meaning for what empty does
+    return allowed
+
+
+def _narrowed(parse: Any, env: str, allowed: str) -> str:
+    """``allowed``, unless the parser refuses a value that text lists as allowed: then
+    the words of that refusal, which are the parser's real rule."""
+    for value in _NARROWING_PROBES:
+        if not re.search(rf"(?<![\w*]){re.escape(value)}(?![\w*])", allowed):
+            continue
+        try:
+            parse(env, value)
+        except _flags.FlagError as error:
+            return str(error.allowed)
     return allowed
 
 
