@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv tools bqemu promtool chromium observatory-ref compat clean
+.PHONY: demo test fast lint typecheck docs bench venv tools bqemu promtool chromium observatory-ref compat clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,16 +39,22 @@ $(COMPAT_STAMP): pyproject.toml compat/requirements.txt compat/constraints.txt
 compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python compat/run.py
 
+## The fast tier: every test not marked `slow` (no servers, emulators or load), in about
+## a minute. `make test` runs both tiers.
+fast: venv
+	$(BIN)/python -m pytest -m "not slow" -q
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/pylint --disable=all --enable=duplicate-code --min-similarity-lines=6 \
+		--ignore-imports=yes middleware instrumentation
 
 typecheck: venv
 	$(BIN)/mypy
 
 ## The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any broken
 ## link, anchor or API name that does not resolve. The `docs` extra is in `dev`.
-.PHONY: docs
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 

@@ -91,7 +91,7 @@ def _worker(mode: str) -> dict[str, Any]:
     start = time.perf_counter()
     import sqlglot
 
-    from instrumentation.bigquery import analyze
+    from bastion.instrumentation.bigquery import analyze
 
     imported = time.perf_counter() - start
     compiled = sqlglot.parser.__file__.endswith(".so")  # type: ignore[attr-defined]
@@ -152,7 +152,7 @@ def main() -> None:
         ("first analysis, one-line SELECT (ms)", "oneline_ms"),
         ("reference: sqlglot.parse_one, 30 lines (ms)", "parse30_ms"),
         ("first call in a fresh process, 30 lines (ms)", "cold_ms"),
-        ("import sqlglot + instrumentation.bigquery (ms)", "import_ms"),
+        ("import sqlglot + bastion.instrumentation.bigquery (ms)", "import_ms"),
     ]
     print("| Measure | sqlglotc (compiled) | pure-Python sqlglot | Bar | Met (compiled) |")
     print("|---|---|---|---|---|")

@@ -4,7 +4,7 @@
 
 How it measures:
 
-* The project's local BigQuery server (:mod:`instrumentation.bqserver`) runs in its own
+* The project's local BigQuery server (:mod:`bastion.localbq`) runs in its own
   process on loopback; the real ``google.cloud.bigquery.Client`` talks to it over HTTP.
 * The figure is the client process's CPU time per query (``time.process_time``): the
   guard's cost is CPU work in the caller's process, and the server's own (variable)
@@ -98,7 +98,7 @@ def _measure_in_this_process() -> None:
         [
             sys.executable,
             "-m",
-            "instrumentation.bqserver",
+            "bastion.localbq",
             "--port",
             str(port),
             "--project",
@@ -120,8 +120,8 @@ def _measure(url: str) -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    from instrumentation.bigquery import BigQueryInstrumentor
-    from middleware.settings import Settings
+    from bastion.instrumentation.bigquery import BigQueryInstrumentor
+    from bastion.middleware.settings import Settings
 
     client = bigquery.Client(
         project="bench",

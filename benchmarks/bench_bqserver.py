@@ -1,7 +1,7 @@
 """Latency of the real google-cloud-bigquery client against the local BigQuery server.
 
 Each server runs in its own process on loopback (so it does not share the client's
-GIL): the project's server (``python -m instrumentation.bqserver``), the same server
+GIL): the project's server (``python -m bastion.localbq``), the same server
 with ``TCP_NODELAY`` off (the Nagle/delayed-ACK trap the server avoids), and bqemulator
 1.4.0 from ``.bqemu-venv`` when it is installed. Every candidate gets the same dataset
 (a 200-row table partitioned on ``game_date``) through the client. Each round times a
@@ -116,10 +116,10 @@ def _operations(client: bigquery.Client) -> dict[str, Callable[[], object]]:
 
 def main() -> None:
     candidates: dict[str, list[str]] = {
-        "bqserver": [sys.executable, "-m", "instrumentation.bqserver", "--port"],
+        "bqserver": [sys.executable, "-m", "bastion.localbq", "--port"],
         "bqserver, TCP_NODELAY off": [
             sys.executable,
-            *("-m", "instrumentation.bqserver", "--no-tcp-nodelay", "--port"),
+            *("-m", "bastion.localbq", "--no-tcp-nodelay", "--port"),
         ],
     }
     emulator = ROOT / ".bqemu-venv" / "bin" / "bqemulator"

@@ -36,7 +36,7 @@ SECOND = 1_000_000_000
 
 def _statements() -> list[tuple[str, str, str]]:
     """(sql, statement type, fingerprint) for 240 statements as code writes them."""
-    from instrumentation.bigquery import fingerprint
+    from bastion.instrumentation.bigquery import fingerprint
 
     out = []
     for i in range(240):

@@ -62,8 +62,8 @@ WSGI = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 def _apps() -> tuple[WSGI, WSGI]:
     from flask import Flask
 
-    from middleware.csp_reports import CSPReportMiddleware
-    from middleware.settings import Settings
+    from bastion.middleware.csp_reports import CSPReportMiddleware
+    from bastion.middleware.settings import Settings
 
     def make() -> Flask:
         app = Flask("bench")

@@ -43,11 +43,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from middleware._flags import Mode
-from middleware.deadline.asgi import DeadlineASGIMiddleware
-from middleware.deadline.watchdog import Registration, get_watchdog
-from middleware.deadline.wsgi import DeadlineMiddleware
-from middleware.settings import Settings
+from bastion.middleware._flags import Mode
+from bastion.middleware.deadline.asgi import DeadlineASGIMiddleware
+from bastion.middleware.deadline.watchdog import Registration, get_watchdog
+from bastion.middleware.deadline.wsgi import DeadlineMiddleware
+from bastion.middleware.settings import Settings
 
 IN_FLIGHT = 1000
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "21"))

@@ -39,7 +39,7 @@ BARS = {"flask": 1.05, "starlette": 1.20}
 
 
 def _settings() -> Any:
-    from middleware.settings import Mode, Settings
+    from bastion.middleware.settings import Mode, Settings
 
     return Settings(cors_origins=(ORIGIN,), deadline=Mode.OFF)
 
@@ -52,7 +52,7 @@ def flask_candidates() -> dict[str, Any]:
     from secure import Secure
     from secure.middleware import SecureWSGIMiddleware
 
-    from middleware import protect
+    from bastion.middleware import protect
 
     def make() -> Flask:
         app = Flask("bench")
@@ -130,7 +130,7 @@ def starlette_candidates() -> dict[str, Any]:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from middleware import protect
+    from bastion.middleware import protect
 
     async def index(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})

@@ -38,10 +38,10 @@ import requests
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from instrumentation.http import HttpInstrumentor
-from middleware import deadline
-from middleware.deadline import DEADLINE_HEADER
-from middleware.settings import Mode, Settings
+from bastion.instrumentation.http import HttpInstrumentor
+from bastion.middleware import deadline
+from bastion.middleware.deadline import DEADLINE_HEADER
+from bastion.middleware.settings import Mode, Settings
 
 ROUNDS = int(os.environ.get("BENCH_HTTP_ROUNDS", "200"))
 BATCH = int(os.environ.get("BENCH_HTTP_BATCH", "25"))
@@ -245,7 +245,7 @@ def _guard_code_alone() -> dict[str, float]:
 
     from urllib3.response import HTTPResponse
 
-    from instrumentation.http._guard import OutboundGuard
+    from bastion.instrumentation.http._guard import OutboundGuard
 
     left, right = socket.socketpair()
     provider = MeterProvider(metric_readers=[InMemoryMetricReader()])

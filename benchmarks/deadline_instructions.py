@@ -20,10 +20,10 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable
 
+from bastion.middleware._flags import Mode
+from bastion.middleware.deadline.wsgi import DeadlineMiddleware
+from bastion.middleware.settings import Settings
 from benchmarks.bench_deadline import flask_app, run_wsgi
-from middleware._flags import Mode
-from middleware.deadline.wsgi import DeadlineMiddleware
-from middleware.settings import Settings
 
 COUNTS = (200, 1200)
 

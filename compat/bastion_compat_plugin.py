@@ -104,9 +104,9 @@ socket.getaddrinfo = _guarded_getaddrinfo
 def pytest_configure(config: pytest.Config) -> None:
     if not _MODE:
         return
-    from instrumentation.bigquery import BigQueryInstrumentor
-    from instrumentation.http import HttpInstrumentor
-    from middleware.settings import Settings
+    from bastion.instrumentation.bigquery import BigQueryInstrumentor
+    from bastion.instrumentation.http import HttpInstrumentor
+    from bastion.middleware.settings import Settings
 
     settings = Settings(bigquery=_MODE, http=_MODE, tls=_MODE)
     BigQueryInstrumentor().instrument(settings=settings, skip_dep_check=True)
@@ -124,7 +124,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Iterator[None]:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     scope: Any = contextlib.nullcontext()
     if _MODE == "enforce":
-        from middleware import deadline
+        from bastion.middleware import deadline
 
         scope = deadline.scope(_DEADLINE)
     with scope:

@@ -25,12 +25,12 @@ from typing import Any
 
 import yaml
 
-from middleware.deadline.gunicorn import gunicorn_config
-from middleware.settings import Settings
+from bastion.middleware.deadline.gunicorn import gunicorn_config
+from bastion.middleware.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parent
 # gunicorn's config, from the installed package; it binds 0.0.0.0:$PORT (Cloud Run sets PORT).
-GUNICORN_CONFIG = "python:instrumentation.gunicorn_conf"
+GUNICORN_CONFIG = "python:bastion.instrumentation.gunicorn_conf"
 STAGES = range(5)
 STAGE_NAMES = {
     0: "off",
@@ -93,7 +93,7 @@ def service_env(
         **service.get("env", {}),
         "CLOUD_RUN_TIMEOUT_SECONDS": str(service["timeout_seconds"]),
     }
-    # What instrumentation.gunicorn_conf will compute: refuse to render a bad order.
+    # What bastion.instrumentation.gunicorn_conf will compute: refuse to render a bad order.
     gunicorn_config(Settings.from_env(env), cloud_run_timeout=float(service["timeout_seconds"]))
     return {key: str(value) for key, value in env.items()}
 

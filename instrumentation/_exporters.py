@@ -1,4 +1,4 @@
-"""Exporter choice for :func:`instrumentation.telemetry.configure`: names from the
+"""Exporter choice for :func:`bastion.instrumentation.telemetry.configure`: names from the
 ``OTEL_*_EXPORTER`` variables to exporter objects, optional packages imported lazily."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from instrumentation._jsonl import (
+from bastion.instrumentation._jsonl import (
     JsonLinesFile,
     JsonLinesLogExporter,
     JsonLinesMetricExporter,
     JsonLinesSpanExporter,
 )
-from middleware.settings import FlagError, SettingsError
+from bastion.middleware.settings import FlagError, SettingsError
 
 EXPORTERS = ("console", "otlp", "gcp", "none")
 

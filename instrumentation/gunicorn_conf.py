@@ -1,6 +1,6 @@
 """gunicorn configuration for a Bastion service, importable from the installed package::
 
-    gunicorn -c python:instrumentation.gunicorn_conf module:app
+    gunicorn -c python:bastion.instrumentation.gunicorn_conf module:app
 
 Bind: ``0.0.0.0:$PORT`` (all interfaces) when ``PORT`` is set, as Cloud Run sets it and
 requires (its front end connects from outside the container's loopback); without
@@ -11,7 +11,7 @@ Timeouts, in the order that lets each one act before the next:
 
 * ``BASTION_DEADLINE_SECONDS`` (read through Bastion's settings, with
   ``BASTION_DEADLINE_MAX_SECONDS``): the request budget;
-* gunicorn ``timeout``: the largest budget plus 5 s (``middleware.deadline.gunicorn``);
+* gunicorn ``timeout``: the largest budget plus 5 s (``bastion.middleware.deadline.gunicorn``);
 * ``CLOUD_RUN_TIMEOUT_SECONDS`` (default 300): the service's Cloud Run
   ``timeoutSeconds``; the manifests set it because nothing tells a container its own
   timeout.
@@ -38,8 +38,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 
-from middleware.deadline.gunicorn import gunicorn_config
-from middleware.settings import get_settings
+from bastion.middleware.deadline.gunicorn import gunicorn_config
+from bastion.middleware.settings import get_settings
 
 __all__ = ["LOCAL_BIND", "bind_address"]
 

@@ -1,6 +1,6 @@
 """``configure()``: OpenTelemetry for a Bastion-wrapped service in one call at startup.
 
-    from instrumentation.telemetry import configure
+    from bastion.instrumentation.telemetry import configure
     configure()  # before protect(app) and the instrumentors
 
 It installs a TracerProvider, a MeterProvider and a LoggerProvider (so log records carry
@@ -19,7 +19,7 @@ standard variables:
     Read by the SDK's own processors and readers.
 ``BASTION_TELEMETRY_JSONL``
     A path: spans, metrics and logs are also appended there as JSON lines
-    (:mod:`instrumentation._jsonl`); the demo's default.
+    (:mod:`bastion.instrumentation._jsonl`); the demo's default.
 
 With ``gcp`` it also detects the Cloud Run (or GKE, GCE...) resource from the metadata
 server and reads and writes ``X-Cloud-Trace-Context`` besides ``traceparent``, unless
@@ -31,7 +31,7 @@ milliseconds-shaped and would put every query in the first two.
 
 Everything is flushed at interpreter exit (the SDK's atexit hooks) and by
 :meth:`Telemetry.shutdown`; gunicorn workers also flush on exit and abort through the
-``worker_exit`` / ``worker_abort`` hooks of ``middleware.deadline.gunicorn`` (see
+``worker_exit`` / ``worker_abort`` hooks of ``bastion.middleware.deadline.gunicorn`` (see
 ``deploy/gunicorn.conf.py``), which reach these providers through the global API.
 ``configure()`` is idempotent: later calls return the first handle.
 """
@@ -61,10 +61,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from instrumentation import _exporters
-from instrumentation._exporters import exporter_names, optional
-from instrumentation._jsonl import JsonLinesFile
-from middleware.settings import Settings, get_settings
+from bastion.instrumentation import _exporters
+from bastion.instrumentation._exporters import exporter_names, optional
+from bastion.instrumentation._jsonl import JsonLinesFile
+from bastion.middleware.settings import Settings, get_settings
 
 __all__ = ["HISTOGRAM_BUCKETS", "Telemetry", "configure", "current", "flush", "instrument_all"]
 
@@ -257,11 +257,11 @@ def instrument_all(app: Any = None, settings: Settings | None = None) -> list[An
     settings = settings if settings is not None else get_settings()
     found: list[Any] = []
     if importlib.util.find_spec("google.cloud.bigquery") is not None:
-        from instrumentation.bigquery import BigQueryInstrumentor
+        from bastion.instrumentation.bigquery import BigQueryInstrumentor
 
         found.append(BigQueryInstrumentor())
     if importlib.util.find_spec("requests") is not None:
-        from instrumentation.http import HttpInstrumentor
+        from bastion.instrumentation.http import HttpInstrumentor
 
         found.append(HttpInstrumentor())
     for instrumentor in found:
@@ -270,7 +270,7 @@ def instrument_all(app: Any = None, settings: Settings | None = None) -> list[An
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
         if not getattr(app, "_is_instrumented_by_opentelemetry", False):
-            from middleware.protect import wrap_flask_inner
+            from bastion.middleware.protect import wrap_flask_inner
 
             instrument = FlaskInstrumentor().instrument_app
             # Under Bastion's layers when protect() ran first: see wrap_flask_inner.

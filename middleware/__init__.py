@@ -4,8 +4,8 @@
 This package never imports :mod:`instrumentation` (the dependency runs one way).
 """
 
-from middleware.protect import protect
-from middleware.routes import Route, RouteTable
-from middleware.settings import Mode, Settings, SettingsError, get_settings
+from bastion.middleware.protect import protect
+from bastion.middleware.routes import Route, RouteTable
+from bastion.middleware.settings import Mode, Settings, SettingsError, get_settings
 
 __all__ = ["Mode", "Route", "RouteTable", "Settings", "SettingsError", "get_settings", "protect"]

@@ -1,4 +1,4 @@
-"""CORS decisions, compiled once from :class:`~middleware.settings.Settings`.
+"""CORS decisions, compiled once from :class:`~bastion.middleware.settings.Settings`.
 
 Kept apart from the middleware classes so that the WSGI and ASGI layers (and the
 security-headers layer, which runs CORS in its own pass when it directly wraps a
@@ -29,8 +29,8 @@ import re
 
 from opentelemetry import metrics
 
-from middleware._flags import Mode
-from middleware.settings import Settings
+from bastion.middleware._flags import Mode
+from bastion.middleware.settings import Settings
 
 __all__ = ["ACCESS_CONTROL_HEADERS", "CORSPolicy", "Preflight"]
 

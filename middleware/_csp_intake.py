@@ -1,4 +1,5 @@
-"""The server-agnostic half of the CSP / Reporting API intake (see ``middleware.csp_reports``).
+"""The server-agnostic half of the CSP / Reporting API intake
+(see ``bastion.middleware.csp_reports``).
 
 Everything here is decided from plain values (method, content type, length, client
 address, body bytes) so the WSGI and ASGI adapters stay thin and behave identically.
@@ -19,8 +20,8 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
-from middleware.proxies import TrustedProxies, ip_of
-from middleware.settings import Settings
+from bastion.middleware.proxies import TrustedProxies, ip_of
+from bastion.middleware.settings import Settings
 
 log = logging.getLogger("bastion.csp")
 
@@ -291,7 +292,7 @@ class ReportIntake:
 
 
 def client_key(address: str | None) -> str:
-    """The rate-limit key of a client address, as :mod:`middleware.proxies` found it
+    """The rate-limit key of a client address, as :mod:`bastion.middleware.proxies` found it
     (the peer, or the hop a trusted proxy wrote; IPv4-mapped IPv6 already unwrapped, so
     IPv4 clients of a dual-stack listener keep their own keys): IPv4 as is, IPv6 by /64."""
     parsed = ip_of(address)

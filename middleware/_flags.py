@@ -14,7 +14,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from middleware.proxies import PROXY_PRESETS
+from bastion.middleware.proxies import PROXY_PRESETS
 
 
 class Mode(StrEnum):
@@ -162,7 +162,7 @@ _MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 def networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """IP addresses or CIDR networks, exactly as meant: no host bits set (``10.0.0.1/8``
     is refused, not widened), no IPv4-mapped IPv6 ranges (peers are judged as IPv4).
-    A named front end (``cloudrun``, :data:`middleware.proxies.PROXY_PRESETS`) stands
+    A named front end (``cloudrun``, :data:`bastion.middleware.proxies.PROXY_PRESETS`) stands
     for its networks."""
     allowed = (
         "a comma list of IP addresses or CIDR networks without host bits set, or of "
@@ -348,9 +348,9 @@ def partition_map(name: str, raw: str) -> dict[str, str]:
 
 def route_map(*values: str) -> Parser:
     """``PATTERN=VALUE`` pairs, comma separated: each pattern a route pattern of
-    :class:`middleware.routes.RoutePatterns`, each value one of ``values``, each
+    :class:`bastion.middleware.routes.RoutePatterns`, each value one of ``values``, each
     pattern once."""
-    from middleware.routes import PATTERN_FORMS, pattern_problem
+    from bastion.middleware.routes import PATTERN_FORMS, pattern_problem
 
     allowed = f"a comma list of PATTERN={'|'.join(values)}, PATTERN {PATTERN_FORMS}"
 
@@ -436,7 +436,7 @@ def report_uri(name: str, raw: str) -> str:
 def header_winners(name: str, raw: str) -> dict[str, str]:
     """``header=app|bastion`` pairs: who wins when the app sets a header Bastion sends.
     Each must name a header Bastion governs (a rule for any other has no effect), once."""
-    from middleware._header_names import MERGEABLE
+    from bastion.middleware._header_names import MERGEABLE
 
     allowed = f"a comma list of header=app|bastion, header one of {', '.join(sorted(MERGEABLE))}"
     found: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""The machinery of :mod:`middleware.headers`: per-request selection among the
+"""The machinery of :mod:`bastion.middleware.headers`: per-request selection among the
 precompiled editors, the CORS paths off the hot one, and the ``start_response`` /
 ``send`` wrappers. Kept apart so the middleware module reads as its two classes."""
 
@@ -11,9 +11,9 @@ from dataclasses import replace
 from secrets import token_urlsafe
 from typing import Any, Generic
 
-from middleware._cors_policy import CORSPolicy, Preflight
-from middleware._flags import Mode
-from middleware._header_policy import (
+from bastion.middleware._cors_policy import CORSPolicy, Preflight
+from bastion.middleware._flags import Mode
+from bastion.middleware._header_policy import (
     HeaderEditor,
     Plan,
     S,
@@ -23,9 +23,9 @@ from middleware._header_policy import (
     observe_plan,
     winners,
 )
-from middleware.proxies import TrustedProxies
-from middleware.routes import Route, RouteTable
-from middleware.settings import Settings
+from bastion.middleware.proxies import TrustedProxies
+from bastion.middleware.routes import Route, RouteTable
+from bastion.middleware.settings import Settings
 
 logger = logging.getLogger("bastion.headers")
 
@@ -153,7 +153,7 @@ class Core(Generic[S]):
             return True
 
     def forwarded_https_wsgi(self, environ: Environ) -> bool:
-        """A trusted proxy says the client used HTTPS (:mod:`middleware.proxies`)."""
+        """A trusted proxy says the client used HTTPS (:mod:`bastion.middleware.proxies`)."""
         return self.proxies.wsgi(environ).scheme == "https"
 
     def forwarded_https_asgi(self, scope: Scope) -> bool:

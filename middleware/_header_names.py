@@ -1,6 +1,6 @@
 """The names of the response headers Bastion's security-headers guard governs, and
 who wins each by default. Kept free of imports so the settings parser
-(``BASTION_HEADERS_MERGE``) and :mod:`middleware._header_policy` share one list."""
+(``BASTION_HEADERS_MERGE``) and :mod:`bastion.middleware._header_policy` share one list."""
 
 from __future__ import annotations
 

@@ -39,10 +39,10 @@ from secure import (
 )
 from secure.headers import BaseHeader
 
-from middleware._cors_policy import ACCESS_CONTROL_HEADERS
-from middleware._header_names import DEFAULT_WINNERS, REMOVED
-from middleware.routes import Route
-from middleware.settings import Settings
+from bastion.middleware._cors_policy import ACCESS_CONTROL_HEADERS
+from bastion.middleware._header_names import DEFAULT_WINNERS, REMOVED
+from bastion.middleware.routes import Route
+from bastion.middleware.settings import Settings
 
 __all__ = [
     "DEFAULT_WINNERS",

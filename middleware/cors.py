@@ -5,14 +5,14 @@ call the service and read the answer. The browser lets it read only when the
 response names that origin in ``Access-Control-Allow-Origin``. The rules (exact
 allow-list, full-match subdomain patterns, ``null`` only when listed, no ``*`` with
 credentials, 403 without CORS headers for a refused preflight, ``Vary: Origin``
-always, private-network access never granted) are in :mod:`middleware._cors_policy`.
+always, private-network access never granted) are in :mod:`bastion.middleware._cors_policy`.
 
 Parameters, as for every Bastion middleware:
 
 ``app``
     The WSGI or ASGI app to wrap.
 ``settings``
-    :class:`~middleware.settings.Settings`; defaults to ``get_settings()`` (the env).
+    :class:`~bastion.middleware.settings.Settings`; defaults to ``get_settings()`` (the env).
     Used: ``BASTION_CORS`` (mode), ``_ORIGINS``, ``_CREDENTIALS``, ``_METHODS``,
     ``_ALLOW_HEADERS``, ``_EXPOSE_HEADERS``, ``_MAX_AGE``; ``BASTION_CSP_REPORT_PATH``
     is left to the report intake.
@@ -24,7 +24,7 @@ answered here and never reach the app. ``observe`` mode changes no response (the
 app answers preflights itself); refusals it would make are counted
 (``bastion.cors.refused``) and the first per path and reason is logged.
 
-Placed directly inside :class:`~middleware.headers.SecurityHeadersMiddleware` (as
+Placed directly inside :class:`~bastion.middleware.headers.SecurityHeadersMiddleware` (as
 ``protect`` does), this layer is run by that one in a single pass.
 """
 
@@ -33,9 +33,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from middleware._cors_policy import CORSPolicy, Preflight
-from middleware._header_policy import HeaderEditor, cors_plan
-from middleware.headers import (
+from bastion.middleware._cors_policy import CORSPolicy, Preflight
+from bastion.middleware._header_policy import HeaderEditor, cors_plan
+from bastion.middleware.headers import (
     ASGIApp,
     Environ,
     Message,
@@ -45,8 +45,8 @@ from middleware.headers import (
     StartResponse,
     WSGIApp,
 )
-from middleware.routes import Route, RouteTable
-from middleware.settings import Settings, get_settings
+from bastion.middleware.routes import Route, RouteTable
+from bastion.middleware.settings import Settings, get_settings
 
 __all__ = ["CORSASGIMiddleware", "CORSMiddleware", "CORSPolicy", "Preflight"]
 

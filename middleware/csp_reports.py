@@ -30,7 +30,7 @@ without credentials), so anyone can send anything. Hence:
   bucket; 429 with ``Retry-After`` past it), in a table bounded to ``max_clients``
   entries, so a flood from many addresses costs bounded memory;
 * the client is the TCP peer, or the address a trusted proxy forwarded, by the one rule
-  of :mod:`middleware.proxies` (``BASTION_TRUSTED_PROXIES``, ``BASTION_PROXY_HEADERS``);
+  of :mod:`bastion.middleware.proxies` (``BASTION_TRUSTED_PROXIES``, ``BASTION_PROXY_HEADERS``);
   IPv4-mapped peers count as their IPv4 address, IPv6 clients by /64;
 * only known fields are kept, truncated, without control characters, and directives
   outside the CSP vocabulary are counted as ``other``: a report can neither inject log
@@ -54,9 +54,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from middleware._csp_intake import Answer, ReportIntake, header
-from middleware.routes import Route, RouteTable
-from middleware.settings import Settings, get_settings
+from bastion.middleware._csp_intake import Answer, ReportIntake, header
+from bastion.middleware.routes import Route, RouteTable
+from bastion.middleware.settings import Settings, get_settings
 
 __all__ = ["CSPReportASGIMiddleware", "CSPReportMiddleware", "ReportIntake"]
 

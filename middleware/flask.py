@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from middleware._header_policy import NONCE_KEY
+from bastion.middleware._header_policy import NONCE_KEY
 
 __all__ = ["NONCE_KEY", "csp_nonce", "init_app"]
 

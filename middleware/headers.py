@@ -5,7 +5,7 @@ Threat model: a browser renders or fetches responses from the service; the heade
 tell it to refuse framing (clickjacking), MIME sniffing, inline or foreign script
 (XSS), cross-origin embedding and opener access, referrer leaks, and plain-HTTP
 downgrades (HSTS). The values come from ``secure``'s builders (see
-:mod:`middleware._header_policy` for the presets and the merge rules); this module
+:mod:`bastion.middleware._header_policy` for the presets and the merge rules); this module
 only decides, per request, which precomputed variant applies.
 
 Parameters (both classes), as for every Bastion middleware:
@@ -14,18 +14,18 @@ Parameters (both classes), as for every Bastion middleware:
     The WSGI or ASGI app to wrap. If it is Bastion's own CORS layer, the two run as
     one pass over the response (same behaviour, one wrapper instead of two).
 ``settings``
-    :class:`~middleware.settings.Settings`; defaults to ``get_settings()`` (the env).
+    :class:`~bastion.middleware.settings.Settings`; defaults to ``get_settings()`` (the env).
     Used: ``BASTION_HEADERS`` (mode), ``_PRESET``, ``_EXEMPT_PATHS``, ``_MERGE``,
     ``BASTION_HSTS_MAX_AGE``, ``BASTION_CSP_REPORT_ONLY``/``_URI``/``_PATH``,
     ``BASTION_TRUSTED_PROXIES``, ``BASTION_PROXY_HEADERS``.
 ``routes``
-    Per-route :class:`~middleware.routes.Route`: ``exempt_headers`` (the response is
+    Per-route :class:`~bastion.middleware.routes.Route`: ``exempt_headers`` (the response is
     left as the app made it, e.g. health checks, docs pages) or ``headers``
     (per-route values; ``None`` removes a header Bastion would send).
 
 HTTPS: HSTS is sent only when the request reached this process over HTTPS
 (``wsgi.url_scheme`` / ``scope["scheme"]``) or when a trusted proxy forwarded
-``https``, by the one rule of :mod:`middleware.proxies` (``BASTION_TRUSTED_PROXIES``,
+``https``, by the one rule of :mod:`bastion.middleware.proxies` (``BASTION_TRUSTED_PROXIES``,
 ``BASTION_PROXY_HEADERS``). Anyone else can write those headers, so they are ignored.
 
 Messages: the ASGI layer never edits the ``http.response.start`` message the app sends
@@ -33,7 +33,7 @@ Messages: the ASGI layer never edits the ``http.response.start`` message the app
 
 Nonce (``html`` preset): each request gets a fresh 144-bit nonce, in the WSGI environ
 and the ASGI scope under ``"bastion.csp_nonce"`` (and in Jinja as ``csp_nonce()``,
-see :mod:`middleware.flask`); HTML responses carrying it get ``Cache-Control:
+see :mod:`bastion.middleware.flask`); HTML responses carrying it get ``Cache-Control:
 no-store``.
 
 ``observe`` mode sends the CSP enforce would send as
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from middleware._header_layer import (
+from bastion.middleware._header_layer import (
     ASGIApp,
     Core,
     EditingSend,
@@ -70,9 +70,9 @@ from middleware._header_layer import (
     observing_start,
     send_preflight,
 )
-from middleware._header_policy import NONCE_KEY
-from middleware.routes import Route, RouteTable
-from middleware.settings import Settings, get_settings
+from bastion.middleware._header_policy import NONCE_KEY
+from bastion.middleware.routes import Route, RouteTable
+from bastion.middleware.settings import Settings, get_settings
 
 __all__ = [
     "NONCE_KEY",
@@ -99,7 +99,7 @@ class SecurityHeadersMiddleware:
         *,
         routes: RouteTable | Mapping[str, Route] | None = None,
     ) -> None:
-        from middleware.cors import CORSMiddleware
+        from bastion.middleware.cors import CORSMiddleware
 
         settings = settings if settings is not None else get_settings()
         cors = None
@@ -166,7 +166,7 @@ class SecurityHeadersASGIMiddleware:
         *,
         routes: RouteTable | Mapping[str, Route] | None = None,
     ) -> None:
-        from middleware.cors import CORSASGIMiddleware
+        from bastion.middleware.cors import CORSASGIMiddleware
 
         settings = settings if settings is not None else get_settings()
         cors = None

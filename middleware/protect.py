@@ -8,7 +8,7 @@ The layers, outermost first, and why in that order:
    post reports without CORS, so it answers before the CORS layer;
 3. CORS: a preflight is answered here and never reaches the app or uses its budget;
 4. the request deadline, so that the budget is the app's own;
-5. Bastion's refusals (:mod:`middleware.refusals`), innermost: a refusal the app leaves
+5. Bastion's refusals (:mod:`bastion.middleware.refusals`), innermost: a refusal the app leaves
    unhandled becomes its problem document, which every layer above treats as the
    app's answer. In a Flask app this is done in Flask's own error handling, in a
    Starlette app inside its 500 handling (so the app's handlers win).
@@ -21,9 +21,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from middleware.refusals import RefusalASGIMiddleware, add_to_starlette, answer_refusals_in_flask
-from middleware.routes import Route, RouteTable
-from middleware.settings import Settings, get_settings
+from bastion.middleware.refusals import (
+    RefusalASGIMiddleware,
+    add_to_starlette,
+    answer_refusals_in_flask,
+)
+from bastion.middleware.routes import Route, RouteTable
+from bastion.middleware.settings import Settings, get_settings
 
 App = TypeVar("App")
 logger = logging.getLogger("bastion")
@@ -63,7 +67,7 @@ def protect(
         if isinstance(extensions, dict) and chain is not flask_wsgi:
             extensions[FLASK_EXTENSION] = innermost_layer(chain, flask_wsgi)
         if hasattr(app, "add_template_global"):  # Jinja: {{ csp_nonce() }}
-            from middleware.flask import init_app
+            from bastion.middleware.flask import init_app
 
             init_app(app)
         return app
@@ -119,19 +123,19 @@ def is_asgi(app: object) -> bool:
 def wrap_wsgi(app: Any, settings: Settings, routes: RouteTable, flask_app: Any = None) -> Any:
     # Each layer is imported only when enabled, so a disabled guard costs nothing.
     if settings.deadline.active:
-        from middleware.deadline.wsgi import DeadlineMiddleware
+        from bastion.middleware.deadline.wsgi import DeadlineMiddleware
 
         app = DeadlineMiddleware(app, settings, routes=routes, flask_app=flask_app)
     if settings.cors.active and settings.cors_origins:
-        from middleware.cors import CORSMiddleware
+        from bastion.middleware.cors import CORSMiddleware
 
         app = CORSMiddleware(app, settings)
     if settings.csp_report_path:
-        from middleware.csp_reports import CSPReportMiddleware
+        from bastion.middleware.csp_reports import CSPReportMiddleware
 
         app = CSPReportMiddleware(app, settings)
     if settings.headers.active:
-        from middleware.headers import SecurityHeadersMiddleware
+        from bastion.middleware.headers import SecurityHeadersMiddleware
 
         app = SecurityHeadersMiddleware(app, settings, routes=routes)
     return app
@@ -142,19 +146,19 @@ def wrap_asgi(app: Any, settings: Settings, routes: RouteTable) -> Any:
         app = RefusalASGIMiddleware(app)
     # Each layer is imported only when enabled, so a disabled guard costs nothing.
     if settings.deadline.active:
-        from middleware.deadline.asgi import DeadlineASGIMiddleware
+        from bastion.middleware.deadline.asgi import DeadlineASGIMiddleware
 
         app = DeadlineASGIMiddleware(app, settings, routes=routes)
     if settings.cors.active and settings.cors_origins:
-        from middleware.cors import CORSASGIMiddleware
+        from bastion.middleware.cors import CORSASGIMiddleware
 
         app = CORSASGIMiddleware(app, settings)
     if settings.csp_report_path:
-        from middleware.csp_reports import CSPReportASGIMiddleware
+        from bastion.middleware.csp_reports import CSPReportASGIMiddleware
 
         app = CSPReportASGIMiddleware(app, settings)
     if settings.headers.active:
-        from middleware.headers import SecurityHeadersASGIMiddleware
+        from bastion.middleware.headers import SecurityHeadersASGIMiddleware
 
         app = SecurityHeadersASGIMiddleware(app, settings, routes=routes)
     return app

@@ -56,7 +56,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
-    from middleware.settings import Settings
+    from bastion.middleware.settings import Settings
 
 __all__ = [
     "PROXY_HEADER_FAMILIES",
@@ -163,7 +163,7 @@ class TrustedProxies:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrustedProxies:
-        """From :class:`~middleware.settings.Settings` (``BASTION_TRUSTED_PROXIES``,
+        """From :class:`~bastion.middleware.settings.Settings` (``BASTION_TRUSTED_PROXIES``,
         ``BASTION_PROXY_HEADERS``)."""
         return cls(settings.trusted_proxies, settings.proxy_headers)
 

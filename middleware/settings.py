@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from middleware import _flags as p
-from middleware._flags import FlagError, Mode
-from middleware.proxies import PROXY_HEADER_FAMILIES, IPNetwork
+from bastion.middleware import _flags as p
+from bastion.middleware._flags import FlagError, Mode
+from bastion.middleware.proxies import PROXY_HEADER_FAMILIES, IPNetwork
 
 __all__ = ["FlagError", "Mode", "Settings", "SettingsError", "flag_table", "get_settings"]
 
@@ -51,7 +51,7 @@ class Settings:
         "K_SERVICE", p.text, "unknown_service", "Service name (set by Cloud Run)."
     )
 
-    # --- security headers (middleware.headers) -------------------------------------
+    # --- security headers (bastion.middleware.headers) -------------------------------------
     headers: Mode = _flag("BASTION_HEADERS", p.parse_mode, Mode.ENFORCE, "Security headers guard.")
     headers_preset: str = _flag(
         "BASTION_HEADERS_PRESET",
@@ -142,7 +142,7 @@ class Settings:
         (),
         "IPs/CIDRs of the proxies whose forwarded headers (and Envoy deadline header) are "
         "believed; `cloudrun` stands for Cloud Run's front end (169.254.0.0/16); see "
-        "`middleware.proxies`.",
+        "`bastion.middleware.proxies`.",
     )
     proxy_headers: str = _flag(
         "BASTION_PROXY_HEADERS",
@@ -152,7 +152,7 @@ class Settings:
         "or `forwarded` (RFC 7239); the other family is ignored.",
     )
 
-    # --- CORS (middleware.cors) ----------------------------------------------------
+    # --- CORS (bastion.middleware.cors) ----------------------------------------------------
     cors: Mode = _flag(
         "BASTION_CORS", p.parse_mode, Mode.ENFORCE, "CORS guard (active only with origins)."
     )
@@ -192,7 +192,7 @@ class Settings:
         "Chromium at 7200).",
     )
 
-    # --- request deadlines (middleware.deadline) -----------------------------------
+    # --- request deadlines (bastion.middleware.deadline) -----------------------------------
     deadline: Mode = _flag(
         "BASTION_DEADLINE", p.parse_mode, Mode.OBSERVE, "Per-request deadline guard."
     )
@@ -221,7 +221,7 @@ class Settings:
         "Installed top-level packages whose code the watchdog may interrupt (app code).",
     )
 
-    # --- BigQuery (instrumentation.bigquery) ---------------------------------------
+    # --- BigQuery (bastion.instrumentation.bigquery) ---------------------------------------
     bigquery: Mode = _flag("BASTION_BIGQUERY", p.parse_mode, Mode.OBSERVE, "BigQuery guard.")
     bq_timeout_read: float = _flag(
         "BASTION_BQ_TIMEOUT_READ", p.seconds(), 60.0, "Timeout class `read` (SELECT)."
@@ -333,7 +333,7 @@ class Settings:
         "`replace` (only Bastion's one CLIENT span) or `keep` (as its children).",
     )
 
-    # --- outbound HTTP and TLS (instrumentation.http) ------------------------------
+    # --- outbound HTTP and TLS (bastion.instrumentation.http) ------------------------------
     http: Mode = _flag("BASTION_HTTP", p.parse_mode, Mode.OBSERVE, "Outbound HTTP timeout guard.")
     http_connect_seconds: float = _flag(
         "BASTION_HTTP_CONNECT_SECONDS", p.seconds(), 5.0, "Default connect timeout."
@@ -363,7 +363,7 @@ class Settings:
         "Hosts allowed to skip TLS verification.",
     )
 
-    # --- telemetry (instrumentation.telemetry) -------------------------------------
+    # --- telemetry (bastion.instrumentation.telemetry) -------------------------------------
     telemetry_jsonl_path: str = _flag(
         "BASTION_TELEMETRY_JSONL",
         p.text,
@@ -630,7 +630,8 @@ def get_settings() -> Settings:
     return _cached
 
 
-if __name__ == "__main__":  # python -m middleware.settings: the settings as a Markdown table
+# python -m bastion.middleware.settings: the settings as a Markdown table
+if __name__ == "__main__":
     print("| Variable | Default | Meaning |\n|---|---|---|")
     for env_name, default, doc in flag_table():
         shown = f"`{default}`" if default else "*(empty)*"

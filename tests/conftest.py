@@ -3,7 +3,7 @@
 BigQuery peers (real HTTP, the real google-cloud-bigquery client):
 
 * ``bq_server`` / ``bq_client``: the project's local BigQuery REST server
-  (:mod:`instrumentation.bqserver`), one per session, wiped (data, rules, jobs, request
+  (:mod:`bastion.localbq`), one per session, wiped (data, rules, jobs, request
   log) before each test that uses it.
 * ``bqemulator`` / ``bqemulator_client``: bqemulator 1.4.0 (DuckDB-backed, written by
   others) from its own virtualenv ``.bqemu-venv`` (``make bqemu``), one process per
@@ -31,7 +31,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from instrumentation.bqserver import LocalBigQuery
+from bastion.localbq import LocalBigQuery
 
 ROOT = Path(__file__).resolve().parent.parent
 BQEMU_VENV = ROOT / ".bqemu-venv"

@@ -1,6 +1,6 @@
 """Cloud Run as the runbook deploys it: HSTS behind Google's front end
 (``BASTION_TRUSTED_PROXIES=cloudrun``) and the packaged gunicorn config
-(``gunicorn -c python:instrumentation.gunicorn_conf``, binding ``0.0.0.0:$PORT``).
+(``gunicorn -c python:bastion.instrumentation.gunicorn_conf``, binding ``0.0.0.0:$PORT``).
 
 The front end is simulated by :mod:`tests.gfe` (TLS terminated on loopback, requests
 forwarded over plain HTTP with the headers the GFE sets); the app runs under real
@@ -24,17 +24,17 @@ import pytest
 import trustme
 import yaml
 
-from instrumentation import gunicorn_conf
-from instrumentation.gunicorn_conf import LOCAL_BIND, bind_address
-from middleware.deadline.gunicorn import worker_abort, worker_exit
-from middleware.proxies import PROXY_PRESETS, Hop, TrustedProxies
-from middleware.settings import Settings, SettingsError
+from bastion.instrumentation import gunicorn_conf
+from bastion.instrumentation.gunicorn_conf import LOCAL_BIND, bind_address
+from bastion.middleware.deadline.gunicorn import worker_abort, worker_exit
+from bastion.middleware.proxies import PROXY_PRESETS, Hop, TrustedProxies
+from bastion.middleware.settings import Settings, SettingsError
 from tests.cli_helpers import as_json, bastion
 from tests.gfe import FRONT_END_ADDRESS, front_end
 from tests.servers import BIN, ROOT, Server, _run, free_port
 
 DEPLOY = ROOT / "deploy"
-CONFIG = "python:instrumentation.gunicorn_conf"
+CONFIG = "python:bastion.instrumentation.gunicorn_conf"
 APP = "tests.apps.cli_protected:app"
 PRESETS = [("api", "/api/matches"), ("html", "/page")]
 
@@ -117,7 +117,7 @@ def runbook_env(stage: int, service: str, preset: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def cloud_run_instance(app: str, tmp: Path, env: dict[str, str]) -> Iterator[Server]:
-    """``gunicorn -c python:instrumentation.gunicorn_conf app`` with ``PORT`` set, as
+    """``gunicorn -c python:bastion.instrumentation.gunicorn_conf app`` with ``PORT`` set, as
     the manifests start it (no ``--bind``)."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "OTEL_"))}
@@ -189,7 +189,7 @@ def test_without_the_setting_https_clients_get_no_hsts(
     assert report["grade"] != "A+"
 
 
-# --- instrumentation.gunicorn_conf ------------------------------------------------------
+# --- bastion.instrumentation.gunicorn_conf ------------------------------------------------------
 
 
 def test_bind_address_follows_port() -> None:

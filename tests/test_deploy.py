@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from middleware.deadline.gunicorn import gunicorn_config
-from middleware.routes import RoutePatterns
-from middleware.settings import Mode, Settings, flag_table
+from bastion.middleware.deadline.gunicorn import gunicorn_config
+from bastion.middleware.routes import RoutePatterns
+from bastion.middleware.settings import Mode, Settings, flag_table
 from tests.servers import BIN, ROOT, free_port, wait_for_port
 
 DEPLOY = ROOT / "deploy"
@@ -161,7 +161,7 @@ def test_stages_move_the_guards_from_off_to_observe_to_enforce(stage: int) -> No
 
 def csp_header_sent(settings: Settings) -> str | None:
     """The name of the CSP header a JSON response gets under these settings."""
-    from middleware.protect import protect
+    from bastion.middleware.protect import protect
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "application/json")])
@@ -223,7 +223,7 @@ def test_timeouts_are_ordered_deadline_gunicorn_cloud_run(path: Path) -> None:
     cloud_run = manifest["spec"]["template"]["spec"]["timeoutSeconds"]
     settings = Settings.from_env(env)
     assert float(env["CLOUD_RUN_TIMEOUT_SECONDS"]) == cloud_run
-    # what instrumentation.gunicorn_conf computes from the same variables
+    # what bastion.instrumentation.gunicorn_conf computes from the same variables
     timeout = gunicorn_config(settings, cloud_run_timeout=cloud_run)["timeout"]
     assert settings.deadline_seconds < timeout < cloud_run
 
@@ -237,7 +237,7 @@ def _gunicorn_with_deploy_config(
         [
             str(BIN / "gunicorn"),
             "--config",
-            "python:instrumentation.gunicorn_conf",  # as the manifests run it
+            "python:bastion.instrumentation.gunicorn_conf",  # as the manifests run it
             "--bind",
             f"127.0.0.1:{port}",  # the config binds 0.0.0.0:$PORT; tests stay on loopback
             "tests.apps.csp_app:app",

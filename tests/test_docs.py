@@ -104,7 +104,7 @@ def test_every_tooling_variable_is_on_the_settings_page(hook: ModuleType) -> Non
 def test_the_table_has_every_settings_field_with_default_and_allowed_values(
     hook: ModuleType,
 ) -> None:
-    from middleware.settings import flag_table
+    from bastion.middleware.settings import flag_table
 
     rows = hook.rows()
     assert [r["env"] for r in rows] == [env for env, _, _ in flag_table()]

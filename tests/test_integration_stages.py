@@ -13,10 +13,10 @@ import time
 import pytest
 from google.cloud import bigquery
 
-from instrumentation.bqserver import LocalBigQuery, Rule
-from middleware import deadline
-from middleware.deadline import DeadlineExceeded
-from middleware.settings import Mode, Settings
+from bastion.localbq import LocalBigQuery, Rule
+from bastion.middleware import deadline
+from bastion.middleware.deadline import DeadlineExceeded
+from bastion.middleware.settings import Mode, Settings
 from tests.apps.bigquery_harness import Telemetry, instrumented
 from tests.apps.http_harness import guarded
 

@@ -22,8 +22,8 @@ import pytest
 import requests
 import trustme
 
-from instrumentation.bqserver import LocalBigQuery
-from middleware.refusals import (
+from bastion.localbq import LocalBigQuery
+from bastion.middleware.refusals import (
     PROBLEM_TYPE_BASE,
     BastionRefusal,
     RefusalASGIMiddleware,

@@ -1,4 +1,5 @@
-"""MkDocs hook: the settings reference, generated from :class:`middleware.settings.Settings`.
+"""MkDocs hook: the settings reference, generated from
+:class:`bastion.middleware.settings.Settings`.
 
 Every field of ``Settings`` is bound to one environment variable; its metadata holds the
 parser and the one-line meaning. The page ``reference/settings.md`` carries the marker
@@ -15,8 +16,8 @@ import dataclasses
 import re
 from typing import Any
 
-from middleware import _flags
-from middleware.settings import Settings, render
+from bastion.middleware import _flags
+from bastion.middleware.settings import Settings, render
 
 MARKER = "<!-- settings-table -->"
 SECTION_MARKER = re.compile(r"<!-- settings-table: (.+?) -->")

@@ -29,13 +29,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bastion.localbq import LocalBigQuery
+from bastion.localbq.seed import seed_demo
 from examples.demo import summary
 from examples.demo.costs import stage_costs
 from examples.demo.feed import Feed
 from examples.demo.rollout import ROOT, SCALE, STAGES, Platform, Service, stage_env
 from examples.demo.scenario import CALLS, WATCHED, Exchange, run
-from instrumentation.bqserver import LocalBigQuery
-from instrumentation.bqserver.seed import seed_demo
 
 PROJECT = "nba-props-demo"
 #: Metrics kept in stages.json but not printed per stage (one line per query class).

@@ -21,11 +21,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from rich.console import Console
 
-from instrumentation._jsonl import JsonLinesFile, JsonLinesSpanExporter
-from instrumentation.bigquery import BigQueryInstrumentor, fingerprint
-from instrumentation.bqserver import LocalBigQuery
-from instrumentation.bqserver.seed_views import seed_tracker_views, tracker_queries
-from middleware.settings import Settings
+from bastion.instrumentation._jsonl import JsonLinesFile, JsonLinesSpanExporter
+from bastion.instrumentation.bigquery import BigQueryInstrumentor, fingerprint
+from bastion.localbq import LocalBigQuery
+from bastion.localbq.seed_views import seed_tracker_views, tracker_queries
+from bastion.middleware.settings import Settings
 
 BASTION = Path(sys.executable).parent / "bastion"
 

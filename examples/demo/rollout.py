@@ -175,7 +175,7 @@ def gunicorn_command(app: str, port: int) -> list[str]:
     return [
         str(Path(sys.executable).parent / "gunicorn"),
         "--config",
-        "python:instrumentation.gunicorn_conf",  # as the manifests run it
+        "python:bastion.instrumentation.gunicorn_conf",  # as the manifests run it
         # The config binds 0.0.0.0:$PORT as Cloud Run needs; the demo stays on loopback.
         "--bind",
         f"127.0.0.1:{port}",

@@ -1,7 +1,15 @@
 """BigQuery guard: statement analysis (this module re-exports it) and the instrumentor."""
 
-from instrumentation.bigquery.analysis import Analysis, Scan, analyze, fingerprint
-from instrumentation.bigquery.instrumentor import (
+try:
+    import google.cloud.bigquery  # noqa: F401
+    import sqlglot  # noqa: F401
+except ModuleNotFoundError as error:  # the extra is not installed
+    from bastion._extras import MissingExtra
+
+    raise MissingExtra("bigquery", "bastion.instrumentation.bigquery", error) from error
+
+from bastion.instrumentation.bigquery.analysis import Analysis, Scan, analyze, fingerprint
+from bastion.instrumentation.bigquery.instrumentor import (
     CLASS_LABEL,
     BigQueryInstrumentor,
     ClassTimeoutError,

@@ -8,7 +8,7 @@ one ``?`` and repeated ``VALUES`` rows to one. Backticks do not matter
 hex id, a uuid, a date: ``staging_3f9a2c1e``, ``events_20260101``) become ``_?``, so a
 statement run against a per-request table is one shape. Parameters keep their names:
 they are part of the shape. When the text cannot be tokenized, a regex normalisation of
-the text stands in (:func:`instrumentation.bigquery._fallback.normalise`).
+the text stands in (:func:`bastion.instrumentation.bigquery._fallback.normalise`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from sqlglot.tokenizer_core import Token, TokenType
 
-from instrumentation.bigquery import _fallback
+from bastion.instrumentation.bigquery import _fallback
 
 _LITERALS = frozenset(
     {

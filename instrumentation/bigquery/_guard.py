@@ -21,12 +21,12 @@ from typing import Any
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider, get_tracer
 
-from instrumentation.bigquery._metrics import Instruments
-from instrumentation.bigquery._partitions import PartitionCache
-from instrumentation.bigquery._spans import SYSTEM, query_hash, summary
-from instrumentation.bigquery._timeouts import Policy
-from middleware.refusals import PROBLEM_TYPE_BASE, BastionRefusal
-from middleware.settings import Settings
+from bastion.instrumentation.bigquery._metrics import Instruments
+from bastion.instrumentation.bigquery._partitions import PartitionCache
+from bastion.instrumentation.bigquery._spans import SYSTEM, query_hash, summary
+from bastion.instrumentation.bigquery._timeouts import Policy
+from bastion.middleware.refusals import PROBLEM_TYPE_BASE, BastionRefusal
+from bastion.middleware.settings import Settings
 
 __all__ = [
     "ClassTimeoutError",

@@ -17,14 +17,19 @@ from typing import Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
-from instrumentation.bigquery._guard import (
+from bastion.instrumentation.bigquery._guard import (
     ClassTimeoutError,
     UnpartitionedQueryError,
     stopped_at_class_timeout,
 )
-from instrumentation.bigquery._operation import ACTIVE, Operation, gave_up, stopped_at_job_timeout
-from instrumentation.bigquery._timeouts import MIN_HTTP_SECONDS
-from instrumentation.bigquery._wrappers import (
+from bastion.instrumentation.bigquery._operation import (
+    ACTIVE,
+    Operation,
+    gave_up,
+    stopped_at_job_timeout,
+)
+from bastion.instrumentation.bigquery._timeouts import MIN_HTTP_SECONDS
+from bastion.instrumentation.bigquery._wrappers import (
     _UNSET,
     Wrapped,
     Wrappers,
@@ -33,8 +38,8 @@ from instrumentation.bigquery._wrappers import (
     _table_id,
     _with_arg,
 )
-from middleware.deadline import DeadlineExceeded, DeadlineTimeoutError
-from middleware.deadline import remaining as deadline_remaining
+from bastion.middleware.deadline import DeadlineExceeded, DeadlineTimeoutError
+from bastion.middleware.deadline import remaining as deadline_remaining
 
 __all__ = ["JobWrappers"]
 

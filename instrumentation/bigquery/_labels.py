@@ -23,10 +23,10 @@ import os
 import re
 from typing import Any
 
-from instrumentation.bigquery._guard import _callsite
-from instrumentation.bigquery._operation import Operation
-from instrumentation.bigquery._request import route_template
-from instrumentation.bigquery._timeouts import CLASS_LABEL
+from bastion.instrumentation.bigquery._guard import _callsite
+from bastion.instrumentation.bigquery._operation import Operation
+from bastion.instrumentation.bigquery._request import route_template
+from bastion.instrumentation.bigquery._timeouts import CLASS_LABEL
 
 SERVICE_KEY = "bastion-service"
 ROUTE_KEY = "bastion-route"

@@ -19,17 +19,17 @@ import requests.exceptions
 from google.api_core.exceptions import RetryError
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from instrumentation.bigquery._spans import SYSTEM, Statistics
-from instrumentation.bigquery._timeouts import (
+from bastion.instrumentation.bigquery._spans import SYSTEM, Statistics
+from bastion.instrumentation.bigquery._timeouts import (
     FALLBACK_CLASS,
     MIN_HTTP_SECONDS,
     SERVER_HOLD_BUFFER_MS,
 )
-from middleware.deadline import DeadlineExceeded, DeadlineTimeoutError
-from middleware.deadline import remaining as deadline_remaining
+from bastion.middleware.deadline import DeadlineExceeded, DeadlineTimeoutError
+from bastion.middleware.deadline import remaining as deadline_remaining
 
 if TYPE_CHECKING:
-    from instrumentation.bigquery._guard import Description, Guard
+    from bastion.instrumentation.bigquery._guard import Description, Guard
 
 __all__ = ["ACTIVE", "Operation", "gave_up", "is_timeout", "stopped_at_job_timeout"]
 

@@ -15,9 +15,9 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 from sqlglot.tokenizer_core import Token, TokenType
 
-from instrumentation.bigquery import _fallback, _statements
-from instrumentation.bigquery._scans import Names
-from instrumentation.bigquery._statements import UNKNOWN, Piece
+from bastion.instrumentation.bigquery import _fallback, _statements
+from bastion.instrumentation.bigquery._scans import Names
+from bastion.instrumentation.bigquery._statements import UNKNOWN, Piece
 
 _DIALECT = _statements.DIALECT
 # Script statements with nothing for the parser to find.

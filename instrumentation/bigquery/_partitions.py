@@ -33,7 +33,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from middleware.settings import Settings
+from bastion.middleware.settings import Settings
 
 __all__ = ["LookupClients", "PartitionCache", "lookup_source", "partition_column"]
 

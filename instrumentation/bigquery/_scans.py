@@ -7,7 +7,7 @@ columns that scope compares with a constant: ``col = / < / <= / > / >= / BETWEEN
 IN (…)`` a literal, query parameter, script variable or expression of those. ``AND``
 unites the sets, ``OR`` intersects them (a disjunct without the constraint voids it),
 anything else contributes nothing. The partition judgement is then a set lookup done
-per call (:mod:`instrumentation.bigquery.analysis`), so one parse serves every
+per call (:mod:`bastion.instrumentation.bigquery.analysis`), so one parse serves every
 partition map.
 """
 

@@ -10,7 +10,7 @@ source, ``bastion.bq.class_source``, in brackets):
 2. the job label ``bastion-timeout-class=analytics`` on the job config [label];
 3. the inbound route's class (``BASTION_BQ_ROUTE_CLASSES``) [route];
 4. the service's default class (``BASTION_BQ_DEFAULT_CLASS``) [service];
-5. the statement's class from :func:`instrumentation.bigquery.analyze` [sql], or
+5. the statement's class from :func:`bastion.instrumentation.bigquery.analyze` [sql], or
    ``write`` for loads and ``insert_rows_json`` [operation];
 6. ``analytics`` (the most lenient) when the statement could not be classified [unknown].
 
@@ -28,10 +28,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from instrumentation.bigquery._request import request_route
-from middleware.deadline import remaining as deadline_remaining
-from middleware.routes import RoutePatterns
-from middleware.settings import TIMEOUT_CLASSES, Settings
+from bastion.instrumentation.bigquery._request import request_route
+from bastion.middleware.deadline import remaining as deadline_remaining
+from bastion.middleware.routes import RoutePatterns
+from bastion.middleware.settings import TIMEOUT_CLASSES, Settings
 
 __all__ = ["CLASS_LABEL", "Budget", "Policy", "timeout_class"]
 

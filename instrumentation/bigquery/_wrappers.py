@@ -4,12 +4,12 @@ Rules every wrapper follows:
 
 * ``is_instrumentation_enabled()`` false → the call runs untouched;
 * one CLIENT span per logical operation: the outermost wrapper starts the
-  :class:`~instrumentation.bigquery._operation.Operation`, nested ones (a DB-API
+  :class:`~bastion.instrumentation.bigquery._operation.Operation`, nested ones (a DB-API
   cursor calling ``query_and_wait`` calling ``job.result()``) join it;
 * anything that goes wrong inside the guard is logged once and the call proceeds
   with the caller's own arguments. The only exceptions the guard raises on purpose
   are enforce-mode decisions: :class:`UnpartitionedQueryError` (before any job) and
-  :class:`~middleware.deadline.DeadlineExceeded` (request deadline spent).
+  :class:`~bastion.middleware.deadline.DeadlineExceeded` (request deadline spent).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import set_span_in_context
 
-from instrumentation.bigquery import _labels
-from instrumentation.bigquery._guard import Guard, UnpartitionedQueryError
-from instrumentation.bigquery._operation import ACTIVE, Operation
-from middleware.deadline import DeadlineExceeded
+from bastion.instrumentation.bigquery import _labels
+from bastion.instrumentation.bigquery._guard import Guard, UnpartitionedQueryError
+from bastion.instrumentation.bigquery._operation import ACTIVE, Operation
+from bastion.middleware.deadline import DeadlineExceeded
 
 __all__ = ["Wrappers"]
 

@@ -14,7 +14,7 @@ INSERT/UPDATE/DELETE/TRUNCATE, DDL, CTAS, materialized views, EXPORT/LOAD DATA �
 ``write``; MERGE → ``merge``; CALL, EXECUTE IMMEDIATE and anything unknown →
 ``analytics`` (fail open: the longest); a script takes the longest class among its
 statements, in the order read < write < merge < analytics. The seconds of each class
-come from :meth:`middleware.settings.Settings.timeout_for`.
+come from :meth:`bastion.middleware.settings.Settings.timeout_for`.
 
 ``tables`` are ``project.dataset.table`` names read or written, resolved against the
 default project/dataset; CTE names, UNNEST aliases, a script's temp tables, models
@@ -77,9 +77,9 @@ from typing import Any
 
 from sqlglot import exp
 
-from instrumentation.bigquery import _fingerprint, _parse, _scans, _statements
-from instrumentation.bigquery._scans import Names, Scan
-from instrumentation.bigquery._statements import SCRIPT, UNKNOWN
+from bastion.instrumentation.bigquery import _fingerprint, _parse, _scans, _statements
+from bastion.instrumentation.bigquery._scans import Names, Scan
+from bastion.instrumentation.bigquery._statements import SCRIPT, UNKNOWN
 
 __all__ = ["Analysis", "Scan", "analyze", "fingerprint", "set_cache_size"]
 
@@ -366,7 +366,7 @@ def set_cache_size(size: int) -> None:
 
 
 def _configured_size() -> int:
-    from middleware.settings import get_settings
+    from bastion.middleware.settings import get_settings
 
     try:
         return get_settings().bq_analysis_cache_size

@@ -33,11 +33,11 @@ What it does, by mode (``BASTION_BIGQUERY``):
     background with Bastion's own client), then runs unjudged; ``maximumBytesBilled``
     per class; a query reading a partitioned table without a filter raises
     :class:`UnpartitionedQueryError` before the job exists; a call made after the
-    request deadline is spent raises :class:`~middleware.deadline.DeadlineExceeded`
+    request deadline is spent raises :class:`~bastion.middleware.deadline.DeadlineExceeded`
     instead of being sent.
 
 Parameters of :meth:`instrument` (all optional): ``settings`` (a
-:class:`~middleware.settings.Settings`; default ``get_settings()``),
+:class:`~bastion.middleware.settings.Settings`; default ``get_settings()``),
 ``tracer_provider``, ``meter_provider``.
 
 Unknowns fail open in both modes: SQL that is not a string or cannot be analysed runs
@@ -58,12 +58,16 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from instrumentation.bigquery._guard import ClassTimeoutError, Guard, UnpartitionedQueryError
-from instrumentation.bigquery._jobs import JobWrappers
-from instrumentation.bigquery._timeouts import CLASS_LABEL, timeout_class
-from instrumentation.bigquery._warnings import install as attribute_warnings
-from instrumentation.bigquery._warnings import uninstall as restore_warnings
-from middleware.settings import Settings, get_settings
+from bastion.instrumentation.bigquery._guard import (
+    ClassTimeoutError,
+    Guard,
+    UnpartitionedQueryError,
+)
+from bastion.instrumentation.bigquery._jobs import JobWrappers
+from bastion.instrumentation.bigquery._timeouts import CLASS_LABEL, timeout_class
+from bastion.instrumentation.bigquery._warnings import install as attribute_warnings
+from bastion.instrumentation.bigquery._warnings import uninstall as restore_warnings
+from bastion.middleware.settings import Settings, get_settings
 
 __all__ = [
     "CLASS_LABEL",
@@ -117,7 +121,7 @@ class BigQueryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             return
         import importlib
 
-        from instrumentation.bigquery.analysis import analyze, fingerprint
+        from bastion.instrumentation.bigquery.analysis import analyze, fingerprint
 
         guard = Guard(
             settings,

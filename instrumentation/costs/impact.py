@@ -6,7 +6,7 @@ without one. A shape is judged breaking for a table when
 * the instrumentor already saw one of its runs read the table unfiltered
   (``bastion.bq.unfiltered_tables``), or
 * its SQL, analysed as the instrumentor analyses it
-  (:func:`instrumentation.bigquery.analyze` with the table's partition column), reads
+  (:func:`bastion.instrumentation.bigquery.analyze` with the table's partition column), reads
   the table without a filter on that column in the reading scope.
 
 Shapes known only by a summary (no SQL captured, no instrumentor verdict) cannot be
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from instrumentation.costs.shapes import Report, Shape
+from bastion.instrumentation.costs.shapes import Report, Shape
 
 
 @dataclass
@@ -63,7 +63,7 @@ def _reads(shape: Shape, table: str) -> bool:
 def impact(tables: Mapping[str, str], report: Report, project: str | None) -> list[TableImpact]:
     """``tables``: ``{project.dataset.table: partition column}`` of the tables that
     would get ``require_partition_filter``; ``project`` resolves ``dataset.table``."""
-    from instrumentation.bigquery import analyze
+    from bastion.instrumentation.bigquery import analyze
 
     out = {name: TableImpact(name, column) for name, column in tables.items()}
     for shape in report.shapes:

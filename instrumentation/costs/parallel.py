@@ -2,8 +2,8 @@
 
 The file is cut at line starts into a few pieces per worker; each worker (a fresh
 ``spawn`` process: nothing of the parent's state is shared) streams its pieces through
-:func:`~instrumentation.costs.shapes.analyse` and returns shapes, which the parent
-folds together (:func:`~instrumentation.costs.shapes.combine`). Memory stays bounded
+:func:`~bastion.instrumentation.costs.shapes.analyse` and returns shapes, which the parent
+folds together (:func:`~bastion.instrumentation.costs.shapes.combine`). Memory stays bounded
 per process; the parent's progress bar advances piece by piece. A malformed line is
 reported as the serial reader reports it (file and absolute line number): the parent
 re-reads the file serially up to the error.
@@ -18,9 +18,9 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from instrumentation.costs.pricing import Price
-from instrumentation.costs.records import SourceError, read_file
-from instrumentation.costs.shapes import Report, analyse, combine
+from bastion.instrumentation.costs.pricing import Price
+from bastion.instrumentation.costs.records import SourceError, read_file
+from bastion.instrumentation.costs.shapes import Report, analyse, combine
 
 #: Below this size a file is read in this process (workers take ~1 s to start).
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024

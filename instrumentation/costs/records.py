@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from instrumentation.bigquery import _labels as job_labels
+from bastion.instrumentation.bigquery import _labels as job_labels
 
 SYSTEM = "gcp.bigquery"
 Progress = Callable[[int], object]

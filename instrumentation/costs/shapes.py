@@ -1,7 +1,7 @@
 """Query shapes: observed jobs grouped by fingerprint, with their cost per month.
 
 A shape is one statement as written in code: literals, ``IN`` lists and generated
-table-name suffixes normalised (:mod:`instrumentation.bigquery._fingerprint`). Records
+table-name suffixes normalised (:mod:`bastion.instrumentation.bigquery._fingerprint`). Records
 carry the instrumentor's fingerprint (spans) or a ``bastion-shape`` job label (job
 history); otherwise it is computed from the SQL text, once per distinct text.
 
@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from instrumentation.costs.pricing import Price, per_month
-from instrumentation.costs.records import JobRecord
+from bastion.instrumentation.costs.pricing import Price, per_month
+from bastion.instrumentation.costs.records import JobRecord
 
 WRITES = frozenset(
     {"INSERT", "UPDATE", "DELETE", "MERGE", "CREATE_TABLE_AS_SELECT", "TRUNCATE_TABLE"}
@@ -41,14 +41,14 @@ def _tally(counter: Counter[str], value: str) -> None:
 
 @functools.lru_cache(maxsize=8192)
 def fingerprint(sql: str) -> str:
-    from instrumentation.bigquery import fingerprint as compute
+    from bastion.instrumentation.bigquery import fingerprint as compute
 
     return str(compute(sql))
 
 
 def normalised(sql: str) -> str:
     """The readable normalised text of a shape (the fingerprint's own input)."""
-    from instrumentation.bigquery import _fallback, _fingerprint, _statements
+    from bastion.instrumentation.bigquery import _fallback, _fingerprint, _statements
 
     try:
         text = _fingerprint.normalised_tokens(_statements.tokenize(sql))
@@ -59,7 +59,7 @@ def normalised(sql: str) -> str:
 
 def parameterised(sql: str) -> bool:
     """Does the text use query parameters (``@name`` or ``?``)?"""
-    from instrumentation.bigquery._fallback import strip_noise
+    from bastion.instrumentation.bigquery._fallback import strip_noise
 
     return bool(_PARAMETER.search(strip_noise(sql).replace("?", "")))
 
@@ -67,8 +67,8 @@ def parameterised(sql: str) -> bool:
 @functools.lru_cache(maxsize=4096)
 def tables_of(sql: str) -> tuple[str, ...]:
     """The tables ``sql`` reads or writes, generated suffixes normalised (``staging_?``)."""
-    from instrumentation.bigquery import analyze
-    from instrumentation.bigquery._fingerprint import generated_suffixes
+    from bastion.instrumentation.bigquery import analyze
+    from bastion.instrumentation.bigquery._fingerprint import generated_suffixes
 
     return tuple(sorted({generated_suffixes(t) for t in analyze(sql).tables}))
 
@@ -116,7 +116,7 @@ class Shape:
         self.last = max(self.last, record.start + record.duration)
         self.durations.append(record.duration)
         if record.tables:
-            from instrumentation.bigquery._fingerprint import generated_suffixes
+            from bastion.instrumentation.bigquery._fingerprint import generated_suffixes
 
             self.tables.update(generated_suffixes(t) for t in record.tables)
         self.unfiltered.update(record.unfiltered)
@@ -176,7 +176,7 @@ class Shape:
 
     @property
     def label(self) -> str:
-        from instrumentation.bigquery._fingerprint import generated_suffixes
+        from bastion.instrumentation.bigquery._fingerprint import generated_suffixes
 
         return self.sql or generated_suffixes(self.summary) or self.key
 
@@ -233,7 +233,7 @@ def shape_key(record: JobRecord) -> str:
         return record.shape
     if record.sql:
         return fingerprint(record.sql)
-    from instrumentation.bigquery._fingerprint import generated_suffixes
+    from bastion.instrumentation.bigquery._fingerprint import generated_suffixes
 
     return "summary:" + generated_suffixes(record.summary or "?")
 

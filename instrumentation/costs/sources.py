@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from instrumentation.costs.records import JobRecord, SourceError, read_file, read_jobs
+from bastion.instrumentation.costs.records import JobRecord, SourceError, read_file, read_jobs
 
 PREFIX = "bq:"
 
@@ -55,7 +55,7 @@ class Source:
         return None if self.path is not None else self.days * 86_400
 
     def client(self) -> Any:
-        from instrumentation.cli.audit import make_client
+        from bastion.cli.audit import make_client
 
         return make_client(self.project, self.api_endpoint)
 
@@ -65,7 +65,7 @@ class Source:
         return self._jobs(progress)
 
     def _jobs(self, progress: Callable[[int], object] | None) -> Iterator[JobRecord]:
-        from instrumentation.cli.audit import _api_errors, _first_line
+        from bastion.cli.audit import _api_errors, _first_line
 
         until = dt.datetime.now(dt.UTC)
         since = until - dt.timedelta(days=self.days)

@@ -15,8 +15,8 @@ from collections.abc import Hashable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from instrumentation.bigquery._labels import ADVISOR_KEY
-from instrumentation.costs.views import TableInfo, Verdict
+from bastion.instrumentation.bigquery._labels import ADVISOR_KEY
+from bastion.instrumentation.costs.views import TableInfo, Verdict
 
 
 @dataclass
@@ -56,8 +56,8 @@ def validate(client: Any, original: str, verdict: Verdict, timeout: float = 60.0
     """Create the view (temporarily), run ``original`` and the rewritten query, compare."""
     from google.cloud import bigquery
 
-    from instrumentation.cli.audit import _api_errors, _first_line
-    from instrumentation.costs.shapes import parameterised
+    from bastion.cli.audit import _api_errors, _first_line
+    from bastion.instrumentation.costs.shapes import parameterised
 
     if parameterised(original):
         return Validation(None, "query parameters: their values are not observed, not run")

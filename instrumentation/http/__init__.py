@@ -5,7 +5,8 @@ so a server dripping one byte every half second holds ``timeout=1.0`` open forev
 ``HttpInstrumentor`` (an OpenTelemetry ``BaseInstrumentor``, entry point
 ``bastion_http``) wraps ``requests.adapters.HTTPAdapter.send`` and
 ``urllib3.disable_warnings``, and in enforce mode sets urllib3's
-``HTTPConnection.response_class`` to :class:`~instrumentation.http._body.DeadlineHTTPResponse`
+``HTTPConnection.response_class`` to
+:class:`~bastion.instrumentation.http._body.DeadlineHTTPResponse`
 (so socket waits end by the deadline from the status line on); when ``BASTION_HTTP`` is
 active it also replaces urllib3's ``HTTPResponse.read`` and ``read_chunked`` with thin
 functions that report or convert a deadline cut (restored by ``uninstrument()``):
@@ -13,7 +14,7 @@ functions that report or convert a deadline cut (restored by ``uninstrument()``)
 * ``BASTION_HTTP`` (off | observe | enforce, default observe): a call without a
   timeout gets ``(BASTION_HTTP_CONNECT_SECONDS, BASTION_HTTP_READ_SECONDS)``, the read
   part replaced by its upstream's entry in ``BASTION_HTTP_UPSTREAM_TIMEOUTS`` if listed;
-  every timeout is capped at the request's remaining deadline (:mod:`middleware.deadline`);
+  every timeout is capped at the request's remaining deadline (:mod:`bastion.middleware.deadline`);
   a body still arriving at the deadline is cut with :class:`DeadlineTimeout` (a
   ``requests.exceptions.ReadTimeout`` and a ``DeadlineExceeded``). observe changes
   nothing and records what would apply, and each call enforce would cut (at the deadline,
@@ -30,7 +31,7 @@ functions that report or convert a deadline cut (restored by ``uninstrument()``)
 
 Usage::
 
-    from instrumentation.http import HttpInstrumentor
+    from bastion.instrumentation.http import HttpInstrumentor
     HttpInstrumentor().instrument()            # settings from BASTION_* variables
     HttpInstrumentor().instrument(settings=Settings.from_env(http=Mode.ENFORCE))
 """
@@ -41,8 +42,16 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-import urllib3
 import wrapt
+
+try:
+    import requests  # noqa: F401
+    import urllib3
+except ModuleNotFoundError as error:  # the extra is not installed
+    from bastion._extras import MissingExtra
+
+    raise MissingExtra("http", "bastion.instrumentation.http", error) from error
+
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
@@ -52,19 +61,23 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.response import HTTPResponse
 
-from instrumentation.http._body import (
+from bastion.instrumentation.http._body import (
     DeadlineHTTPResponse,
     converting_reads,
     watching_reads,
 )
-from instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
-from instrumentation.http._guard import OutboundGuard
-from instrumentation.http._tls import CallSites, DisableWarningsGuard, insecure_warning_silenced
-from middleware.settings import Settings, get_settings
+from bastion.instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
+from bastion.instrumentation.http._guard import OutboundGuard
+from bastion.instrumentation.http._tls import (
+    CallSites,
+    DisableWarningsGuard,
+    insecure_warning_silenced,
+)
+from bastion.middleware.settings import Settings, get_settings
 
 __all__ = ["DeadlinePassed", "DeadlineTimeout", "HttpInstrumentor", "InsecureTLSError"]
 
-_log = logging.getLogger("instrumentation.http")
+_log = logging.getLogger("bastion.instrumentation.http")
 
 
 class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -72,7 +85,7 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     ``instrument(**kwargs)`` accepts:
 
-    * ``settings``: a :class:`~middleware.settings.Settings` (default: the process-wide
+    * ``settings``: a :class:`~bastion.middleware.settings.Settings` (default: the process-wide
       ``get_settings()``, read from ``BASTION_*``);
     * ``meter_provider``: where the ``bastion`` counters go (default: the global one);
     * ``requests_spans`` (default False): an explicit request to also turn on

@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 
 from urllib3.exceptions import ReadTimeoutError
 
-from instrumentation.http._errors import DeadlineTimeout
-from middleware.deadline import Deadline, current
+from bastion.instrumentation.http._errors import DeadlineTimeout
+from bastion.middleware.deadline import Deadline, current
 
 __all__ = [
     "DeadlineHTTPResponse",

@@ -6,8 +6,8 @@ from typing import Any
 
 import requests
 
-from middleware.deadline import Deadline, DeadlineTimeoutError
-from middleware.refusals import PROBLEM_TYPE_BASE, BastionRefusal
+from bastion.middleware.deadline import Deadline, DeadlineTimeoutError
+from bastion.middleware.refusals import PROBLEM_TYPE_BASE, BastionRefusal
 
 __all__ = ["DeadlinePassed", "DeadlineTimeout", "InsecureTLSError"]
 
@@ -39,7 +39,7 @@ class DeadlineTimeout(requests.exceptions.ReadTimeout, DeadlineTimeoutError):
     Raised when a timeout that the deadline had shortened fires, and when a response
     body is still arriving at the deadline (a slow drip, ``stream=True`` included). It is a
     :class:`requests.exceptions.ReadTimeout` (so ``except requests.Timeout`` handles it), a
-    builtin :class:`TimeoutError`, and a :class:`middleware.deadline.DeadlineExceeded` (so
+    builtin :class:`TimeoutError`, and a :class:`bastion.middleware.deadline.DeadlineExceeded` (so
     the deadline middleware answers 504).
     ``phase`` is ``response`` (connect, send or headers) or ``body``.
     """
@@ -65,7 +65,7 @@ class DeadlinePassed(DeadlineTimeoutError):
     ``requests.Timeout`` (google-api-core's default retry for BigQuery, urllib3's,
     a caller's own) would otherwise spin on it until their own budget ran out, long
     after the request they serve has been answered. As a
-    :class:`~middleware.deadline.DeadlineExceeded` it reaches the deadline middleware,
+    :class:`~bastion.middleware.deadline.DeadlineExceeded` it reaches the deadline middleware,
     which answers 504; as a builtin :class:`TimeoutError`, ``except TimeoutError``
     catches it. ``phase`` is always ``before-send``.
     """

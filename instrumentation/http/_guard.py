@@ -27,12 +27,12 @@ from opentelemetry.trace import INVALID_SPAN, Span, get_current_span
 from requests.exceptions import ConnectTimeout
 from requests.structures import CaseInsensitiveDict
 
-from instrumentation.http._body import bound_body, unsupported_socket, watch_body
-from instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
-from instrumentation.http._timeouts import UpstreamTimeouts, plan_timeout
-from instrumentation.http._tls import CallSites, HostAllowList, call_site
-from middleware.deadline import DEADLINE_HEADER, Deadline, current
-from middleware.settings import Settings
+from bastion.instrumentation.http._body import bound_body, unsupported_socket, watch_body
+from bastion.instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
+from bastion.instrumentation.http._timeouts import UpstreamTimeouts, plan_timeout
+from bastion.instrumentation.http._tls import CallSites, HostAllowList, call_site
+from bastion.middleware.deadline import DEADLINE_HEADER, Deadline, current
+from bastion.middleware.settings import Settings
 
 __all__ = ["OutboundGuard"]
 
@@ -43,7 +43,7 @@ _Budget = tuple[str, float, str]
 # cheapest record.
 _Call = tuple[Any, Mapping[str, Any], Deadline | None, Span, _Budget | None]
 
-_log = logging.getLogger("instrumentation.http")
+_log = logging.getLogger("bastion.instrumentation.http")
 _monotonic = time.monotonic
 _TOLERANCE = 0.005
 _DEADLINE_KEY = DEADLINE_HEADER.lower()

@@ -27,11 +27,11 @@ import requests
 import urllib3
 from urllib3.exceptions import InsecureRequestWarning
 
-from middleware.settings import Mode
+from bastion.middleware.settings import Mode
 
 __all__ = ["CallSites", "DisableWarningsGuard", "HostAllowList", "call_site"]
 
-_log = logging.getLogger("instrumentation.http")
+_log = logging.getLogger("bastion.instrumentation.http")
 
 # Frames in these directories belong to the HTTP stack or to Bastion, not to the caller.
 _LIBRARY_DIRS = tuple(

@@ -2,11 +2,11 @@
 
 ``remaining()``, ``current()``, ``check()`` and ``scope(seconds)`` work anywhere;
 ``DeadlineMiddleware`` (WSGI) and ``DeadlineASGIMiddleware`` (ASGI) set a deadline
-for each request (``middleware.protect`` adds the right one);
-``middleware.deadline.gunicorn`` keeps gunicorn's timeouts in order around it, and
+for each request (``bastion.middleware.protect`` adds the right one);
+``bastion.middleware.deadline.gunicorn`` keeps gunicorn's timeouts in order around it, and
 threads and executor tasks a request starts carry its deadline (``detached()`` opts
 out; see :mod:`.fanout`).
-The middlewares are imported on first use, so ``import middleware.deadline`` stays
+The middlewares are imported on first use, so ``import bastion.middleware.deadline`` stays
 cheap for code that only reads the budget (the outbound instrumentors).
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from middleware.deadline._context import (
+from bastion.middleware.deadline._context import (
     DEADLINE_HEADER,
     Deadline,
     DeadlineExceeded,
@@ -28,11 +28,11 @@ from middleware.deadline._context import (
     reset,
     scope,
 )
-from middleware.deadline.fanout import detached
+from bastion.middleware.deadline.fanout import detached
 
 if TYPE_CHECKING:
-    from middleware.deadline.asgi import DeadlineASGIMiddleware
-    from middleware.deadline.wsgi import DeadlineMiddleware
+    from bastion.middleware.deadline.asgi import DeadlineASGIMiddleware
+    from bastion.middleware.deadline.wsgi import DeadlineMiddleware
 
 __all__ = [
     "DEADLINE_HEADER",
@@ -55,11 +55,11 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "DeadlineMiddleware":
-        from middleware.deadline.wsgi import DeadlineMiddleware
+        from bastion.middleware.deadline.wsgi import DeadlineMiddleware
 
         return DeadlineMiddleware
     if name == "DeadlineASGIMiddleware":
-        from middleware.deadline.asgi import DeadlineASGIMiddleware
+        from bastion.middleware.deadline.asgi import DeadlineASGIMiddleware
 
         return DeadlineASGIMiddleware
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

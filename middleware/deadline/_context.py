@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar
 
-from middleware.refusals import BastionRefusal
+from bastion.middleware.refusals import BastionRefusal
 
 __all__ = [
     "DEADLINE_HEADER",
@@ -113,7 +113,7 @@ _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
 
 class ThreadDeadline(Protocol):
     """What the deadline context reads of the WSGI request a thread is serving (the
-    watchdog's :class:`~middleware.deadline.watchdog.Registration`)."""
+    watchdog's :class:`~bastion.middleware.deadline.watchdog.Registration`)."""
 
     @property
     def expires_at(self) -> float: ...
@@ -208,7 +208,7 @@ def propagate(fn: Callable[P, R]) -> Callable[P, R]:
 
     ``threading.Thread(target=deadline.propagate(work)).start()``. With the deadline
     guard on, threads and executor tasks started inside a request carry its deadline
-    by themselves (:mod:`middleware.deadline.fanout`); this is for the other context
+    by themselves (:mod:`bastion.middleware.deadline.fanout`); this is for the other context
     variables, or for code running with the guard off.
     """
     context = _context_for_another_thread()

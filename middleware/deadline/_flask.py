@@ -1,6 +1,6 @@
 """Flask answers a deadline itself, wherever in its request handling it lands.
 
-Without this, a :class:`~middleware.deadline.DeadlineExceeded` raised in a view or a
+Without this, a :class:`~bastion.middleware.deadline.DeadlineExceeded` raised in a view or a
 ``before_request`` hook goes through Flask's 500 path (an "Exception on ..." error
 log, ``got_request_exception``, a 500 page) before the middleware turns the answer
 into the 504. So the WSGI deadline middleware gives a Flask app:
@@ -28,8 +28,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from middleware.deadline import problem
-from middleware.deadline._context import DeadlineExceeded, running_here
+from bastion.middleware.deadline import problem
+from bastion.middleware.deadline._context import DeadlineExceeded, running_here
 
 __all__ = ["answer_deadlines_in_flask"]
 
@@ -38,7 +38,7 @@ logger = logging.getLogger("bastion.deadline")
 
 def _flask_app(app: object) -> Any:
     """The Flask app behind ``app`` (a Flask app, or its ``wsgi_app`` method as
-    :func:`~middleware.protect` wraps it), or None."""
+    :func:`~bastion.middleware.protect` wraps it), or None."""
     for candidate in (app, getattr(app, "__self__", None)):
         if callable(getattr(candidate, "register_error_handler", None)) and callable(
             getattr(candidate, "handle_exception", None)

@@ -24,12 +24,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from middleware.deadline import problem
-from middleware.deadline._context import DeadlineExceeded
-from middleware.deadline.watchdog import Registration
+from bastion.middleware.deadline import problem
+from bastion.middleware.deadline._context import DeadlineExceeded
+from bastion.middleware.deadline.watchdog import Registration
 
 if TYPE_CHECKING:
-    from middleware.deadline.wsgi import DeadlineMiddleware
+    from bastion.middleware.deadline.wsgi import DeadlineMiddleware
 
 __all__ = ["GuardedBody", "ServedRequest", "StreamAborted", "close_quietly"]
 

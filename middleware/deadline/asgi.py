@@ -29,7 +29,7 @@ expiry only, in the task's await chain (anyio's ``run_sync_in_worker_thread`` fr
 threads started otherwise (``asyncio.to_thread``) are not recognised, and their
 task is cancelled like any other.
 
-Parameters: see :class:`middleware.deadline.wsgi.DeadlineMiddleware`.
+Parameters: see :class:`bastion.middleware.deadline.wsgi.DeadlineMiddleware`.
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import FrameType
 from typing import Any, Final
 
-from middleware.deadline import fanout, problem
-from middleware.deadline._context import Deadline, _current
-from middleware.deadline.inbound import ASGI_HEADER_NAMES as _INBOUND
-from middleware.deadline.inbound import BudgetPolicy
-from middleware.deadline.report import (
+from bastion.middleware.deadline import fanout, problem
+from bastion.middleware.deadline._context import Deadline, _current
+from bastion.middleware.deadline.inbound import ASGI_HEADER_NAMES as _INBOUND
+from bastion.middleware.deadline.inbound import BudgetPolicy
+from bastion.middleware.deadline.report import (
     add_span_event,
     capture_stack,
     capture_task_stack,
@@ -60,8 +60,8 @@ from middleware.deadline.report import (
     record_outcome,
     request_span,
 )
-from middleware.routes import Route, RouteTable
-from middleware.settings import Settings, get_settings
+from bastion.middleware.routes import Route, RouteTable
+from bastion.middleware.settings import Settings, get_settings
 
 __all__ = ["DeadlineASGIMiddleware"]
 

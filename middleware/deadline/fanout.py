@@ -12,7 +12,7 @@ OpenTelemetry's threading instrumentation does for trace context:
 * ``threading.Thread.start`` and ``Thread.run``: a thread started under a deadline
   runs ``run()`` under it. A subclass that overrides ``run()`` without calling
   ``Thread.run`` is not covered: wrap its work in
-  :func:`~middleware.deadline.propagate`. The worker threads an executor starts
+  :func:`~bastion.middleware.deadline.propagate`. The worker threads an executor starts
   while a task is submitted are the executor's, and carry nothing.
 
 A thread that outlives the request that started it (a pool or a background worker
@@ -20,7 +20,7 @@ created lazily, on first use) keeps that request's deadline for its whole life, 
 its outbound calls are refused once it has passed: start such machinery at startup,
 or inside ``deadline.detached()``.
 
-There, :func:`~middleware.deadline.remaining` and :func:`~middleware.deadline.check`
+There, :func:`~bastion.middleware.deadline.remaining` and :func:`~bastion.middleware.deadline.check`
 see the request's deadline, and the outbound guards cap their calls by it and send
 the remaining budget on. The watchdog does not interrupt those threads: the deadline
 is cooperative there.
@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 import wrapt
 
-from middleware.deadline._context import Deadline, _current, current
+from bastion.middleware.deadline._context import Deadline, _current, current
 
 __all__ = ["detached", "install", "installed", "uninstall"]
 

@@ -14,7 +14,7 @@ Three clocks run over a request on Cloud Run, and only the innermost one answers
 
 So: largest Bastion budget < gunicorn timeout < Cloud Run timeout. In ``gunicorn.conf.py``::
 
-    from middleware.deadline.gunicorn import gunicorn_config
+    from bastion.middleware.deadline.gunicorn import gunicorn_config
 
     globals().update(gunicorn_config(cloud_run_timeout=300))
 
@@ -40,10 +40,10 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
-from middleware.deadline.inbound import BudgetPolicy
-from middleware.deadline.report import get_reporter
-from middleware.routes import Route, RouteTable
-from middleware.settings import Settings, get_settings
+from bastion.middleware.deadline.inbound import BudgetPolicy
+from bastion.middleware.deadline.report import get_reporter
+from bastion.middleware.routes import Route, RouteTable
+from bastion.middleware.settings import Settings, get_settings
 
 __all__ = [
     "TimeoutOrderError",

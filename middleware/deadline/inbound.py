@@ -5,7 +5,7 @@ Threat model. An inbound deadline header is written by whoever sent the request,
 it is only ever allowed to *shorten* the local budget, never to lengthen it: the
 worst a client can do is time out its own request. Headers read:
 
-``X-Bastion-Timeout-Ms`` (:data:`~middleware.deadline.DEADLINE_HEADER`)
+``X-Bastion-Timeout-Ms`` (:data:`~bastion.middleware.deadline.DEADLINE_HEADER`)
     Relative milliseconds, ASCII digits only (1 to 10 of them). Sent by Bastion's
     outbound HTTP guard, so a chain of Bastion services shares one budget.
 ``grpc-timeout``
@@ -41,9 +41,9 @@ from typing import Final
 
 from opentelemetry import metrics
 
-from middleware.proxies import TrustedProxies
-from middleware.routes import Route, RouteTable
-from middleware.settings import Settings
+from bastion.middleware.proxies import TrustedProxies
+from bastion.middleware.routes import Route, RouteTable
+from bastion.middleware.settings import Settings
 
 __all__ = ["BudgetPolicy", "parse_bastion_timeout", "parse_grpc_timeout"]
 
@@ -277,7 +277,7 @@ class BudgetPolicy:
         return (seconds, header) if seconds < budget else (budget, source)
 
     def _is_trusted(self, peer: object) -> bool:
-        return self._trusted.trusts(peer)  # the one rule: middleware.proxies
+        return self._trusted.trusts(peer)  # the one rule: bastion.middleware.proxies
 
 
 def _route_items(

@@ -1,7 +1,7 @@
 """The 504 answer for a request that ran out of time: an RFC 9457 problem document.
 
-:class:`~middleware.deadline.DeadlineExceeded`'s, rendered once at import by
-:func:`middleware.refusals.problem_for`: the same bytes for every timed-out request,
+:class:`~bastion.middleware.deadline.DeadlineExceeded`'s, rendered once at import by
+:func:`bastion.middleware.refusals.problem_for`: the same bytes for every timed-out request,
 so answering costs nothing and leaks nothing (no path, budget, stack or exception
 text; those go to the log and the span, where operators look).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from middleware.deadline._context import DeadlineExceeded
-from middleware.refusals import problem_for
+from bastion.middleware.deadline._context import DeadlineExceeded
+from bastion.middleware.refusals import problem_for
 
 __all__ = ["ASGI_HEADERS", "BODY", "STATUS", "WSGI_HEADERS"]
 

@@ -27,8 +27,8 @@ from typing import Any, Final, NamedTuple
 
 from opentelemetry import metrics, trace
 
-from middleware._flags import Mode
-from middleware.deadline.fanout import detached
+from bastion.middleware._flags import Mode
+from bastion.middleware.deadline.fanout import detached
 
 __all__ = [
     "Overrun",
@@ -236,7 +236,7 @@ def add_span_event(
                 "bastion.mode": str(mode),
                 "bastion.deadline.budget_s": budget,
                 "bastion.deadline.source": source,
-                "exception.type": "middleware.deadline.DeadlineExceeded",
+                "exception.type": "bastion.middleware.deadline.DeadlineExceeded",
                 "exception.stacktrace": stack_text,
             },
         )

@@ -36,12 +36,18 @@ from typing import Final
 
 __all__ = ["AppCode", "library_roots"]
 
-#: Bastion's own packages (this one and its sibling): never interrupted, even when
-#: run from a source checkout.
+#: Bastion's own code: never interrupted. As imported (the ``bastion`` package, links
+#: included) and, from a source checkout, where the links lead (the repository's
+#: top-level ``middleware`` and ``instrumentation`` folders).
+_HERE: Final = Path(os.path.abspath(__file__))
 _BASTION_ROOTS: Final = tuple(
-    str(base.parents[2] / package) + os.sep
-    for base in {Path(os.path.abspath(__file__)), Path(__file__).resolve()}
-    for package in ("middleware", "instrumentation")
+    sorted(
+        {str(_HERE.parents[2]) + os.sep}
+        | {
+            str(_HERE.resolve().parents[2] / part) + os.sep
+            for part in ("middleware", "instrumentation")
+        }
+    )
 )
 
 #: Filenames judged, at most; past it a name is judged again each time (never grows).

@@ -14,7 +14,7 @@ registrations in a plain ``thread id -> registration`` dict. When a deadline pas
    again every :data:`RETRY` seconds; a request stuck inside a library call is
    reported and left to that call's own timeout. It never interrupts on a
    free-threaded build (``sys._is_gil_enabled()`` false) or off CPython: there the
-   deadline is cooperative only (outbound timeouts, :func:`~middleware.deadline.check`,
+   deadline is cooperative only (outbound timeouts, :func:`~bastion.middleware.deadline.check`,
    the 504 for a late answer).
 
 An exception must never land outside its request: not in Bastion's bookkeeping, not
@@ -39,10 +39,10 @@ from collections.abc import Mapping
 from queue import Empty, SimpleQueue
 from typing import Any, Final, Protocol
 
-from middleware.deadline._context import DeadlineExceeded, running
-from middleware.deadline.fanout import detached
-from middleware.deadline.report import Overrun, Stack, capture_stack, get_reporter
-from middleware.deadline.safepoints import AppCode
+from bastion.middleware.deadline._context import DeadlineExceeded, running
+from bastion.middleware.deadline.fanout import detached
+from bastion.middleware.deadline.report import Overrun, Stack, capture_stack, get_reporter
+from bastion.middleware.deadline.safepoints import AppCode
 
 __all__ = [
     "InjectedDeadlineExceeded",

@@ -2,7 +2,7 @@
 
 Per request it works out the budget (:mod:`.inbound`: the default, a per-route
 override, or a shorter one the caller announced) and registers the request with the
-process's :mod:`watchdog <.watchdog>`, where :func:`~middleware.deadline.remaining`
+process's :mod:`watchdog <.watchdog>`, where :func:`~bastion.middleware.deadline.remaining`
 reads it, so the outbound guards cap every call by it.
 
 What the client gets, in enforce mode:
@@ -13,8 +13,8 @@ What the client gets, in enforce mode:
   status is held until its first body chunk (:mod:`._response`), so this is always
   clean, whichever of the request thread and the watchdog noticed first;
 * the watchdog interrupts the app at a safe point (:mod:`.safepoints`), or the app,
-  :func:`~middleware.deadline.check` or an outbound guard raises
-  :class:`~middleware.deadline.DeadlineExceeded`: 504. A Flask app answers it itself
+  :func:`~bastion.middleware.deadline.check` or an outbound guard raises
+  :class:`~bastion.middleware.deadline.DeadlineExceeded`: 504. A Flask app answers it itself
   (:mod:`._flask`), so Flask neither logs a 500 nor sends ``got_request_exception``,
   wherever in Flask's handling (hooks and teardown included) it landed;
 * a streamed body past its first chunk: aborted (the server closes the connection).
@@ -29,10 +29,10 @@ and the thread's state is restored before the middleware returns or raises (or, 
 body, when the server exhausts or closes it).
 
 Parameters: ``app``, the WSGI app; ``settings`` (default
-:func:`~middleware.settings.get_settings`): ``BASTION_DEADLINE`` (off/observe/enforce),
+:func:`~bastion.middleware.settings.get_settings`): ``BASTION_DEADLINE`` (off/observe/enforce),
 ``BASTION_DEADLINE_SECONDS``, ``BASTION_DEADLINE_MAX_SECONDS``,
 ``BASTION_DEADLINE_APP_PACKAGES``, ``BASTION_DEADLINE_FANOUT`` and
-``BASTION_TRUSTED_PROXIES``; ``routes``: per-path :class:`~middleware.routes.Route`
+``BASTION_TRUSTED_PROXIES``; ``routes``: per-path :class:`~bastion.middleware.routes.Route`
 overrides (``deadline_seconds``, ``exempt_deadline``); ``flask_app``: the Flask app
 whose ``wsgi_app`` is wrapped, when ``app`` is not that app or its own ``wsgi_app``
 (another wrapper sits in between), so that Flask answers deadlines itself.
@@ -45,20 +45,25 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from middleware.deadline import _flask, fanout, problem
-from middleware.deadline._context import DeadlineExceeded
-from middleware.deadline._response import GuardedBody, ServedRequest, StreamAborted, close_quietly
-from middleware.deadline.inbound import BudgetPolicy
-from middleware.deadline.report import (
+from bastion.middleware.deadline import _flask, fanout, problem
+from bastion.middleware.deadline._context import DeadlineExceeded
+from bastion.middleware.deadline._response import (
+    GuardedBody,
+    ServedRequest,
+    StreamAborted,
+    close_quietly,
+)
+from bastion.middleware.deadline.inbound import BudgetPolicy
+from bastion.middleware.deadline.report import (
     Overrun,
     annotate_current_span,
     get_reporter,
     quick_stack_text,
     record_outcome,
 )
-from middleware.deadline.watchdog import get_watchdog
-from middleware.routes import Route, RouteTable
-from middleware.settings import Settings, get_settings
+from bastion.middleware.deadline.watchdog import get_watchdog
+from bastion.middleware.routes import Route, RouteTable
+from bastion.middleware.settings import Settings, get_settings
 
 __all__ = ["DeadlineMiddleware"]
 

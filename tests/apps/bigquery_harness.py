@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from instrumentation.bigquery import BigQueryInstrumentor
-from middleware.settings import Settings
+from bastion.instrumentation.bigquery import BigQueryInstrumentor
+from bastion.middleware.settings import Settings
 
 
 class Telemetry:

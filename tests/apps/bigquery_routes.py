@@ -4,7 +4,7 @@ that runs a CTAS, and nothing in the code that names a timeout class except the 
 that test the precedence (``?override=merge``: ``timeout_class``; ``?label=write``: the
 job label; ``?explicit_ms=N``: the caller's own ``job_timeout_ms``).
 
-Run under gunicorn by tests/test_bigquery_route_classes.py, which starts the local
+Run under gunicorn by tests/instrumentation/test_bigquery_route_classes.py, which starts the local
 BigQuery server and passes its URL in ``BASTION_TEST_BQ_URL``. Every route runs one
 query through ``query_and_wait`` and answers the request's remaining budget.
 """
@@ -20,10 +20,10 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from instrumentation.bigquery import timeout_class
-from instrumentation.telemetry import configure, flush, instrument_all
-from middleware.protect import protect
-from middleware.routes import Route
+from bastion.instrumentation.bigquery import timeout_class
+from bastion.instrumentation.telemetry import configure, flush, instrument_all
+from bastion.middleware.protect import protect
+from bastion.middleware.routes import Route
 
 configure()
 app = Flask(__name__)

@@ -1,6 +1,6 @@
 """A Flask service over BigQuery wrapped the way the platform's services are:
 ``configure()``, ``protect(app)``, ``instrument_all(app)``. Run under gunicorn by
-tests/test_bigquery_instrumentor_gunicorn.py, which starts the local BigQuery server
+tests/instrumentation/test_bigquery_instrumentor_gunicorn.py, which starts the local BigQuery server
 and passes its URL in ``BASTION_TEST_BQ_URL``.
 
 ``/slow?path=...`` runs a query the server keeps RUNNING (30 s): the request deadline
@@ -19,9 +19,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 from google.cloud.bigquery import dbapi
 
-from instrumentation.telemetry import configure, flush, instrument_all
-from middleware.deadline import DeadlineExceeded, remaining
-from middleware.protect import protect
+from bastion.instrumentation.telemetry import configure, flush, instrument_all
+from bastion.middleware.deadline import DeadlineExceeded, remaining
+from bastion.middleware.protect import protect
 
 configure()
 app = Flask(__name__)

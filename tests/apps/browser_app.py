@@ -15,7 +15,7 @@ import logging
 
 from flask import Flask, Response, render_template_string, request
 
-from middleware import protect
+from bastion.middleware import protect
 
 logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
 

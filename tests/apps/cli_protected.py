@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask, jsonify, render_template_string
 from flask.typing import ResponseReturnValue
 
-from middleware import protect
+from bastion.middleware import protect
 
 app = Flask(__name__)
 

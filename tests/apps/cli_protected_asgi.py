@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from middleware import protect
-from middleware.headers import NONCE_KEY
+from bastion.middleware import protect
+from bastion.middleware.headers import NONCE_KEY
 
 
 async def matches(request: Request) -> JSONResponse:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from middleware.settings import Settings
+from bastion.middleware.settings import Settings
 
 
 def settings() -> Settings:

@@ -7,8 +7,8 @@ import logging
 from flask import Flask
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-from instrumentation.telemetry import configure
-from middleware.csp_reports import CSPReportMiddleware
+from bastion.instrumentation.telemetry import configure
+from bastion.middleware.csp_reports import CSPReportMiddleware
 
 configure()
 logging.getLogger("bastion").setLevel(logging.INFO)

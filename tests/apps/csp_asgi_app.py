@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from middleware.csp_reports import CSPReportASGIMiddleware
+from bastion.middleware.csp_reports import CSPReportASGIMiddleware
 
 
 async def index(request: Request) -> JSONResponse:

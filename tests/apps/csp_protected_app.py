@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from middleware import protect
+from bastion.middleware import protect
 
 app = protect(Flask(__name__))
 

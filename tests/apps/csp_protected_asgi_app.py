@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from middleware import protect
+from bastion.middleware import protect
 
 
 async def index(request: Request) -> JSONResponse:

@@ -1,6 +1,6 @@
 """Flask app for the deadline tests: fast, CPU-bound, Python sleeps, socket reads, streams.
 
-Run under gunicorn by tests/test_deadline_servers.py with ``BASTION_DEADLINE*`` in the
+Run under gunicorn by tests/middleware/test_deadline_servers.py with ``BASTION_DEADLINE*`` in the
 environment. Work lengths come from ``?s=`` so the tests keep them short.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 from flask import Flask, Response, request
 
-from middleware.deadline import remaining
-from middleware.deadline.wsgi import DeadlineMiddleware
+from bastion.middleware.deadline import remaining
+from bastion.middleware.deadline.wsgi import DeadlineMiddleware
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
 

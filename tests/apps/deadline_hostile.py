@@ -1,4 +1,4 @@
-"""Apps for the deadline's safety tests (tests/test_deadline_safety.py): the ways an
+"""Apps for the deadline's safety tests (tests/middleware/test_deadline_safety.py): the ways an
 app, a client or a busy service once made the deadline guard hang, poison or kill a
 worker, written as a user's service would be.
 
@@ -34,10 +34,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from instrumentation.http import HttpInstrumentor
-from middleware import protect
-from middleware.deadline import remaining
-from middleware.deadline.wsgi import DeadlineMiddleware
+from bastion.instrumentation.http import HttpInstrumentor
+from bastion.middleware import protect
+from bastion.middleware.deadline import remaining
+from bastion.middleware.deadline.wsgi import DeadlineMiddleware
 
 logging.basicConfig(
     level=logging.INFO,

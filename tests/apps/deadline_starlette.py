@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
-from middleware.deadline import remaining
-from middleware.deadline.asgi import DeadlineASGIMiddleware
+from bastion.middleware.deadline import remaining
+from bastion.middleware.deadline.asgi import DeadlineASGIMiddleware
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
 

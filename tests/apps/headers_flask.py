@@ -8,7 +8,7 @@ import logging
 from flask import Flask, jsonify, make_response, render_template_string
 from flask.typing import ResponseReturnValue
 
-from middleware import protect
+from bastion.middleware import protect
 
 # Bastion's observe-mode records are INFO; the servers' logs are what the tests read.
 logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")

@@ -17,10 +17,10 @@ from typing import Any
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from middleware._cors_policy import CORSPolicy
-from middleware.cors import CORSASGIMiddleware, CORSMiddleware
-from middleware.headers import SecurityHeadersASGIMiddleware, SecurityHeadersMiddleware
-from middleware.settings import Settings
+from bastion.middleware._cors_policy import CORSPolicy
+from bastion.middleware.cors import CORSASGIMiddleware, CORSMiddleware
+from bastion.middleware.headers import SecurityHeadersASGIMiddleware, SecurityHeadersMiddleware
+from bastion.middleware.settings import Settings
 
 STACKS = ("wsgi-cors", "wsgi-headers+cors", "asgi-cors", "asgi-headers+cors")
 

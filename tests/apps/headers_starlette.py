@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from middleware import protect
+from bastion.middleware import protect
 
 # Bastion's observe-mode records are INFO; the servers' logs are what the tests read.
 logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")

@@ -10,8 +10,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from requests.adapters import HTTPAdapter
 
-from instrumentation.http import HttpInstrumentor
-from middleware.settings import Settings
+from bastion.instrumentation.http import HttpInstrumentor
+from bastion.middleware.settings import Settings
 
 
 class Counters:

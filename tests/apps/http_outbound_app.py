@@ -14,9 +14,9 @@ import time
 import requests
 from flask import Flask, request
 
-from instrumentation.http import HttpInstrumentor
-from middleware.deadline import remaining
-from middleware.protect import protect
+from bastion.instrumentation.http import HttpInstrumentor
+from bastion.middleware.deadline import remaining
+from bastion.middleware.protect import protect
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
 log = logging.getLogger("http_outbound_app")

@@ -14,7 +14,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from instrumentation.telemetry import instrument_all
+from bastion.instrumentation.telemetry import instrument_all
 
 P = os.environ["BASTION_TEST_BQ_PROJECT"]
 client = bigquery.Client(

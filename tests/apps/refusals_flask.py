@@ -11,7 +11,7 @@ from typing import Any
 import requests
 from flask import Blueprint, Flask
 
-from middleware.protect import protect
+from bastion.middleware.protect import protect
 from tests.apps.refusals_calls import CALLS
 
 app = Flask(__name__)

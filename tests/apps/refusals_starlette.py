@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from middleware.protect import protect
+from bastion.middleware.protect import protect
 from tests.apps.refusals_calls import CALLS
 
 

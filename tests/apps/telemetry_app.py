@@ -8,7 +8,7 @@ import time
 from flask import Flask, request
 from opentelemetry import metrics, trace
 
-from instrumentation.telemetry import configure
+from bastion.instrumentation.telemetry import configure
 
 configure()
 logging.getLogger().setLevel(logging.INFO)

@@ -1,6 +1,6 @@
 """Held-in corpus of repeated query shapes and the verdict each must get.
 
-Tables: the worked example's (``instrumentation.bqserver.seed_views``) plus
+Tables: the worked example's (``bastion.localbq.seed_views``) plus
 ``nba_ref.teams``. ``{p}`` is the project, ``{day}`` a date five days ago and ``{since}`` twenty days ago
 (the seeded data runs up to today). An eligible entry names the base table the
 view reads (and the view is validated: DDL accepted by the local server, same rows);

@@ -10,10 +10,10 @@ from flask import Flask
 from google.cloud import bigquery
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
+from bastion.instrumentation.telemetry import configure, instrument_all
+from bastion.middleware import protect
 from examples.demo.services import _platform
 from examples.demo.services._platform import date_param, table
-from instrumentation.telemetry import configure, instrument_all
-from middleware import protect
 
 # --- Bastion: the whole integration ------------------------------------------------------
 configure()

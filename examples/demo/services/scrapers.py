@@ -9,9 +9,9 @@ from flask import Flask
 from google.cloud import bigquery
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
+from bastion.instrumentation.telemetry import configure, instrument_all
+from bastion.middleware import protect
 from examples.demo.services import _platform
-from instrumentation.telemetry import configure, instrument_all
-from middleware import protect
 
 # --- Bastion: the whole integration ------------------------------------------------------
 configure()
