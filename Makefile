@@ -32,7 +32,7 @@ COMPAT_STAMP := $(COMPAT_VENV)/.installed
 $(COMPAT_STAMP): pyproject.toml compat/requirements.txt compat/constraints.txt
 	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
-	$(COMPAT_VENV)/bin/python -m pip install -q -c compat/constraints.txt -e . \
+	$(COMPAT_VENV)/bin/python -m pip install -q -c compat/constraints.txt -e '.[bigquery,http]' \
 		-r compat/requirements.txt
 	touch $(COMPAT_STAMP)
 

@@ -33,6 +33,54 @@ from google.cloud import bigquery
 
 from bastion.localbq import LocalBigQuery
 
+#: The slow tier (``pytest -m slow``; ``make fast`` runs the rest): modules that start real
+#: servers (gunicorn, uvicorn, the local BigQuery server over HTTP per test, bqemulator),
+#: run promtool, Chromium, the demo, load and soak tests, or build fresh virtualenvs.
+SLOW_MODULES = frozenset(
+    {
+        "test_browser.py",
+        "test_cloudrun.py",
+        "test_demo.py",
+        "test_deploy.py",
+        "test_integration_stages.py",
+        "test_refusals.py",
+        "test_cli_audit.py",
+        "test_cli_audit_impact.py",
+        "test_cli_doctor.py",
+        "test_cli_queries.py",
+        "test_cli_scan.py",
+        "test_cli_scan_protect.py",
+        "test_observatory_differential.py",
+        "test_auto_instrumentation.py",
+        "test_bigquery_instrumentor_emulator.py",
+        "test_bigquery_instrumentor_gunicorn.py",
+        "test_bigquery_instrumentor_guard.py",
+        "test_bigquery_route_classes.py",
+        "test_costs.py",
+        "test_costs_parallel.py",
+        "test_costs_views.py",
+        "test_http_gunicorn.py",
+        "test_http_would_cut.py",
+        "test_telemetry.py",
+        "test_bqserver_cli.py",
+        "test_bqserver_emulator.py",
+        "test_csp_reports.py",
+        "test_deadline_gunicorn.py",
+        "test_deadline_load.py",
+        "test_deadline_safety.py",
+        "test_deadline_servers.py",
+        "test_headers_servers.py",
+        "test_installs.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 BQEMU_VENV = ROOT / ".bqemu-venv"
 BQ_PROJECT = "test-project"

@@ -120,11 +120,6 @@ class Catalog:
             self.datasets[(project, dataset_id)] = resource
             return resource
 
-    def ensure_dataset(self, project: str, dataset_id: str) -> None:
-        with self.lock:
-            if (project, dataset_id) not in self.datasets:
-                self.create_dataset(project, {"datasetReference": {"datasetId": dataset_id}})
-
     def get_dataset(self, project: str, dataset_id: str) -> dict[str, Any]:
         with self.lock:
             try:

@@ -98,12 +98,6 @@ class RuleBook:
             self._rules.append(rule)
         return rule
 
-    def remove(self, rule_id: str) -> bool:
-        with self._lock:
-            before = len(self._rules)
-            self._rules = [r for r in self._rules if r.id != rule_id]
-            return len(self._rules) != before
-
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()

@@ -123,9 +123,6 @@ class LocalBigQuery:
         """Add a :class:`Rule` (or build one from keyword fields); returns it."""
         return self.rules.add(rule if rule is not None else Rule(**fields))
 
-    def remove_rule(self, rule: Rule | str) -> bool:
-        return self.rules.remove(rule if isinstance(rule, str) else rule.id)
-
     def reset(self, *, data: bool = False) -> None:
         """Forget rules, jobs, the query cache and the request log (and data if asked)."""
         self.rules.clear()

@@ -167,7 +167,6 @@ class Guard:
         self.partitions = PartitionCache(settings)
         self.analyze = analyze
         self.fingerprint = fingerprint
-        self.mode_attributes = {"bastion.mode": self.mode.value}
         # BASTION_BQ_LIBRARY_SPANS: the client's own per-REST-call INTERNAL spans
         # (``BigQuery.query``, ``BigQuery.getJob``...) repeat, with start-time attributes
         # only, what the operation's one CLIENT span says with final statistics.

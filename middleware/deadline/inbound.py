@@ -151,7 +151,6 @@ class BudgetPolicy:
         "_route_budgets",
         "_routes",
         "_trusted",
-        "default_source",
     )
 
     def __init__(
@@ -161,7 +160,6 @@ class BudgetPolicy:
     ) -> None:
         self._cap = settings.deadline_max_seconds
         self._default = min(settings.deadline_seconds, self._cap)
-        self.default_source = "default"
         self._trusted = TrustedProxies.from_settings(settings)
         relevant = {
             key: dataclasses.replace(route)  # one object per key, so id() names the key

@@ -164,7 +164,6 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._saved_interval: float | None = None
-        self.injections = 0
 
     # --- request threads -------------------------------------------------------------
     def begin(self, registration: Registration) -> None:
@@ -330,7 +329,6 @@ class Watchdog:
         if _set_async_exc(registration.thread_id, InjectedDeadlineExceeded) != 1:
             return False  # the thread is gone
         registration.injected = True
-        self.injections += 1
         return True
 
 

@@ -7,8 +7,7 @@ from typing import Any
 from flask import Flask, request
 from google.cloud import bigquery
 
-from bastion.instrumentation.telemetry import configure, instrument_all
-from bastion.middleware import protect
+from bastion import configure, instrument_all, protect
 from examples.demo.services import _platform
 from examples.demo.services._platform import date_param, table
 

@@ -10,8 +10,7 @@ from flask import Flask
 from google.cloud import bigquery
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
-from bastion.instrumentation.telemetry import configure, instrument_all
-from bastion.middleware import protect
+from bastion import configure, instrument_all, protect
 from examples.demo.services import _platform
 from examples.demo.services._platform import date_param, table
 

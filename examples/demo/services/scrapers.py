@@ -9,8 +9,7 @@ from flask import Flask
 from google.cloud import bigquery
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
-from bastion.instrumentation.telemetry import configure, instrument_all
-from bastion.middleware import protect
+from bastion import configure, instrument_all, protect
 from examples.demo.services import _platform
 
 # --- Bastion: the whole integration ------------------------------------------------------
