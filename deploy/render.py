@@ -280,7 +280,7 @@ PANELS: list[tuple[str, str, list[Target]]] = [
         ],
     ),
     (
-        "Outbound HTTP: timeouts applied and deadline cuts",
+        "Outbound HTTP: timeouts applied, timeout cuts (observe: would-be), deadline cuts",
         "1",
         [
             (
@@ -290,6 +290,11 @@ PANELS: list[tuple[str, str, list[Target]]] = [
             (
                 "sum by (job) (increase(bastion_http_client_deadline_cuts_total[5m]))",
                 "deadline cuts {{job}}",
+            ),
+            (
+                "sum by (job, bastion_mode, bastion_http_timeout_source) "
+                "(increase(bastion_http_client_timeout_cuts_total[5m]))",
+                "timeout cuts {{job}} {{bastion_mode}} ({{bastion_http_timeout_source}})",
             ),
         ],
     ),

@@ -59,6 +59,11 @@ CONTRACT: dict[str, tuple[str, str, frozenset[str]]] = {
     "bastion.bigquery.refusals": ("counter", "", frozenset({"bastion.reason"})),
     "bastion.http.client.timeouts_applied": ("counter", "", frozenset()),
     "bastion.http.client.deadline_cuts": ("counter", "", frozenset()),
+    "bastion.http.client.timeout_cuts": (
+        "counter",
+        "",
+        frozenset({"bastion.mode", "bastion.http.timeout_source", "bastion.http.phase"}),
+    ),
     "bastion.tls.insecure": ("counter", "", frozenset({"bastion.decision", "server.address"})),
     "bastion.csp.reports": ("counter", "", frozenset({"bastion.csp.directive"})),
     "bastion.csp.rejected": ("counter", "", frozenset({"bastion.reason"})),
@@ -403,6 +408,7 @@ def test_dashboards_and_rules_use_only_contract_metrics_and_labels(render: Modul
             'bastion_outcome="504"',
             "bastion_tls_insecure_total",
             "bastion_csp_reports_total",
+            "bastion_http_client_timeout_cuts_total",
         ):
             assert needed in text, (source, needed)
 

@@ -9,7 +9,7 @@ import functools
 import gc
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -460,7 +460,9 @@ def _normalised_log(bq: LocalBigQuery) -> list[tuple[str, str, str]]:
     return out
 
 
-def _workload(client: Client) -> list[Any]:
+def _workload(client: Client, settle: Callable[[], object] = lambda: None) -> list[Any]:
+    """``settle`` runs before the unfiltered query: in observe, the guard judges a table
+    once its background partition lookup (started by the first query) has answered."""
     results: list[Any] = []
     results.append(sorted(map(tuple, client.query(FILTERED).result())))
     results.append(sorted(map(tuple, client.query_and_wait(FILTERED.replace("01-02", "01-03")))))
@@ -469,6 +471,7 @@ def _workload(client: Client) -> list[Any]:
     results.append(sorted(map(tuple, cursor.fetchall())))
     results.append(client.insert_rows_json(f"{P}.nba.games", [{"game_date": "2026-01-09"}]))
     unfiltered = f"SELECT COUNT(*) AS n FROM `{P}.nba.games`"
+    settle()
     results.append([tuple(r) for r in client.query_and_wait(unfiltered)])
     return results
 
@@ -485,8 +488,9 @@ def test_observe_changes_no_request_and_no_outcome(
     _games(games)
     games.requests.clear()
     settings = Settings(bigquery="observe", bq_deadline_margin_seconds=0.5)
-    with instrumented(telemetry, settings), deadline.scope(20.0):
-        observed = _workload(client)
+    with instrumented(telemetry, settings) as instrumentor, deadline.scope(20.0):
+        assert instrumentor.guard is not None
+        observed = _workload(client, lambda: instrumentor.guard.partitions.settled(10.0))
     observed_log = [
         e for e in _normalised_log(games) if "/tables/games" not in e[1] or "insertAll" in e[1]
     ]
