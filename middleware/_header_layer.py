@@ -73,8 +73,8 @@ class Core(Generic[S]):
         self.editors = self._editors(None)
         self.exempt: HeaderEditor[S] | None = self._compile(None)
         # Per-route variants compiled now, so a bad route value fails at startup.
-        self._by_route: dict[int, Editors] = {
-            id(route): self._editors(route) for route in self.routes.values() if route.headers
+        self._by_route: dict[str, Editors] = {
+            key: self._editors(route) for key, route in self.routes.items() if route.headers
         }
         self.observed: set[str] = set()  # route templates logged in observe mode
         self._observed_lock = threading.Lock()
@@ -111,14 +111,15 @@ class Core(Generic[S]):
             self._exempt_prefixes and path.startswith(self._exempt_prefixes)
         ):
             return (self.exempt, self.exempt), False
-        route = self.routes.match(path) if self.routes else None
-        if route is None:
+        found = self.routes.match(path) if self.routes else None
+        if found is None:
             return self.editors, self.governed
+        key, route = found
         if route.exempt_headers:
             return (self.exempt, self.exempt), False
         if not route.headers:
             return self.editors, self.governed
-        return self._by_route[id(route)], self.governed
+        return self._by_route[key], self.governed
 
     def hot(self) -> tuple[Any, ...]:
         """Everything ``__call__`` reads, as one tuple (one attribute load per request).
@@ -201,7 +202,8 @@ def _with_report_intake(routes: RouteTable, settings: Settings) -> RouteTable:
     report_path = settings.csp_report_path
     if not report_path or winners(settings).get(_CORP) != "bastion":
         return routes
-    own = routes.match(report_path) or Route()
+    matched = routes.match(report_path)
+    own = matched[1] if matched is not None else Route()
     if own.exempt_headers:
         return routes
     headers = {**_CROSS_ORIGIN, **own.headers}

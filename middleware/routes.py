@@ -55,18 +55,20 @@ class RouteTable:
     def __bool__(self) -> bool:
         return bool(self._exact or self._prefixes)
 
-    def match(self, path: str) -> Route | None:
+    def match(self, path: str) -> tuple[str, Route] | None:
+        """The key that matched ``path`` (exact first, then the longest prefix) and its
+        route; the key names the route in per-route state and metric labels."""
         route = self._exact.get(path)
         if route is not None:
-            return route
+            return path, route
         for prefix, candidate in self._prefixes:
             if path.startswith(prefix):
-                return candidate
+                return prefix, candidate
         return None
 
-    def values(self) -> list[Route]:
-        """Every route, so layers can compile per-route state at startup."""
-        return [*self._exact.values(), *(route for _, route in self._prefixes)]
+    def items(self) -> list[tuple[str, Route]]:
+        """Every key and route, so layers can compile per-route state at startup."""
+        return [*self._exact.items(), *self._prefixes]
 
     def with_route(self, path: str, route: Route) -> RouteTable:
         """A new table with ``path`` set to ``route`` (this one is left as it is)."""

@@ -33,7 +33,6 @@ gives the route no deadline at all. Route keys are matched against the request p
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -146,7 +145,6 @@ class BudgetPolicy:
     __slots__ = (
         "_cap",
         "_default",
-        "_keys",
         "_labels",
         "_route_budgets",
         "_routes",
@@ -162,11 +160,10 @@ class BudgetPolicy:
         self._default = min(settings.deadline_seconds, self._cap)
         self._trusted = TrustedProxies.from_settings(settings)
         relevant = {
-            key: dataclasses.replace(route)  # one object per key, so id() names the key
+            key: route
             for key, route in _route_items(routes)
             if route.exempt_deadline or route.deadline_seconds is not None
         }
-        self._keys = {id(route): key for key, route in relevant.items()}
         self._routes = RouteTable(relevant) if relevant else None
         self._route_budgets = [self._default] + [
             min(route.deadline_seconds, self._cap)
@@ -191,8 +188,9 @@ class BudgetPolicy:
     def local(self, path: str) -> tuple[float, str] | None:
         """The budget before inbound headers: the route's, else the default."""
         if self._routes is not None:
-            route = self._routes.match(path)
-            if route is not None:
+            found = self._routes.match(path)
+            if found is not None:
+                route = found[1]
                 if route.exempt_deadline:
                     return None
                 if route.deadline_seconds is not None:
@@ -251,9 +249,9 @@ class BudgetPolicy:
         (at most 64 distinct ones, then ``other``), so paths with ids in them cannot
         blow up metric cardinality."""
         if self._routes is not None:
-            route = self._routes.match(path)
-            if route is not None:
-                return self._keys[id(route)]
+            found = self._routes.match(path)
+            if found is not None:
+                return found[0]
         segment = "/" + path.lstrip("/").split("/", 1)[0]
         if segment in self._labels:
             return segment
@@ -281,8 +279,4 @@ class BudgetPolicy:
 def _route_items(
     routes: RouteTable | Mapping[str, Route] | None,
 ) -> Iterable[tuple[str, Route]]:
-    if routes is None:
-        return ()
-    if isinstance(routes, RouteTable):  # it keeps no public view of its items
-        return [*routes._exact.items(), *routes._prefixes]
-    return routes.items()
+    return RouteTable.of(routes).items()
