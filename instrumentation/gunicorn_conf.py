@@ -17,7 +17,8 @@ Timeouts, in the order that lets each one act before the next:
   timeout.
 
 A bad order stops gunicorn at startup with a message naming the values
-(``TimeoutOrderError``). The ``worker_exit`` / ``worker_abort`` hooks flush spans,
+(``TimeoutOrderError``). The ``worker_exit`` / ``worker_abort`` hooks
+(:mod:`bastion.instrumentation.gunicorn_hooks`) flush spans,
 metrics and logs (and, on abort, log every thread's stack first), so the telemetry of
 the last requests, and of the one that hung, is not lost.
 
@@ -38,10 +39,11 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 
+from bastion.instrumentation.gunicorn_hooks import worker_abort, worker_exit
 from bastion.middleware.deadline.gunicorn import gunicorn_config
 from bastion.middleware.settings import get_settings
 
-__all__ = ["LOCAL_BIND", "bind_address"]
+__all__ = ["LOCAL_BIND", "bind_address", "worker_abort", "worker_exit"]
 
 #: Where gunicorn listens when ``PORT`` is not set: loopback only.
 LOCAL_BIND: Final = "127.0.0.1:8080"

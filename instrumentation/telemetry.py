@@ -31,8 +31,9 @@ milliseconds-shaped and would put every query in the first two.
 
 Everything is flushed at interpreter exit (the SDK's atexit hooks) and by
 :meth:`Telemetry.shutdown`; gunicorn workers also flush on exit and abort through the
-``worker_exit`` / ``worker_abort`` hooks of ``bastion.middleware.deadline.gunicorn`` (see
-``deploy/gunicorn.conf.py``), which reach these providers through the global API.
+``worker_exit`` / ``worker_abort`` hooks of :mod:`bastion.instrumentation.gunicorn_hooks`
+(installed by :mod:`bastion.instrumentation.gunicorn_conf`), which reach these providers
+through the global API.
 ``configure()`` is idempotent: later calls return the first handle.
 """
 

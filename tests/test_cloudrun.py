@@ -26,7 +26,7 @@ import yaml
 
 from bastion.instrumentation import gunicorn_conf
 from bastion.instrumentation.gunicorn_conf import LOCAL_BIND, bind_address
-from bastion.middleware.deadline.gunicorn import worker_abort, worker_exit
+from bastion.instrumentation.gunicorn_hooks import worker_abort, worker_exit
 from bastion.middleware.proxies import PROXY_PRESETS, Hop, TrustedProxies
 from bastion.middleware.settings import Settings, SettingsError
 from tests.cli_helpers import as_json, bastion

@@ -20,38 +20,27 @@ So: largest Bastion budget < gunicorn timeout < Cloud Run timeout. In ``gunicorn
 
 ``gunicorn_config`` computes ``timeout`` from the largest budget any request can get
 (the default or a per-route override, capped by ``BASTION_DEADLINE_MAX_SECONDS``),
-checks the order and raises :class:`TimeoutOrderError` at startup if it cannot hold,
-and installs ``worker_abort`` / ``worker_exit`` hooks that flush spans, metrics and
-logs (through the OpenTelemetry API: whatever providers are installed) before the
-worker goes, and on abort log every thread's stack first, so a killed worker says
-what it was stuck in.
+and checks the order, raising :class:`TimeoutOrderError` at startup if it cannot hold.
+The hooks that save telemetry when gunicorn kills or ends a worker are
+:mod:`bastion.instrumentation.gunicorn_hooks`; :mod:`bastion.instrumentation.gunicorn_conf`
+puts both together.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import sys
-import threading
-import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import metrics, trace
-
 from bastion.middleware.deadline.inbound import BudgetPolicy
-from bastion.middleware.deadline.report import get_reporter
 from bastion.middleware.routes import Route, RouteTable
 from bastion.middleware.settings import Settings, get_settings
 
 __all__ = [
     "TimeoutOrderError",
     "check_timeout_order",
-    "flush_telemetry",
     "gunicorn_config",
-    "worker_abort",
-    "worker_exit",
 ]
 
 logger = logging.getLogger("bastion.deadline")
@@ -94,8 +83,8 @@ def gunicorn_config(
     margin_seconds: float = 5.0,
     graceful_timeout: float = CLOUD_RUN_SHUTDOWN_SECONDS - 2.0,
 ) -> dict[str, Any]:
-    """gunicorn settings (``timeout``, ``graceful_timeout``, ``worker_abort``,
-    ``worker_exit``) for a service with these deadline settings and routes.
+    """gunicorn settings (``timeout``, ``graceful_timeout``) for a service with these
+    deadline settings and routes.
 
     ``timeout`` is the largest budget plus ``margin_seconds`` (room for the 504 to be
     written), rounded up to whole seconds as gunicorn wants. ``graceful_timeout``
@@ -108,60 +97,4 @@ def gunicorn_config(
     return {
         "timeout": timeout,
         "graceful_timeout": math.ceil(graceful_timeout),
-        "worker_abort": worker_abort,
-        "worker_exit": worker_exit,
     }
-
-
-def worker_abort(worker: Any) -> None:
-    """gunicorn hook, in the worker on SIGABRT (its ``--timeout`` passed): log every
-    thread's stack, then flush. The arbiter sends SIGKILL about a second later."""
-    try:
-        frames = sys._current_frames()
-        names = {t.ident: t.name for t in threading.enumerate()}
-        stacks = "\n".join(
-            f"Thread {names.get(ident, ident)}:\n" + "".join(traceback.format_stack(frame))
-            for ident, frame in frames.items()
-        )
-        logger.critical(
-            "gunicorn is aborting worker %s (its --timeout passed); threads:\n%s",
-            getattr(worker, "pid", "?"),
-            stacks,
-        )
-    finally:
-        flush_telemetry(timeout_millis=500)
-
-
-def worker_exit(server: Any, worker: Any) -> None:
-    """gunicorn hook, in the worker as it exits (normally, or after an abort)."""
-    flush_telemetry(timeout_millis=2000, shutdown=True)
-
-
-def flush_telemetry(timeout_millis: int = 2000, *, shutdown: bool = False) -> None:
-    """Write the deadline reports still queued, then flush (and optionally shut down)
-    the installed tracer, meter and logger providers, then the standard logging
-    handlers. Never raises."""
-    with contextlib.suppress(Exception):
-        get_reporter().flush(timeout_millis / 1000)
-    providers: list[object] = [trace.get_tracer_provider(), metrics.get_meter_provider()]
-    try:
-        from opentelemetry._logs import get_logger_provider
-
-        providers.append(get_logger_provider())
-    except ImportError:  # an API without the logs signal
-        pass
-    for provider in providers:
-        for method in ("force_flush", "shutdown") if shutdown else ("force_flush",):
-            call = getattr(provider, method, None)
-            if not callable(call):
-                continue
-            try:
-                if method == "force_flush":
-                    call(timeout_millis)
-                else:
-                    call()
-            except Exception:
-                logger.debug("%s.%s failed", type(provider).__name__, method, exc_info=True)
-    for handler in logging.getLogger().handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
