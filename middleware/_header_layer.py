@@ -5,7 +5,6 @@ precompiled editors, the CORS paths off the hot one, and the ``start_response`` 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import replace
 from secrets import token_urlsafe
@@ -23,6 +22,7 @@ from bastion.middleware._header_policy import (
     observe_plan,
     winners,
 )
+from bastion.middleware._once import LogOnce
 from bastion.middleware.proxies import TrustedProxies
 from bastion.middleware.routes import Route, RouteTable
 from bastion.middleware.settings import Settings
@@ -76,8 +76,7 @@ class Core(Generic[S]):
         self._by_route: dict[str, Editors] = {
             key: self._editors(route) for key, route in self.routes.items() if route.headers
         }
-        self.observed: set[str] = set()  # route templates logged in observe mode
-        self._observed_lock = threading.Lock()
+        self.observed = LogOnce(_OBSERVED_ROUTES_MAX)  # route templates logged in observe
         self.would: Editors = (None, None)
         if self.mode is Mode.OBSERVE:
             # Applied to what the app sent (before any edit), without the CORS part.
@@ -145,13 +144,7 @@ class Core(Generic[S]):
     def claim(self, route: str) -> bool:
         """True exactly once per route in observe mode, whichever thread asks first
         (bounded: past the bound, nothing more is logged)."""
-        if route in self.observed:  # the common case, without the lock
-            return False
-        with self._observed_lock:
-            if route in self.observed or len(self.observed) >= _OBSERVED_ROUTES_MAX:
-                return False
-            self.observed.add(route)
-            return True
+        return self.observed.first_time(route)
 
     def forwarded_https_wsgi(self, environ: Environ) -> bool:
         """A trusted proxy says the client used HTTPS (:mod:`bastion.middleware.proxies`)."""

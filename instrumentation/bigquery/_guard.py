@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
-import threading
+import os
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -18,13 +17,17 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import google.api_core
+from google.cloud import bigquery
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider, get_tracer
 
+from bastion.instrumentation._callsites import call_site
 from bastion.instrumentation.bigquery._metrics import Instruments
 from bastion.instrumentation.bigquery._partitions import PartitionCache
 from bastion.instrumentation.bigquery._spans import SYSTEM, query_hash, summary
 from bastion.instrumentation.bigquery._timeouts import Policy
+from bastion.middleware._once import LogOnce
 from bastion.middleware.refusals import PROBLEM_TYPE_BASE, BastionRefusal
 from bastion.middleware.settings import Settings
 
@@ -125,25 +128,17 @@ class Description:
     )
 
 
+#: Frames in these directories belong to the client or to this guard, not to the caller.
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(path) + os.sep
+    for path in (bigquery.__file__, google.api_core.__file__, __file__)
+    if path is not None
+)
+
+
 def _callsite() -> str:
     """``file:line`` of the first frame outside the client, OTel, wrapt and Bastion."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if not any(part in name for part in _INTERNAL_PATHS):
-            return f"{name}:{frame.f_lineno}"
-        frame = frame.f_back  # type: ignore[assignment]
-    return "?"
-
-
-_INTERNAL_PATHS = (
-    "/google/cloud/bigquery/",
-    "/google/api_core/",
-    "/opentelemetry/",
-    "/wrapt/",
-    "/instrumentation/bigquery/",
-    "/contextlib.py",
-)
+    return call_site(_LIBRARY_DIRS, 2)  # 2: the frame that called _callsite
 
 
 class Guard:
@@ -179,8 +174,7 @@ class Guard:
         # (sql, project, dataset) -> (valid until, unfiltered tables): see unfiltered().
         self._verdicts: dict[tuple[Any, ...], tuple[float, list[tuple[str, str]]]] = {}
         self._verdicts_size = settings.bq_analysis_cache_size
-        self._logged: set[tuple[str, str]] = set()
-        self._log_lock = threading.Lock()
+        self._logged = LogOnce()
 
     def close(self) -> None:
         self.partitions.close()
@@ -281,7 +275,7 @@ class Guard:
     def report_unfiltered(self, table: str, column: str) -> None:
         """One log line per (table, call site) in the process's life."""
         site = _callsite()
-        if self._first(("unfiltered:" + table, site)):
+        if self._logged.first_time("unfiltered:" + table, site):
             logger.warning(
                 "bastion: query at %s reads partitioned table %s without a filter on its "
                 "partition column %s (BASTION_BIGQUERY=%s)",
@@ -294,7 +288,7 @@ class Guard:
     def report_class_cut(self, timeout_class: str, error: BaseException) -> None:
         """One log line per (timeout class, call site) in the process's life."""
         site = _callsite()
-        if self._first(("class-cut:" + timeout_class, site)):
+        if self._logged.first_time("class-cut:" + timeout_class, site):
             logger.warning(
                 "bastion: query at %s ran past its %s class timeout: %s (BASTION_BIGQUERY=%s)",
                 site,
@@ -306,7 +300,7 @@ class Guard:
     # --- never break the caller --------------------------------------------------------
     def failed(self, site: str, error: BaseException) -> None:
         """Log an internal error once per (site, error type); the call goes on as written."""
-        if self._first((site, type(error).__name__)):
+        if self._logged.first_time(type(error).__name__, site):
             logger.warning(
                 "bastion: BigQuery instrumentation error in %s (%s: %s); the call proceeds "
                 "unguarded as written. Logged once.",
@@ -315,12 +309,3 @@ class Guard:
                 error,
                 exc_info=error,
             )
-
-    def _first(self, key: tuple[str, str]) -> bool:
-        with self._log_lock:
-            if key in self._logged:
-                return False
-            if len(self._logged) > 10_000:  # bounded: a flood of sites must not leak
-                self._logged.clear()
-            self._logged.add(key)
-            return True

@@ -33,6 +33,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+from bastion.middleware._once import LogOnce
 from bastion.middleware.settings import Settings
 
 __all__ = ["LookupClients", "PartitionCache", "lookup_source", "partition_column"]
@@ -146,7 +147,7 @@ class PartitionCache:
         self._pending: dict[str, Future[str | None]] = {}
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
-        self._failed_once: set[str] = set()
+        self._failed_once = LogOnce()
 
     def columns(
         self, client: Any, tables: Iterable[str], wait: float | None = None
@@ -252,10 +253,7 @@ class PartitionCache:
             column = self._fetch(source, key)
         except Exception as error:  # any failure: unknown, fail open
             ttl = self._error_ttl
-            if key not in self._failed_once:
-                if len(self._failed_once) > 10_000:  # bounded, like the cache
-                    self._failed_once.clear()
-                self._failed_once.add(key)
+            if self._failed_once.first_time("lookup", key):
                 logger.warning(
                     "bastion: tables.get %s failed (%s: %s); its queries go unjudged for %gs",
                     key,

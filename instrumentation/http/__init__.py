@@ -68,11 +68,8 @@ from bastion.instrumentation.http._body import (
 )
 from bastion.instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
 from bastion.instrumentation.http._guard import OutboundGuard
-from bastion.instrumentation.http._tls import (
-    CallSites,
-    DisableWarningsGuard,
-    insecure_warning_silenced,
-)
+from bastion.instrumentation.http._tls import DisableWarningsGuard, insecure_warning_silenced
+from bastion.middleware._once import LogOnce
 from bastion.middleware.settings import Settings, get_settings
 
 __all__ = ["DeadlinePassed", "DeadlineTimeout", "HttpInstrumentor", "InsecureTLSError"]
@@ -127,7 +124,7 @@ class HttpInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             self._original_reads = (HTTPResponse.read, HTTPResponse.read_chunked)
             HTTPResponse.read, HTTPResponse.read_chunked = make(*self._original_reads)  # type: ignore[method-assign,assignment]
         if settings.tls.active:
-            sites = CallSites()
+            sites = LogOnce()
             wrapt.wrap_function_wrapper(
                 urllib3, "disable_warnings", DisableWarningsGuard(settings.tls, sites)
             )

@@ -30,7 +30,8 @@ from requests.structures import CaseInsensitiveDict
 from bastion.instrumentation.http._body import bound_body, unsupported_socket, watch_body
 from bastion.instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
 from bastion.instrumentation.http._timeouts import UpstreamTimeouts, plan_timeout
-from bastion.instrumentation.http._tls import CallSites, HostAllowList, call_site
+from bastion.instrumentation.http._tls import HostAllowList, call_site
+from bastion.middleware._once import LogOnce
 from bastion.middleware.deadline import DEADLINE_HEADER, Deadline, current
 from bastion.middleware.settings import Settings
 
@@ -131,7 +132,7 @@ class OutboundGuard:
         self._upstream = upstream if upstream else None
         self._propagate = settings.http_propagate_deadline and settings.http.active
         self._allow = HostAllowList(settings.tls_allow_insecure_hosts)
-        self._sites = CallSites()
+        self._sites = LogOnce()
         mode = settings.http.value
         _timeouts_applied.reset()
         self._bump_default = _timeouts_applied.bumper(mode, "default")

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import threading
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,9 +25,11 @@ import requests
 import urllib3
 from urllib3.exceptions import InsecureRequestWarning
 
+from bastion.instrumentation._callsites import call_site as _call_site
+from bastion.middleware._once import LogOnce
 from bastion.middleware.settings import Mode
 
-__all__ = ["CallSites", "DisableWarningsGuard", "HostAllowList", "call_site"]
+__all__ = ["DisableWarningsGuard", "HostAllowList", "call_site"]
 
 _log = logging.getLogger("bastion.instrumentation.http")
 
@@ -39,44 +39,11 @@ _LIBRARY_DIRS = tuple(
     for path in (requests.__file__, urllib3.__file__, __file__)
     if path is not None
 )
-_SKIPPED_MODULES = ("wrapt", "opentelemetry", "contextlib")
 
 
 def call_site(skip: int = 1) -> str:
     """``file:line`` of the nearest frame outside requests, urllib3, wrapt, OTel and Bastion."""
-    frame = sys._getframe(skip)
-    fallback = ""
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not fallback:
-            fallback = f"{filename}:{frame.f_lineno}"
-        module = frame.f_globals.get("__name__", "")
-        if not filename.startswith(_LIBRARY_DIRS) and not module.startswith(_SKIPPED_MODULES):
-            return f"{filename}:{frame.f_lineno}"
-        frame = frame.f_back  # type: ignore[assignment]
-    return fallback or "<unknown>"
-
-
-class CallSites:
-    """Remembers which call sites were already logged, so each is logged once.
-
-    Bounded, so a program generating code at run time cannot grow it without limit.
-    """
-
-    def __init__(self, limit: int = 4096) -> None:
-        self._seen: set[tuple[str, str]] = set()
-        self._limit = limit
-        self._lock = threading.Lock()
-
-    def first_time(self, kind: str, site: str) -> bool:
-        key = (kind, site)
-        if key in self._seen:
-            return False
-        with self._lock:
-            if key in self._seen or len(self._seen) >= self._limit:
-                return False
-            self._seen.add(key)
-            return True
+    return _call_site(_LIBRARY_DIRS, skip + 1)
 
 
 class HostAllowList:
@@ -115,7 +82,7 @@ class DisableWarningsGuard:
     import time, and failing there would take the whole service down for a log line.
     """
 
-    def __init__(self, mode: Mode, sites: CallSites) -> None:
+    def __init__(self, mode: Mode, sites: LogOnce) -> None:
         self._mode = mode
         self._sites = sites
 
