@@ -13,7 +13,7 @@ from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from bastion.instrumentation._jsonl import (
+from bastion.instrumentation.jsonl import (
     JsonLinesFile,
     JsonLinesLogExporter,
     JsonLinesMetricExporter,

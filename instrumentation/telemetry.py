@@ -64,7 +64,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from bastion.instrumentation import _exporters
 from bastion.instrumentation._exporters import exporter_names, optional
-from bastion.instrumentation._jsonl import JsonLinesFile
+from bastion.instrumentation.jsonl import JsonLinesFile
 from bastion.middleware.settings import Settings, get_settings
 
 __all__ = ["HISTOGRAM_BUCKETS", "Telemetry", "configure", "current", "flush", "instrument_all"]

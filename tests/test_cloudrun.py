@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import ipaddress
-import json
 import os
 import runpy
 import subprocess
@@ -27,6 +26,7 @@ import yaml
 from bastion.instrumentation import gunicorn_conf
 from bastion.instrumentation.gunicorn_conf import LOCAL_BIND, bind_address
 from bastion.instrumentation.gunicorn_hooks import worker_abort, worker_exit
+from bastion.instrumentation.jsonl import span_records
 from bastion.middleware.proxies import PROXY_PRESETS, Hop, TrustedProxies
 from bastion.middleware.settings import Settings, SettingsError
 from tests.cli_helpers import as_json, bastion
@@ -231,7 +231,7 @@ def test_real_gunicorn_binds_all_interfaces_on_port_and_flushes_on_exit(tmp_path
     assert f"bind 0.0.0.0:{server.port}" in log
     assert "timeouts: Bastion deadline 20s < gunicorn 25s < Cloud Run 60s" in log
     assert "Using worker: sync" in log
-    names = [json.loads(line)["name"] for line in spans.read_text().splitlines() if line]
+    names = [span["name"] for span in span_records(spans)]
     assert "GET /fast" in names  # flushed by worker_exit on SIGTERM
 
 

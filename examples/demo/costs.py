@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from rich.console import Console
 
-from bastion.instrumentation._jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.instrumentation.bigquery import BigQueryInstrumentor, fingerprint
+from bastion.instrumentation.jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.localbq import LocalBigQuery
 from bastion.localbq.seed_views import seed_tracker_views, tracker_queries
 from bastion.middleware.settings import Settings

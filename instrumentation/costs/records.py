@@ -1,7 +1,7 @@
 """Observed BigQuery jobs, one :class:`JobRecord` each, from any of three sources.
 
-* Bastion's JSON-lines telemetry file (``BASTION_TELEMETRY_JSONL``): one
-  ``ReadableSpan.to_json()`` per line, metric and log lines (``type`` key) skipped;
+* Bastion's JSON-lines telemetry file (``BASTION_TELEMETRY_JSONL``, format and line
+  parser in :mod:`bastion.instrumentation.jsonl`): its spans; metric and log lines skipped;
 * OTLP JSON files, as the OpenTelemetry Collector's ``file`` exporter writes them: one
   ``ExportTraceServiceRequest`` (``{"resourceSpans": [...]}``) per line; the two kinds
   of line may be mixed in one file;
@@ -16,29 +16,16 @@ input, only with what the caller keeps.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bastion.instrumentation import jsonl
 from bastion.instrumentation.bigquery import _labels as job_labels
 
 SYSTEM = "gcp.bigquery"
 Progress = Callable[[int], object]
-
-
-def _json_loads() -> Callable[[bytes], Any]:
-    """orjson's parser when installed (``bastion[costs]``, the faster one on span lines),
-    else the standard library's."""
-    try:
-        import orjson
-    except ImportError:
-        return json.loads
-    return orjson.loads  # type: ignore[no-any-return]
-
-
-_loads = _json_loads()
 
 
 class SourceError(ValueError):
@@ -145,19 +132,12 @@ def read_file(
                 continue
             where = f"{path}:{number}"
             try:
-                record = _loads(raw)
-            except (UnicodeDecodeError, ValueError) as error:
-                try:
-                    raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise SourceError(f"{where}: not UTF-8 text") from None
-                message = getattr(error, "msg", None) or str(error)
-                raise SourceError(f"{where}: not JSON ({message})") from None
-            if not isinstance(record, dict):
-                raise SourceError(f"{where}: not a JSON object")
+                record = jsonl.parse_line(raw)
+            except jsonl.MalformedLine as error:
+                raise SourceError(f"{where}: {error.reason}") from None
             if "resourceSpans" in record:
                 yield from _otlp_records(record, where)
-            elif "type" in record:  # a metric or log line of Bastion's exporter
+            elif jsonl.record_kind(record) != "span":  # a metric or log line
                 continue
             else:
                 found = _sdk_record(record, where)

@@ -9,34 +9,24 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
 
 from flask import Flask, request
 from opentelemetry import trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from bastion.instrumentation.jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.middleware.deadline.wsgi import DeadlineMiddleware
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
 
 
-class JsonLinesExporter(SpanExporter):
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        with open(self.path, "a") as out:
-            for span in spans:
-                out.write(span.to_json(indent=None) + "\n")
-        return SpanExportResult.SUCCESS
-
-
 provider = TracerProvider()
 provider.add_span_processor(
     BatchSpanProcessor(
-        JsonLinesExporter(os.environ["DEADLINE_TEST_SPANS"]), schedule_delay_millis=60_000
+        JsonLinesSpanExporter(JsonLinesFile(os.environ["DEADLINE_TEST_SPANS"])),
+        schedule_delay_millis=60_000,
     )
 )
 trace.set_tracer_provider(provider)

@@ -12,7 +12,7 @@ from google.api_core.exceptions import BadRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from bastion.instrumentation._jsonl import JsonLinesFile, JsonLinesSpanExporter
+from bastion.instrumentation.jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.localbq import LocalBigQuery
 from tests.cli_helpers import as_json, bastion
 from tests.conftest import BQ_PROJECT

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
-from bastion.instrumentation._jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.instrumentation.bigquery import BigQueryInstrumentor, fingerprint
+from bastion.instrumentation.jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.localbq import LocalBigQuery
 from bastion.middleware.settings import Settings
 from tests.cli_helpers import as_json, bastion, no_traceback

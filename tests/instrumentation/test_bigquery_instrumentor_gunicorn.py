@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bastion.instrumentation.jsonl import span_records
 from bastion.localbq import LocalBigQuery
 from tests.servers import gunicorn
 
@@ -28,15 +29,6 @@ def _get(url: str) -> tuple[int, Any]:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")
-
-
-def _spans(path: Path) -> list[dict[str, Any]]:
-    spans = []
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if isinstance(record, dict) and "context" in record and "kind" in record:
-            spans.append(record)
-    return spans
 
 
 @pytest.fixture
@@ -83,7 +75,9 @@ def test_slow_query_cut_at_the_request_deadline_and_cancelled(
     (created,) = bq_server.requests.jobs_created()
     assert str(created["jobTimeoutMs"]) == "120000"  # the app's explicit value, kept
     assert _get(f"{server.url}/flush")[0] == 200
-    ours = [s for s in _spans(jsonl) if s["attributes"].get("db.system.name") == "gcp.bigquery"]
+    ours = [
+        s for s in span_records(jsonl) if s["attributes"].get("db.system.name") == "gcp.bigquery"
+    ]
     (span,) = [s for s in ours if s["attributes"].get("bastion.bq.job_id") == job_id]
     assert span["kind"] == "SpanKind.CLIENT"
     assert span["attributes"]["bastion.outcome"] == "cancelled"

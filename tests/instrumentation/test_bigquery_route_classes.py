@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from bastion.instrumentation.jsonl import span_records
 from bastion.localbq import LocalBigQuery
 from bastion.middleware.routes import RoutePatterns
 from bastion.middleware.settings import Settings, SettingsError
@@ -80,13 +81,11 @@ class Service:
     def spans(self) -> list[dict[str, Any]]:
         """The guard's BigQuery spans so far, in the order they ended."""
         assert _get(self.server.url + "/flush")[0] == 200
-        found = []
-        for line in self.jsonl.read_text().splitlines():
-            record = json.loads(line)
-            is_span = isinstance(record, dict) and "kind" in record and "context" in record
-            if is_span and record["attributes"].get("db.system.name") == "gcp.bigquery":
-                found.append(record["attributes"])
-        return found
+        return [
+            span["attributes"]
+            for span in span_records(self.jsonl)
+            if span["attributes"].get("db.system.name") == "gcp.bigquery"
+        ]
 
 
 def _start(bq: LocalBigQuery, tmp: Path, **extra: str) -> Iterator[Service]:

@@ -21,9 +21,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from bastion.instrumentation._jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.instrumentation.bigquery import BigQueryInstrumentor
 from bastion.instrumentation.costs.pricing import TIB, Price, per_month
+from bastion.instrumentation.jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.localbq import LocalBigQuery
 from bastion.middleware.settings import Settings
 from tests.cli_helpers import as_json, bastion

@@ -14,9 +14,9 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from bastion.instrumentation._jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.instrumentation.costs.validate import table_info, validate
 from bastion.instrumentation.costs.views import Refresh, propose
+from bastion.instrumentation.jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.localbq import LocalBigQuery
 from bastion.localbq.seed_views import TRACKER_QUERIES, seed_tracker_views, tracker_queries
 from tests.cli_helpers import as_json, bastion

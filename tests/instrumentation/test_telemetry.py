@@ -24,13 +24,15 @@ import pytest
 import requests
 
 from bastion.instrumentation._exporters import exporter_names
+from bastion.instrumentation.jsonl import (
+    log_records,
+    metric_records,
+    read_records,
+    span_records,
+)
 from bastion.instrumentation.telemetry import HISTOGRAM_BUCKETS
 from bastion.middleware.settings import SettingsError
 from tests.servers import ROOT, gunicorn
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def run_python(
@@ -101,10 +103,10 @@ def test_spans_metrics_and_correlated_logs_are_flushed_when_the_gunicorn_worker_
     with gunicorn("tests.apps.telemetry_app:app", tmp_path, env=env) as server:
         trace_id = requests.get(f"{server.url}/work", timeout=10).json()["trace_id"]
         assert not out.exists() or "working" not in out.read_text()
-    records = read_jsonl(out)
-    spans = [r for r in records if "type" not in r]
-    logs = [r for r in records if r.get("type") == "log"]
-    metric_lines = [r for r in records if r.get("type") == "metric"]
+    records = list(read_records(out))
+    spans = list(span_records(records))
+    logs = list(log_records(records))
+    metric_lines = list(metric_records(records))
 
     work = next(s for s in spans if s["name"] == "work")
     assert work["context"]["trace_id"] == f"0x{trace_id}"
@@ -134,10 +136,10 @@ def test_several_workers_append_whole_lines_to_one_file(tmp_path: Path) -> None:
                 range(60),
             )
         )
-    records = [json.loads(line) for line in out.read_text().splitlines()]  # whole lines only
-    spans = {r["context"]["trace_id"] for r in records if r.get("name") == "work"}
+    records = list(read_records(out, strict=True))  # whole lines only
+    spans = {r["context"]["trace_id"] for r in span_records(records) if r["name"] == "work"}
     assert len(ids) == 60 and spans == {f"0x{i}" for i in ids}
-    assert len({r["pid"] for r in records if r.get("type") == "metric"}) == 2  # both wrote
+    assert len({r["pid"] for r in metric_records(records)}) == 2  # both wrote
 
 
 def test_spans_are_flushed_when_gunicorn_aborts_a_hung_worker(tmp_path: Path) -> None:
@@ -153,7 +155,7 @@ def test_spans_are_flushed_when_gunicorn_aborts_a_hung_worker(tmp_path: Path) ->
             status = 0
         assert status in (0, 500)
         assert "WORKER TIMEOUT" in server.log()
-    spans = [r for r in read_jsonl(out) if r.get("name") == "work"]
+    spans = [r for r in span_records(out) if r["name"] == "work"]
     assert [s["context"]["trace_id"] for s in spans] == [f"0x{trace_id}"]
 
 
@@ -443,7 +445,7 @@ def test_instrument_all_turns_on_the_guards_and_flask_server_spans_once(tmp_path
     )
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.splitlines()[-1])
-    server = [r for r in read_jsonl(out) if r.get("kind") == "SpanKind.SERVER"]
+    server = [r for r in span_records(out) if r["kind"] == "SpanKind.SERVER"]
     assert [s["name"] for s in server] == ["GET /"]
     assert seen["names"] == ["BigQueryInstrumentor", "HttpInstrumentor", "FlaskInstrumentor"]
     assert seen["same"] == seen["names"]
@@ -471,4 +473,4 @@ def test_a_provider_installed_before_configure_is_kept_and_gets_the_jsonl_export
     )
     assert result.returncode == 0, result.stderr
     assert "keeping its providers" in result.stderr
-    assert [r["name"] for r in read_jsonl(out) if "type" not in r] == ["kept"]
+    assert [r["name"] for r in span_records(out)] == ["kept"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from bastion.instrumentation.jsonl import log_records, metric_points
 from tests.servers import Server, gunicorn, uvicorn
 
 PATH = "/csp-reports"
@@ -89,15 +90,11 @@ def post(server: Server, body: bytes, content_type: str = REPORTS) -> requests.R
     )
 
 
-def metric_sums(path: Path, name: str, attribute: str) -> dict[str, int]:
-    sums: dict[str, int] = {}
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if record.get("type") != "metric" or record["name"] != name:
-            continue
-        for point in record["data"]["data_points"]:
-            key = point["attributes"][attribute]
-            sums[key] = sums.get(key, 0) + point["value"]
+def metric_sums(path: Path, name: str, attribute: str) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    for point in metric_points(path, name):
+        key = point.attributes[attribute]
+        sums[key] = sums.get(key, 0) + point.value
     return sums
 
 
@@ -140,11 +137,7 @@ def test_gunicorn_takes_chrome_batches_keeps_the_first_n_and_counts_the_rest(
     assert dropped == {"batch_full": 50, "too_large": 1}
     rejected = metric_sums(out, "bastion.csp.rejected", "bastion.reason")
     assert rejected == {"too_large": 1}
-    lines = [
-        r["body"]
-        for r in map(json.loads, out.read_text().splitlines())
-        if r.get("type") == "log" and r["body"].startswith("CSP report batch")
-    ]
+    lines = [r["body"] for r in log_records(out) if r["body"].startswith("CSP report batch")]
     assert sorted(lines) == [
         "CSP report batch: kept 100, dropped 50 batch_full (BASTION_CSP_REPORT_BATCH_MAX_"
         "REPORTS=100, BASTION_CSP_REPORT_MAX_BYTES=8192)",

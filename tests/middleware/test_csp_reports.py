@@ -8,11 +8,11 @@ import logging
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
+from bastion.instrumentation.jsonl import log_records, metric_points, read_records, span_records
 from bastion.middleware._csp_intake import TokenBuckets
 from bastion.middleware.csp_reports import CSPReportMiddleware
 from bastion.middleware.settings import Settings
@@ -180,10 +180,6 @@ def test_a_malformed_content_length_never_reaches_the_app_or_raises(length: str)
 # --- telemetry of accepted and refused reports ---------------------------------------
 
 
-def telemetry(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def test_valid_reports_become_log_records_span_events_and_counts(tmp_path: Path) -> None:
     out = tmp_path / "telemetry.jsonl"
     env = {
@@ -206,29 +202,26 @@ def test_valid_reports_become_log_records_span_events_and_counts(tmp_path: Path)
         assert post(server, '{"a":' * 1200 + "1" + "}" * 1200, LEGACY_TYPE).status_code == 400
         server_log = server.log()
     assert "Traceback" not in server_log
-    records = telemetry(out)
-    assert not [r for r in records if r.get("type") == "log" and "intake failed" in r["body"]]
+    records = list(read_records(out))
+    assert not [r for r in log_records(records) if "intake failed" in r["body"]]
 
-    counts: dict[str, int] = {}
-    rejected: dict[str, int] = {}
-    for line in records:
-        if line.get("type") != "metric":
-            continue
-        for point in line["data"]["data_points"]:
-            if line["name"] == "bastion.csp.reports":
-                key = point["attributes"]["bastion.csp.directive"]
-                counts[key] = counts.get(key, 0) + point["value"]
-            if line["name"] == "bastion.csp.rejected":
-                key = point["attributes"]["bastion.reason"]
-                rejected[key] = rejected.get(key, 0) + point["value"]
+    counts: dict[str, float] = {}
+    rejected: dict[str, float] = {}
+    for point in metric_points(records):
+        if point.name == "bastion.csp.reports":
+            key = point.attributes["bastion.csp.directive"]
+            counts[key] = counts.get(key, 0) + point.value
+        if point.name == "bastion.csp.rejected":
+            key = point.attributes["bastion.reason"]
+            rejected[key] = rejected.get(key, 0) + point.value
     # the deprecation report is logged and traced but is not a CSP violation
     assert counts == {"script-src-elem": 3, "style-src-attr": 1, "other": 1}
     assert rejected == {"malformed": 1, "content_type": 1, "too_deep": 2}
 
     events = [
         event
-        for span in records
-        if "type" not in span and span["name"].startswith("POST")
+        for span in span_records(records)
+        if span["name"].startswith("POST")
         for event in span["events"]
     ]
     names = [e["name"] for e in events]
@@ -237,7 +230,7 @@ def test_valid_reports_become_log_records_span_events_and_counts(tmp_path: Path)
     assert first["attributes"]["bastion.csp.blocked_uri"] == "https://evil.example.net/x.js"
     assert first["attributes"]["bastion.csp.directive"] == "script-src-elem"
 
-    logs = [r for r in records if r.get("type") == "log" and "blocked" in r["body"]]
+    logs = [r for r in log_records(records) if "blocked" in r["body"]]
     assert len(logs) == 6
     assert all("\n" not in r["body"] for r in logs)  # no log injection
     assert any("https://a.example?FAKE LOG LINE" in r["body"] for r in logs)

@@ -3,12 +3,13 @@ or is aborted (real gunicorn on loopback, real OpenTelemetry SDK in the worker).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bastion.instrumentation.jsonl import span_records
 from bastion.middleware.deadline.gunicorn import (
     TimeoutOrderError,
     check_timeout_order,
@@ -64,10 +65,8 @@ def test_check_timeout_order(
             check_timeout_order(deadline, gunicorn_timeout, cloud_run)
 
 
-def spans(path: Path) -> list[dict[str, object]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def spans(path: Path) -> list[dict[str, Any]]:
+    return list(span_records(path)) if path.exists() else []
 
 
 def wait_for(predicate: object, timeout: float = 10.0) -> bool:
@@ -125,7 +124,7 @@ def test_span_gets_the_deadline_event_with_the_stack(tmp_path: Path) -> None:
     found = [s for s in spans(out) if s["name"] == "GET /cpu"]
     assert len(found) == 1, (spans(out), log[-3000:])
     (span,) = found
-    (event,) = [e for e in span["events"] if e["name"] == "bastion.deadline.exceeded"]  # type: ignore[index, attr-defined]
+    (event,) = [e for e in span["events"] if e["name"] == "bastion.deadline.exceeded"]
     attributes = event["attributes"]
     assert attributes["bastion.mode"] == "enforce"
     assert attributes["bastion.deadline.budget_s"] == 0.3
