@@ -128,21 +128,27 @@ class DeadlineHTTPResponse(http.client.HTTPResponse):
 _http_response_init = http.client.HTTPResponse.__init__
 
 
-def _socket_io(raw: Any) -> Any:
-    """The ``socket.SocketIO`` under a urllib3 response, or None (closed, or not a socket)."""
+def _below_buffer(raw: Any) -> Any:
+    """What sits under http.client's read buffer of a urllib3 response (normally a
+    ``socket.SocketIO``), or None once the body is read or when the chain is another."""
     try:
         # urllib3 response -> http.client response -> io.BufferedReader (None once the
-        # body is read) -> socket.SocketIO
-        socket_io = raw._fp.fp.raw
-        # A SocketIO (switched already by DeadlineHTTPResponse, or not) over a plain or
-        # TLS socket.
-        if type(socket_io) in _SOCKET_IOS and isinstance(
-            getattr(socket_io, "_sock", None), socket.socket
-        ):
-            return socket_io
-        return None
+        # body is read) -> its raw stream
+        return raw._fp.fp.raw
     except AttributeError:
         return None
+
+
+def _socket_io(raw: Any) -> Any:
+    """The ``socket.SocketIO`` under a urllib3 response, or None (closed, or not a socket)."""
+    socket_io = _below_buffer(raw)
+    # A SocketIO (switched already by DeadlineHTTPResponse, or not) over a plain or TLS
+    # socket.
+    if type(socket_io) in _SOCKET_IOS and isinstance(
+        getattr(socket_io, "_sock", None), socket.socket
+    ):
+        return socket_io
+    return None
 
 
 # (deadline, request, on_cut, context): a plain tuple, as cheap as a record gets.
@@ -249,10 +255,7 @@ def unsupported_socket(raw: Any) -> str | None:
     """The type of the socket under a urllib3 response when the deadline cannot be put
     on it (anything but a standard-library socket: pyOpenSSL's ``WrappedSocket``, a
     test double, an unknown transport), else None."""
-    try:
-        socket_io = raw._fp.fp.raw
-    except AttributeError:
-        return None
+    socket_io = _below_buffer(raw)
     if type(socket_io) is not socket.SocketIO:
         return None
     sock = getattr(socket_io, "_sock", None)
@@ -277,12 +280,7 @@ def bound_body(
     not changed beyond one attribute: the reads from :func:`converting_reads`,
     installed once on urllib3's ``HTTPResponse`` under enforce, find it there.
     """
-    try:
-        # urllib3 response -> http.client response -> io.BufferedReader (None once the
-        # body is read) -> socket.SocketIO
-        socket_io = raw._fp.fp.raw
-    except AttributeError:
-        return False
+    socket_io = _below_buffer(raw)
     if type(socket_io) is _DeadlineSocketIO:  # switched by DeadlineHTTPResponse already
         switch_socket_io = False
     elif type(socket_io) is socket.SocketIO:
