@@ -74,10 +74,6 @@ class Budget:
         self.seconds = seconds
         self.bound_by = bound_by  # "class" | "deadline" | "wait"
 
-    @property
-    def exhausted(self) -> bool:
-        return self.seconds <= 0.0
-
 
 class Policy:
     """The timeout rules of one instrumentation, derived once from the settings."""
