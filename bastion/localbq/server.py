@@ -39,7 +39,7 @@ class LocalBigQuery:
             may lower the attribute of the same name; ``reset()`` restores it.
         max_logged_requests: bound of the request log (oldest dropped first).
         tcp_nodelay: set ``TCP_NODELAY`` on accepted sockets (leave it on: without it
-            every keep-alive call waits ~40 ms for a delayed ACK; the option exists so the
+            every keep-alive call waits for a delayed ACK; the option exists so the
             benchmark can show that).
     """
 

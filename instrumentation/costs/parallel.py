@@ -22,7 +22,8 @@ from bastion.instrumentation.costs.pricing import Price
 from bastion.instrumentation.costs.records import SourceError, read_file
 from bastion.instrumentation.costs.shapes import Report, analyse, combine
 
-#: Below this size a file is read in this process (workers take ~1 s to start).
+#: Below this size a file is read in this process: starting spawn workers, each importing
+#: the analysis afresh, costs more than they save (figures: benchmarks/RESULTS.md).
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024
 PIECES_PER_WORKER = 8
 

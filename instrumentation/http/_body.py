@@ -14,11 +14,9 @@ error into :class:`DeadlineTimeout` before requests' ``iter_content`` makes a
 urllib3's ``HTTPResponse.read`` and ``read_chunked`` (what ``stream``, ``iter_content``,
 ``.content`` and file-like use of ``raw`` go through), once, at instrument time; the
 deadline rides on the response as one attribute, which they read only when a read
-timed out. Not switching the response's class per request matters: a class switch is
-cheap in itself, but the objects of two classes through urllib3's read path cost the
-interpreter's specialised attribute caches several microseconds per request.
-``raw.read1`` is bounded too but raises urllib3's ``ReadTimeoutError``. Bytes already
-buffered are still served after the deadline: only waiting on the network is refused.
+timed out (the response's class is never switched). ``raw.read1`` is bounded too but
+raises urllib3's ``ReadTimeoutError``. Bytes already buffered are still served after
+the deadline: only waiting on the network is refused.
 
 :func:`watch_body` is the observe-mode twin: it changes nothing and reports once if the
 body was still being read when the deadline passed.
@@ -163,9 +161,7 @@ def converting_reads(read: _Read, read_chunked: _ReadChunked) -> tuple[_Read, _R
     """urllib3's ``HTTPResponse.read`` and ``read_chunked``, a deadline cut of a bounded
     body coming out of them as :class:`DeadlineTimeout` (enforce).
 
-    Plain functions set on the class at instrument time, not wrapt wrappers: a wrapt
-    method wrapper costs more per read (bound wrapper, argument repacking); see
-    benchmarks/RESULTS.md.
+    Plain functions, set on the class once at instrument time.
     """
 
     @functools.wraps(read)
