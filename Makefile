@@ -39,8 +39,8 @@ $(COMPAT_STAMP): pyproject.toml compat/requirements.txt compat/constraints.txt
 compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python compat/run.py
 
-## The fast tier: every test not marked `slow` (no servers, emulators or load), in about
-## a minute. `make test` runs both tiers.
+## The fast tier: every test not marked `slow` (no servers, emulators, subprocesses, load
+## or deliberate waits of a second or more), in under a minute. `make test` runs both tiers.
 fast: venv
 	$(BIN)/python -m pytest -m "not slow" -q
 

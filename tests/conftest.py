@@ -36,6 +36,9 @@ from bastion.localbq import LocalBigQuery
 #: The slow tier (``pytest -m slow``; ``make fast`` runs the rest): modules that start real
 #: servers (gunicorn, uvicorn, the local BigQuery server over HTTP per test, bqemulator),
 #: run promtool, Chromium, the demo, load and soak tests, or build fresh virtualenvs.
+#: Tests elsewhere carry ``@pytest.mark.slow`` themselves when they start a server or a
+#: subprocess, or wait a second or more of real time on purpose (a deadline cut over
+#: real sockets, a job's configured duration, a race run for seconds).
 SLOW_MODULES = frozenset(
     {
         "test_browser.py",

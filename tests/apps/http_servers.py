@@ -262,7 +262,8 @@ class AppServer:
         return self._server.connections
 
     def __enter__(self) -> AppServer:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # serve_forever's default poll of 0.5 s is how long shutdown() waits in __exit__.
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
         return self
 
     def __exit__(

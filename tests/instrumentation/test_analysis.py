@@ -219,6 +219,7 @@ def test_unusable_partition_map_judges_nothing() -> None:
     )
 
 
+@pytest.mark.slow
 def test_cache_size_comes_from_settings() -> None:
     import os
     import subprocess
@@ -235,6 +236,7 @@ def test_cache_size_comes_from_settings() -> None:
     assert out == ["7", "7"]
 
 
+@pytest.mark.slow
 def test_pure_python_sqlglot_gives_the_same_answers() -> None:
     """sqlglotc is optional: without it (import hook hiding the compiled modules, as in
     benchmarks/bench_analysis.py) every corpus statement gets the same analysis."""

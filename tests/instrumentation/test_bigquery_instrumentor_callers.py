@@ -61,6 +61,7 @@ def _client(bq: LocalBigQuery, session: requests.Session) -> bigquery.Client:
 # --- partition metadata: never on the caller's client or thread ---------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["observe", "enforce"])
 def test_partition_lookup_never_uses_the_callers_client(
     games: LocalBigQuery, telemetry: Telemetry, mode: str
@@ -91,6 +92,7 @@ def test_partition_lookup_never_uses_the_callers_client(
 # --- cancellation follows the library: the caller's own wait ends the wait only ----------
 
 
+@pytest.mark.slow
 def test_callers_polling_loop_gets_its_rows_in_enforce(
     bq_server: LocalBigQuery, telemetry: Telemetry
 ) -> None:
@@ -118,6 +120,7 @@ def test_observe_says_it_would_cancel_only_what_enforce_cancels(
     bq_server: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=30)
+    bq_server.default_wait_ms = 500  # BigQuery holds each poll 10 s; keep the test short
     with instrumented(telemetry, Settings(bigquery="observe")), pytest.raises(TimeoutError):
         bq_server.client().query(SLOW).result(timeout=0.3)
     attributes = dict(telemetry.client_spans()[0].attributes or {})

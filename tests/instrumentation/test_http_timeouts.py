@@ -96,6 +96,7 @@ def test_plan_leaves_forms_requests_rejects_to_requests(odd: object) -> None:
 # --- real servers ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_slow_drip_is_cut_at_the_deadline() -> None:
     with DripServer(interval=0.5) as drip, guarded(ENFORCE) as counters, deadline.scope(1.0):
         took, error = _elapsed(lambda: requests.get(drip.url, timeout=1.0))
@@ -108,6 +109,7 @@ def test_slow_drip_is_cut_at_the_deadline() -> None:
     assert counters.value("bastion.http.client.deadline_cuts", bastion__http__phase="body") == 1
 
 
+@pytest.mark.slow
 def test_slow_drip_without_the_guard_runs_past_the_deadline() -> None:
     # The reason for the guard: requests' per-read timeout never fires on a drip.
     with DripServer(interval=0.2, length=8) as drip, deadline.scope(0.5):
@@ -116,6 +118,7 @@ def test_slow_drip_without_the_guard_runs_past_the_deadline() -> None:
     assert took >= 1.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunked", [False, True])
 def test_streamed_drip_is_cut_at_the_deadline(chunked: bool) -> None:
     with (
@@ -135,6 +138,7 @@ def test_streamed_drip_is_cut_at_the_deadline(chunked: bool) -> None:
     assert 0 < len(received) < 5
 
 
+@pytest.mark.slow
 def test_raw_reads_of_a_streamed_drip_are_cut_too() -> None:
     with DripServer(interval=0.5) as drip, guarded(ENFORCE), deadline.scope(1.0):
         start = time.monotonic()
@@ -145,6 +149,7 @@ def test_raw_reads_of_a_streamed_drip_are_cut_too() -> None:
     assert 1.0 - SLACK <= took <= 1.0 + SLACK
 
 
+@pytest.mark.slow
 def test_dripped_status_line_and_headers_are_cut_at_the_deadline() -> None:
     with (
         DripServer(interval=0.2, drip_head=True) as drip,
@@ -220,6 +225,7 @@ def test_nothing_is_sent_once_the_deadline_has_passed(app: AppServer) -> None:
     assert counters.value("bastion.http.client.deadline_cuts", bastion__mode="enforce") == 1
 
 
+@pytest.mark.slow
 def test_observe_changes_nothing_and_records_what_would_apply() -> None:
     with (
         DripServer(interval=0.25, length=4) as drip,
@@ -314,6 +320,7 @@ def test_redirects_are_followed_and_every_hop_is_bounded(app: AppServer) -> None
     assert all(t.read_timeout <= 2.0 for t in seen)
 
 
+@pytest.mark.slow
 def test_a_redirect_to_a_slow_drip_is_cut_at_the_deadline(app: AppServer) -> None:
     with guarded(ENFORCE), deadline.scope(1.0):
         took, error = _elapsed(lambda: requests.get(f"{app.url}/drip-redirect", timeout=5))
@@ -321,6 +328,7 @@ def test_a_redirect_to_a_slow_drip_is_cut_at_the_deadline(app: AppServer) -> Non
     assert 1.0 - SLACK <= took <= 1.0 + SLACK
 
 
+@pytest.mark.slow
 def test_a_bounded_body_leaves_the_kept_alive_connection_as_it_was(app: AppServer) -> None:
     session = requests.Session()
     with guarded(ENFORCE):

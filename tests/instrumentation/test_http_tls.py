@@ -219,6 +219,7 @@ def test_allow_list_matching(host: str, allowed: bool) -> None:
     assert hosts.allows(host) is allowed
 
 
+@pytest.mark.slow
 def test_a_slow_drip_over_tls_is_cut_at_the_deadline(ca: trustme.CA, ca_path: Path) -> None:
     import time
 

@@ -309,6 +309,7 @@ def test_request_log_is_bounded() -> None:
         assert [r.sql for r in bq.requests] == ["SELECT 2", "SELECT 3", "SELECT 4"]
 
 
+@pytest.mark.slow
 def test_bqemulator_fixture_fails_loudly_without_its_virtualenv(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(
         "from pathlib import Path\n"

@@ -49,6 +49,7 @@ def _states(client: bigquery.Client, job_id: str, seconds: float) -> list[str]:
     return seen
 
 
+@pytest.mark.slow
 def test_job_goes_pending_running_done_with_configured_durations(
     bq_server: LocalBigQuery, bq_client: bigquery.Client
 ) -> None:

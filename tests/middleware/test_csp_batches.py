@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from bastion.instrumentation.jsonl import log_records, metric_points
@@ -104,6 +105,7 @@ def test_chrome_s_reports_are_the_size_the_defaults_are_sized_for() -> None:
     assert len(batch(100)) < 262144 // 2  # a full queue fits the default twice over
 
 
+@pytest.mark.slow
 def test_gunicorn_takes_chrome_batches_keeps_the_first_n_and_counts_the_rest(
     tmp_path: Path,
 ) -> None:
@@ -146,6 +148,7 @@ def test_gunicorn_takes_chrome_batches_keeps_the_first_n_and_counts_the_rest(
     ]
 
 
+@pytest.mark.slow
 def test_limits_per_report_and_per_batch_are_separate_settings(tmp_path: Path) -> None:
     env = {
         "BASTION_CSP_REPORT_PATH": PATH,
@@ -165,6 +168,7 @@ def test_limits_per_report_and_per_batch_are_separate_settings(tmp_path: Path) -
     assert "kept 5, dropped 15 batch_full" in log
 
 
+@pytest.mark.slow
 def test_uvicorn_takes_a_chrome_batch_and_its_answer_may_be_read_cross_origin(
     tmp_path: Path,
 ) -> None:
@@ -190,6 +194,7 @@ def test_uvicorn_takes_a_chrome_batch_and_its_answer_may_be_read_cross_origin(
     assert "reporting-endpoints" not in page.headers
 
 
+@pytest.mark.slow
 def test_gunicorn_protected_intake_answer_is_cross_origin(tmp_path: Path) -> None:
     env = {"BASTION_CSP_REPORT_PATH": PATH, "BASTION_CSP_REPORT_URI": PATH}
     with gunicorn("tests.apps.csp_protected_app:app", tmp_path, env=env) as server:

@@ -238,6 +238,7 @@ def test_write_callable_apps_that_started_are_aborted() -> None:
         call(DeadlineMiddleware(legacy, ENFORCE))
 
 
+@pytest.mark.slow
 def test_no_exception_lands_after_requests_that_end_at_the_deadline() -> None:
     """Four threads run requests that end within a few ms either side of a 50 ms
     deadline; after each one the thread keeps running Python for 10 ms. An injected
