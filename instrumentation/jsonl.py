@@ -200,7 +200,8 @@ class JsonLinesLogExporter(LogRecordExporter):
 # --- reading ---------------------------------------------------------------------------
 
 RecordKind = Literal["span", "metric", "log"]
-Source = str | os.PathLike[str] | Iterable[Mapping[str, Any]]
+#: A file, or records already read from one.
+RecordSource = str | os.PathLike[str] | Iterable[Mapping[str, Any]]
 
 
 class MetricRecord(TypedDict):
@@ -228,7 +229,7 @@ class LogRecord(TypedDict):
     dropped_attributes: int
     timestamp: str | None
     observed_timestamp: str
-    trace_id: str  # "0x" and 32 hex digits; "" outside a span
+    trace_id: str  # "0x" and 32 hex digits, all zeros outside a span
     span_id: str
     trace_flags: int | None
     resource: dict[str, Any]
@@ -236,9 +237,9 @@ class LogRecord(TypedDict):
 
 
 class MetricPoint(NamedTuple):
-    """One data point of a metric line. ``value`` is what the point adds to a total: a
-    counter's or gauge's value, a histogram's observation count (lines are deltas, so a
-    total is the plain sum of ``value`` over points)."""
+    """One data point of a metric line. ``value`` is a counter's or gauge's value, or a
+    histogram's observation count; lines are deltas, so a counter's or histogram's total
+    is the plain sum of ``value`` over its points."""
 
     name: str
     attributes: dict[str, Any]
@@ -318,13 +319,13 @@ def read_records(path: str | os.PathLike[str], *, strict: bool = False) -> Itera
                     raise MalformedLine(error.reason, f"{path}:{number}") from None
 
 
-def _records(source: Source) -> Iterable[Mapping[str, Any]]:
+def _records(source: RecordSource) -> Iterable[Mapping[str, Any]]:
     if isinstance(source, str | os.PathLike):
         return read_records(source)
     return source
 
 
-def span_records(source: Source) -> Iterator[dict[str, Any]]:
+def span_records(source: RecordSource) -> Iterator[dict[str, Any]]:
     """The spans (``ReadableSpan.to_json()`` objects) of a file, or of records already
     read."""
     for record in _records(source):
@@ -332,21 +333,21 @@ def span_records(source: Source) -> Iterator[dict[str, Any]]:
             yield cast(dict[str, Any], record)
 
 
-def metric_records(source: Source, name: str | None = None) -> Iterator[MetricRecord]:
+def metric_records(source: RecordSource, name: str | None = None) -> Iterator[MetricRecord]:
     """The metric lines of a file or of records already read (only ``name``'s if given)."""
     for record in _records(source):
         if record_kind(record) == "metric" and (name is None or record.get("name") == name):
             yield cast(MetricRecord, record)
 
 
-def log_records(source: Source) -> Iterator[LogRecord]:
+def log_records(source: RecordSource) -> Iterator[LogRecord]:
     """The log lines of a file, or of records already read."""
     for record in _records(source):
         if record_kind(record) == "log":
             yield cast(LogRecord, record)
 
 
-def metric_points(source: Source, name: str | None = None) -> Iterator[MetricPoint]:
+def metric_points(source: RecordSource, name: str | None = None) -> Iterator[MetricPoint]:
     """Every data point of the metric lines (only ``name``'s if given); see
     :class:`MetricPoint` for what ``value`` counts."""
     for record in metric_records(source, name):
