@@ -11,12 +11,13 @@ The names people type::
 ``deadline`` is :mod:`bastion.middleware.deadline` (``deadline.remaining()``,
 ``deadline.check()``, ``deadline.scope(seconds)``). The guards live in
 :mod:`bastion.middleware` (request side) and :mod:`bastion.instrumentation` (outbound
-calls); the command line is :mod:`bastion.cli`, the local BigQuery server
-:mod:`bastion.localbq`.
+calls); every setting is in :class:`bastion.settings.Settings`; the command line is
+:mod:`bastion.cli`, the local BigQuery server :mod:`bastion.localbq`.
 """
 
 from bastion.instrumentation.telemetry import configure, instrument_all
 from bastion.middleware import deadline
 from bastion.middleware.protect import protect
+from bastion.settings import Mode, Settings
 
-__all__ = ["configure", "deadline", "instrument_all", "protect"]
+__all__ = ["Mode", "Settings", "configure", "deadline", "instrument_all", "protect"]

@@ -121,7 +121,7 @@ def _measure(url: str) -> None:
     from google.cloud import bigquery
 
     from bastion.instrumentation.bigquery import BigQueryInstrumentor
-    from bastion.middleware.settings import Settings
+    from bastion.settings import Mode, Settings
 
     client = bigquery.Client(
         project="bench",
@@ -168,7 +168,7 @@ def _measure(url: str) -> None:
                 providers["meter_provider"] = NoOpMeterProvider()
             elif noop == "tracer":
                 providers["tracer_provider"] = NoOpTracerProvider()
-            settings = Settings(bigquery=bigquery_mode, bq_library_spans=library_spans)
+            settings = Settings(bigquery=Mode(bigquery_mode), bq_library_spans=library_spans)
             instrumentor.instrument(settings=settings, **providers)
         try:
             run()  # warm: the analysis is cached, the partition lookup started

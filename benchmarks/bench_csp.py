@@ -63,7 +63,7 @@ def _apps() -> tuple[WSGI, WSGI]:
     from flask import Flask
 
     from bastion.middleware.csp_reports import CSPReportMiddleware
-    from bastion.middleware.settings import Settings
+    from bastion.settings import Settings
 
     def make() -> Flask:
         app = Flask("bench")
@@ -76,7 +76,7 @@ def _apps() -> tuple[WSGI, WSGI]:
 
     settings = Settings(csp_report_path=PATH, csp_report_rate_per_minute=10**6)
     wrapped = make()
-    wrapped.wsgi_app = CSPReportMiddleware(wrapped.wsgi_app, settings)  # type: ignore[method-assign]
+    wrapped.wsgi_app = CSPReportMiddleware.from_settings(wrapped.wsgi_app, settings)  # type: ignore[method-assign]
     return make(), wrapped
 
 

@@ -47,7 +47,7 @@ from bastion.middleware._flags import Mode
 from bastion.middleware.deadline.asgi import DeadlineASGIMiddleware
 from bastion.middleware.deadline.watchdog import Registration, get_watchdog
 from bastion.middleware.deadline.wsgi import DeadlineMiddleware
-from bastion.middleware.settings import Settings
+from bastion.settings import Settings
 
 IN_FLIGHT = 1000
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "21"))
@@ -193,7 +193,7 @@ def timeout_asgi(app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable
 async def asgi_rounds() -> tuple[dict[str, list[float]], int]:
     release = asyncio.Event()
     bare = starlette_app(release)
-    wrapped = DeadlineASGIMiddleware(bare, SETTINGS)
+    wrapped = DeadlineASGIMiddleware.from_settings(bare, SETTINGS)
     timed = timeout_asgi(bare)
     parked_scope = {**SCOPE, "path": "/park", "raw_path": b"/park"}
     parked = [
@@ -231,8 +231,8 @@ def wsgi_process() -> None:
     bare = app.wsgi_app
     candidates: dict[str, Callable[..., Iterable[bytes]]] = {
         "empty layer": empty_layer(bare),
-        "observe": DeadlineMiddleware(bare, SETTINGS.replace(deadline=Mode.OBSERVE)),
-        "enforce": DeadlineMiddleware(bare, SETTINGS),
+        "observe": DeadlineMiddleware.from_settings(bare, SETTINGS.replace(deadline=Mode.OBSERVE)),
+        "enforce": DeadlineMiddleware.from_settings(bare, SETTINGS),
     }
     parked = park_wsgi_deadlines()
     in_flight = get_watchdog().in_flight()

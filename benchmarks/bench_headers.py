@@ -17,9 +17,11 @@ How it measures (so the figures mean what they say):
   candidate; the table shows the median per-request time and the median of the
   per-round ratios to the bare app of the same framework.
 
-Candidates: bare; Bastion (``protect()``: headers ``api`` preset + CORS, deadline
-off); ``secure``'s middleware (its default headers); flask-talisman (defaults,
-``force_https=False``); flask-cors / Starlette's ``CORSMiddleware`` (same origin list).
+Candidates: bare; Bastion (``protect()``: headers ``api`` preset + CORS in one pass,
+deadline off); Bastion with the same two guards as two layers (headers over
+``CORSMiddleware``: what the one pass saves); ``secure``'s middleware (its default
+headers); flask-talisman (defaults, ``force_https=False``); flask-cors / Starlette's
+``CORSMiddleware`` (same origin list).
 """
 
 from __future__ import annotations
@@ -39,9 +41,22 @@ BARS = {"flask": 1.05, "starlette": 1.20}
 
 
 def _settings() -> Any:
-    from bastion.middleware.settings import Mode, Settings
+    from bastion.middleware.settings import MiddlewareSettings, Mode
 
-    return Settings(cors_origins=(ORIGIN,), deadline=Mode.OFF)
+    return MiddlewareSettings(cors_origins=(ORIGIN,), deadline=Mode.OFF)
+
+
+def _two_layers(app: Any, asgi: bool) -> Any:
+    """Headers over a separate CORS layer: what ``protect`` would build without giving
+    the headers layer the CORS policy (the one-pass design is measured against it)."""
+    from bastion.middleware import cors, headers
+
+    s = _settings()
+    if asgi:
+        inner = cors.CORSASGIMiddleware.from_settings(app, s)
+        return headers.SecurityHeadersASGIMiddleware.from_settings(inner, s)
+    inner = cors.CORSMiddleware.from_settings(app, s)
+    return headers.SecurityHeadersMiddleware.from_settings(inner, s)
 
 
 # --- Flask -----------------------------------------------------------------------------
@@ -73,9 +88,12 @@ def flask_candidates() -> dict[str, Any]:
     Talisman(talisman, force_https=False)
     flask_cors = make()
     CORS(flask_cors, origins=[ORIGIN])
+    two_layers = make()
+    two_layers.wsgi_app = _two_layers(two_layers.wsgi_app, asgi=False)  # type: ignore[method-assign]
     return {
         "bare": bare,
         "Bastion headers+CORS": bastion,
+        "Bastion, two layers": two_layers,
         "secure middleware": secure_app,
         "flask-talisman": talisman,
         "flask-cors": flask_cors,
@@ -141,6 +159,7 @@ def starlette_candidates() -> dict[str, Any]:
     return {
         "bare": make(),
         "Bastion headers+CORS": protect(make(), _settings()),
+        "Bastion, two layers": _two_layers(make(), asgi=True),
         "secure middleware": SecureASGIMiddleware(make(), secure=Secure.with_default_headers()),
         "Starlette CORSMiddleware": CORSMiddleware(make(), allow_origins=[ORIGIN]),
     }

@@ -41,7 +41,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from bastion.instrumentation.http import HttpInstrumentor
 from bastion.middleware import deadline
 from bastion.middleware.deadline import DEADLINE_HEADER
-from bastion.middleware.settings import Mode, Settings
+from bastion.settings import Mode, Settings
 
 ROUNDS = int(os.environ.get("BENCH_HTTP_ROUNDS", "200"))
 BATCH = int(os.environ.get("BENCH_HTTP_BATCH", "25"))

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable
 
 from bastion.middleware._flags import Mode
 from bastion.middleware.deadline.wsgi import DeadlineMiddleware
-from bastion.middleware.settings import Settings
 from benchmarks.bench_deadline import flask_app, run_wsgi
 
 COUNTS = (200, 1200)
@@ -33,7 +32,7 @@ def _app(candidate: str) -> Callable[..., Iterable[bytes]]:
     if candidate == "bare":
         return bare
     mode = Mode.ENFORCE if candidate == "enforce" else Mode.OBSERVE
-    return DeadlineMiddleware(bare, Settings(deadline=mode, deadline_seconds=25.0))
+    return DeadlineMiddleware(bare, mode=mode, seconds=25.0)
 
 
 def run(candidate: str, n: int) -> float:

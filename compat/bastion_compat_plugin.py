@@ -106,9 +106,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from bastion.instrumentation.bigquery import BigQueryInstrumentor
     from bastion.instrumentation.http import HttpInstrumentor
-    from bastion.middleware.settings import Settings
+    from bastion.settings import Mode, Settings
 
-    settings = Settings(bigquery=_MODE, http=_MODE, tls=_MODE)
+    mode = Mode(_MODE)
+    settings = Settings(bigquery=mode, http=mode, tls=mode)
     BigQueryInstrumentor().instrument(settings=settings, skip_dep_check=True)
     HttpInstrumentor().instrument(settings=settings, skip_dep_check=True)
 

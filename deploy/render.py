@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from bastion.middleware.deadline.gunicorn import gunicorn_config
-from bastion.middleware.settings import Settings
+from bastion.middleware.settings import MiddlewareSettings
 
 DEPLOY = Path(__file__).resolve().parent
 # gunicorn's config, from the installed package; it binds 0.0.0.0:$PORT (Cloud Run sets PORT).
@@ -94,7 +94,9 @@ def service_env(
         "CLOUD_RUN_TIMEOUT_SECONDS": str(service["timeout_seconds"]),
     }
     # What bastion.instrumentation.gunicorn_conf will compute: refuse to render a bad order.
-    gunicorn_config(Settings.from_env(env), cloud_run_timeout=float(service["timeout_seconds"]))
+    gunicorn_config(
+        MiddlewareSettings.from_env(env), cloud_run_timeout=float(service["timeout_seconds"])
+    )
     return {key: str(value) for key, value in env.items()}
 
 

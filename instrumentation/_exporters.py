@@ -1,11 +1,13 @@
-"""Exporter choice for :func:`bastion.instrumentation.telemetry.configure`: names from the
-``OTEL_*_EXPORTER`` variables to exporter objects, optional packages imported lazily."""
+"""Telemetry settings (:class:`TelemetrySettings`) and exporter choice for
+:func:`bastion.instrumentation.telemetry.configure`: names from the ``OTEL_*_EXPORTER``
+variables to exporter objects, optional packages imported lazily."""
 
 from __future__ import annotations
 
 import importlib
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter, LogRecordExporter
@@ -19,9 +21,30 @@ from bastion.instrumentation.jsonl import (
     JsonLinesMetricExporter,
     JsonLinesSpanExporter,
 )
-from bastion.middleware.settings import FlagError, SettingsError
+from bastion.middleware import _flags
+from bastion.middleware._flags import FlagError
+from bastion.middleware._settings_group import SettingsError, SettingsGroup, flag
 
 EXPORTERS = ("console", "otlp", "gcp", "none")
+
+
+@dataclass(frozen=True)
+class TelemetrySettings(SettingsGroup):
+    """The service's name and Bastion's own telemetry file (the ``OTEL_*`` variables
+    are read by :func:`~bastion.instrumentation.telemetry.configure` itself)."""
+
+    title = "Telemetry"
+
+    service_name: str = flag(
+        "K_SERVICE", _flags.text, "unknown_service", "Service name (set by Cloud Run)."
+    )
+
+    telemetry_jsonl_path: str = flag(
+        "BASTION_TELEMETRY_JSONL",
+        _flags.text,
+        "",
+        "Write spans, metrics and logs as JSON lines to this file (the demo's exporter).",
+    )
 
 
 # --- exporter choice -------------------------------------------------------------------

@@ -19,7 +19,7 @@ standard variables:
     Read by the SDK's own processors and readers.
 ``BASTION_TELEMETRY_JSONL``
     A path: spans, metrics and logs are also appended there as JSON lines
-    (:mod:`bastion.instrumentation._jsonl`); the demo's default.
+    (:mod:`bastion.instrumentation.jsonl`); the demo's default.
 
 With ``gcp`` it also detects the Cloud Run (or GKE, GCE...) resource from the metadata
 server and reads and writes ``X-Cloud-Trace-Context`` besides ``traceparent``, unless
@@ -63,11 +63,19 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from bastion.instrumentation import _exporters
-from bastion.instrumentation._exporters import exporter_names, optional
+from bastion.instrumentation._exporters import TelemetrySettings, exporter_names, optional
 from bastion.instrumentation.jsonl import JsonLinesFile
-from bastion.middleware.settings import Settings, get_settings
+from bastion.settings import Settings, get_settings
 
-__all__ = ["HISTOGRAM_BUCKETS", "Telemetry", "configure", "current", "flush", "instrument_all"]
+__all__ = [
+    "HISTOGRAM_BUCKETS",
+    "Telemetry",
+    "TelemetrySettings",
+    "configure",
+    "current",
+    "flush",
+    "instrument_all",
+]
 
 log = logging.getLogger("bastion.telemetry")
 _P = TypeVar("_P")
@@ -140,7 +148,7 @@ def flush(timeout_millis: int = 10_000) -> bool:
 
 def configure(
     service_name: str | None = None,
-    settings: Settings | None = None,
+    settings: TelemetrySettings | None = None,
     *,
     traces_exporter: str | None = None,
     metrics_exporter: str | None = None,
@@ -296,7 +304,7 @@ def _get_logger_provider() -> object:
 
 def _resource(
     service_name: str | None,
-    settings: Settings,
+    settings: TelemetrySettings,
     extra: Mapping[str, str] | None,
     on_gcp: bool,
 ) -> Resource:

@@ -1,4 +1,4 @@
-"""CORS decisions, compiled once from :class:`~bastion.middleware.settings.Settings`.
+"""CORS settings (:class:`CORSSettings`) and decisions, compiled once from them.
 
 Kept apart from the middleware classes so that the WSGI and ASGI layers (and the
 security-headers layer, which runs CORS in its own pass when it directly wraps a
@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 
 from opentelemetry import metrics
 
-from bastion.middleware._flags import Mode
-from bastion.middleware.settings import Settings
+from bastion.middleware import _flags
+from bastion.middleware._flags import FlagError, Mode
+from bastion.middleware._settings_group import SettingsGroup, flag
 
-__all__ = ["ACCESS_CONTROL_HEADERS", "CORSPolicy", "Preflight"]
+__all__ = ["ACCESS_CONTROL_HEADERS", "CORSPolicy", "CORSSettings", "Preflight"]
 
 logger = logging.getLogger("bastion.cors")
 
@@ -54,6 +56,95 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _MAX_ORIGIN = 300
 _LABEL = r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)"
 _OBSERVED_KEYS_MAX = 1024
+
+
+@dataclass(frozen=True)
+class CORSSettings(SettingsGroup):
+    """``BASTION_CORS*``: which origins' pages may call the service, and how."""
+
+    title = "CORS"
+
+    cors: Mode = flag(
+        "BASTION_CORS", _flags.parse_mode, Mode.ENFORCE, "CORS guard (active only with origins)."
+    )
+    cors_origins: tuple[str, ...] = flag(
+        "BASTION_CORS_ORIGINS",
+        _flags.origins,
+        (),
+        "Allowed origins, comma list; `https://*.example.com` opts in to subdomains. "
+        "Empty: CORS off.",
+        recheck=True,
+    )
+    cors_credentials: bool = flag(
+        "BASTION_CORS_CREDENTIALS",
+        _flags.parse_bool,
+        False,
+        "Send Access-Control-Allow-Credentials.",
+    )
+    cors_methods: tuple[str, ...] = flag(
+        "BASTION_CORS_METHODS",
+        _flags.methods,
+        ("GET", "HEAD", "POST"),
+        "Methods a preflight may ask for.",
+    )
+    cors_allow_headers: tuple[str, ...] = flag(
+        "BASTION_CORS_ALLOW_HEADERS",
+        _flags.header_names,
+        ("authorization", "content-type"),
+        "Request headers a preflight may ask for.",
+    )
+    cors_expose_headers: tuple[str, ...] = flag(
+        "BASTION_CORS_EXPOSE_HEADERS",
+        _flags.header_names,
+        (),
+        "Response headers exposed to the calling page.",
+    )
+    cors_max_age: int = flag(
+        "BASTION_CORS_MAX_AGE",
+        _flags.integer(maximum=86400),
+        600,
+        "Seconds a browser may cache a preflight (browsers cap it: Firefox at 86400, "
+        "Chromium at 7200).",
+    )
+
+    def check(self) -> list[FlagError]:
+        errors = super().check()
+        if not self.cors_credentials:
+            return errors
+        listed = ",".join(self.cors_origins)
+        if "*" in self.cors_origins:
+            errors.append(
+                FlagError(
+                    "BASTION_CORS_ORIGINS",
+                    listed,
+                    "explicit origins when BASTION_CORS_CREDENTIALS is true",
+                    "'*' with credentials would let any site read authenticated responses",
+                )
+            )
+        for origin in self.cors_origins:
+            host = _flags.wildcard_base(origin)
+            if host is not None and not _flags.is_registrable(host, private=True):
+                errors.append(
+                    FlagError(
+                        "BASTION_CORS_ORIGINS",
+                        listed,
+                        "wildcards below a domain one owner controls when "
+                        "BASTION_CORS_CREDENTIALS is true",
+                        f"{origin!r} would send credentials to every site registered "
+                        f"under the public suffix {host!r}",
+                    )
+                )
+        return errors
+
+    def warnings(self) -> list[str]:
+        found = super().warnings()
+        if self.is_set("BASTION_CORS") and self.cors.active and not self.cors_origins:
+            found.append(
+                f"BASTION_CORS={self.cors.value} but BASTION_CORS_ORIGINS is empty: the "
+                "CORS guard is off (no origin is allowed and the app's own CORS headers "
+                "pass through); list the origins of the pages that call this service"
+            )
+        return found
 
 
 def _pattern(origin: str) -> re.Pattern[str]:
@@ -87,10 +178,10 @@ class Preflight:
 class CORSPolicy:
     """The allow-list and every response header value, computed once."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: CORSSettings, *, exempt_path: str | None = None) -> None:
         self.mode = settings.cors
         self.enforcing = self.mode.enforcing
-        self.path_exempt = settings.csp_report_path or None
+        self.path_exempt = exempt_path or None
         origins = settings.cors_origins
         self.any_origin = "*" in origins
         self.exact = frozenset(o for o in origins if "*" not in o)

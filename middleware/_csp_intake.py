@@ -21,7 +21,6 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from bastion.middleware.proxies import TrustedProxies, ip_of
-from bastion.middleware.settings import Settings
 
 log = logging.getLogger("bastion.csp")
 
@@ -149,13 +148,28 @@ class TokenBuckets:
 class ReportIntake:
     """Validates, rate-limits and records violation reports. One per middleware."""
 
-    def __init__(self, settings: Settings, *, max_clients: int = 4096) -> None:
-        self.path = settings.csp_report_path
-        self.report_max_bytes = settings.csp_report_max_bytes
-        self.batch_max_bytes = settings.csp_report_batch_max_bytes
-        self.batch_max_reports = settings.csp_report_batch_max_reports
-        self.buckets = TokenBuckets(settings.csp_report_rate_per_minute, max_clients)
-        self.proxies = TrustedProxies.from_settings(settings)
+    def __init__(
+        self,
+        *,
+        path: str,
+        report_max_bytes: int,
+        batch_max_bytes: int,
+        batch_max_reports: int,
+        rate_per_minute: int,
+        proxies: TrustedProxies,
+        max_clients: int = 4096,
+    ) -> None:
+        if batch_max_bytes < report_max_bytes:
+            raise ValueError(
+                f"batch_max_bytes ({batch_max_bytes}) must be at least report_max_bytes "
+                f"({report_max_bytes}): a batch holds whole reports"
+            )
+        self.path = path
+        self.report_max_bytes = report_max_bytes
+        self.batch_max_bytes = batch_max_bytes
+        self.batch_max_reports = batch_max_reports
+        self.buckets = TokenBuckets(rate_per_minute, max_clients)
+        self.proxies = proxies
         meter = metrics.get_meter("bastion")
         self.reports = meter.create_counter(
             "bastion.csp.reports", unit="{report}", description="CSP violation reports accepted"

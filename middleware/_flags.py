@@ -14,8 +14,6 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from bastion.middleware.proxies import PROXY_PRESETS
-
 
 class Mode(StrEnum):
     """How a guard behaves: ``off`` does nothing, ``observe`` records what it
@@ -154,44 +152,6 @@ def text(name: str, raw: str) -> str:
 
 def comma_list(name: str, raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-
-_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
-
-
-def networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """IP addresses or CIDR networks, exactly as meant: no host bits set (``10.0.0.1/8``
-    is refused, not widened), no IPv4-mapped IPv6 ranges (peers are judged as IPv4).
-    A named front end (``cloudrun``, :data:`bastion.middleware.proxies.PROXY_PRESETS`) stands
-    for its networks."""
-    allowed = (
-        "a comma list of IP addresses or CIDR networks without host bits set, or of "
-        f"the named front ends {', '.join(PROXY_PRESETS)}"
-    )
-    found: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    for item in comma_list(name, raw):
-        preset = PROXY_PRESETS.get(item.lower())
-        if preset is not None:
-            found.extend(preset)
-            continue
-        try:
-            network = ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise FlagError(name, raw, allowed, f"{item!r} is not an address or network") from None
-        if "/" in item and network.network_address != ipaddress.ip_interface(item).ip:
-            raise FlagError(
-                name,
-                raw,
-                allowed,
-                f"{item!r} has host bits set: write {network} (the whole network) or "
-                f"{item.partition('/')[0]} (one address)",
-            )
-        if network.version == 6 and network.subnet_of(_MAPPED):  # type: ignore[arg-type]
-            raise FlagError(
-                name, raw, allowed, f"{item!r} is IPv4-mapped: write the IPv4 address or network"
-            )
-        found.append(network)
-    return tuple(found)
 
 
 _HOST = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"

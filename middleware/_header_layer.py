@@ -10,7 +10,7 @@ from dataclasses import replace
 from secrets import token_urlsafe
 from typing import Any, Generic
 
-from bastion.middleware._cors_policy import CORSPolicy, Preflight
+from bastion.middleware._cors_policy import CORSPolicy
 from bastion.middleware._flags import Mode
 from bastion.middleware._header_policy import (
     HeaderEditor,
@@ -22,10 +22,10 @@ from bastion.middleware._header_policy import (
     observe_plan,
     winners,
 )
+from bastion.middleware._header_settings import HeaderSettings
 from bastion.middleware._once import LogOnce
 from bastion.middleware.proxies import TrustedProxies
 from bastion.middleware.routes import Route, RouteTable
-from bastion.middleware.settings import Settings
 
 logger = logging.getLogger("bastion.headers")
 
@@ -48,10 +48,11 @@ class Core(Generic[S]):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: HeaderSettings,
         routes: RouteTable | Mapping[str, Route] | None,
         cors: CORSPolicy | None,
         encode: type[S],
+        proxies: TrustedProxies,
     ) -> None:
         self._settings = settings
         self._encode: type[S] = encode
@@ -62,13 +63,20 @@ class Core(Generic[S]):
         self.by_scheme = hsts(settings) is not None or bool(
             settings.csp_report_uri or settings.csp_report_path
         )
-        self.proxies = TrustedProxies.from_settings(settings)
+        self.proxies = proxies
         self.cors = cors if cors is not None and cors.mode.active else None
         self._cors_part = cors_plan() if self.cors and self.cors.mode.enforcing else None
         self.routes = _with_report_intake(RouteTable.of(routes), settings)
         self._exempt_exact = frozenset(p for p in settings.headers_exempt_paths if p[-1] != "/")
         self._exempt_prefixes = tuple(p for p in settings.headers_exempt_paths if p[-1] == "/")
-        self.by_path = bool(self.routes or self._exempt_exact or self._exempt_prefixes)
+        # The path the CORS policy leaves alone (the CSP report intake, which answers its
+        # own preflights): the headers apply there without the CORS part.
+        self._cors_exempt = (
+            self.cors.path_exempt if self.cors is not None and self._cors_part is not None else None
+        )
+        self.by_path = bool(
+            self.routes or self._exempt_exact or self._exempt_prefixes or self._cors_exempt
+        )
         self.governed = self.mode.active
         self.editors = self._editors(None)
         self.exempt: HeaderEditor[S] | None = self._compile(None)
@@ -76,6 +84,9 @@ class Core(Generic[S]):
         self._by_route: dict[str, Editors] = {
             key: self._editors(route) for key, route in self.routes.items() if route.headers
         }
+        self._cors_exempt_choice = (
+            self._choice(self._cors_exempt, with_cors=False) if self._cors_exempt else None
+        )
         self.observed = LogOnce(_OBSERVED_ROUTES_MAX)  # route templates logged in observe
         self.would: Editors = (None, None)
         if self.mode is Mode.OBSERVE:
@@ -90,22 +101,45 @@ class Core(Generic[S]):
             plan = self._cors_part if plan is None else plan | self._cors_part
         return None if plan is None else HeaderEditor(plan, self._encode)
 
-    def _editors(self, route: Route | None) -> Editors:
+    def _editors(self, route: Route | None, *, with_cors: bool = True) -> Editors:
         if self.observing:  # the CSP report-only, nothing else
-            return (
-                self._compile(observe_plan(self._settings, https=False, route=route)),
-                self._compile(observe_plan(self._settings, https=True, route=route)),
+            plans = (
+                observe_plan(self._settings, https=False, route=route),
+                observe_plan(self._settings, https=True, route=route),
             )
-        if not self.mode.enforcing:
-            cors_only = self._compile(None)
+        elif not self.mode.enforcing:
+            cors_only = self._compile(None, with_cors=with_cors)
             return (cors_only, cors_only)
+        else:
+            plans = (
+                header_plan(self._settings, https=False, route=route),
+                header_plan(self._settings, https=True, route=route),
+            )
         return (
-            self._compile(header_plan(self._settings, https=False, route=route)),
-            self._compile(header_plan(self._settings, https=True, route=route)),
+            self._compile(plans[0], with_cors=with_cors),
+            self._compile(plans[1], with_cors=with_cors),
+        )
+
+    def _choice(self, path: str, *, with_cors: bool) -> tuple[Editors, bool]:
+        """(editors, governed) for one path, compiled at startup."""
+        found = self.routes.match(path) if self.routes else None
+        route = found[1] if found is not None else None
+        if self._is_exempt(path) or (route is not None and route.exempt_headers):
+            exempt = self._compile(None, with_cors=with_cors)
+            return (exempt, exempt), False
+        return self._editors(route if route and route.headers else None, with_cors=with_cors), (
+            self.governed
+        )
+
+    def _is_exempt(self, path: str) -> bool:
+        return path in self._exempt_exact or bool(
+            self._exempt_prefixes and path.startswith(self._exempt_prefixes)
         )
 
     def select(self, path: str) -> tuple[Editors, bool]:
         """(editors, governed) for a path, with exemptions and per-route overrides."""
+        if path == self._cors_exempt and self._cors_exempt_choice is not None:
+            return self._cors_exempt_choice
         if path in self._exempt_exact or (
             self._exempt_prefixes and path.startswith(self._exempt_prefixes)
         ):
@@ -184,7 +218,7 @@ _CROSS_ORIGIN = {"Cross-Origin-Resource-Policy": "cross-origin"}
 _CORP = "cross-origin-resource-policy"
 
 
-def _with_report_intake(routes: RouteTable, settings: Settings) -> RouteTable:
+def _with_report_intake(routes: RouteTable, settings: HeaderSettings) -> RouteTable:
     """The report intake's answers carry ``Cross-Origin-Resource-Policy: cross-origin``
     (any page may post reports: a frame, a worker, ``Origin: null``; a ``same-origin``
     answer makes Chromium log a blocked response in that page). The intake sends it
@@ -209,37 +243,6 @@ def text(value: str | bytes) -> str:
 
 def new_nonce() -> str:
     return token_urlsafe(18)
-
-
-def cors_wsgi(
-    cors: CORSPolicy, environ: Environ, origin: str
-) -> tuple[list[tuple[str, str]] | None, Preflight | None]:
-    """The CORS paths off the hot one: (headers to add, preflight answer to send)."""
-    path = environ.get("PATH_INFO", "")
-    if path == cors.path_exempt:
-        return None, None
-    asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
-    if asked is not None and environ.get("REQUEST_METHOD") == "OPTIONS":
-        asked_headers = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS")
-        answer = cors.preflight(origin, asked, asked_headers, path)
-        return None, (answer if cors.enforcing else None)
-    extra = cors.actual_pairs(origin, environ.get("HTTP_HOST"), path)
-    return (extra if cors.enforcing else None), None
-
-
-def cors_asgi(
-    cors: CORSPolicy, scope: Scope, origin: bytes
-) -> tuple[list[tuple[bytes, bytes]] | None, Preflight | None]:
-    path = scope.get("path", "")
-    if path == cors.path_exempt:
-        return None, None
-    asked = request_header(scope, b"access-control-request-method")
-    if asked is not None and scope.get("method") == "OPTIONS":
-        asked_headers = request_header(scope, b"access-control-request-headers")
-        answer = cors.preflight_bytes(origin, asked, asked_headers, path)
-        return None, (answer if cors.enforcing else None)
-    extra = cors.actual_pairs_bytes(origin, request_header(scope, b"host"), path)
-    return (extra if cors.enforcing else None), None
 
 
 class EditingStart:
@@ -354,14 +357,3 @@ def request_header(scope: Scope, wanted: bytes) -> bytes | None:
         if name == wanted:
             return bytes(value)
     return None
-
-
-async def send_preflight(
-    send: Send, answer: Preflight, editor: HeaderEditor[bytes] | None, nonce: bytes | None
-) -> None:
-    base = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in answer.headers]
-    grant = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in answer.grant]
-    headers = editor.apply(base, nonce, grant) if editor is not None else base + grant
-    status = int(answer.status[:3])
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": answer.body})

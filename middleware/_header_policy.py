@@ -41,8 +41,8 @@ from secure.headers import BaseHeader
 
 from bastion.middleware._cors_policy import ACCESS_CONTROL_HEADERS
 from bastion.middleware._header_names import DEFAULT_WINNERS, REMOVED
+from bastion.middleware._header_settings import HeaderSettings
 from bastion.middleware.routes import Route
-from bastion.middleware.settings import Settings
 
 __all__ = [
     "DEFAULT_WINNERS",
@@ -70,7 +70,7 @@ APP, DROP, VARY, CTYPE, CACHE = 1, 2, 3, 4, 5
 
 # --- the preset, built with secure's builders ------------------------------------------
 def preset_headers(
-    settings: Settings, *, https: bool = True, report_only: bool | None = None
+    settings: HeaderSettings, *, https: bool = True, report_only: bool | None = None
 ) -> list[BaseHeader]:
     """Bastion's headers for the configured preset (HSTS excluded: see :func:`hsts`).
     In the ``html`` preset the CSP carries a placeholder replaced by each request's nonce.
@@ -119,7 +119,7 @@ def preset_headers(
     return headers
 
 
-def hsts(settings: Settings) -> tuple[str, str] | None:
+def hsts(settings: HeaderSettings) -> tuple[str, str] | None:
     if settings.hsts_max_age <= 0:
         return None
     header = StrictTransportSecurity().max_age(settings.hsts_max_age).include_subdomains()
@@ -151,13 +151,13 @@ class Plan:
         )
 
 
-def winners(settings: Settings) -> dict[str, str]:
+def winners(settings: HeaderSettings) -> dict[str, str]:
     found = {**DEFAULT_WINNERS, **dict.fromkeys(REMOVED, "bastion")}
     found.update(settings.headers_merge)
     return found
 
 
-def header_plan(settings: Settings, *, https: bool, route: Route | None = None) -> Plan:
+def header_plan(settings: HeaderSettings, *, https: bool, route: Route | None = None) -> Plan:
     """The security-header part of a response's plan (enforce mode)."""
     pairs = [(h.header_name, h.header_value) for h in preset_headers(settings, https=https)]
     strict = hsts(settings)
@@ -191,7 +191,7 @@ _CSP_RO = "content-security-policy-report-only"
 _REPORTING = "reporting-endpoints"
 
 
-def observe_plan(settings: Settings, *, https: bool, route: Route | None = None) -> Plan:
+def observe_plan(settings: HeaderSettings, *, https: bool, route: Route | None = None) -> Plan:
     """Observe mode: the CSP enforce would send, as ``Content-Security-Policy-Report-Only``
     (with its ``Reporting-Endpoints`` on HTTPS), and nothing else: no app header is
     dropped or replaced, no other header added, Cache-Control left alone.

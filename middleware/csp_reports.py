@@ -43,20 +43,25 @@ increments ``bastion.csp.rejected{bastion.reason}``; each accepted CSP violation
 increments ``bastion.csp.reports{bastion.csp.directive}``, adds a ``bastion.csp-violation``
 event to the request's span and writes a WARNING record to the ``bastion.csp`` logger.
 
-Parameters (both classes): ``app``, the application to wrap; ``settings``, defaulting to
-the process settings; ``routes``, accepted for the common middleware signature and unused;
-``max_clients``, the size of the rate-limit table.
+Parameters (both classes), keyword-only after ``app``; each has a variable, read by
+``from_settings(app, settings=None)`` (``settings`` defaults to the environment):
+``path`` (``BASTION_CSP_REPORT_PATH``), ``report_max_bytes``
+(``BASTION_CSP_REPORT_MAX_BYTES``), ``batch_max_bytes`` (``_BATCH_MAX_BYTES``),
+``batch_max_reports`` (``_BATCH_MAX_REPORTS``), ``rate_per_minute`` (``_RATE_PER_MINUTE``,
+per client), ``trusted_proxies`` (:class:`~bastion.middleware.proxies.TrustedProxies` whose
+``X-Forwarded-For`` names the client; default none); and ``max_clients``, the size of the
+rate-limit table.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Self
 
 from bastion.middleware._csp_intake import Answer, ReportIntake, header
-from bastion.middleware.routes import Route, RouteTable
-from bastion.middleware.settings import Settings, get_settings
+from bastion.middleware.proxies import TrustedProxies
+from bastion.middleware.settings import MiddlewareSettings, get_settings
 
 __all__ = ["CSPReportASGIMiddleware", "CSPReportMiddleware", "ReportIntake"]
 
@@ -80,21 +85,56 @@ _COMMON = (
 )
 
 
-class CSPReportMiddleware:
-    """WSGI: answers ``POST <BASTION_CSP_REPORT_PATH>``; everything else goes to ``app``."""
+class _ReportIntakeLayer:
+    """What both classes share: the keyword arguments, ``from_settings``, the intake."""
 
     def __init__(
         self,
-        app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
-        settings: Settings | None = None,
+        app: Any,
         *,
-        routes: RouteTable | Mapping[str, Route] | None = None,
+        path: str,
+        report_max_bytes: int = 8192,
+        batch_max_bytes: int = 262144,
+        batch_max_reports: int = 100,
+        rate_per_minute: int = 240,
+        trusted_proxies: TrustedProxies | None = None,
         max_clients: int = 4096,
     ) -> None:
         self.app = app
-        settings = settings if settings is not None else get_settings()
-        self.path = settings.csp_report_path
-        self.intake = ReportIntake(settings, max_clients=max_clients)
+        self.path = path
+        self.intake = ReportIntake(
+            path=path,
+            report_max_bytes=report_max_bytes,
+            batch_max_bytes=batch_max_bytes,
+            batch_max_reports=batch_max_reports,
+            rate_per_minute=rate_per_minute,
+            proxies=trusted_proxies if trusted_proxies is not None else TrustedProxies(()),
+            max_clients=max_clients,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, app: Any, settings: MiddlewareSettings | None = None, *, max_clients: int = 4096
+    ) -> Self:
+        """The intake ``BASTION_CSP_REPORT_*`` and the trusted proxies ask for (``settings``
+        defaults to the environment)."""
+        s = settings if settings is not None else get_settings()
+        return cls(
+            app,
+            path=s.csp_report_path,
+            report_max_bytes=s.csp_report_max_bytes,
+            batch_max_bytes=s.csp_report_batch_max_bytes,
+            batch_max_reports=s.csp_report_batch_max_reports,
+            rate_per_minute=s.csp_report_rate_per_minute,
+            trusted_proxies=TrustedProxies.from_settings(s),
+            max_clients=max_clients,
+        )
+
+
+class CSPReportMiddleware(_ReportIntakeLayer):
+    """WSGI: answers ``POST <BASTION_CSP_REPORT_PATH>``; everything else goes to ``app``."""
+
+    app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not self.path or environ.get("PATH_INFO") != self.path:
@@ -124,21 +164,10 @@ class CSPReportMiddleware:
             return intake.refuse(Answer(400, (), "error"))
 
 
-class CSPReportASGIMiddleware:
+class CSPReportASGIMiddleware(_ReportIntakeLayer):
     """Pure ASGI: answers ``POST <BASTION_CSP_REPORT_PATH>``; everything else goes to ``app``."""
 
-    def __init__(
-        self,
-        app: Callable[..., Any],
-        settings: Settings | None = None,
-        *,
-        routes: RouteTable | Mapping[str, Route] | None = None,
-        max_clients: int = 4096,
-    ) -> None:
-        self.app = app
-        settings = settings if settings is not None else get_settings()
-        self.path = settings.csp_report_path
-        self.intake = ReportIntake(settings, max_clients=max_clients)
+    app: Callable[..., Any]
 
     async def __call__(
         self,

@@ -8,20 +8,42 @@ downgrades (HSTS). The values come from ``secure``'s builders (see
 :mod:`bastion.middleware._header_policy` for the presets and the merge rules); this module
 only decides, per request, which precomputed variant applies.
 
-Parameters (both classes), as for every Bastion middleware:
+Parameters (both classes), keyword-only after ``app``; each has a variable, read by
+``from_settings(app, settings=None, *, cors=None, routes=None)`` (``settings`` defaults to
+the environment, see :class:`HeaderSettings`):
 
 ``app``
-    The WSGI or ASGI app to wrap. If it is Bastion's own CORS layer, the two run as
-    one pass over the response (same behaviour, one wrapper instead of two).
-``settings``
-    :class:`~bastion.middleware.settings.Settings`; defaults to ``get_settings()`` (the env).
-    Used: ``BASTION_HEADERS`` (mode), ``_PRESET``, ``_EXEMPT_PATHS``, ``_MERGE``,
-    ``BASTION_HSTS_MAX_AGE``, ``BASTION_CSP_REPORT_ONLY``/``_URI``/``_PATH``,
-    ``BASTION_TRUSTED_PROXIES``, ``BASTION_PROXY_HEADERS``.
+    The WSGI or ASGI app to wrap.
+``mode`` (``BASTION_HEADERS``)
+    :class:`~bastion.middleware.settings.Mode` or its text: ``off``, ``observe``, ``enforce``.
+``preset`` (``BASTION_HEADERS_PRESET``)
+    ``api`` (JSON services: CSP ``default-src 'none'``) or ``html`` (per-request nonce CSP).
+``exempt_paths`` (``BASTION_HEADERS_EXEMPT_PATHS``)
+    Paths (exact, or prefix ending in ``/``) whose responses are left as the app made them.
+``merge`` (``BASTION_HEADERS_MERGE``)
+    Header name → ``app`` or ``bastion``: who wins when both set it.
+``hsts_max_age`` (``BASTION_HSTS_MAX_AGE``)
+    Seconds; 0 sends no HSTS.
+``csp_report_only`` (``BASTION_CSP_REPORT_ONLY``)
+    With ``enforce``: send the CSP report-only (``None``: as the mode says).
+``csp_report_uri``, ``csp_report_path`` (``BASTION_CSP_REPORT_URI``, ``_PATH``)
+    Where browsers send CSP reports (an absolute URL, or the path of Bastion's intake).
+``csp_connect_src`` (``BASTION_CSP_CONNECT_SRC``)
+    ``html`` preset: other origins the pages may fetch from.
+``trusted_proxies``
+    :class:`~bastion.middleware.proxies.TrustedProxies` whose forwarded scheme is believed
+    (default: none).
+``cors``
+    A :class:`~bastion.middleware.cors.CORSPolicy` to apply in the same pass (what
+    ``protect`` does when both guards are on: one wrapper instead of two, measured in
+    ``benchmarks/bench_headers.py``); without it the headers layer does no CORS.
 ``routes``
     Per-route :class:`~bastion.middleware.routes.Route`: ``exempt_headers`` (the response is
     left as the app made it, e.g. health checks, docs pages) or ``headers``
     (per-route values; ``None`` removes a header Bastion would send).
+
+The values are checked as the environment's are: a bad one raises
+:class:`~bastion.middleware.settings.SettingsError` naming the variable.
 
 HTTPS: HSTS is sent only when the request reached this process over HTTPS
 (``wsgi.url_scheme`` / ``scope["scheme"]``) or when a trusted proxy forwarded
@@ -50,7 +72,10 @@ Report intake: when ``BASTION_CSP_REPORT_PATH`` is set, its answers carry
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any, Self
 
+from bastion.middleware._cors_policy import CORSPolicy
+from bastion.middleware._flags import Mode
 from bastion.middleware._header_layer import (
     ASGIApp,
     Core,
@@ -63,21 +88,22 @@ from bastion.middleware._header_layer import (
     Send,
     StartResponse,
     WSGIApp,
-    cors_asgi,
-    cors_wsgi,
     new_nonce,
     observing_send,
     observing_start,
-    send_preflight,
 )
 from bastion.middleware._header_policy import NONCE_KEY
+from bastion.middleware._header_settings import HeaderSettings
+from bastion.middleware.cors import cors_asgi, cors_wsgi, send_preflight
+from bastion.middleware.proxies import TrustedProxies
 from bastion.middleware.routes import Route, RouteTable
-from bastion.middleware.settings import Settings, get_settings
+from bastion.middleware.settings import MiddlewareSettings, get_settings
 
 __all__ = [
     "NONCE_KEY",
     "ASGIApp",
     "Environ",
+    "HeaderSettings",
     "Message",
     "Receive",
     "Scope",
@@ -89,25 +115,82 @@ __all__ = [
 ]
 
 
-class SecurityHeadersMiddleware:
-    """WSGI: security headers on every response (see the module docstring)."""
+class _SecurityHeaders:
+    """What both classes share: the keyword arguments, ``from_settings`` and the
+    compiled editors (:class:`~bastion.middleware._header_layer.Core`)."""
+
+    _text: type[Any] = str
+    _core: Core[Any]
 
     def __init__(
         self,
-        app: WSGIApp,
-        settings: Settings | None = None,
+        app: Any,
         *,
+        mode: Mode | str = Mode.ENFORCE,
+        preset: str = "api",
+        exempt_paths: Iterable[str] = (),
+        merge: Mapping[str, str] | None = None,
+        hsts_max_age: int = 63072000,
+        csp_report_only: bool | None = None,
+        csp_report_uri: str = "",
+        csp_report_path: str = "",
+        csp_connect_src: Iterable[str] = (),
+        trusted_proxies: TrustedProxies | None = None,
+        cors: CORSPolicy | None = None,
         routes: RouteTable | Mapping[str, Route] | None = None,
     ) -> None:
-        from bastion.middleware.cors import CORSMiddleware
-
-        settings = settings if settings is not None else get_settings()
-        cors = None
-        if isinstance(app, CORSMiddleware):  # one pass for both layers
-            cors, app = app.policy, app.app
+        options: dict[str, Any] = {
+            "headers": Mode(mode),
+            "headers_preset": preset,
+            "headers_exempt_paths": tuple(exempt_paths),
+            "headers_merge": dict(merge or {}),
+            "hsts_max_age": hsts_max_age,
+            "csp_report_uri": csp_report_uri,
+            "csp_report_path": csp_report_path,
+            "csp_connect_src": tuple(csp_connect_src),
+        }
+        if csp_report_only is not None:  # unset: the mode decides (observe: report-only)
+            options["csp_report_only"] = csp_report_only
+        settings = HeaderSettings.from_env({}, **options)  # validated as the env would be
         self.app = app
-        core = self._core = Core(settings, routes, cors, str)
-        self._hot = core.hot()
+        proxies = trusted_proxies if trusted_proxies is not None else TrustedProxies(())
+        self._core = Core(settings, routes, cors, self._text, proxies)
+        self._hot = self._core.hot()
+
+    @classmethod
+    def from_settings(
+        cls,
+        app: Any,
+        settings: MiddlewareSettings | None = None,
+        *,
+        cors: CORSPolicy | None = None,
+        routes: RouteTable | Mapping[str, Route] | None = None,
+    ) -> Self:
+        """The layer ``BASTION_HEADERS*``, ``BASTION_HSTS_MAX_AGE``, ``BASTION_CSP_*`` and
+        the trusted proxies ask for (``settings`` defaults to the environment)."""
+        s = settings if settings is not None else get_settings()
+        return cls(
+            app,
+            mode=s.headers,
+            preset=s.headers_preset,
+            exempt_paths=s.headers_exempt_paths,
+            merge=s.headers_merge,
+            hsts_max_age=s.hsts_max_age,
+            csp_report_only=s.csp_report_only if s.is_set("BASTION_CSP_REPORT_ONLY") else None,
+            csp_report_uri=s.csp_report_uri,
+            csp_report_path=s.csp_report_path,
+            csp_connect_src=s.csp_connect_src,
+            trusted_proxies=TrustedProxies.from_settings(s),
+            cors=cors,
+            routes=routes,
+        )
+
+
+class SecurityHeadersMiddleware(_SecurityHeaders):
+    """WSGI: security headers on every response (see the module docstring)."""
+
+    app: WSGIApp
+    _core: Core[str]
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         (
@@ -156,25 +239,12 @@ class SecurityHeadersMiddleware:
         return self.app(environ, start_response)
 
 
-class SecurityHeadersASGIMiddleware:
+class SecurityHeadersASGIMiddleware(_SecurityHeaders):
     """ASGI: security headers on every HTTP response (see the module docstring)."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        settings: Settings | None = None,
-        *,
-        routes: RouteTable | Mapping[str, Route] | None = None,
-    ) -> None:
-        from bastion.middleware.cors import CORSASGIMiddleware
-
-        settings = settings if settings is not None else get_settings()
-        cors = None
-        if isinstance(app, CORSASGIMiddleware):  # one pass for both layers
-            cors, app = app.policy, app.app
-        self.app = app
-        core = self._core = Core(settings, routes, cors, bytes)
-        self._hot = core.hot()
+    app: ASGIApp
+    _core: Core[bytes]
+    _text = bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

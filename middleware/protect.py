@@ -3,10 +3,12 @@
 The layers, outermost first, and why in that order:
 
 1. security headers: so that every answer below, Bastion's own 403/429/504 included,
-   carries them (when the CORS layer sits directly inside, both run as one pass);
+   carries them; with both guards on it is also the CORS layer (given the CORS policy,
+   it runs both in one pass: a preflight is answered there);
 2. the CSP/Reporting API intake (when ``BASTION_CSP_REPORT_PATH`` is set): browsers
-   post reports without CORS, so it answers before the CORS layer;
-3. CORS: a preflight is answered here and never reaches the app or uses its budget;
+   post reports without CORS, which leaves the intake's path alone;
+3. CORS, when the headers guard is off: a preflight is answered here and never reaches
+   the app or uses its budget;
 4. the request deadline, so that the budget is the app's own;
 5. Bastion's refusals (:mod:`bastion.middleware.refusals`), innermost: a refusal the app leaves
    unhandled becomes its problem document, which every layer above treats as the
@@ -27,7 +29,7 @@ from bastion.middleware.refusals import (
     answer_refusals_in_flask,
 )
 from bastion.middleware.routes import Route, RouteTable
-from bastion.middleware.settings import Settings, get_settings
+from bastion.middleware.settings import MiddlewareSettings, get_settings
 
 App = TypeVar("App")
 logger = logging.getLogger("bastion")
@@ -35,7 +37,7 @@ logger = logging.getLogger("bastion")
 
 def protect(
     app: App,
-    settings: Settings | None = None,
+    settings: MiddlewareSettings | None = None,
     *,
     routes: RouteTable | Mapping[str, Route] | None = None,
 ) -> App:
@@ -50,8 +52,9 @@ def protect(
     * An ASGI app (Starlette, FastAPI, any ``async def app(scope, receive, send)``) is
       returned wrapped.
 
-    ``settings`` defaults to the environment (``BASTION_*``), read once;
-    ``routes`` maps paths to per-route overrides.
+    ``settings`` (a :class:`~bastion.middleware.settings.MiddlewareSettings`, or a whole
+    :class:`bastion.settings.Settings`) defaults to the environment (``BASTION_*``), read
+    once; ``routes`` maps paths to per-route overrides.
     """
     settings = settings if settings is not None else get_settings()
     for warning in settings.warnings():
@@ -120,45 +123,49 @@ def is_asgi(app: object) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
-def wrap_wsgi(app: Any, settings: Settings, routes: RouteTable, flask_app: Any = None) -> Any:
+def wrap_wsgi(
+    app: Any, settings: MiddlewareSettings, routes: RouteTable, flask_app: Any = None
+) -> Any:
     # Each layer is imported only when enabled, so a disabled guard costs nothing.
     if settings.deadline.active:
         from bastion.middleware.deadline.wsgi import DeadlineMiddleware
 
-        app = DeadlineMiddleware(app, settings, routes=routes, flask_app=flask_app)
-    if settings.cors.active and settings.cors_origins:
-        from bastion.middleware.cors import CORSMiddleware
-
-        app = CORSMiddleware(app, settings)
-    if settings.csp_report_path:
-        from bastion.middleware.csp_reports import CSPReportMiddleware
-
-        app = CSPReportMiddleware(app, settings)
-    if settings.headers.active:
-        from bastion.middleware.headers import SecurityHeadersMiddleware
-
-        app = SecurityHeadersMiddleware(app, settings, routes=routes)
-    return app
+        app = DeadlineMiddleware.from_settings(app, settings, routes=routes, flask_app=flask_app)
+    return _outer_layers(app, settings, routes, asgi=False)
 
 
-def wrap_asgi(app: Any, settings: Settings, routes: RouteTable) -> Any:
+def wrap_asgi(app: Any, settings: MiddlewareSettings, routes: RouteTable) -> Any:
     if not add_to_starlette(app):
         app = RefusalASGIMiddleware(app)
     # Each layer is imported only when enabled, so a disabled guard costs nothing.
     if settings.deadline.active:
         from bastion.middleware.deadline.asgi import DeadlineASGIMiddleware
 
-        app = DeadlineASGIMiddleware(app, settings, routes=routes)
+        app = DeadlineASGIMiddleware.from_settings(app, settings, routes=routes)
+    return _outer_layers(app, settings, routes, asgi=True)
+
+
+def _outer_layers(app: Any, settings: MiddlewareSettings, routes: RouteTable, *, asgi: bool) -> Any:
+    """CORS, the CSP report intake and the security headers, WSGI or ASGI alike."""
+    cors = None
     if settings.cors.active and settings.cors_origins:
-        from bastion.middleware.cors import CORSASGIMiddleware
+        from bastion.middleware import cors as cors_layers
 
-        app = CORSASGIMiddleware(app, settings)
+        if settings.headers.active:  # one pass: the headers layer applies the policy
+            cors = cors_layers.CORSPolicy(settings, exempt_path=settings.csp_report_path or None)
+        else:
+            cors_layer = cors_layers.CORSASGIMiddleware if asgi else cors_layers.CORSMiddleware
+            app = cors_layer.from_settings(app, settings)
     if settings.csp_report_path:
-        from bastion.middleware.csp_reports import CSPReportASGIMiddleware
+        from bastion.middleware import csp_reports
 
-        app = CSPReportASGIMiddleware(app, settings)
+        intake = csp_reports.CSPReportASGIMiddleware if asgi else csp_reports.CSPReportMiddleware
+        app = intake.from_settings(app, settings)
     if settings.headers.active:
-        from bastion.middleware.headers import SecurityHeadersASGIMiddleware
+        from bastion.middleware import headers
 
-        app = SecurityHeadersASGIMiddleware(app, settings, routes=routes)
+        headers_layer = (
+            headers.SecurityHeadersASGIMiddleware if asgi else headers.SecurityHeadersMiddleware
+        )
+        app = headers_layer.from_settings(app, settings, cors=cors, routes=routes)
     return app

@@ -53,16 +53,19 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
 
-if TYPE_CHECKING:
-    from bastion.middleware.settings import Settings
+from bastion.middleware import _flags
+from bastion.middleware._flags import FlagError
+from bastion.middleware._settings_group import SettingsGroup, flag
 
 __all__ = [
     "PROXY_HEADER_FAMILIES",
     "PROXY_PRESETS",
     "Hop",
     "IPNetwork",
+    "ProxySettings",
     "TrustedProxies",
     "ip_of",
     "join_asgi_header",
@@ -81,6 +84,70 @@ PROXY_HEADER_FAMILIES: Final = ("x-forwarded", "forwarded")
 PROXY_PRESETS: Final[Mapping[str, tuple[IPNetwork, ...]]] = {
     "cloudrun": (ipaddress.ip_network("169.254.0.0/16"),),
 }
+
+_MAPPED: Final = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def parse_networks(
+    name: str, raw: str
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """IP addresses or CIDR networks, exactly as meant: no host bits set (``10.0.0.1/8``
+    is refused, not widened), no IPv4-mapped IPv6 ranges (peers are judged as IPv4).
+    A named front end (``cloudrun``, :data:`PROXY_PRESETS`) stands
+    for its networks."""
+    allowed = (
+        "a comma list of IP addresses or CIDR networks without host bits set, or of "
+        f"the named front ends {', '.join(PROXY_PRESETS)}"
+    )
+    found: list[IPNetwork] = []
+    for item in _flags.comma_list(name, raw):
+        preset = PROXY_PRESETS.get(item.lower())
+        if preset is not None:
+            found.extend(preset)
+            continue
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise FlagError(name, raw, allowed, f"{item!r} is not an address or network") from None
+        if "/" in item and network.network_address != ipaddress.ip_interface(item).ip:
+            raise FlagError(
+                name,
+                raw,
+                allowed,
+                f"{item!r} has host bits set: write {network} (the whole network) or "
+                f"{item.partition('/')[0]} (one address)",
+            )
+        if network.version == 6 and network.subnet_of(_MAPPED):  # type: ignore[arg-type]
+            raise FlagError(
+                name, raw, allowed, f"{item!r} is IPv4-mapped: write the IPv4 address or network"
+            )
+        found.append(network)
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class ProxySettings(SettingsGroup):
+    """Which peers are the service's own proxies, and which headers they write."""
+
+    title = "Trusted proxies"
+
+    trusted_proxies: tuple[IPNetwork, ...] = flag(
+        "BASTION_TRUSTED_PROXIES",
+        parse_networks,
+        (),
+        "IPs/CIDRs of the proxies whose forwarded headers (and Envoy deadline header) are "
+        "believed; `cloudrun` stands for Cloud Run's front end (169.254.0.0/16); see "
+        "`bastion.middleware.proxies`.",
+        recheck=True,
+    )
+    proxy_headers: str = flag(
+        "BASTION_PROXY_HEADERS",
+        _flags.choice(*PROXY_HEADER_FAMILIES),
+        "x-forwarded",
+        "Which headers the trusted proxies write: `x-forwarded` (X-Forwarded-For/-Proto) "
+        "or `forwarded` (RFC 7239); the other family is ignored.",
+    )
+
 
 # An X-Forwarded-For list longer than this is cut to its right-most entries: nobody
 # has that many proxies, and the walk must stay cheap on hostile input.
@@ -162,8 +229,8 @@ class TrustedProxies:
         self._verdicts: dict[str, bool] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TrustedProxies:
-        """From :class:`~bastion.middleware.settings.Settings` (``BASTION_TRUSTED_PROXIES``,
+    def from_settings(cls, settings: ProxySettings) -> TrustedProxies:
+        """From :class:`ProxySettings` (``BASTION_TRUSTED_PROXIES``,
         ``BASTION_PROXY_HEADERS``)."""
         return cls(settings.trusted_proxies, settings.proxy_headers)
 

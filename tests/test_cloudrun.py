@@ -28,7 +28,7 @@ from bastion.instrumentation.gunicorn_conf import LOCAL_BIND, bind_address
 from bastion.instrumentation.gunicorn_hooks import worker_abort, worker_exit
 from bastion.instrumentation.jsonl import span_records
 from bastion.middleware.proxies import PROXY_PRESETS, Hop, TrustedProxies
-from bastion.middleware.settings import Settings, SettingsError
+from bastion.settings import Settings, SettingsError
 from tests.cli_helpers import as_json, bastion
 from tests.gfe import FRONT_END_ADDRESS, front_end
 from tests.servers import BIN, ROOT, Server, _run, free_port

@@ -19,7 +19,7 @@ import yaml
 
 from bastion.middleware.deadline.gunicorn import gunicorn_config
 from bastion.middleware.routes import RoutePatterns
-from bastion.middleware.settings import Mode, Settings, flag_table
+from bastion.settings import Mode, Settings, flag_table
 from tests.servers import BIN, ROOT, free_port, wait_for_port
 
 DEPLOY = ROOT / "deploy"

@@ -16,7 +16,7 @@ from google.cloud import bigquery
 from bastion.localbq import LocalBigQuery, Rule
 from bastion.middleware import deadline
 from bastion.middleware.deadline import DeadlineExceeded
-from bastion.middleware.settings import Mode, Settings
+from bastion.settings import Mode, Settings
 from tests.apps.bigquery_harness import Telemetry, instrumented
 from tests.apps.http_harness import guarded
 

@@ -3,7 +3,7 @@ warnings for valid settings that do not do what they seem to ask for (exit statu
 
 It reads the same variables the service reads at startup (:meth:`Settings.collect`),
 so a value that would stop the service is reported here first, all errors at once.
-``--settings module:attr`` loads a :class:`~bastion.middleware.settings.Settings` built in the
+``--settings module:attr`` loads a :class:`~bastion.settings.Settings` built in the
 service's code (or a function returning one), so values set in code show as ``code``.
 """
 
@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bastion.cli import _output
-from bastion.middleware.settings import FlagError, Settings, SettingsError, flag_table, render
+from bastion.settings import FlagError, Settings, SettingsError, flag_table, render
 
 
 def _load(spec: str) -> tuple[Settings | None, list[FlagError]]:

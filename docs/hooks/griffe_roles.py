@@ -1,6 +1,6 @@
 """Griffe extension: the code's reST roles read as Markdown code in the API pages.
 
-Docstrings cross-reference with Sphinx roles (``:class:`~bastion.middleware.settings.Settings```);
+Docstrings cross-reference with Sphinx roles (``:class:`~bastion.settings.Settings```);
 mkdocstrings renders Markdown, where a role would show as raw text. Each role becomes an
 inline code span of its target (the last dotted part with ``~``, as Sphinx shows it).
 """

@@ -1,53 +1,32 @@
-"""MkDocs hook: the settings reference, generated from
-:class:`bastion.middleware.settings.Settings`.
+"""MkDocs hook: the settings reference, generated from each guard's settings class.
 
-Every field of ``Settings`` is bound to one environment variable; its metadata holds the
-parser and the one-line meaning. The page ``reference/settings.md`` carries the marker
-``<!-- settings-table -->``, replaced at build time by one table per guard with each
+Every guard defines its settings beside it (:data:`bastion.settings.GROUPS`); each field
+is bound to one environment variable, and its metadata holds the parser and the one-line
+meaning. The page ``reference/settings.md`` carries the marker ``<!-- settings-table -->``,
+replaced at build time by one table per guard (titled by the group's ``title``) with each
 variable's default, allowed values (the parser's own words, as ``bastion doctor`` and the
 startup error print them) and meaning; a guard's page carries
-``<!-- settings-table: SECTION -->`` for its own table alone. ``tests/test_docs.py``
-imports this module to check that every ``BASTION_*`` name the code uses is in the table.
+``<!-- settings-table: TITLE -->`` for its own table alone. ``tests/test_docs.py`` imports
+this module to check that every ``BASTION_*`` name the code uses is in the table.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any
 
 from bastion.middleware import _flags
-from bastion.middleware.settings import Settings, render
+from bastion.middleware._settings_group import SettingsGroup, default_of, render
+from bastion.settings import GROUPS
 
 MARKER = "<!-- settings-table -->"
 SECTION_MARKER = re.compile(r"<!-- settings-table: (.+?) -->")
-
-#: Variable-name prefixes → section title, first match wins. A variable no prefix
-#: claims lands in "Other", so a new setting is never left out of the page.
-SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Service", ("K_SERVICE",)),
-    (
-        "Security headers, CSP and report intake",
-        ("BASTION_HEADERS", "BASTION_HSTS_", "BASTION_CSP_"),
-    ),
-    ("Trusted proxies", ("BASTION_TRUSTED_PROXIES", "BASTION_PROXY_")),
-    ("CORS", ("BASTION_CORS",)),
-    ("Request deadlines", ("BASTION_DEADLINE",)),
-    ("BigQuery guard", ("BASTION_BIGQUERY", "BASTION_BQ_")),
-    ("Outbound HTTP and TLS", ("BASTION_HTTP", "BASTION_TLS")),
-    ("Telemetry", ("BASTION_TELEMETRY",)),
-)
-OTHER = "Other"
 
 # A value no parser accepts: the FlagError it raises states the allowed values.
 _PROBE = "\x00!"
 # Values a general parser accepts and a narrower one built on it may refuse (CSP
 # connect-src is CORS origins without these): the narrower refusal states its own rule.
 _NARROWING_PROBES = ("*", "null")
-
-
-def bound_fields() -> list[dataclasses.Field[Any]]:
-    return [f for f in dataclasses.fields(Settings) if "env" in f.metadata]
 
 
 def allowed_values(parse: Any, env: str) -> str:
@@ -88,34 +67,23 @@ def _accepts_empty_as_none(parse: Any, env: str) -> bool:
         return False
 
 
-def default_of(f: dataclasses.Field[Any]) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    return f.default_factory()  # type: ignore[operator]
-
-
-def section_of(env: str) -> str:
-    for title, prefixes in SECTIONS:
-        if env.startswith(prefixes):
-            return title
-    return OTHER
-
-
 def rows() -> list[dict[str, str]]:
-    """One row per variable, in declaration order."""
-    found = []
-    for f in bound_fields():
-        env = f.metadata["env"]
-        found.append(
-            {
-                "env": env,
-                "default": render(default_of(f)),
-                "allowed": allowed_values(f.metadata["parse"], env),
-                "meaning": f.metadata["doc"],
-                "section": section_of(env),
-            }
-        )
-    return found
+    """One row per variable, group by group, in declaration order."""
+    return [
+        {
+            "env": f.metadata["env"],
+            "default": render(default_of(f)),
+            "allowed": allowed_values(f.metadata["parse"], f.metadata["env"]),
+            "meaning": f.metadata["doc"],
+            "section": group.title,
+        }
+        for group in GROUPS
+        for f in group.bound_fields()
+    ]
+
+
+def _home(group: type[SettingsGroup]) -> str:
+    return f"Defined in `{group.__module__}.{group.__qualname__}`."
 
 
 def _cell(text: str) -> str:
@@ -141,17 +109,16 @@ def by_section() -> dict[str, list[dict[str, str]]]:
 
 
 def settings_markdown() -> str:
-    """The tables, one per section, in the order of ``SECTIONS``."""
+    """The tables, one per guard, in the order of ``GROUPS``."""
     sections = by_section()
     out = []
-    for title in [t for t, _ in SECTIONS] + [OTHER]:
-        if title in sections:
-            out += [f"## {title}", "", *table(sections[title])]
+    for group in GROUPS:
+        out += [f"## {group.title}", "", _home(group), "", *table(sections[group.title])]
     return "\n".join(out)
 
 
 def section_markdown(title: str) -> str:
-    """One section's table; an unknown title fails the build (``mkdocs build`` aborts)."""
+    """One guard's table; an unknown title fails the build (``mkdocs build`` aborts)."""
     sections = by_section()
     if title not in sections:
         raise ValueError(f"settings-table: no section {title!r}; have {sorted(sections)}")

@@ -22,10 +22,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from rich.console import Console
 
 from bastion.instrumentation.bigquery import BigQueryInstrumentor, fingerprint
+from bastion.instrumentation.bigquery.settings import BigQuerySettings
 from bastion.instrumentation.jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.localbq import LocalBigQuery
 from bastion.localbq.seed_views import seed_tracker_views, tracker_queries
-from bastion.middleware.settings import Settings
 
 BASTION = Path(sys.executable).parent / "bastion"
 
@@ -49,7 +49,9 @@ def stage_costs(console: Console, bq: LocalBigQuery, project: str, out: Path) ->
         SimpleSpanProcessor(JsonLinesSpanExporter(JsonLinesFile(str(spans))))
     )
     instrumentor = BigQueryInstrumentor()
-    instrumentor.instrument(tracer_provider=provider, settings=Settings(bq_capture_query_text=True))
+    instrumentor.instrument(
+        tracer_provider=provider, settings=BigQuerySettings(bq_capture_query_text=True)
+    )
     queries = tracker_queries(project)
     try:
         client = bq.client()

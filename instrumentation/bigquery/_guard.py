@@ -27,9 +27,9 @@ from bastion.instrumentation.bigquery._metrics import Instruments
 from bastion.instrumentation.bigquery._partitions import PartitionCache
 from bastion.instrumentation.bigquery._spans import SYSTEM, query_hash, summary
 from bastion.instrumentation.bigquery._timeouts import Policy
+from bastion.instrumentation.bigquery.settings import BigQuerySettings
 from bastion.middleware._once import LogOnce
 from bastion.middleware.refusals import PROBLEM_TYPE_BASE, BastionRefusal
-from bastion.middleware.settings import Settings
 
 __all__ = [
     "ClassTimeoutError",
@@ -146,7 +146,7 @@ class Guard:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: BigQuerySettings,
         analyze: Analyze,
         fingerprint: Callable[[str], str],
         tracer_provider: TracerProvider | None = None,

@@ -33,8 +33,8 @@ from typing import Any
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+from bastion.instrumentation.bigquery.settings import BigQuerySettings
 from bastion.middleware._once import LogOnce
-from bastion.middleware.settings import Settings
 
 __all__ = ["LookupClients", "PartitionCache", "lookup_source", "partition_column"]
 
@@ -132,7 +132,7 @@ class LookupClients:
 class PartitionCache:
     """Table id (``project.dataset.table``, case-insensitive) → partition column."""
 
-    def __init__(self, settings: Settings, fetch: Fetch = fetch_partition_column) -> None:
+    def __init__(self, settings: BigQuerySettings, fetch: Fetch = fetch_partition_column) -> None:
         self._static = {k.lower(): v for k, v in settings.bq_partition_columns.items()}
         self._ttl = settings.bq_table_cache_ttl_seconds
         self._error_ttl = min(self._ttl, ERROR_TTL_SECONDS)

@@ -29,9 +29,9 @@ from contextvars import ContextVar
 from typing import Any
 
 from bastion.instrumentation.bigquery._request import request_route
+from bastion.instrumentation.bigquery.settings import TIMEOUT_CLASSES, BigQuerySettings
 from bastion.middleware.deadline import remaining as deadline_remaining
 from bastion.middleware.routes import RoutePatterns
-from bastion.middleware.settings import TIMEOUT_CLASSES, Settings
 
 __all__ = ["CLASS_LABEL", "Budget", "Policy", "timeout_class"]
 
@@ -90,7 +90,7 @@ class Policy:
         "slow",
     )
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: BigQuerySettings) -> None:
         self.default_class = settings.bq_default_class
         # Compiled once: a query costs a request look-up and dict/regex matches.
         self.route_classes: RoutePatterns[str] | None = (

@@ -14,7 +14,7 @@ INSERT/UPDATE/DELETE/TRUNCATE, DDL, CTAS, materialized views, EXPORT/LOAD DATA �
 ``write``; MERGE → ``merge``; CALL, EXECUTE IMMEDIATE and anything unknown →
 ``analytics`` (fail open: the longest); a script takes the longest class among its
 statements, in the order read < write < merge < analytics. The seconds of each class
-come from :meth:`bastion.middleware.settings.Settings.timeout_for`.
+come from :meth:`bastion.instrumentation.bigquery.settings.BigQuerySettings.timeout_for`.
 
 ``tables`` are ``project.dataset.table`` names read or written, resolved against the
 default project/dataset; CTE names, UNNEST aliases, a script's temp tables, models
@@ -67,6 +67,13 @@ benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
+
+from bastion._extras import MissingExtra
+
+try:
+    import sqlglot  # noqa: F401
+except ModuleNotFoundError as error:  # the extra is not installed
+    raise MissingExtra("bigquery", "bastion.instrumentation.bigquery", error) from error
 
 import functools
 import logging
@@ -366,7 +373,7 @@ def set_cache_size(size: int) -> None:
 
 
 def _configured_size() -> int:
-    from bastion.middleware.settings import get_settings
+    from bastion.settings import get_settings
 
     try:
         return get_settings().bq_analysis_cache_size

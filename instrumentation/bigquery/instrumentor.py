@@ -37,7 +37,8 @@ What it does, by mode (``BASTION_BIGQUERY``):
     instead of being sent.
 
 Parameters of :meth:`instrument` (all optional): ``settings`` (a
-:class:`~bastion.middleware.settings.Settings`; default ``get_settings()``),
+:class:`~bastion.instrumentation.bigquery.settings.BigQuerySettings` or a whole
+:class:`~bastion.settings.Settings`; default :func:`bastion.settings.get_settings`),
 ``tracer_provider``, ``meter_provider``.
 
 Unknowns fail open in both modes: SQL that is not a string or cannot be analysed runs
@@ -47,6 +48,14 @@ judged; any error inside the guard is logged once and the call proceeds as writt
 """
 
 from __future__ import annotations
+
+from bastion._extras import MissingExtra
+
+try:
+    import google.cloud.bigquery  # noqa: F401
+    import sqlglot  # noqa: F401
+except ModuleNotFoundError as error:  # the extra is not installed
+    raise MissingExtra("bigquery", "bastion.instrumentation.bigquery", error) from error
 
 import logging
 from collections.abc import Collection
@@ -67,7 +76,7 @@ from bastion.instrumentation.bigquery._jobs import JobWrappers
 from bastion.instrumentation.bigquery._timeouts import CLASS_LABEL, timeout_class
 from bastion.instrumentation.bigquery._warnings import install as attribute_warnings
 from bastion.instrumentation.bigquery._warnings import uninstall as restore_warnings
-from bastion.middleware.settings import Settings, get_settings
+from bastion.instrumentation.bigquery.settings import BigQuerySettings
 
 __all__ = [
     "CLASS_LABEL",
@@ -115,7 +124,11 @@ class BigQueryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return self._guard
 
     def _instrument(self, **kwargs: Any) -> None:
-        settings: Settings = kwargs.get("settings") or get_settings()
+        settings: BigQuerySettings | None = kwargs.get("settings")
+        if settings is None:
+            from bastion.settings import get_settings
+
+            settings = get_settings()
         if not settings.bigquery.active:
             logger.info("bastion: BASTION_BIGQUERY=off, BigQuery is not instrumented")
             return

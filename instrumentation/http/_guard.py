@@ -31,9 +31,9 @@ from bastion.instrumentation.http._body import bound_body, unsupported_socket, w
 from bastion.instrumentation.http._errors import DeadlinePassed, DeadlineTimeout, InsecureTLSError
 from bastion.instrumentation.http._timeouts import UpstreamTimeouts, plan_timeout
 from bastion.instrumentation.http._tls import HostAllowList, call_site
+from bastion.instrumentation.http.settings import HTTPSettings
 from bastion.middleware._once import LogOnce
 from bastion.middleware.deadline import DEADLINE_HEADER, Deadline, current
-from bastion.middleware.settings import Settings
 
 __all__ = ["OutboundGuard"]
 
@@ -75,8 +75,8 @@ def _client_span() -> Span:
 class _Tally:
     """Counts for a counter bumped on nearly every call, reported at collection time.
 
-    An SDK ``Counter.add`` costs several microseconds (a measurement object, attribute
-    validation, hashing). Here a bump is ``next()`` on an :func:`itertools.count`: one C
+    An SDK ``Counter.add`` builds a measurement object, validates and hashes its
+    attributes. Here a bump is ``next()`` on an :func:`itertools.count`: one C
     call, atomic under the GIL, no lock. The collection callback reads each count with
     one more ``next()`` and subtracts its own earlier reads. The tally is process-wide
     because an observable instrument registered again in the same meter keeps its first
@@ -118,7 +118,7 @@ class OutboundGuard:
     Everything derivable from the settings is computed here, once.
     """
 
-    def __init__(self, settings: Settings, meter: Meter) -> None:
+    def __init__(self, settings: HTTPSettings, meter: Meter) -> None:
         self._http = settings.http
         self._http_active = settings.http.active
         self._enforce_http = settings.http.enforcing

@@ -20,16 +20,18 @@ log lines are written by the reporter thread (:mod:`.report`), never by the loop
 Every message the middleware sends is a new dict: nothing of one response can appear
 in another.
 
-Cost. ``asyncio.timeout`` (and ``loop.call_at``) build a ``TimerHandle`` per request
-and leave a cancelled one in the loop's heap; here each event loop has one heap of
-``(expiry, seq)`` and at most one ``call_at`` for its earliest entry, so a request
-costs a heap push and a dict entry. Finished entries are dropped when they reach the
-top or when they outnumber the live ones. The sync endpoint's thread is found at
-expiry only, in the task's await chain (anyio's ``run_sync_in_worker_thread`` frame);
-threads started otherwise (``asyncio.to_thread``) are not recognised, and their
-task is cancelled like any other.
+Why one heap per loop: ``asyncio.timeout`` (and ``loop.call_at``) build a
+``TimerHandle`` per request and leave a cancelled one in the loop's heap; here each
+event loop has one heap of ``(expiry, seq)`` and at most one ``call_at`` for its
+earliest entry, so a request costs a heap push and a dict entry. Finished entries are
+dropped when they reach the top or when they outnumber the live ones. The sync
+endpoint's thread is found at expiry only, in the task's await chain (anyio's
+``run_sync_in_worker_thread`` frame); threads started otherwise (``asyncio.to_thread``)
+are not recognised, and their task is cancelled like any other.
 
-Parameters: see :class:`bastion.middleware.deadline.wsgi.DeadlineMiddleware`.
+Parameters: the keyword arguments of
+:class:`~bastion.middleware.deadline._layer.DeadlineLayer`, or
+``DeadlineASGIMiddleware.from_settings(app, settings=None, routes=...)``.
 """
 
 from __future__ import annotations
@@ -41,14 +43,14 @@ import itertools
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from types import FrameType
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
-from bastion.middleware.deadline import fanout, problem
+from bastion.middleware.deadline import problem
 from bastion.middleware.deadline._context import Deadline, _current
+from bastion.middleware.deadline._layer import DeadlineLayer, DeadlineOptions
 from bastion.middleware.deadline.inbound import ASGI_HEADER_NAMES as _INBOUND
-from bastion.middleware.deadline.inbound import BudgetPolicy
 from bastion.middleware.deadline.report import (
     add_span_event,
     capture_stack,
@@ -60,8 +62,6 @@ from bastion.middleware.deadline.report import (
     record_outcome,
     request_span,
 )
-from bastion.middleware.routes import Route, RouteTable
-from bastion.middleware.settings import Settings, get_settings
 
 __all__ = ["DeadlineASGIMiddleware"]
 
@@ -200,28 +200,20 @@ class _LoopTimers:
             self._schedule(heap[0][0])
 
 
-class DeadlineASGIMiddleware:
-    """Wrap an ASGI app so every HTTP request runs under a deadline (see module doc)."""
+class DeadlineASGIMiddleware(DeadlineLayer):
+    """Wrap an ASGI app so every HTTP request runs under a deadline (see module doc);
+    the keyword arguments are :class:`~bastion.middleware.deadline._layer.DeadlineLayer`'s."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        settings: Settings | None = None,
-        *,
-        routes: RouteTable | Mapping[str, Route] | None = None,
-    ) -> None:
-        settings = settings if settings is not None else get_settings()
-        self.app = app
-        self.mode = settings.deadline
-        self.policy = BudgetPolicy(settings, routes)
+    app: ASGIApp
+
+    def __init__(self, app: ASGIApp, **options: Unpack[DeadlineOptions]) -> None:
+        super().__init__(app, **options)
         self._active = self.mode.active
         self._enforce = self.mode.enforcing
         self._default = self.policy.default_budget
         self._has_routes = self.policy.has_routes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timers: _LoopTimers | None = None
-        if self._active and settings.deadline_fanout:
-            fanout.install()  # executor tasks and threads started in a handler carry it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._active:

@@ -35,7 +35,7 @@ from typing import Any
 
 from bastion.middleware.deadline.inbound import BudgetPolicy
 from bastion.middleware.routes import Route, RouteTable
-from bastion.middleware.settings import Settings, get_settings
+from bastion.middleware.settings import MiddlewareSettings, get_settings
 
 __all__ = [
     "TimeoutOrderError",
@@ -76,7 +76,7 @@ def check_timeout_order(
 
 
 def gunicorn_config(
-    settings: Settings | None = None,
+    settings: MiddlewareSettings | None = None,
     *,
     routes: RouteTable | Mapping[str, Route] | None = None,
     cloud_run_timeout: float = 300.0,
@@ -91,7 +91,7 @@ def gunicorn_config(
     defaults to 8 s, inside Cloud Run's 10 s between SIGTERM and SIGKILL.
     """
     settings = settings if settings is not None else get_settings()
-    largest = BudgetPolicy(settings, routes).largest_budget()
+    largest = BudgetPolicy.from_settings(settings, routes).largest_budget()
     timeout = math.ceil(largest + margin_seconds)
     check_timeout_order(largest, timeout, cloud_run_timeout)
     return {

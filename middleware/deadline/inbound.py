@@ -42,7 +42,7 @@ from opentelemetry import metrics
 
 from bastion.middleware.proxies import TrustedProxies
 from bastion.middleware.routes import Route, RouteTable
-from bastion.middleware.settings import Settings
+from bastion.middleware.settings import MiddlewareSettings
 
 __all__ = ["BudgetPolicy", "parse_bastion_timeout", "parse_grpc_timeout"]
 
@@ -153,12 +153,15 @@ class BudgetPolicy:
 
     def __init__(
         self,
-        settings: Settings,
+        seconds: float,
+        max_seconds: float,
+        *,
         routes: RouteTable | Mapping[str, Route] | None = None,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
-        self._cap = settings.deadline_max_seconds
-        self._default = min(settings.deadline_seconds, self._cap)
-        self._trusted = TrustedProxies.from_settings(settings)
+        self._cap = max_seconds
+        self._default = min(seconds, self._cap)
+        self._trusted = trusted_proxies if trusted_proxies is not None else TrustedProxies(())
         relevant = {
             key: route
             for key, route in _route_items(routes)
@@ -171,6 +174,21 @@ class BudgetPolicy:
             if route.deadline_seconds is not None and not route.exempt_deadline
         ]
         self._labels: dict[str, str] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: MiddlewareSettings,
+        routes: RouteTable | Mapping[str, Route] | None = None,
+    ) -> BudgetPolicy:
+        """The policy ``BASTION_DEADLINE_SECONDS``, ``_MAX_SECONDS`` and the trusted
+        proxies ask for."""
+        return cls(
+            settings.deadline_seconds,
+            settings.deadline_max_seconds,
+            routes=routes,
+            trusted_proxies=TrustedProxies.from_settings(settings),
+        )
 
     @property
     def default_budget(self) -> float:

@@ -28,32 +28,32 @@ Nothing survives a request: whatever is raised and wherever, the registration en
 and the thread's state is restored before the middleware returns or raises (or, for a
 body, when the server exhausts or closes it).
 
-Parameters: ``app``, the WSGI app; ``settings`` (default
-:func:`~bastion.middleware.settings.get_settings`): ``BASTION_DEADLINE`` (off/observe/enforce),
-``BASTION_DEADLINE_SECONDS``, ``BASTION_DEADLINE_MAX_SECONDS``,
-``BASTION_DEADLINE_APP_PACKAGES``, ``BASTION_DEADLINE_FANOUT`` and
-``BASTION_TRUSTED_PROXIES``; ``routes``: per-path :class:`~bastion.middleware.routes.Route`
-overrides (``deadline_seconds``, ``exempt_deadline``); ``flask_app``: the Flask app
-whose ``wsgi_app`` is wrapped, when ``app`` is not that app or its own ``wsgi_app``
-(another wrapper sits in between), so that Flask answers deadlines itself.
+Parameters: ``app``, the WSGI app; the keyword arguments of
+:class:`~bastion.middleware.deadline._layer.DeadlineLayer` (``mode``, ``seconds``,
+``max_seconds``, ``fanout``, ``trusted_proxies``, ``routes``; or
+``DeadlineMiddleware.from_settings(app, settings=None, routes=..., flask_app=...)``);
+``app_packages`` (``BASTION_DEADLINE_APP_PACKAGES``): installed top-level packages whose
+code the watchdog may interrupt; and ``flask_app``: the Flask app whose ``wsgi_app`` is
+wrapped, when ``app`` is not that app or its own ``wsgi_app`` (another wrapper sits in
+between), so that Flask answers deadlines itself.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Unpack
 
-from bastion.middleware.deadline import _flask, fanout, problem
+from bastion.middleware.deadline import _flask, problem
 from bastion.middleware.deadline._context import DeadlineExceeded
+from bastion.middleware.deadline._layer import DeadlineLayer, DeadlineOptions
 from bastion.middleware.deadline._response import (
     GuardedBody,
     ServedRequest,
     StreamAborted,
     close_quietly,
 )
-from bastion.middleware.deadline.inbound import BudgetPolicy
 from bastion.middleware.deadline.report import (
     Overrun,
     annotate_current_span,
@@ -62,8 +62,7 @@ from bastion.middleware.deadline.report import (
     record_outcome,
 )
 from bastion.middleware.deadline.watchdog import get_watchdog
-from bastion.middleware.routes import Route, RouteTable
-from bastion.middleware.settings import Settings, get_settings
+from bastion.middleware.settings import MiddlewareSettings
 
 __all__ = ["DeadlineMiddleware"]
 
@@ -76,30 +75,31 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 _monotonic = time.monotonic
 
 
-class DeadlineMiddleware:
+class DeadlineMiddleware(DeadlineLayer):
     """Wrap a WSGI app so every request runs under a deadline (see the module doc)."""
+
+    app: WSGIApp
 
     def __init__(
         self,
         app: WSGIApp,
-        settings: Settings | None = None,
         *,
-        routes: RouteTable | Mapping[str, Route] | None = None,
+        app_packages: Iterable[str] = (),
         flask_app: Any = None,
+        **options: Unpack[DeadlineOptions],
     ) -> None:
-        settings = settings if settings is not None else get_settings()
-        self.app = app
-        self.mode = settings.deadline
+        super().__init__(app, **options)
         self.enforce = self.mode.enforcing
-        self.policy = BudgetPolicy(settings, routes)
         self._active = self.mode.active
         self._default = (self.policy.default_budget, "default")
         self._plain = not self.policy.has_routes  # the budget depends on headers only
-        self._watchdog = get_watchdog(settings.deadline_app_packages)
+        self._watchdog = get_watchdog(tuple(app_packages))
         if self._active:
             _flask.answer_deadlines_in_flask(flask_app if flask_app is not None else app)
-            if settings.deadline_fanout:
-                fanout.install()
+
+    @classmethod
+    def _from_settings_extra(cls, settings: MiddlewareSettings) -> dict[str, Any]:
+        return {"app_packages": settings.deadline_app_packages}
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not self._active:

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from bastion.instrumentation.bigquery import BigQueryInstrumentor
-from bastion.middleware.settings import Settings
+from bastion.settings import Settings
 
 
 class Telemetry:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bastion.middleware.settings import Settings
+from bastion.settings import Settings
 
 
 def settings() -> Settings:

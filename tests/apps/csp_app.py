@@ -22,4 +22,4 @@ def index() -> dict[str, str]:
 
 
 FlaskInstrumentor().instrument_app(app)
-app.wsgi_app = CSPReportMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+app.wsgi_app = CSPReportMiddleware.from_settings(app.wsgi_app)  # type: ignore[method-assign]

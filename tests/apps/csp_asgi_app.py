@@ -14,4 +14,4 @@ async def index(request: Request) -> JSONResponse:
     return JSONResponse({"ok": "yes"})
 
 
-app = CSPReportASGIMiddleware(Starlette(routes=[Route("/", index)]))
+app = CSPReportASGIMiddleware.from_settings(Starlette(routes=[Route("/", index)]))

@@ -108,7 +108,7 @@ def show_remaining() -> str:
     return "none" if left is None else f"{left:.6f}"
 
 
-_wrapped = DeadlineMiddleware(app.wsgi_app)
+_wrapped = DeadlineMiddleware.from_settings(app.wsgi_app)
 
 
 def _stamp(environ, start_response):  # type: ignore[no-untyped-def]

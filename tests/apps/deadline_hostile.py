@@ -224,7 +224,7 @@ def _plain(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
     return [b"none" if left is None else f"{left:.6f}".encode()]
 
 
-wsgi_timed = _timed(DeadlineMiddleware(_plain))
+wsgi_timed = _timed(DeadlineMiddleware.from_settings(_plain))
 
 
 async def blocking(request: Request) -> PlainTextResponse:

@@ -136,7 +136,7 @@ starlette_app = Starlette(
     ],
     lifespan=lifespan,
 )
-app = DeadlineASGIMiddleware(starlette_app)
+app = DeadlineASGIMiddleware.from_settings(starlette_app)
 
 
 def _timed(inner: object) -> object:

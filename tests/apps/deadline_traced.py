@@ -56,4 +56,4 @@ def hang() -> str:
 # The Flask instrumentation goes under the deadline layer, which holds the status back:
 # outside it, the span would close before it saw the status.
 FlaskInstrumentor().instrument_app(app)
-app.wsgi_app = DeadlineMiddleware(app.wsgi_app, flask_app=app)  # type: ignore[method-assign]
+app.wsgi_app = DeadlineMiddleware.from_settings(app.wsgi_app, flask_app=app)  # type: ignore[method-assign]

@@ -1,10 +1,10 @@
 """In-process drivers for the headers/CORS tests: one call shape for four stacks.
 
-A *stack* is Bastion's CORS layer alone or inside the security-headers layer (which
-then runs both in one pass), as WSGI or ASGI. Each is driven the way a server drives
-it: a WSGI environ and ``start_response``; an ASGI scope, ``receive`` and ``send``.
-The inner app is a plain WSGI/ASGI callable that records that it ran and answers with
-the headers a test gives it.
+A *stack* is Bastion's CORS layer alone, or the security-headers layer given the CORS
+policy (both in one pass, as ``protect`` builds it), as WSGI or ASGI. Each is driven
+the way a server drives it: a WSGI environ and ``start_response``; an ASGI scope,
+``receive`` and ``send``. The inner app is a plain WSGI/ASGI callable that records that
+it ran and answers with the headers a test gives it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from bastion.middleware._cors_policy import CORSPolicy
 from bastion.middleware.cors import CORSASGIMiddleware, CORSMiddleware
 from bastion.middleware.headers import SecurityHeadersASGIMiddleware, SecurityHeadersMiddleware
-from bastion.middleware.settings import Settings
+from bastion.settings import Settings
 
 STACKS = ("wsgi-cors", "wsgi-headers+cors", "asgi-cors", "asgi-headers+cors")
 
@@ -53,14 +53,15 @@ class Stack:
         self.kind = kind
         self.app_headers = list(app_headers)
         self.called = False
-        if kind.startswith("wsgi"):
-            inner: Any = CORSMiddleware(self._wsgi_app, settings)
-            self.app = SecurityHeadersMiddleware(inner, settings) if "headers" in kind else inner
+        wsgi = kind.startswith("wsgi")
+        inner: Any = self._wsgi_app if wsgi else self._asgi_app
+        if "headers" in kind:
+            policy = CORSPolicy(settings, exempt_path=settings.csp_report_path or None)
+            headers = SecurityHeadersMiddleware if wsgi else SecurityHeadersASGIMiddleware
+            self.app: Any = headers.from_settings(inner, settings, cors=policy)
         else:
-            inner = CORSASGIMiddleware(self._asgi_app, settings)
-            self.app = (
-                SecurityHeadersASGIMiddleware(inner, settings) if "headers" in kind else inner
-            )
+            cors = CORSMiddleware if wsgi else CORSASGIMiddleware
+            self.app = cors.from_settings(inner, settings)
 
     @property
     def policy(self) -> CORSPolicy:

@@ -11,7 +11,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from requests.adapters import HTTPAdapter
 
 from bastion.instrumentation.http import HttpInstrumentor
-from bastion.middleware.settings import Settings
+from bastion.settings import Settings
 
 
 class Counters:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.middleware.settings import flag_table
+from bastion.settings import flag_table
 from tests.cli_helpers import as_json, bastion, no_traceback
 
 

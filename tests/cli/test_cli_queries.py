@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind
 from bastion.instrumentation.bigquery import BigQueryInstrumentor, fingerprint
 from bastion.instrumentation.jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.localbq import LocalBigQuery
-from bastion.middleware.settings import Settings
+from bastion.settings import Mode, Settings
 from tests.cli_helpers import as_json, bastion, no_traceback
 from tests.conftest import BQ_PROJECT
 
@@ -185,7 +185,7 @@ def test_spans_from_a_real_instrumented_run(
         SimpleSpanProcessor(JsonLinesSpanExporter(JsonLinesFile(str(path))))
     )
     instrumentor = BigQueryInstrumentor()
-    instrumentor.instrument(tracer_provider=provider, settings=Settings(bigquery="observe"))
+    instrumentor.instrument(tracer_provider=provider, settings=Settings(bigquery=Mode.OBSERVE))
     try:
         client: bigquery.Client = bq_server.client()
         table = f"`{BQ_PROJECT}.sports.matches`"

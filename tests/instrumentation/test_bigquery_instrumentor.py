@@ -24,7 +24,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from bastion.instrumentation.bigquery import BigQueryInstrumentor, timeout_class
 from bastion.localbq import LocalBigQuery
 from bastion.middleware import deadline
-from bastion.middleware.settings import Settings
+from bastion.settings import Mode, Settings
 from tests.apps.bigquery_harness import Telemetry, instrumented
 
 # The DB-API asks for the BigQuery Storage client, which is not installed: a warning
@@ -64,7 +64,7 @@ def games(bq_server: LocalBigQuery) -> LocalBigQuery:
 
 @pytest.fixture
 def enforce(telemetry: Telemetry) -> Iterator[BigQueryInstrumentor]:
-    with instrumented(telemetry, Settings(bigquery="enforce")) as instrumentor:
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)) as instrumentor:
         yield instrumentor
 
 
@@ -113,7 +113,7 @@ QUERY_PATHS = {
 
 
 @pytest.mark.parametrize("path", list(QUERY_PATHS))
-@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("mode", [Mode.OBSERVE, Mode.ENFORCE], ids=str)
 def test_query_paths_one_client_span_with_final_statistics(
     games: LocalBigQuery, telemetry: Telemetry, path: str, mode: str
 ) -> None:
@@ -150,7 +150,7 @@ def test_dbapi_with_parameters_one_span_judged_filtered(
     games: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     client = games.client()
-    with instrumented(telemetry, Settings(bigquery="enforce")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)):
         cursor = dbapi.connect(client).cursor()
         cursor.execute(
             f"SELECT player FROM `{P}.nba.games` WHERE game_date = %(day)s", {"day": "2026-01-03"}
@@ -165,7 +165,7 @@ def test_dbapi_with_parameters_one_span_judged_filtered(
 
 def test_dml_statistics_and_statement_type(games: LocalBigQuery, telemetry: Telemetry) -> None:
     client = games.client()
-    with instrumented(telemetry, Settings(bigquery="enforce")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)):
         client.query(
             f"UPDATE `{P}.nba.games` SET points = points + 1 WHERE game_date = '2026-01-01'"
         ).result()
@@ -177,7 +177,7 @@ def test_dml_statistics_and_statement_type(games: LocalBigQuery, telemetry: Tele
 
 def test_cache_hit_is_reported(games: LocalBigQuery, telemetry: Telemetry) -> None:
     client = games.client()
-    with instrumented(telemetry, Settings(bigquery="observe")):
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE)):
         client.query_and_wait(FILTERED)
         client.query_and_wait(FILTERED)
     first, second = telemetry.client_spans()
@@ -187,7 +187,7 @@ def test_cache_hit_is_reported(games: LocalBigQuery, telemetry: Telemetry) -> No
 
 def test_insert_rows_json_one_span(games: LocalBigQuery, telemetry: Telemetry) -> None:
     client = games.client()
-    with instrumented(telemetry, Settings(bigquery="enforce")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)):
         errors = client.insert_rows_json(
             f"{P}.nba.games",
             [{"game_date": "2026-01-04", "player": "d", "points": 1}, {"bad": 1}],
@@ -205,7 +205,7 @@ def test_insert_rows_json_one_span(games: LocalBigQuery, telemetry: Telemetry) -
 def test_insert_rows_is_one_span_not_two(games: LocalBigQuery, telemetry: Telemetry) -> None:
     client = games.client()
     table = client.get_table(f"{P}.nba.games")
-    with instrumented(telemetry, Settings(bigquery="observe")):
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE)):
         assert client.insert_rows(table, [("2026-01-05", "e", 2)]) == []
     assert telemetry.only_span().name == f"insertAll {P}.nba.games"
 
@@ -214,7 +214,7 @@ def test_load_from_uri_one_span_with_final_statistics(
     games: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     client = games.client()
-    with instrumented(telemetry, Settings(bigquery="enforce")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)):
         job = client.load_table_from_uri(
             "gs://bucket/games-*.csv",
             f"{P}.nba.loaded",
@@ -236,7 +236,7 @@ def test_load_from_uri_one_span_with_final_statistics(
 def test_uploads_get_one_span(games: LocalBigQuery, telemetry: Telemetry, how: str) -> None:
     client = games.client()
     rows = [{"game_date": "2026-01-06", "player": "f", "points": 7}]
-    with instrumented(telemetry, Settings(bigquery="enforce")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)):
         if how == "json":
             job = client.load_table_from_json(rows, f"{P}.nba.games")
         else:
@@ -255,7 +255,7 @@ def test_job_never_waited_on_still_ends_its_span(
     games: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     client = games.client()
-    with instrumented(telemetry, Settings(bigquery="observe")):
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE)):
         client.query(FILTERED)  # dropped at once: the span ends when the job is collected
         gc.collect()
     span = telemetry.only_span()
@@ -265,7 +265,7 @@ def test_job_never_waited_on_still_ends_its_span(
 def test_get_job_then_result_is_one_span(games: LocalBigQuery, telemetry: Telemetry) -> None:
     client = games.client()
     job_id = client.query(FILTERED).job_id  # not instrumented yet
-    with instrumented(telemetry, Settings(bigquery="observe")):
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE)):
         list(client.get_job(job_id).result())
     attributes = dict(telemetry.only_span().attributes or {})
     assert attributes["bastion.bq.kind"] == "result"
@@ -274,7 +274,7 @@ def test_get_job_then_result_is_one_span(games: LocalBigQuery, telemetry: Teleme
 
 def test_query_text_is_opt_in(games: LocalBigQuery, telemetry: Telemetry) -> None:
     client = games.client()
-    with instrumented(telemetry, Settings(bigquery="observe", bq_capture_query_text=True)):
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE, bq_capture_query_text=True)):
         client.query_and_wait(FILTERED)
     assert (telemetry.only_span().attributes or {})["db.query.text"] == FILTERED
 
@@ -312,7 +312,7 @@ def test_library_spans_replaced_by_the_one_client_span(
     games: LocalBigQuery, telemetry: Telemetry, library_tracer: None, path: str
 ) -> None:
     client = games.client()
-    with instrumented(telemetry, Settings(bigquery="observe", bq_library_spans="replace")):
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE, bq_library_spans="replace")):
         LIBRARY_SPAN_PATHS[path](client)
     ours = telemetry.only_span()
     if path in QUERY_PATHS:  # final statistics, which the library's spans never carry
@@ -327,7 +327,7 @@ def test_library_spans_kept_as_children_of_the_client_span(
     games: LocalBigQuery, telemetry: Telemetry, library_tracer: None, path: str
 ) -> None:
     client = games.client()
-    with instrumented(telemetry, Settings(bigquery="observe", bq_library_spans="keep")):
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE, bq_library_spans="keep")):
         LIBRARY_SPAN_PATHS[path](client)
     ours = telemetry.only_span()
     internal = _library_spans(telemetry, ours)
@@ -344,7 +344,7 @@ def test_library_spans_outside_an_operation_are_the_librarys(
     from bastion.instrumentation.bigquery._partitions import fetch_partition_column
 
     client = games.client()
-    settings = Settings(bigquery="observe", bq_library_spans=library_spans)
+    settings = Settings(bigquery=Mode.OBSERVE, bq_library_spans=library_spans)
     with instrumented(telemetry, settings):
         client.get_table(f"{P}.nba.games")  # the caller's own call: the library's span
         # What the guard's lookup thread runs: suppressed, so no orphan root span.
@@ -364,7 +364,7 @@ def test_enforce_sends_job_timeout_and_bytes_cap(
     games: LocalBigQuery, telemetry: Telemetry, path: str
 ) -> None:
     settings = Settings(
-        bigquery="enforce", bq_timeout_read=42.0, bq_max_bytes_billed_read=50 * 1024 * 1024
+        bigquery=Mode.ENFORCE, bq_timeout_read=42.0, bq_max_bytes_billed_read=50 * 1024 * 1024
     )
     with instrumented(telemetry, settings):
         QUERY_PATHS[path](games.client(), FILTERED)
@@ -381,7 +381,7 @@ def test_enforce_bytes_cap_refusal_is_the_servers(
 ) -> None:
     from google.api_core.exceptions import BadRequest
 
-    settings = Settings(bigquery="enforce", bq_max_bytes_billed_read=1024)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_max_bytes_billed_read=1024)
     with instrumented(telemetry, settings), pytest.raises(BadRequest, match="bytes billed"):
         games.client().query_and_wait(FILTERED)
     attributes = dict(telemetry.only_span().attributes or {})
@@ -390,7 +390,7 @@ def test_enforce_bytes_cap_refusal_is_the_servers(
 
 
 def test_job_timeout_follows_the_deadline(games: LocalBigQuery, telemetry: Telemetry) -> None:
-    settings = Settings(bigquery="enforce", bq_deadline_margin_seconds=1.0)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_deadline_margin_seconds=1.0)
     with instrumented(telemetry, settings), deadline.scope(6.0):
         games.client().query(FILTERED).result()
     (config,) = _configs(games)
@@ -415,7 +415,7 @@ def test_explicit_caller_values_are_kept(
 
     monkeypatch.setattr(client._connection, "api_request", spy)
     config = bigquery.QueryJobConfig(job_timeout_ms=777_000, maximum_bytes_billed=123_456_789)
-    settings = Settings(bigquery="enforce", bq_max_bytes_billed_read=1024 * 1024 * 1024)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_max_bytes_billed_read=1024 * 1024 * 1024)
     with instrumented(telemetry, settings), deadline.scope(30.0):
         client.query(FILTERED, job_config=config, timeout=33.0).result(timeout=44.0)
     (sent,) = _configs(games)
@@ -429,7 +429,7 @@ def test_explicit_values_capped_by_the_deadline_when_asked(
     games: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     config = bigquery.QueryJobConfig(job_timeout_ms=777_000)
-    settings = Settings(bigquery="enforce", bq_cap_explicit_timeouts=True)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_cap_explicit_timeouts=True)
     with instrumented(telemetry, settings), deadline.scope(5.0):
         games.client().query(FILTERED, job_config=config).result()
     (sent,) = _configs(games)
@@ -487,7 +487,7 @@ def test_observe_changes_no_request_and_no_outcome(
     games.reset(data=True)  # same data, no query-cache hits the second time round
     _games(games)
     games.requests.clear()
-    settings = Settings(bigquery="observe", bq_deadline_margin_seconds=0.5)
+    settings = Settings(bigquery=Mode.OBSERVE, bq_deadline_margin_seconds=0.5)
     with instrumented(telemetry, settings) as instrumentor, deadline.scope(20.0):
         assert instrumentor.guard is not None
         observed = _workload(client, lambda: instrumentor.guard.partitions.settled(10.0))
@@ -510,7 +510,7 @@ def test_observe_changes_no_request_and_no_outcome(
 
 
 def test_class_override_context_manager(games: LocalBigQuery, telemetry: Telemetry) -> None:
-    settings = Settings(bigquery="enforce", bq_default_class="read")
+    settings = Settings(bigquery=Mode.ENFORCE, bq_default_class="read")
     with instrumented(telemetry, settings), timeout_class("analytics"):
         games.client().query_and_wait(FILTERED)
     (config,) = _configs(games)
@@ -526,7 +526,7 @@ def test_class_from_job_label_and_service_default(
     games: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     config = bigquery.QueryJobConfig(labels={"bastion-timeout-class": "merge"})
-    with instrumented(telemetry, Settings(bigquery="enforce", bq_default_class="write")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE, bq_default_class="write")):
         games.client().query_and_wait(FILTERED, job_config=config)
         games.client().query_and_wait(FILTERED.replace("01-02", "01-03"))
     labelled, default = (dict(s.attributes or {}) for s in telemetry.client_spans())
@@ -573,7 +573,7 @@ def _originals() -> list[Any]:
 def test_instrument_uninstrument_idempotent_and_restore(telemetry: Telemetry) -> None:
     before = _originals()
     instrumentor = BigQueryInstrumentor()
-    settings = Settings(bigquery="observe")
+    settings = Settings(bigquery=Mode.OBSERVE)
     instrumentor.instrument(settings=settings, tracer_provider=telemetry.tracer_provider)
     instrumentor.instrument(settings=settings, tracer_provider=telemetry.tracer_provider)
     wrapped = _originals()
@@ -586,7 +586,7 @@ def test_instrument_uninstrument_idempotent_and_restore(telemetry: Telemetry) ->
 
 def test_mode_off_wraps_nothing(games: LocalBigQuery, telemetry: Telemetry) -> None:
     before = _originals()
-    with instrumented(telemetry, Settings(bigquery="off")):
+    with instrumented(telemetry, Settings(bigquery=Mode.OFF)):
         assert all(a is b for a, b in zip(_originals(), before, strict=True))
         games.client().query_and_wait(FILTERED)
     assert telemetry.client_spans() == []
@@ -595,7 +595,7 @@ def test_mode_off_wraps_nothing(games: LocalBigQuery, telemetry: Telemetry) -> N
 def test_suppressed_instrumentation_makes_no_span(
     games: LocalBigQuery, telemetry: Telemetry
 ) -> None:
-    with instrumented(telemetry, Settings(bigquery="enforce")), suppress_instrumentation():
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)), suppress_instrumentation():
         games.client().query_and_wait(FILTERED)
     assert telemetry.client_spans() == []
     (config,) = _configs(games)

@@ -15,7 +15,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from bastion.localbq import LocalBigQuery
-from bastion.middleware.settings import Settings
+from bastion.settings import Mode, Settings
 from tests.apps.bigquery_harness import Telemetry, instrumented
 
 P = "test-project"
@@ -62,7 +62,7 @@ def _client(bq: LocalBigQuery, session: requests.Session) -> bigquery.Client:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("mode", [Mode.OBSERVE, Mode.ENFORCE], ids=str)
 def test_partition_lookup_never_uses_the_callers_client(
     games: LocalBigQuery, telemetry: Telemetry, mode: str
 ) -> None:
@@ -99,7 +99,7 @@ def test_callers_polling_loop_gets_its_rows_in_enforce(
     bq_server.add_rule(match="slow_marker", running_seconds=1.5)
     client = bq_server.client()
     rows = None
-    with instrumented(telemetry, Settings(bigquery="enforce")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)):
         job = client.query(SLOW)
         for _ in range(40):
             try:
@@ -121,7 +121,7 @@ def test_observe_says_it_would_cancel_only_what_enforce_cancels(
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=30)
     bq_server.default_wait_ms = 500  # BigQuery holds each poll 10 s; keep the test short
-    with instrumented(telemetry, Settings(bigquery="observe")), pytest.raises(TimeoutError):
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE)), pytest.raises(TimeoutError):
         bq_server.client().query(SLOW).result(timeout=0.3)
     attributes = dict(telemetry.client_spans()[0].attributes or {})
     assert "bastion.bq.would_cancel" not in attributes
@@ -131,7 +131,7 @@ def test_observe_says_it_would_cancel_only_what_enforce_cancels(
 # --- warnings of the library keep the caller's attribution ------------------------------
 
 
-@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("mode", [Mode.OBSERVE, Mode.ENFORCE], ids=str)
 def test_library_warning_points_at_the_callers_line(
     bq_server: LocalBigQuery, telemetry: Telemetry, mode: str
 ) -> None:

@@ -19,7 +19,7 @@ from google.cloud.bigquery.client import Client
 
 from bastion.instrumentation.bigquery import UnpartitionedQueryError
 from bastion.instrumentation.bigquery._operation import Operation
-from bastion.middleware.settings import Settings
+from bastion.settings import Mode, Settings
 from tests.apps.bigquery_harness import Telemetry, instrumented
 
 # The DB-API asks for the BigQuery Storage client, which is not installed: a warning
@@ -81,7 +81,7 @@ PATHS: dict[str, Callable[[Client, str], list[tuple[Any, ...]]]] = {
 
 
 @pytest.mark.parametrize("path", list(PATHS))
-@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("mode", [Mode.OBSERVE, Mode.ENFORCE], ids=str)
 def test_statement_types_one_span_each(
     bqemulator_client: Client, dataset: str, telemetry: Telemetry, path: str, mode: str
 ) -> None:
@@ -127,7 +127,7 @@ def test_statement_types_one_span_each(
 def test_insert_rows_json_one_span(
     bqemulator_client: Client, dataset: str, telemetry: Telemetry
 ) -> None:
-    with instrumented(telemetry, Settings(bigquery="enforce")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)):
         errors = bqemulator_client.insert_rows_json(
             f"{P}.{dataset}.games", [{"game_date": "2026-01-04", "player": "d", "points": 1}]
         )
@@ -139,7 +139,7 @@ def test_partition_check_uses_the_emulators_tables_get(
     bqemulator_client: Client, dataset: str, telemetry: Telemetry
 ) -> None:
     unfiltered = f"SELECT COUNT(*) FROM `{P}.{dataset}.games`"
-    with instrumented(telemetry, Settings(bigquery="observe")) as instrumentor:
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE)) as instrumentor:
         # Observe does not wait for the lookup (Bastion's own client, in the
         # background): the first query runs unjudged, the next one is judged.
         assert _query_and_wait(bqemulator_client, unfiltered) == [(2,)]
@@ -150,7 +150,7 @@ def test_partition_check_uses_the_emulators_tables_get(
     assert dict(event.attributes or {})["bastion.bq.partition_column"] == "game_date"
     telemetry.clear()
     with (
-        instrumented(telemetry, Settings(bigquery="enforce")),
+        instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)),
         pytest.raises(UnpartitionedQueryError, match="game_date"),
     ):
         _query_and_wait(bqemulator_client, unfiltered)
@@ -171,7 +171,7 @@ def test_injected_faults_break_no_query(
     # Fault injection by monkeypatching one step of the guard to raise.
     monkeypatch.setattr(Operation, site, _boom)
     sql = f"SELECT points FROM `{P}.{dataset}.games` WHERE game_date = '2026-01-01'"
-    with instrumented(telemetry, Settings(bigquery="enforce")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)):
         for run in PATHS.values():
             assert run(bqemulator_client, sql) == [(10,)]
 
@@ -202,7 +202,7 @@ def test_loads_one_span_each_and_same_outcome(
         ),
     ]
     plain = [_outcome(c) for c in calls]
-    with instrumented(telemetry, Settings(bigquery="enforce")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)):
         guarded = [_outcome(c) for c in calls]
     assert guarded == plain
     spans = telemetry.client_spans()

@@ -27,7 +27,7 @@ from bastion.instrumentation.bigquery._partitions import PartitionCache
 from bastion.instrumentation.bigquery._spans import Statistics
 from bastion.localbq import LocalBigQuery
 from bastion.middleware import deadline
-from bastion.middleware.settings import Settings
+from bastion.settings import Mode, Settings
 from tests.apps.bigquery_harness import Telemetry, instrumented
 
 # The DB-API asks for the BigQuery Storage client, which is not installed: a warning
@@ -54,7 +54,7 @@ def games(bq_server: LocalBigQuery) -> LocalBigQuery:
 
 @pytest.fixture
 def enforced(telemetry: Telemetry) -> Iterator[BigQueryInstrumentor]:
-    with instrumented(telemetry, Settings(bigquery="enforce")) as instrumentor:
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)) as instrumentor:
         yield instrumentor
 
 
@@ -129,7 +129,7 @@ def test_injected_fault_never_reaches_the_caller(
 def test_counter_and_log_faults_in_observe(
     games: LocalBigQuery, telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with instrumented(telemetry, Settings(bigquery="observe")) as instrumentor:
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE)) as instrumentor:
         assert instrumentor.guard is not None
         monkeypatch.setattr(instrumentor.guard.instruments.unpartitioned, "add", _boom)
         monkeypatch.setattr(instrumentor.guard, "report_unfiltered", _boom)
@@ -178,7 +178,7 @@ NON_STRING_SQL: list[Any] = [None, 123, b"SELECT 1", ["SELECT 1"], object()]
 
 
 @pytest.mark.parametrize("sql", NON_STRING_SQL, ids=lambda v: type(v).__name__)
-@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("mode", [Mode.OBSERVE, Mode.ENFORCE], ids=str)
 def test_non_string_sql_behaves_as_without_the_guard(
     bq_server: LocalBigQuery, telemetry: Telemetry, sql: Any, mode: str
 ) -> None:
@@ -212,7 +212,7 @@ def _odd_configs() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", list(_odd_configs()))
-@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("mode", [Mode.OBSERVE, Mode.ENFORCE], ids=str)
 def test_odd_job_configs_behave_as_without_the_guard(
     games: LocalBigQuery, telemetry: Telemetry, name: str, mode: str
 ) -> None:
@@ -316,7 +316,7 @@ def test_static_map_preloads() -> None:
     assert fetch.calls == []
 
 
-@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("mode", [Mode.OBSERVE, Mode.ENFORCE], ids=str)
 def test_odd_tables_and_jobs_behave_as_without_the_guard(
     games: LocalBigQuery, telemetry: Telemetry, mode: str
 ) -> None:

@@ -20,7 +20,7 @@ from bastion.instrumentation.bigquery._guard import QueryTimeoutRefusal
 from bastion.localbq import LocalBigQuery
 from bastion.middleware import deadline
 from bastion.middleware.deadline import DeadlineExceeded
-from bastion.middleware.settings import Settings
+from bastion.settings import Mode, Settings
 from tests.apps.bigquery_harness import Telemetry, instrumented
 
 # The DB-API asks for the BigQuery Storage client, which is not installed: a warning
@@ -84,7 +84,7 @@ def test_slow_job_cancelled_server_side_at_its_class_timeout(
     bq_server: LocalBigQuery, telemetry: Telemetry, path: str
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=30)
-    settings = Settings(bigquery="enforce", bq_timeout_read=1.0)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_timeout_read=1.0)
     with instrumented(telemetry, settings), pytest.raises(TimeoutError) as raised:
         PATHS[path](bq_server.client(), SLOW, LONG_JOB)
     # Still a TimeoutError, and the refusal protect() answers with a 504.
@@ -109,7 +109,7 @@ def test_slow_job_cancelled_at_the_request_deadline(
     bq_server: LocalBigQuery, telemetry: Telemetry, path: str
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=30)
-    settings = Settings(bigquery="enforce", bq_deadline_margin_seconds=0.5)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_deadline_margin_seconds=0.5)
     started = time.monotonic()
     with (
         instrumented(telemetry, settings),
@@ -130,7 +130,7 @@ def test_explicit_wait_timeout_ends_the_wait_only(
     bq_server: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=30)
-    with instrumented(telemetry, Settings(bigquery="enforce")), pytest.raises(TimeoutError):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)), pytest.raises(TimeoutError):
         bq_server.client().query(SLOW, job_config=LONG_JOB).result(timeout=0.5)
     # As in the library: the caller's own wait ended, the job goes on.
     assert bq_server.requests.of("jobs.cancel") == []
@@ -144,7 +144,7 @@ def test_explicit_wait_past_the_request_deadline_is_cancelled(
     bq_server: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=30)
-    settings = Settings(bigquery="enforce", bq_deadline_margin_seconds=0.5)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_deadline_margin_seconds=0.5)
     with (
         instrumented(telemetry, settings),
         deadline.scope(1.5),
@@ -159,7 +159,7 @@ def test_observe_does_not_cancel_but_says_it_would(
     bq_server: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=30)
-    settings = Settings(bigquery="observe", bq_deadline_margin_seconds=0.5)
+    settings = Settings(bigquery=Mode.OBSERVE, bq_deadline_margin_seconds=0.5)
     with (
         instrumented(telemetry, settings),
         deadline.scope(0.5),
@@ -179,7 +179,7 @@ def test_observe_lets_a_slow_query_finish_and_records_what_would_apply(
     bq_server: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=1.5)
-    settings = Settings(bigquery="observe", bq_timeout_read=0.5)
+    settings = Settings(bigquery=Mode.OBSERVE, bq_timeout_read=0.5)
     with instrumented(telemetry, settings):
         rows = list(bq_server.client().query(SLOW).result())
     assert [tuple(r) for r in rows] == [(1,)]
@@ -199,7 +199,7 @@ def test_observe_lets_a_slow_query_finish_and_records_what_would_apply(
 def test_spent_deadline_refuses_before_any_job(
     bq_server: LocalBigQuery, telemetry: Telemetry
 ) -> None:
-    settings = Settings(bigquery="enforce", bq_deadline_margin_seconds=1.0)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_deadline_margin_seconds=1.0)
     with (
         instrumented(telemetry, settings),
         deadline.scope(0.5),
@@ -213,7 +213,7 @@ def test_spent_deadline_refuses_before_any_job(
 
 def test_long_query_threshold_per_class(bq_server: LocalBigQuery, telemetry: Telemetry) -> None:
     bq_server.add_rule(match="slow_marker", running_seconds=0.6)
-    settings = Settings(bigquery="enforce", bq_slow_seconds_read=0.3)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_slow_seconds_read=0.3)
     with instrumented(telemetry, settings):
         bq_server.client().query_and_wait(SLOW)
         bq_server.client().query_and_wait("SELECT 2")
@@ -233,7 +233,7 @@ def test_observe_unpartitioned_event_counter_and_one_log_per_site(
 ) -> None:
     client = games.client()
     caplog.set_level(logging.WARNING, "bastion.bigquery")
-    with instrumented(telemetry, Settings(bigquery="observe")) as instrumentor:
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE)) as instrumentor:
         # Observe never waits for the table's partitioning: the first query of the
         # table goes unjudged while Bastion looks it up in the background.
         client.query_and_wait(FILTERED)
@@ -263,7 +263,7 @@ def test_observe_unpartitioned_event_counter_and_one_log_per_site(
 def test_enforce_refuses_unpartitioned_before_any_job(
     games: LocalBigQuery, telemetry: Telemetry, path: str
 ) -> None:
-    with instrumented(telemetry, Settings(bigquery="enforce")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)):
         with pytest.raises(UnpartitionedQueryError) as refused:
             PATHS[path](games.client(), UNFILTERED)
         assert PATHS[path](games.client(), FILTERED) == PATHS[path](games.client(), FILTERED)
@@ -284,7 +284,7 @@ def test_ingestion_time_table_names_partitiontime(
     bq_server: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     bq_server.create_table("raw.events", [("x", "STRING")], ingestion_time=True)
-    with instrumented(telemetry, Settings(bigquery="enforce")):
+    with instrumented(telemetry, Settings(bigquery=Mode.ENFORCE)):
         with pytest.raises(UnpartitionedQueryError, match="_PARTITIONTIME"):
             bq_server.client().query_and_wait(f"SELECT x FROM `{P}.raw.events`")
         bq_server.client().query_and_wait(
@@ -293,21 +293,21 @@ def test_ingestion_time_table_names_partitiontime(
 
 
 def test_static_partition_map_needs_no_lookup(games: LocalBigQuery, telemetry: Telemetry) -> None:
-    settings = Settings(bigquery="enforce", bq_partition_columns={f"{P}.nba.games": "game_date"})
+    settings = Settings(bigquery=Mode.ENFORCE, bq_partition_columns={f"{P}.nba.games": "game_date"})
     with instrumented(telemetry, settings), pytest.raises(UnpartitionedQueryError):
         games.client().query_and_wait(UNFILTERED)
     assert games.requests.of("tables.get") == []
 
 
 def test_lookups_are_cached(games: LocalBigQuery, telemetry: Telemetry) -> None:
-    with instrumented(telemetry, Settings(bigquery="observe")):
+    with instrumented(telemetry, Settings(bigquery=Mode.OBSERVE)):
         for _ in range(5):
             games.client().query_and_wait(UNFILTERED)
     assert len(games.requests.of("tables.get")) == 1
 
 
 @pytest.mark.parametrize("status", [403, 404, 500])
-@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("mode", [Mode.OBSERVE, Mode.ENFORCE], ids=str)
 def test_failed_table_lookup_fails_open(
     games: LocalBigQuery, telemetry: Telemetry, status: int, mode: str
 ) -> None:
@@ -328,7 +328,7 @@ def test_slow_table_lookup_does_not_hold_the_query(
     games: LocalBigQuery, telemetry: Telemetry
 ) -> None:
     games.add_rule(endpoint="tables.get", delay_seconds=2.0)
-    settings = Settings(bigquery="enforce", bq_table_lookup_budget_seconds=0.2)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_table_lookup_budget_seconds=0.2)
     with instrumented(telemetry, settings):
         started = time.monotonic()
         assert [tuple(r) for r in games.client().query_and_wait(UNFILTERED)] == [(1,)]
@@ -348,7 +348,7 @@ def test_retries_of_a_failing_call_end_at_the_deadline(
     from google.api_core.exceptions import RetryError
 
     bq_server.add_rule(endpoint="jobs.insert", status=503)  # retryable, forever
-    settings = Settings(bigquery="enforce", bq_deadline_margin_seconds=0.5)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_deadline_margin_seconds=0.5)
     started = time.monotonic()
     with (
         instrumented(telemetry, settings),
@@ -370,7 +370,7 @@ def test_slow_job_stopped_at_its_class_timeout_without_caller_values(
     # No explicit job timeout: jobTimeoutMs (server) and the wait (client) are both the
     # class's 1 s, so whichever acts first stops the job; either way it ends at ~1 s.
     bq_server.add_rule(match="slow_marker", running_seconds=30)
-    settings = Settings(bigquery="enforce", bq_timeout_read=1.0)
+    settings = Settings(bigquery=Mode.ENFORCE, bq_timeout_read=1.0)
     with instrumented(telemetry, settings), pytest.raises(Exception) as raised:
         PATHS[path](bq_server.client(), SLOW)
     (created,) = bq_server.requests.jobs_created()

@@ -24,7 +24,7 @@ import pytest
 from bastion.instrumentation.jsonl import span_records
 from bastion.localbq import LocalBigQuery
 from bastion.middleware.routes import RoutePatterns
-from bastion.middleware.settings import Settings, SettingsError
+from bastion.settings import Settings, SettingsError
 from tests.servers import BIN, ROOT, Server, free_port, gunicorn
 
 P = "test-project"

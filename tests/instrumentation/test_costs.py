@@ -25,7 +25,7 @@ from bastion.instrumentation.bigquery import BigQueryInstrumentor
 from bastion.instrumentation.costs.pricing import TIB, Price, per_month
 from bastion.instrumentation.jsonl import JsonLinesFile, JsonLinesSpanExporter
 from bastion.localbq import LocalBigQuery
-from bastion.middleware.settings import Settings
+from bastion.settings import Mode, Settings
 from tests.cli_helpers import as_json, bastion
 from tests.conftest import BQ_PROJECT
 
@@ -57,7 +57,7 @@ def instrumented(
     instrumentor = BigQueryInstrumentor()
     instrumentor.instrument(
         tracer_provider=provider,
-        settings=Settings(bigquery=mode, bq_capture_query_text=capture),  # type: ignore[arg-type]
+        settings=Settings(bigquery=Mode(mode), bq_capture_query_text=capture),
     )
     try:
         yield

@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 
 from bastion.instrumentation.http import HttpInstrumentor
 from bastion.middleware import deadline
-from bastion.middleware.settings import Mode, Settings
+from bastion.settings import Mode, Settings
 from tests.apps.http_harness import guarded
 from tests.apps.http_servers import AppServer
 
@@ -93,7 +93,7 @@ def test_an_enclosing_span_gets_none_of_the_calls_attributes(
 # --- observe names what it would do as would_* ---------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["observe", "enforce"])
+@pytest.mark.parametrize("mode", [Mode.OBSERVE, Mode.ENFORCE], ids=str)
 def test_observe_attributes_never_read_as_applied(
     mode: str, server: AppServer, spans: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:

@@ -18,7 +18,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from bastion.instrumentation.http import DeadlineTimeout, HttpInstrumentor
 from bastion.middleware import deadline
-from bastion.middleware.settings import Mode, Settings
+from bastion.settings import Mode, Settings
 from tests.apps.http_harness import guarded
 from tests.apps.http_servers import AppServer, DripServer
 

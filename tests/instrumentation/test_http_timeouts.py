@@ -22,7 +22,7 @@ from bastion.instrumentation.http import DeadlinePassed, DeadlineTimeout, HttpIn
 from bastion.instrumentation.http._timeouts import plan_timeout
 from bastion.middleware import deadline
 from bastion.middleware.deadline import DEADLINE_HEADER, DeadlineExceeded
-from bastion.middleware.settings import Mode, Settings
+from bastion.settings import Mode, Settings
 from tests.apps.http_harness import RecordingAdapter, guarded, urlopen_timeouts
 from tests.apps.http_servers import AppServer, DripServer, FullBacklogServer, SilentServer
 

@@ -19,7 +19,7 @@ import urllib3
 from urllib3.exceptions import InsecureRequestWarning
 
 from bastion.instrumentation.http import InsecureTLSError
-from bastion.middleware.settings import Mode, Settings
+from bastion.settings import Mode, Settings
 from tests.apps.http_harness import guarded
 from tests.apps.http_servers import AppServer
 

@@ -25,7 +25,7 @@ from urllib3.util import Retry
 from bastion.instrumentation.http import DeadlineTimeout
 from bastion.instrumentation.http._timeouts import UpstreamTimeouts
 from bastion.middleware import deadline
-from bastion.middleware.settings import Mode, Settings, SettingsError
+from bastion.settings import Mode, Settings, SettingsError
 from tests.apps.http_harness import guarded
 from tests.apps.http_servers import AppServer, FullBacklogServer
 

@@ -31,7 +31,7 @@ from bastion.instrumentation.jsonl import (
     span_records,
 )
 from bastion.instrumentation.telemetry import HISTOGRAM_BUCKETS
-from bastion.middleware.settings import SettingsError
+from bastion.settings import SettingsError
 from tests.servers import ROOT, gunicorn
 
 

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from bastion.middleware import Mode, Settings, SettingsError
+from bastion.middleware import Mode, SettingsError
+from bastion.settings import Settings
 from tests.apps.headers_harness import STACKS, Answer, RefusalCounter, Stack
 
 APP = "https://app.example.com"

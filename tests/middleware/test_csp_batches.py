@@ -211,7 +211,7 @@ def test_gunicorn_protected_intake_answer_is_cross_origin(tmp_path: Path) -> Non
 
 
 def test_a_batch_limit_below_the_report_limit_fails_at_startup_naming_both() -> None:
-    from bastion.middleware.settings import Settings, SettingsError
+    from bastion.settings import Settings, SettingsError
 
     try:
         Settings.from_env(

@@ -15,7 +15,7 @@ import requests
 from bastion.instrumentation.jsonl import log_records, metric_points, read_records, span_records
 from bastion.middleware._csp_intake import TokenBuckets
 from bastion.middleware.csp_reports import CSPReportMiddleware
-from bastion.middleware.settings import Settings
+from bastion.settings import Settings
 from tests.servers import Server, gunicorn, uvicorn
 
 PATH = "/csp-reports"
@@ -163,7 +163,7 @@ def test_other_methods_get_405(flask_server: tuple[Server, Path]) -> None:
 def test_a_malformed_content_length_never_reaches_the_app_or_raises(length: str) -> None:
     called: list[bool] = []
     settings = Settings(csp_report_path=PATH)
-    middleware = CSPReportMiddleware(lambda e, s: called.append(True) or [], settings)
+    middleware = CSPReportMiddleware.from_settings(lambda e, s: called.append(True) or [], settings)
     status: list[str] = []
     environ = {
         "PATH_INFO": PATH,
@@ -293,7 +293,7 @@ def test_the_asgi_intake_under_uvicorn(tmp_path: Path) -> None:
 
 def test_memory_stays_bounded_under_10000_reports_from_10000_clients() -> None:
     settings = Settings(csp_report_path=PATH, csp_report_rate_per_minute=60)
-    middleware = CSPReportMiddleware(lambda e, s: [], settings, max_clients=1000)
+    middleware = CSPReportMiddleware.from_settings(lambda e, s: [], settings, max_clients=1000)
     body = json.dumps(LEGACY).encode()
 
     def send(i: int) -> str:

@@ -16,7 +16,7 @@ from bastion.middleware.deadline.gunicorn import (
     gunicorn_config,
 )
 from bastion.middleware.routes import Route
-from bastion.middleware.settings import Settings
+from bastion.settings import Settings
 from tests.apps.deadline_client import fetch
 from tests.servers import gunicorn
 

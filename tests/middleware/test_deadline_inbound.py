@@ -16,7 +16,7 @@ from bastion.middleware.deadline.inbound import (
     parse_grpc_timeout,
 )
 from bastion.middleware.routes import Route, RouteTable
-from bastion.middleware.settings import Settings
+from bastion.settings import Settings
 
 SETTINGS = Settings(deadline_seconds=10.0, deadline_max_seconds=60.0)
 
@@ -108,7 +108,7 @@ def budgets(policy: BudgetPolicy, headers: dict[str, str], **kw: str) -> set[obj
 
 
 def test_default_budget_and_headers_only_shorten() -> None:
-    policy = BudgetPolicy(SETTINGS)
+    policy = BudgetPolicy.from_settings(SETTINGS)
     assert budgets(policy, {}) == {(10.0, "default")}
     assert budgets(policy, {"X-Bastion-Timeout-Ms": "2500"}) == {(2.5, "x-bastion-timeout-ms")}
     assert budgets(policy, {"grpc-timeout": "3S"}) == {(3.0, "grpc-timeout")}
@@ -128,7 +128,7 @@ def test_route_override_replaces_the_default_within_the_cap() -> None:
         "/stream": Route(exempt_deadline=True),
         "/docs/": Route(exempt_headers=True),  # not about deadlines: ignored here
     }
-    policy = BudgetPolicy(SETTINGS, routes)
+    policy = BudgetPolicy.from_settings(SETTINGS, routes)
     assert budgets(policy, {}, path="/export/csv") == {(45.0, "route")}
     assert budgets(policy, {}, path="/huge") == {(60.0, "route")}  # capped
     assert budgets(policy, {}, path="/quick") == {(1.0, "route")}
@@ -140,14 +140,16 @@ def test_route_override_replaces_the_default_within_the_cap() -> None:
         (5.0, "x-bastion-timeout-ms")
     }
     assert policy.largest_budget() == 60.0
-    assert BudgetPolicy(SETTINGS, RouteTable(routes)).largest_budget() == 60.0
+    assert BudgetPolicy.from_settings(SETTINGS, RouteTable(routes)).largest_budget() == 60.0
 
 
 def test_envoy_header_only_from_trusted_proxies() -> None:
-    untrusted = BudgetPolicy(SETTINGS)
+    untrusted = BudgetPolicy.from_settings(SETTINGS)
     header = {"x-envoy-expected-rq-timeout-ms": "1500"}
     assert budgets(untrusted, header, peer="10.0.0.5") == {(10.0, "default")}
-    trusted = BudgetPolicy(SETTINGS.replace(trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),)))
+    trusted = BudgetPolicy.from_settings(
+        SETTINGS.replace(trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),))
+    )
     assert budgets(trusted, header, peer="10.0.0.5") == {(1.5, "x-envoy-expected-rq-timeout-ms")}
     assert budgets(trusted, header, peer="192.0.2.1") == {(10.0, "default")}
     # X-Forwarded-For is never the peer.
@@ -163,7 +165,7 @@ BAD = ["-5", "0", "NaN", "huge", "1e9", "99999999999", "", "1,2", "\x00", "\u066
 def test_malformed_values_are_ignored_and_recorded(
     value: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    policy = BudgetPolicy(SETTINGS)
+    policy = BudgetPolicy.from_settings(SETTINGS)
     with caplog.at_level(logging.DEBUG, logger="bastion.deadline"):
         assert budgets(policy, {"X-Bastion-Timeout-Ms": value}) == {(10.0, "default")}
         assert budgets(policy, {"grpc-timeout": value + "S"}) == {(10.0, "default")}
@@ -172,13 +174,13 @@ def test_malformed_values_are_ignored_and_recorded(
 
 
 def test_repeated_asgi_header_is_rejected_not_merged() -> None:
-    policy = BudgetPolicy(SETTINGS)
+    policy = BudgetPolicy.from_settings(SETTINGS)
     scope = asgi([("X-Bastion-Timeout-Ms", "100"), ("X-Bastion-Timeout-Ms", "9000")])
     assert policy.for_asgi(scope) == (10.0, "default")
 
 
 def test_huge_values_are_capped_and_recorded(caplog: pytest.LogCaptureFixture) -> None:
-    policy = BudgetPolicy(
+    policy = BudgetPolicy.from_settings(
         Settings(deadline_seconds=20.0, deadline_max_seconds=30.0),
         {"/long": Route(deadline_seconds=300.0)},
     )
@@ -189,7 +191,7 @@ def test_huge_values_are_capped_and_recorded(caplog: pytest.LogCaptureFixture) -
 
 
 def test_route_label_is_bounded() -> None:
-    policy = BudgetPolicy(SETTINGS, {"/reports/": Route(deadline_seconds=5.0)})
+    policy = BudgetPolicy.from_settings(SETTINGS, {"/reports/": Route(deadline_seconds=5.0)})
     assert policy.route_label("/reports/2024/q1") == "/reports/"
     assert policy.route_label("/players/123/stats") == "/players"
     labels = {policy.route_label(f"/id{i}/x") for i in range(500)}

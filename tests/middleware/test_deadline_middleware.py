@@ -22,10 +22,10 @@ from bastion.middleware.deadline.asgi import DeadlineASGIMiddleware
 from bastion.middleware.deadline.watchdog import get_watchdog
 from bastion.middleware.deadline.wsgi import DeadlineMiddleware
 from bastion.middleware.routes import Route
-from bastion.middleware.settings import Settings
+from bastion.settings import Mode, Settings
 
-ENFORCE = Settings(deadline="enforce", deadline_seconds=0.1)
-OBSERVE = Settings(deadline="observe", deadline_seconds=0.1)
+ENFORCE = Settings(deadline=Mode.ENFORCE, deadline_seconds=0.1)
+OBSERVE = Settings(deadline=Mode.OBSERVE, deadline_seconds=0.1)
 
 
 @pytest.fixture
@@ -96,13 +96,13 @@ def busy(seconds: float) -> None:
 
 
 def test_off_mode_returns_the_app_untouched() -> None:
-    app = DeadlineMiddleware(ok_app, Settings(deadline="off"))
+    app = DeadlineMiddleware.from_settings(ok_app, Settings(deadline=Mode.OFF))
     assert call(app)[2] == b"none"
 
 
 def test_budget_is_visible_and_routes_override_or_exempt() -> None:
     routes = {"/long": Route(deadline_seconds=5.0), "/free": Route(exempt_deadline=True)}
-    app = DeadlineMiddleware(ok_app, ENFORCE, routes=routes)
+    app = DeadlineMiddleware.from_settings(ok_app, ENFORCE, routes=routes)
     assert 0.05 < float(call(app)[2]) <= 0.1
     assert 4.9 < float(call(app, "/long")[2]) <= 5.0
     assert call(app, "/free")[2] == b"none"
@@ -117,7 +117,7 @@ def test_python_work_that_overruns_gets_the_problem_document(
         return [b"done"]
 
     started = time.monotonic()
-    status, headers, body = call(DeadlineMiddleware(cpu, ENFORCE), "/cpu")
+    status, headers, body = call(DeadlineMiddleware.from_settings(cpu, ENFORCE), "/cpu")
     assert time.monotonic() - started < 0.3
     assert status == problem.STATUS
     assert headers == list(problem.WSGI_HEADERS)
@@ -134,7 +134,7 @@ def test_an_app_that_swallows_the_exception_still_answers_504() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"made it anyway"]
 
-    status, headers, body = call(DeadlineMiddleware(stubborn, ENFORCE))
+    status, headers, body = call(DeadlineMiddleware.from_settings(stubborn, ENFORCE))
     assert (status, body) == (problem.STATUS, problem.BODY)
     assert ("Content-Type", "text/plain") not in headers
 
@@ -145,7 +145,7 @@ def test_a_late_answer_from_a_blocking_call_is_replaced() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"late"]
 
-    status, _, body = call(DeadlineMiddleware(blocked, ENFORCE))
+    status, _, body = call(DeadlineMiddleware.from_settings(blocked, ENFORCE))
     assert (status, body) == (problem.STATUS, problem.BODY)
 
 
@@ -155,7 +155,7 @@ def test_observe_mode_changes_nothing(outcomes: Callable[[], list[dict[str, Any]
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"slow but fine"]
 
-    assert call(DeadlineMiddleware(slow, OBSERVE), "/slow") == (
+    assert call(DeadlineMiddleware.from_settings(slow, OBSERVE), "/slow") == (
         "200 OK",
         [("Content-Type", "text/plain")],
         b"slow but fine",
@@ -186,7 +186,7 @@ def test_a_stream_cut_after_its_first_chunk_is_aborted(
             closed.set()
 
     with pytest.raises(DeadlineExceeded):
-        call(DeadlineMiddleware(stream, ENFORCE), "/stream")
+        call(DeadlineMiddleware.from_settings(stream, ENFORCE), "/stream")
     assert closed.is_set()  # the app's generator was closed
     assert outcomes()[0]["bastion.outcome"] == "aborted"
 
@@ -197,7 +197,7 @@ def test_a_stream_late_to_start_gets_the_504() -> None:
         busy(0.3)
         yield b"too late"
 
-    status, headers, body = call(DeadlineMiddleware(late, ENFORCE))
+    status, headers, body = call(DeadlineMiddleware.from_settings(late, ENFORCE))
     assert (status, headers, body) == (problem.STATUS, list(problem.WSGI_HEADERS), problem.BODY)
 
 
@@ -218,7 +218,7 @@ def test_a_late_stream_504_is_clean_even_behind_a_start_response_that_appends() 
         busy(0.3)
         yield b"too late"
 
-    app = DeadlineMiddleware(late, ENFORCE)
+    app = DeadlineMiddleware.from_settings(late, ENFORCE)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
     result = app(environ, lambda s, h, e=None: appending(s, h, e))
     body = b"".join(result)
@@ -235,7 +235,7 @@ def test_write_callable_apps_that_started_are_aborted() -> None:
         return []
 
     with pytest.raises(DeadlineExceeded):
-        call(DeadlineMiddleware(legacy, ENFORCE))
+        call(DeadlineMiddleware.from_settings(legacy, ENFORCE))
 
 
 @pytest.mark.slow
@@ -244,9 +244,9 @@ def test_no_exception_lands_after_requests_that_end_at_the_deadline() -> None:
     deadline; after each one the thread keeps running Python for 10 ms. An injected
     exception that outlived its request would surface there."""
     budget = 0.05
-    app = DeadlineMiddleware(
+    app = DeadlineMiddleware.from_settings(
         lambda environ, start_response: (busy(environ["work"]), ok_app(environ, start_response))[1],
-        Settings(deadline="enforce", deadline_seconds=budget),
+        Settings(deadline=Mode.ENFORCE, deadline_seconds=budget),
     )
     statuses: list[str] = []
     strays: list[BaseException] = []
@@ -312,7 +312,7 @@ async def answer(send: Any, body: bytes = b"ok") -> None:
 
 
 def test_asgi_cancels_and_answers_504(outcomes: Callable[[], list[dict[str, Any]]]) -> None:
-    app = DeadlineASGIMiddleware(asgi_app(sleeper), ENFORCE)
+    app = DeadlineASGIMiddleware.from_settings(asgi_app(sleeper), ENFORCE)
     started = time.monotonic()
     sent = asyncio.run(asgi_call(app, "/slow"))
     assert time.monotonic() - started < 0.3
@@ -330,7 +330,7 @@ def test_asgi_observe_mode_changes_nothing() -> None:
         await asyncio.sleep(0.2)
         await answer(send, b"fine")
 
-    sent = asyncio.run(asgi_call(DeadlineASGIMiddleware(asgi_app(slow), OBSERVE)))
+    sent = asyncio.run(asgi_call(DeadlineASGIMiddleware.from_settings(asgi_app(slow), OBSERVE)))
     assert [m.get("status") for m in sent] == [200, None] and sent[1]["body"] == b"fine"
 
 
@@ -343,7 +343,7 @@ def test_asgi_started_response_is_left_unfinished(
             await send({"type": "http.response.body", "body": b".", "more_body": True})
             await asyncio.sleep(0.01)
 
-    sent = asyncio.run(asgi_call(DeadlineASGIMiddleware(asgi_app(stream), ENFORCE)))
+    sent = asyncio.run(asgi_call(DeadlineASGIMiddleware.from_settings(asgi_app(stream), ENFORCE)))
     assert sent[0]["status"] == 200
     assert all(m.get("more_body") for m in sent[1:])  # never finished: the server aborts it
     assert outcomes()[0]["bastion.outcome"] == "aborted"
@@ -353,7 +353,7 @@ def test_asgi_passes_other_scopes_and_exempt_routes_through() -> None:
     async def check_budget(send: Any) -> None:
         await answer(send, b"none" if remaining() is None else b"set")
 
-    app = DeadlineASGIMiddleware(
+    app = DeadlineASGIMiddleware.from_settings(
         asgi_app(check_budget), ENFORCE, routes={"/free": Route(exempt_deadline=True)}
     )
     assert asyncio.run(asgi_call(app))[1]["body"] == b"set"
@@ -362,7 +362,7 @@ def test_asgi_passes_other_scopes_and_exempt_routes_through() -> None:
 
 
 def test_asgi_outside_cancellation_is_not_swallowed() -> None:
-    app = DeadlineASGIMiddleware(asgi_app(sleeper), Settings(deadline="enforce"))
+    app = DeadlineASGIMiddleware.from_settings(asgi_app(sleeper), Settings(deadline=Mode.ENFORCE))
 
     async def main() -> None:
         task = asyncio.create_task(asgi_call(app))
@@ -404,7 +404,7 @@ def test_wsgi_overrun_adds_an_event_to_the_current_span(spans: Any) -> None:
         start_response("200 OK", [])
         return [b"x"]
 
-    middleware = DeadlineMiddleware(cpu, OBSERVE)
+    middleware = DeadlineMiddleware.from_settings(cpu, OBSERVE)
 
     def traced(environ: Any, start_response: Any) -> Iterable[bytes]:
         with tracer.start_as_current_span("GET /cpu"):
@@ -419,7 +419,7 @@ def test_wsgi_overrun_adds_an_event_to_the_current_span(spans: Any) -> None:
 
 def test_asgi_overrun_adds_an_event_to_the_current_span(spans: Any) -> None:
     tracer, exporter = spans
-    middleware = DeadlineASGIMiddleware(asgi_app(sleeper), ENFORCE)
+    middleware = DeadlineASGIMiddleware.from_settings(asgi_app(sleeper), ENFORCE)
 
     async def traced(scope: Any, receive: Any, send: Any) -> None:
         with tracer.start_as_current_span("GET /slow"):

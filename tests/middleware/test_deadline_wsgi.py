@@ -33,11 +33,11 @@ from bastion.middleware.deadline.watchdog import (
     get_watchdog,
 )
 from bastion.middleware.deadline.wsgi import DeadlineMiddleware
-from bastion.middleware.settings import Settings
+from bastion.settings import Mode, Settings
 from tests.middleware.test_deadline_middleware import busy, call
 
-LONG = Settings(deadline="enforce", deadline_seconds=5.0)
-SHORT = Settings(deadline="enforce", deadline_seconds=0.1)
+LONG = Settings(deadline=Mode.ENFORCE, deadline_seconds=5.0)
+SHORT = Settings(deadline=Mode.ENFORCE, deadline_seconds=0.1)
 
 
 def assert_nothing_left() -> None:
@@ -62,7 +62,7 @@ def plain(environ: Any, start_response: Any) -> Iterable[bytes]:
     ids=["answers", "raises", "streams"],
 )
 def test_nothing_of_a_request_is_left_on_its_thread(app: Any) -> None:
-    wrapped = DeadlineMiddleware(app, LONG)
+    wrapped = DeadlineMiddleware.from_settings(app, LONG)
     for _ in range(3):
         with contextlib.suppress(ZeroDivisionError):
             call(wrapped)
@@ -74,7 +74,7 @@ def test_a_stream_closed_early_or_exhausted_without_close_leaves_nothing() -> No
         start_response("200 OK", [])
         yield from (b"a", b"b", b"c")
 
-    wrapped = DeadlineMiddleware(stream, LONG)
+    wrapped = DeadlineMiddleware.from_settings(stream, LONG)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
     body = wrapped(environ, lambda *a: None)
     assert next(iter(body)) == b"a"
@@ -90,7 +90,9 @@ def test_a_body_its_server_drops_unclosed_does_not_cap_the_threads_next_request(
         start_response("200 OK", [])
         yield from (b"a", b"b")
 
-    short = DeadlineMiddleware(stream, Settings(deadline="enforce", deadline_seconds=0.05))
+    short = DeadlineMiddleware.from_settings(
+        stream, Settings(deadline=Mode.ENFORCE, deadline_seconds=0.05)
+    )
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
     dropped = short(environ, lambda *a: None)
     assert next(iter(dropped)) == b"a"  # and never closed nor exhausted
@@ -101,7 +103,7 @@ def test_a_body_its_server_drops_unclosed_does_not_cap_the_threads_next_request(
         seen.append(remaining())
         return plain(environ, start_response)
 
-    assert call(DeadlineMiddleware(app, LONG))[0] == "200 OK"
+    assert call(DeadlineMiddleware.from_settings(app, LONG))[0] == "200 OK"
     assert seen[0] is not None and seen[0] > 4.5
     assert_nothing_left()
 
@@ -110,7 +112,7 @@ def test_the_servers_refusal_of_a_status_ends_the_request() -> None:
     def refusing(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         raise ValueError("invalid header value")  # as gunicorn refuses '\x01'
 
-    wrapped = DeadlineMiddleware(plain, LONG)
+    wrapped = DeadlineMiddleware.from_settings(plain, LONG)
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
     with pytest.raises(ValueError):
         wrapped(environ, refusing)
@@ -123,7 +125,7 @@ def test_the_watchdogs_exception_landing_while_a_request_ends_is_absorbed() -> N
     steps are done again, and nothing is pending once it returns. Here the watchdog
     is caught in the act (``busy``) and raises while the request waits for it."""
     watchdog = get_watchdog()
-    owner = DeadlineMiddleware(plain, LONG)
+    owner = DeadlineMiddleware.from_settings(plain, LONG)
     registration = Registration(owner, time.monotonic() + 5, 5, "t", {})
     watchdog.begin(registration)
     registration.busy = True
@@ -151,7 +153,9 @@ def test_a_nested_request_is_capped_by_the_outer_one_and_restores_it() -> None:
         seen.append(remaining())
         return plain(environ, start_response)
 
-    inner_app = DeadlineMiddleware(inner, Settings(deadline="enforce", deadline_seconds=60.0))
+    inner_app = DeadlineMiddleware.from_settings(
+        inner, Settings(deadline=Mode.ENFORCE, deadline_seconds=60.0)
+    )
 
     def outer(environ: Any, start_response: Any) -> Iterable[bytes]:
         seen.append(remaining())
@@ -159,7 +163,7 @@ def test_a_nested_request_is_capped_by_the_outer_one_and_restores_it() -> None:
         seen.append(remaining())
         return plain(environ, start_response)
 
-    assert call(DeadlineMiddleware(outer, LONG))[0] == "200 OK"
+    assert call(DeadlineMiddleware.from_settings(outer, LONG))[0] == "200 OK"
     assert all(left is not None and 4.5 < left <= 5.0 for left in seen), seen
     assert_nothing_left()
 
@@ -174,7 +178,7 @@ def test_a_scope_inside_a_request_keeps_the_earliest() -> None:
             seen.append(remaining())
         return plain(environ, start_response)
 
-    call(DeadlineMiddleware(app, LONG))
+    call(DeadlineMiddleware.from_settings(app, LONG))
     assert seen[0] is not None and 0.9 < seen[0] <= 1.0
     assert seen[1] is not None and 4.5 < seen[1] <= 5.0
 
@@ -216,7 +220,7 @@ def test_the_watchdog_waits_for_library_code_to_return_to_the_app() -> None:
             raise
         return plain(environ, start_response)
 
-    status, _, body = call(DeadlineMiddleware(app, SHORT))
+    status, _, body = call(DeadlineMiddleware.from_settings(app, SHORT))
     assert status == problem.STATUS and body == problem.BODY
     assert events[0].startswith("library returned") and events[1] == "interrupted in the app"
     assert float(events[0].split()[-1][:-1]) > 0.1  # it did run past the deadline
@@ -227,9 +231,9 @@ def test_an_answer_made_after_the_deadline_is_replaced() -> None:
         time.sleep(0.2)  # one blocking call: nothing can interrupt it
         return plain(environ, start_response)
 
-    assert call(DeadlineMiddleware(late, SHORT))[0] == problem.STATUS
-    observe = Settings(deadline="observe", deadline_seconds=0.1)
-    assert call(DeadlineMiddleware(late, observe))[0] == "200 OK"
+    assert call(DeadlineMiddleware.from_settings(late, SHORT))[0] == problem.STATUS
+    observe = Settings(deadline=Mode.OBSERVE, deadline_seconds=0.1)
+    assert call(DeadlineMiddleware.from_settings(late, observe))[0] == "200 OK"
 
 
 # --- reports ------------------------------------------------------------------------
@@ -262,7 +266,7 @@ def test_a_stuck_log_handler_does_not_stop_the_watchdog() -> None:
             return plain(environ, start_response)
 
         started = time.monotonic()
-        statuses = [call(DeadlineMiddleware(cpu, SHORT))[0] for _ in range(3)]
+        statuses = [call(DeadlineMiddleware.from_settings(cpu, SHORT))[0] for _ in range(3)]
         assert statuses == [problem.STATUS] * 3
         assert time.monotonic() - started < 3.0
     finally:
@@ -278,7 +282,7 @@ def test_the_overrun_log_names_the_request_and_its_stack(
         return plain(environ, start_response)
 
     with caplog.at_level(logging.WARNING, logger="bastion.deadline"):
-        call(DeadlineMiddleware(cpu, SHORT), "/reports/7")
+        call(DeadlineMiddleware.from_settings(cpu, SHORT), "/reports/7")
         from bastion.middleware.deadline.report import get_reporter
 
         assert get_reporter().flush()
@@ -317,7 +321,7 @@ def test_flask_answers_a_deadline_anywhere_without_a_500_log(
         if where == "teardown":
             busy(2.0)
 
-    app.wsgi_app = DeadlineMiddleware(app.wsgi_app, SHORT)  # type: ignore[method-assign]
+    app.wsgi_app = DeadlineMiddleware.from_settings(app.wsgi_app, SHORT)  # type: ignore[method-assign]
     with caplog.at_level(logging.ERROR):
         status, headers, body = call(app)
     assert status == problem.STATUS and body == problem.BODY
@@ -327,14 +331,14 @@ def test_flask_answers_a_deadline_anywhere_without_a_500_log(
 
 # --- forks ------------------------------------------------------------------------------
 def _child(queue: Any) -> None:
-    wrapped = DeadlineMiddleware(
+    wrapped = DeadlineMiddleware.from_settings(
         lambda environ, start_response: (busy(2.0), plain(environ, start_response))[1], SHORT
     )
     queue.put(call(wrapped)[0])
 
 
 def test_a_forked_child_enforces_deadlines_with_a_watchdog_of_its_own() -> None:
-    call(DeadlineMiddleware(plain, LONG))  # the parent's watchdog is running
+    call(DeadlineMiddleware.from_settings(plain, LONG))  # the parent's watchdog is running
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     process = context.Process(target=_child, args=(queue,))

@@ -15,9 +15,10 @@ import pytest
 from secure import Secure
 from secure.middleware import SecureWSGIMiddleware
 
-from bastion.middleware import Mode, Route, Settings
+from bastion.middleware import Mode, Route
 from bastion.middleware._header_policy import DEFAULT_WINNERS
 from bastion.middleware.headers import NONCE_KEY, SecurityHeadersMiddleware
+from bastion.settings import Settings
 
 Headers = list[tuple[str, str]]
 API = {
@@ -78,26 +79,27 @@ JSON = [("Content-Type", "application/json")]
 
 # --- presets ---------------------------------------------------------------------------
 def test_api_preset_over_http_sends_the_issue_s_headers_and_no_hsts() -> None:
-    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(JSON), settings()))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(wsgi_app(JSON), settings()))
     assert as_dict(headers) == {"content-type": "application/json", **API}
 
 
 def test_api_preset_over_https_adds_two_year_hsts() -> None:
     _, headers, _ = call(
-        SecurityHeadersMiddleware(wsgi_app(JSON), settings()), **{"wsgi.url_scheme": "https"}
+        SecurityHeadersMiddleware.from_settings(wsgi_app(JSON), settings()),
+        **{"wsgi.url_scheme": "https"},
     )
     assert as_dict(headers)["strict-transport-security"] == HSTS
 
 
 def test_hsts_max_age_zero_disables_it() -> None:
-    mw = SecurityHeadersMiddleware(wsgi_app(JSON), settings(hsts_max_age=0))
+    mw = SecurityHeadersMiddleware.from_settings(wsgi_app(JSON), settings(hsts_max_age=0))
     _, headers, _ = call(mw, **{"wsgi.url_scheme": "https"})
     assert "strict-transport-security" not in as_dict(headers)
 
 
 def test_html_preset_nonce_is_fresh_per_request_and_in_the_environ() -> None:
     app = wsgi_app([("Content-Type", "text/html; charset=utf-8")])
-    mw = SecurityHeadersMiddleware(app, settings(headers_preset="html"))
+    mw = SecurityHeadersMiddleware.from_settings(app, settings(headers_preset="html"))
     nonces = set()
     for _ in range(20):
         _, headers, env = call(mw)
@@ -116,7 +118,9 @@ def test_html_preset_nonce_is_fresh_per_request_and_in_the_environ() -> None:
 
 def test_html_preset_connect_src_lists_the_configured_origins_only() -> None:
     app = wsgi_app([("Content-Type", "text/html; charset=utf-8")])
-    plain = as_dict(call(SecurityHeadersMiddleware(app, settings(headers_preset="html")))[1])
+    plain = as_dict(
+        call(SecurityHeadersMiddleware.from_settings(app, settings(headers_preset="html")))[1]
+    )
     assert "connect-src" not in plain["content-security-policy"]  # falls back to 'self'
     connected = Settings.from_env(
         {
@@ -124,7 +128,7 @@ def test_html_preset_connect_src_lists_the_configured_origins_only() -> None:
             "BASTION_CSP_CONNECT_SRC": "https://API.example.com/, https://*.example.org:8443",
         }
     )
-    _, headers, _ = call(SecurityHeadersMiddleware(app, connected))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(app, connected))
     csp = as_dict(headers)["content-security-policy"]
     assert "connect-src 'self' https://api.example.com https://*.example.org:8443" in csp
     assert "default-src 'self'" in csp
@@ -139,23 +143,23 @@ def test_csp_connect_src_refuses_what_is_not_an_origin_a_page_may_call(value: st
 def test_html_preset_replaces_the_app_s_cache_control_on_nonce_bearing_html_only() -> None:
     s = settings(headers_preset="html")
     page = [("Content-Type", "text/html"), ("Cache-Control", "public, max-age=600")]
-    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(page), s))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(wsgi_app(page), s))
     assert as_dict(headers)["cache-control"] == "no-store"
     script = [("Cache-Control", "public, max-age=600"), ("Content-Type", "text/javascript")]
-    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(script), s))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(wsgi_app(script), s))
     assert as_dict(headers)["cache-control"] == "public, max-age=600"
 
 
 def test_api_preset_keeps_the_app_s_cache_control() -> None:
     app = wsgi_app([*JSON, ("Cache-Control", "public, max-age=60")])
-    _, headers, _ = call(SecurityHeadersMiddleware(app, settings()))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(app, settings()))
     assert as_dict(headers)["cache-control"] == "public, max-age=60"
 
 
 def test_report_only_and_report_endpoint_over_https() -> None:
     s = settings(csp_report_only=True, csp_report_uri="https://reports.example.com/csp")
     _, headers, _ = call(
-        SecurityHeadersMiddleware(wsgi_app(JSON), s), **{"wsgi.url_scheme": "https"}
+        SecurityHeadersMiddleware.from_settings(wsgi_app(JSON), s), **{"wsgi.url_scheme": "https"}
     )
     found = as_dict(headers)
     assert "content-security-policy" not in found
@@ -170,7 +174,7 @@ def test_report_only_and_report_endpoint_over_https() -> None:
 def test_plain_http_gets_report_uri_only_even_without_hsts() -> None:
     # Chromium ignores Reporting-Endpoints on http and report-uri next to report-to.
     s = settings(csp_report_path="/csp-reports", hsts_max_age=0)
-    mw = SecurityHeadersMiddleware(wsgi_app(JSON), s)
+    mw = SecurityHeadersMiddleware.from_settings(wsgi_app(JSON), s)
     _, headers, _ = call(mw)
     found = as_dict(headers)
     assert found["content-security-policy"].endswith("; report-uri /csp-reports")
@@ -186,7 +190,7 @@ def test_plain_http_gets_report_uri_only_even_without_hsts() -> None:
 
 def test_html_preset_asks_for_report_samples() -> None:
     s = settings(headers_preset="html")
-    _, headers, env = call(SecurityHeadersMiddleware(wsgi_app(JSON), s))
+    _, headers, env = call(SecurityHeadersMiddleware.from_settings(wsgi_app(JSON), s))
     csp = as_dict(headers)["content-security-policy"]
     nonce = env[NONCE_KEY]
     assert f"script-src 'nonce-{nonce}' 'strict-dynamic' 'report-sample'" in csp
@@ -201,8 +205,10 @@ def test_report_intake_answers_may_be_read_cross_origin(winner: str) -> None:
         csp_report_path="/csp-reports",
         headers_merge={"cross-origin-resource-policy": winner},
     )
-    inner = CSPReportMiddleware(wsgi_app(JSON), s)
-    mw = SecurityHeadersMiddleware(inner, s, routes={"/api/": Route(headers={"X-A": "1"})})
+    inner = CSPReportMiddleware.from_settings(wsgi_app(JSON), s)
+    mw = SecurityHeadersMiddleware.from_settings(
+        inner, s, routes={"/api/": Route(headers={"X-A": "1"})}
+    )
     _, headers, _ = call(mw, PATH_INFO="/csp-reports", REQUEST_METHOD="POST")
     found = as_dict(headers)
     assert found["cross-origin-resource-policy"] == "cross-origin"
@@ -214,7 +220,7 @@ def test_report_intake_answers_may_be_read_cross_origin(winner: str) -> None:
 
 def test_report_path_is_the_report_uri_when_no_uri_is_given() -> None:
     s = settings(csp_report_path="/csp-reports")
-    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(JSON), s))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(wsgi_app(JSON), s))
     assert "report-uri /csp-reports" in as_dict(headers)["content-security-policy"]
 
 
@@ -228,7 +234,7 @@ def test_server_and_powered_by_are_removed_and_every_set_cookie_kept() -> None:
         ("X-Powered-By", "Flask"),
         ("set-cookie", "b=2; HttpOnly"),
     ]
-    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(app_headers), settings()))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(wsgi_app(app_headers), settings()))
     names = [n.lower() for n, _ in headers]
     assert "server" not in names and "x-powered-by" not in names
     assert [h for h in headers if h[0].lower() == "set-cookie"] == [
@@ -249,7 +255,7 @@ def test_secure_s_own_middleware_loses_set_cookie_which_bastion_keeps() -> None:
     _, theirs, _ = call(
         SecureWSGIMiddleware(wsgi_app(app_headers), secure=Secure.with_default_headers())
     )  # type: ignore[arg-type]
-    _, ours, _ = call(SecurityHeadersMiddleware(wsgi_app(app_headers), settings()))
+    _, ours, _ = call(SecurityHeadersMiddleware.from_settings(wsgi_app(app_headers), settings()))
     assert ("Set-Cookie", "session=1") not in theirs
     assert ("Set-Cookie", "session=1") in ours
 
@@ -257,7 +263,9 @@ def test_secure_s_own_middleware_loses_set_cookie_which_bastion_keeps() -> None:
 @pytest.mark.parametrize(("header", "winner"), sorted(DEFAULT_WINNERS.items()))
 def test_default_winner_per_header(header: str, winner: str) -> None:
     app = wsgi_app([*JSON, (header.title(), "app-value")])
-    _, headers, _ = call(SecurityHeadersMiddleware(app, settings()), **{"wsgi.url_scheme": "https"})
+    _, headers, _ = call(
+        SecurityHeadersMiddleware.from_settings(app, settings()), **{"wsgi.url_scheme": "https"}
+    )
     values = [v for n, v in headers if n.lower() == header]
     if winner == "app":
         assert values == ["app-value"]
@@ -268,7 +276,7 @@ def test_default_winner_per_header(header: str, winner: str) -> None:
 def test_merge_setting_flips_winners() -> None:
     s = settings(headers_merge={"x-frame-options": "bastion", "x-content-type-options": "app"})
     app = wsgi_app([("X-Frame-Options", "SAMEORIGIN"), ("X-Content-Type-Options", "none")])
-    _, headers, _ = call(SecurityHeadersMiddleware(app, s))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(app, s))
     found = as_dict(headers)
     assert found["x-frame-options"] == "DENY"
     assert found["x-content-type-options"] == "none"
@@ -276,19 +284,19 @@ def test_merge_setting_flips_winners() -> None:
 
 def test_merge_setting_can_keep_the_server_header() -> None:
     s = settings(headers_merge={"server": "app"})
-    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app([("Server", "svc")]), s))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(wsgi_app([("Server", "svc")]), s))
     assert as_dict(headers)["server"] == "svc"
 
 
 def test_app_multiple_csp_headers_are_all_kept_when_the_app_wins() -> None:
     app = wsgi_app([("Content-Security-Policy", "a"), ("Content-Security-Policy", "b")])
-    _, headers, _ = call(SecurityHeadersMiddleware(app, settings()))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(app, settings()))
     assert [v for n, v in headers if n == "Content-Security-Policy"] == ["a", "b"]
 
 
 def test_strict_transport_security_from_the_app_over_http_is_dropped() -> None:
     app = wsgi_app([("Strict-Transport-Security", "max-age=0")])
-    _, headers, _ = call(SecurityHeadersMiddleware(app, settings()))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(app, settings()))
     assert "strict-transport-security" not in as_dict(headers)
 
 
@@ -303,7 +311,7 @@ def test_second_start_response_with_exc_info_is_merged_too() -> None:
             start_response("500 Internal Server Error", [("Server", "x")], sys.exc_info())
         return [b"oops"]
 
-    status, headers, _ = call(SecurityHeadersMiddleware(app, settings()))
+    status, headers, _ = call(SecurityHeadersMiddleware.from_settings(app, settings()))
     assert status.startswith("500") and "server" not in as_dict(headers)
 
 
@@ -327,7 +335,7 @@ def test_forwarded_proto_is_believed_only_from_trusted_proxies(
     remote: str, proto: str, trusted: tuple[str, ...], expected: bool
 ) -> None:
     s = settings(trusted_proxies=tuple(ipaddress.ip_network(t) for t in trusted))
-    mw = SecurityHeadersMiddleware(wsgi_app(JSON), s)
+    mw = SecurityHeadersMiddleware.from_settings(wsgi_app(JSON), s)
     _, headers, _ = call(mw, REMOTE_ADDR=remote, HTTP_X_FORWARDED_PROTO=proto)
     assert ("strict-transport-security" in as_dict(headers)) is expected
 
@@ -337,7 +345,7 @@ def test_exempt_paths_and_routes_leave_the_response_untouched() -> None:
     app_headers = [*JSON, ("Server", "svc")]
     s = settings(headers_exempt_paths=("/healthz", "/docs/"))
     routes = {"/metrics": Route(exempt_headers=True)}
-    mw = SecurityHeadersMiddleware(wsgi_app(app_headers), s, routes=routes)
+    mw = SecurityHeadersMiddleware.from_settings(wsgi_app(app_headers), s, routes=routes)
     for path in ("/healthz", "/docs/index.html", "/metrics"):
         _, headers, _ = call(mw, PATH_INFO=path)
         assert headers == app_headers, path
@@ -354,7 +362,7 @@ def test_route_header_values_replace_and_remove() -> None:
             }
         )
     }
-    mw = SecurityHeadersMiddleware(wsgi_app(JSON), settings(), routes=routes)
+    mw = SecurityHeadersMiddleware.from_settings(wsgi_app(JSON), settings(), routes=routes)
     _, headers, _ = call(mw, PATH_INFO="/docs/ui")
     found = as_dict(headers)
     assert found["content-security-policy"] == "default-src 'self' cdn.example"
@@ -366,9 +374,9 @@ def test_route_header_values_replace_and_remove() -> None:
 def test_route_header_value_with_newline_is_refused_at_startup() -> None:
     routes = {"/x": Route(headers={"X-Test": "a\r\nSet-Cookie: evil=1"})}
     with pytest.raises(ValueError, match="CR/LF"):
-        SecurityHeadersMiddleware(wsgi_app(JSON), settings(), routes=routes)
+        SecurityHeadersMiddleware.from_settings(wsgi_app(JSON), settings(), routes=routes)
     with pytest.raises(ValueError, match="not an HTTP header name"):
-        SecurityHeadersMiddleware(
+        SecurityHeadersMiddleware.from_settings(
             wsgi_app(JSON), settings(), routes={"/x": Route(headers={"X Y": "1"})}
         )
 
@@ -378,7 +386,9 @@ def test_observe_sends_only_the_csp_report_only_and_logs_once_per_path(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app_headers = [*JSON, ("Server", "svc"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
-    mw = SecurityHeadersMiddleware(wsgi_app(app_headers), settings(headers=Mode.OBSERVE))
+    mw = SecurityHeadersMiddleware.from_settings(
+        wsgi_app(app_headers), settings(headers=Mode.OBSERVE)
+    )
     with caplog.at_level(logging.INFO, logger="bastion.headers"):
         for _ in range(3):
             _, headers, _ = call(mw)
@@ -435,7 +445,7 @@ def test_observe_logs_a_route_once_when_threads_race_for_it(
         start_response("200 OK", list(JSON))
         return [b"{}"]
 
-    mw = SecurityHeadersMiddleware(app, settings(headers=Mode.OBSERVE))
+    mw = SecurityHeadersMiddleware.from_settings(app, settings(headers=Mode.OBSERVE))
     with caplog.at_level(logging.INFO, logger="bastion.headers"):
         workers = [threading.Thread(target=call, args=(mw,)) for _ in range(threads)]
         for worker in workers:
@@ -449,7 +459,7 @@ def test_observe_logs_a_route_once_when_threads_race_for_it(
 def test_observe_html_report_only_carries_the_nonce_and_keeps_the_app_s_cache() -> None:
     page = [("Content-Type", "text/html"), ("Cache-Control", "public, max-age=60")]
     s = settings(headers=Mode.OBSERVE, headers_preset="html", csp_report_path="/csp-reports")
-    mw = SecurityHeadersMiddleware(wsgi_app(page), s)
+    mw = SecurityHeadersMiddleware.from_settings(wsgi_app(page), s)
     _, headers, env = call(mw, **{"wsgi.url_scheme": "https"})
     found = as_dict(headers)
     assert set(found) == {
@@ -469,11 +479,11 @@ def test_observe_html_report_only_carries_the_nonce_and_keeps_the_app_s_cache() 
 
 def test_observe_leaves_out_bastion_s_policy_where_the_app_s_csp_wins() -> None:
     own = [*JSON, ("Content-Security-Policy", "default-src 'self'")]
-    mw = SecurityHeadersMiddleware(wsgi_app(own), settings(headers=Mode.OBSERVE))
+    mw = SecurityHeadersMiddleware.from_settings(wsgi_app(own), settings(headers=Mode.OBSERVE))
     _, headers, _ = call(mw)
     assert headers == own
     s = settings(headers=Mode.OBSERVE, headers_merge={"content-security-policy": "bastion"})
-    _, headers, _ = call(SecurityHeadersMiddleware(wsgi_app(own), s))
+    _, headers, _ = call(SecurityHeadersMiddleware.from_settings(wsgi_app(own), s))
     assert headers == [
         *own,
         ("Content-Security-Policy-Report-Only", API["content-security-policy"]),
@@ -486,7 +496,9 @@ def test_observe_uses_a_route_s_own_policy_and_exemptions() -> None:
         "/bare": Route(headers={"Content-Security-Policy": None}),
         "/healthz": Route(exempt_headers=True),
     }
-    mw = SecurityHeadersMiddleware(wsgi_app(JSON), settings(headers=Mode.OBSERVE), routes=routes)
+    mw = SecurityHeadersMiddleware.from_settings(
+        wsgi_app(JSON), settings(headers=Mode.OBSERVE), routes=routes
+    )
     _, headers, _ = call(mw, PATH_INFO="/docs/a")
     assert as_dict(headers)["content-security-policy-report-only"] == "default-src 'self'"
     for path in ("/bare", "/healthz"):
@@ -550,7 +562,9 @@ def test_invalid_merge_setting_fails_at_startup_naming_it(raw: str) -> None:
 
 def test_exempt_path_issues_no_nonce() -> None:
     s = settings(headers_preset="html", headers_exempt_paths=("/healthz",))
-    _, _, env = call(SecurityHeadersMiddleware(wsgi_app(JSON), s), PATH_INFO="/healthz")
+    _, _, env = call(
+        SecurityHeadersMiddleware.from_settings(wsgi_app(JSON), s), PATH_INFO="/healthz"
+    )
     assert NONCE_KEY not in env
 
 
@@ -560,7 +574,7 @@ def test_observe_headers_with_cors_enforced_logs_only_header_changes(
     from bastion.middleware.cors import CORSMiddleware
 
     s = settings(headers=Mode.OBSERVE, cors_origins=("https://app.example.com",))
-    mw = SecurityHeadersMiddleware(CORSMiddleware(wsgi_app(JSON), s), s)
+    mw = SecurityHeadersMiddleware.from_settings(CORSMiddleware.from_settings(wsgi_app(JSON), s), s)
     with caplog.at_level(logging.INFO, logger="bastion.headers"):
         _, headers, _ = call(mw, HTTP_ORIGIN="https://app.example.com")
     found = as_dict(headers)

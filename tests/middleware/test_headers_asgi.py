@@ -39,7 +39,9 @@ async def _json(request: Request) -> Response:
 def asgi(**kw: Any) -> TestClient:
     app = Starlette(routes=[StarletteRoute("/page", _page), StarletteRoute("/json", _json)])
     routes = kw.pop("routes", None)
-    return TestClient(SecurityHeadersASGIMiddleware(app, settings(**kw), routes=routes))
+    return TestClient(
+        SecurityHeadersASGIMiddleware.from_settings(app, settings(**kw), routes=routes)
+    )
 
 
 def test_asgi_api_preset_and_set_cookies() -> None:
@@ -111,7 +113,9 @@ def test_asgi_hsts_over_https_and_from_trusted_proxy_only(
 ) -> None:
 
     s = settings(trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"),))
-    app = SecurityHeadersASGIMiddleware(Starlette(routes=[StarletteRoute("/json", _json)]), s)
+    app = SecurityHeadersASGIMiddleware.from_settings(
+        Starlette(routes=[StarletteRoute("/json", _json)]), s
+    )
     headers = [(b"host", b"svc")] + ([(b"x-forwarded-proto", proto)] if proto else [])
     got = asyncio.run(_drive(app, client, headers, scheme))
     assert (b"strict-transport-security" in got) is expected
@@ -148,7 +152,7 @@ def test_asgi_non_http_scopes_pass_through_untouched(kind: str) -> None:
         return {}
 
     scope = {"type": kind, "path": "/", "headers": []}
-    mw = SecurityHeadersASGIMiddleware(app, settings(headers_preset="html"))
+    mw = SecurityHeadersASGIMiddleware.from_settings(app, settings(headers_preset="html"))
     asyncio.run(mw(scope, receive, send))
     assert seen == [scope] and NONCE_KEY not in scope
     assert sent == [{"type": f"{kind}.marker", "headers": [(b"server", b"x")]}]
@@ -166,7 +170,7 @@ def test_asgi_mixed_case_app_header_names_are_governed_too() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    got = TestClient(SecurityHeadersASGIMiddleware(app, settings())).get("/")
+    got = TestClient(SecurityHeadersASGIMiddleware.from_settings(app, settings())).get("/")
     assert "server" not in got.headers and "x-powered-by" not in got.headers
     assert got.headers.get_list("set-cookie") == ["a=1", "b=2"]
     assert got.headers.get_list("x-frame-options") == ["SAMEORIGIN"]  # the app wins it

@@ -20,9 +20,10 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from bastion.middleware import Mode, Settings, protect
+from bastion.middleware import Mode, protect
 from bastion.middleware.cors import CORSASGIMiddleware, CORSMiddleware
 from bastion.middleware.headers import NONCE_KEY
+from bastion.settings import Settings
 
 APP_ORIGIN = "https://app.example.com"
 DOCS_CSP = b"default-src * 'unsafe-inline' 'unsafe-eval'"
@@ -173,8 +174,8 @@ def test_wsgi_layers_never_edit_the_apps_constant_header_lists(
 
 def test_the_cors_layers_alone_leave_the_apps_messages_alone() -> None:
     snapshot = copy.deepcopy(CONSTANTS)
-    asgi = CORSASGIMiddleware(constant_app, SETTINGS)
-    wsgi = CORSMiddleware(constant_wsgi_app, SETTINGS)
+    asgi = CORSASGIMiddleware.from_settings(constant_app, SETTINGS)
+    wsgi = CORSMiddleware.from_settings(constant_wsgi_app, SETTINGS)
     for _ in range(3):
         _, sent = asyncio.run(_one(asgi, "page", APP_ORIGIN))
         assert dict(sent[0]["headers"])[b"access-control-allow-origin"] == APP_ORIGIN.encode()

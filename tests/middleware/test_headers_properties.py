@@ -17,9 +17,10 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bastion.middleware import Mode, Settings
+from bastion.middleware import Mode
 from bastion.middleware._cors_policy import ACCESS_CONTROL_HEADERS
 from bastion.middleware._header_policy import DEFAULT_WINNERS, REMOVED
+from bastion.settings import Settings
 from tests.apps.headers_harness import STACKS, Stack
 
 EXACT = ("https://app.example.com", "http://localhost:3000", "null")

@@ -21,11 +21,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from bastion.middleware import Settings
 from bastion.middleware.csp_reports import CSPReportASGIMiddleware, CSPReportMiddleware
 from bastion.middleware.deadline.inbound import BudgetPolicy
 from bastion.middleware.headers import SecurityHeadersASGIMiddleware
 from bastion.middleware.proxies import Hop, TrustedProxies, ip_of, join_asgi_header
+from bastion.settings import Settings
 from tests.middleware.test_headers import settings as header_settings
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8:1::/48"))
@@ -212,14 +212,18 @@ async def _plain(scope: Any, receive: Any, send: Any) -> None:
 def test_asgi_hsts_reads_the_proxys_line_of_repeated_x_forwarded_proto(
     lines: list[bytes], hsts: bool
 ) -> None:
-    app = SecurityHeadersASGIMiddleware(_plain, header_settings(trusted_proxies=TRUSTED))
+    app = SecurityHeadersASGIMiddleware.from_settings(
+        _plain, header_settings(trusted_proxies=TRUSTED)
+    )
     headers = [(b"x-forwarded-proto", line) for line in lines]
     got = asyncio.run(_drive(app, ("10.0.0.1", 5000), headers))
     assert (b"strict-transport-security" in got) is hsts
 
 
 def test_asgi_hsts_from_a_trusted_proxy_on_a_dual_stack_socket() -> None:
-    app = SecurityHeadersASGIMiddleware(_plain, header_settings(trusted_proxies=TRUSTED))
+    app = SecurityHeadersASGIMiddleware.from_settings(
+        _plain, header_settings(trusted_proxies=TRUSTED)
+    )
     got = asyncio.run(_drive(app, ("::ffff:10.0.0.1", 5000), [(b"x-forwarded-proto", b"https")]))
     assert b"strict-transport-security" in got
 
@@ -250,7 +254,7 @@ def _asgi_reports(app: Any, client: str, headers: list[tuple[bytes, bytes]]) -> 
 
 
 def test_ipv4_clients_of_a_dual_stack_listener_keep_their_own_rate_limit_buckets() -> None:
-    app = CSPReportASGIMiddleware(
+    app = CSPReportASGIMiddleware.from_settings(
         _plain, Settings(csp_report_path="/csp", csp_report_rate_per_minute=2)
     )
     a = [_asgi_reports(app, "::ffff:198.51.100.7", []) for _ in range(3)]
@@ -264,7 +268,7 @@ def test_a_client_cannot_pick_its_rate_limit_key_with_a_first_x_forwarded_for_li
     settings = Settings(
         csp_report_path="/csp", csp_report_rate_per_minute=10, trusted_proxies=TRUSTED
     )
-    app = CSPReportASGIMiddleware(_plain, settings)
+    app = CSPReportASGIMiddleware.from_settings(_plain, settings)
     statuses = [
         _asgi_reports(
             app,
@@ -278,8 +282,8 @@ def test_a_client_cannot_pick_its_rate_limit_key_with_a_first_x_forwarded_for_li
 
 def test_wsgi_and_asgi_intakes_key_the_same_client() -> None:
     settings = Settings(csp_report_path="/csp", trusted_proxies=TRUSTED)
-    wsgi = CSPReportMiddleware(lambda e, s: [], settings)
-    asgi = CSPReportASGIMiddleware(_plain, settings)
+    wsgi = CSPReportMiddleware.from_settings(lambda e, s: [], settings)
+    asgi = CSPReportASGIMiddleware.from_settings(_plain, settings)
     environ = {"REMOTE_ADDR": "::ffff:10.0.0.1", "HTTP_X_FORWARDED_FOR": "1.2.3.4, 2001:db8:9::5"}
     scope = {
         "client": ("10.0.0.1", 1),
@@ -289,7 +293,7 @@ def test_wsgi_and_asgi_intakes_key_the_same_client() -> None:
 
 
 def test_envoy_deadline_header_from_a_trusted_proxy_on_a_dual_stack_socket() -> None:
-    policy = BudgetPolicy(Settings(trusted_proxies=TRUSTED, deadline_seconds=10.0))
+    policy = BudgetPolicy.from_settings(Settings(trusted_proxies=TRUSTED, deadline_seconds=10.0))
     header = [(b"x-envoy-expected-rq-timeout-ms", b"1500")]
     scope = {"path": "/", "headers": header, "client": ("::ffff:10.0.0.5", 1)}
     assert policy.for_asgi(scope) == (1.5, "x-envoy-expected-rq-timeout-ms")

@@ -24,10 +24,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 from starlette.testclient import TestClient
 
-from bastion.middleware import Mode, Route, Settings, protect
+from bastion.middleware import Mode, Route, protect
 from bastion.middleware import settings as settings_module
 from bastion.middleware.cors import CORSASGIMiddleware
 from bastion.middleware.headers import NONCE_KEY, SecurityHeadersASGIMiddleware
+from bastion.settings import Settings
 
 APP = "https://app.example.com"
 
@@ -144,12 +145,11 @@ def test_bare_asgi_function_and_callable_object() -> None:
 
 
 def test_explicit_classes_compose_in_starlette_middleware_list() -> None:
-    s = settings()
     app = Starlette(
         routes=[StarletteRoute("/", _json)],
-        middleware=[
-            Middleware(SecurityHeadersASGIMiddleware, settings=s),
-            Middleware(CORSASGIMiddleware, settings=s),
+        middleware=[  # keyword arguments, as Starlette's own middleware take them
+            Middleware(SecurityHeadersASGIMiddleware, preset="api"),
+            Middleware(CORSASGIMiddleware, allow_origins=[APP]),
         ],
     )
     client = TestClient(app)

@@ -11,11 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.middleware._flags import FlagError
-from bastion.middleware.settings import (
+from bastion.settings import (
     Mode,
     Settings,
     SettingsError,
-    _bound_fields,
     render,
 )
 
@@ -196,7 +195,7 @@ def test_values_set_in_code_get_the_same_checks() -> None:
 
 
 # --- every parser: a value that round-trips, or that message -----------------------------
-_PARSED = [(f.metadata["env"], f.metadata["parse"]) for f in _bound_fields()]
+_PARSED = [(f.metadata["env"], f.metadata["parse"]) for f in Settings.bound_fields()]
 _ALPHABET = st.sampled_from(
     [*"0123456789abcxyzABC.,;:=/*-_ %\"'[]?@!", "\u0661", "报", "é", "\t", "\x00", "e", "+"]
 )

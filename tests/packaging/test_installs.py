@@ -132,23 +132,26 @@ def test_the_core_install_protects_an_asgi_app(lean_python: str, tmp_path: Path)
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("module", "extra", "missing"),
+    ("statement", "extra", "missing"),
     [
-        ("bastion.instrumentation.bigquery", "bigquery", "google"),
-        ("bastion.instrumentation.http", "http", "requests"),
-        ("bastion.cli", "cli", "click"),
-        ("bastion.localbq", "localbq", "sqlglot"),
+        ("from bastion.instrumentation.bigquery import BigQueryInstrumentor", "bigquery", "google"),
+        ("import bastion.instrumentation.bigquery.instrumentor", "bigquery", "google"),
+        ("from bastion.instrumentation.bigquery import analyze", "bigquery", "sqlglot"),
+        ("from bastion.instrumentation.http import HttpInstrumentor", "http", "requests"),
+        ("import bastion.instrumentation.http.instrumentor", "http", "requests"),
+        ("import bastion.cli", "cli", "click"),
+        ("import bastion.localbq", "localbq", "sqlglot"),
     ],
 )
 def test_a_missing_extra_is_named(
-    lean_python: str, tmp_path: Path, module: str, extra: str, missing: str
+    lean_python: str, tmp_path: Path, statement: str, extra: str, missing: str
 ) -> None:
     result = run(
         lean_python,
         f"""
         from bastion._extras import MissingExtra
         try:
-            import {module}
+            {statement}
         except MissingExtra as error:
             print(error.extra, error.name, error)
         """,
@@ -158,6 +161,31 @@ def test_a_missing_extra_is_named(
     named_extra, name, message = result.stdout.strip().split(" ", 2)
     assert (named_extra, name.split(".")[0]) == (extra, missing)
     assert f"pip install 'bastion[{extra}]'" in message
+
+
+@pytest.mark.slow
+def test_every_setting_is_read_and_checked_without_the_extras(
+    lean_python: str, tmp_path: Path
+) -> None:
+    """The outbound guards' settings live beside them, yet import on the core install:
+    a bad BigQuery value still fails at startup, naming the variable."""
+    result = run(
+        lean_python,
+        """
+        from bastion.settings import Settings, SettingsError
+        from bastion.instrumentation.bigquery import BigQuerySettings
+        from bastion.instrumentation.http import HTTPSettings
+        assert Settings.from_env({}).bq_timeout_read == 60
+        assert HTTPSettings.from_env({"BASTION_HTTP": "enforce"}).http.enforcing
+        try:
+            BigQuerySettings.from_env({"BASTION_BQ_TIMEOUT_READ": "soon"})
+        except SettingsError as error:
+            print(error.errors[0].name)
+        """,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "BASTION_BQ_TIMEOUT_READ"
 
 
 @pytest.mark.slow
