@@ -111,7 +111,11 @@ def test_the_table_has_every_settings_field_with_default_and_allowed_values(
     for row in rows:
         assert row["allowed"], row
     settings_module = importlib.import_module("bastion.settings")
+    page = hook.settings_markdown()
     for group in settings_module.GROUPS:  # each guard's settings are one section
+        home = re.search(rf"Defined in `([\w.]+)\.{group.__qualname__}`", page)
+        assert home is not None and "._" not in home[1], group  # a public import path
+        assert getattr(importlib.import_module(home[1]), group.__qualname__) is group
         assert {
             r["section"] for r in rows if r["env"] in {e for e, _, _ in group.flag_table()}
         } == {group.title}

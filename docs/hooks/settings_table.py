@@ -82,8 +82,17 @@ def rows() -> list[dict[str, str]]:
     ]
 
 
+#: Where a group defined in a private module is imported from.
+_PUBLIC_HOMES = {
+    "HeaderSettings": "bastion.middleware.headers",
+    "CORSSettings": "bastion.middleware.cors",
+    "TelemetrySettings": "bastion.instrumentation.telemetry",
+}
+
+
 def _home(group: type[SettingsGroup]) -> str:
-    return f"Defined in `{group.__module__}.{group.__qualname__}`."
+    module = _PUBLIC_HOMES.get(group.__qualname__, group.__module__)
+    return f"Defined in `{module}.{group.__qualname__}`."
 
 
 def _cell(text: str) -> str:
